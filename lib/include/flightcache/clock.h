@@ -1,0 +1,33 @@
+// Clock: the injected source of time for the core.
+//
+// Everything in lib/ that needs "now" takes a `const Clock&` so tests can drive time by hand
+// (tests/testing/fake_clock.h). `SystemClock` is monotonic: its absl::Time values never jump
+// backwards with wall-clock adjustments, so they are good for deadlines and TTLs but are not
+// calendar times.
+//
+// Thread-safety: Now() is thread-safe for every implementation.
+#ifndef FLIGHTCACHE_CLOCK_H_
+#define FLIGHTCACHE_CLOCK_H_
+
+#include "absl/time/time.h"
+
+namespace flightcache {
+
+class Clock {
+ public:
+  virtual ~Clock() = default;
+  virtual absl::Time Now() const = 0;
+};
+
+// Monotonic time (std::chrono::steady_clock) expressed as absl::Time.
+class SystemClock final : public Clock {
+ public:
+  absl::Time Now() const override;
+
+  // A process-wide instance; never destroyed.
+  static const SystemClock& Get();
+};
+
+}  // namespace flightcache
+
+#endif  // FLIGHTCACHE_CLOCK_H_

@@ -1,0 +1,147 @@
+// FlightCache: the request-coalescing cache — the one object the server talks to.
+//
+// Get(key) serves a hit from the ShardedCache. On a miss it joins the key's in-flight load or
+// starts one (SingleFlightGroup); the load waits for a ConcurrencyLimiter permit, then fetches
+// from the Origin through the Hedger, under its own `load_timeout` — never under any caller's
+// deadline. When the last waiter of a load leaves, the load is cancelled (AbandonPolicy::kCancel)
+// or runs on to fill the cache (kFinish). Invalidate() removes entries and detaches loads in
+// flight so their results are not stored and later Gets start new loads.
+//
+// Non-blocking: Get() returns at once; `done` runs exactly once — inline for a hit or an error
+// known at once, otherwise on the thread that completes the load (an origin or timer thread).
+// Cancelling the returned GetHandle makes `done` run with CANCELLED if it has not run yet.
+//
+// Thread-safety: thread-safe. `done` must not block.
+// Lifetime: FlightCache must outlive every handle and every pending `done`; its destructor
+// cancels loads still in flight and waits for nothing.
+//
+// Usage:
+//   FlightCache cache(options, origin, timers);
+//   GetHandle h = cache.Get("user:42", [](GetResult r) { Reply(r); });
+//   ...
+//   h.Cancel();  // the caller's deadline passed: `done` gets CANCELLED, the load goes on for others
+#ifndef FLIGHTCACHE_FLIGHT_CACHE_H_
+#define FLIGHTCACHE_FLIGHT_CACHE_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "flightcache/call_context.h"
+#include "flightcache/concurrency_limiter.h"
+#include "flightcache/hedger.h"
+#include "flightcache/origin.h"
+#include "flightcache/sharded_cache.h"
+#include "flightcache/single_flight.h"
+#include "flightcache/timer_queue.h"
+
+namespace flightcache {
+
+struct FlightCacheOptions {
+  CacheOptions cache;
+  absl::Duration default_ttl = absl::Seconds(60);
+  absl::Duration negative_ttl = absl::Seconds(5);
+  absl::Duration load_timeout = absl::Seconds(5);
+  AbandonPolicy abandoned_loads = AbandonPolicy::kCancel;
+  int64_t max_concurrent_loads = 64;
+  int64_t max_queued_loads = 10000;
+  int64_t max_key_bytes = 4096;
+  int64_t max_value_bytes = int64_t{4} << 20;
+  HedgeOptions hedge;
+
+  absl::Status Validate() const;
+};
+
+enum class Source { kUnspecified = 0, kHit = 1, kLoaded = 2, kCoalesced = 3 };
+
+struct GetResult {
+  absl::Status status;  // OK, or the code a caller of Get sees (see the spec's status table)
+  Value value;          // set when status is OK
+  Source source = Source::kUnspecified;
+  absl::Duration ttl_remaining = absl::ZeroDuration();
+};
+
+// The spec's Stats: counters since start plus current gauges.
+struct FlightCacheStats {
+  int64_t requests = 0;
+  int64_t hits = 0;
+  int64_t misses = 0;
+  int64_t coalesced = 0;
+  int64_t loads_started = 0;
+  int64_t loads_succeeded = 0;  // value or NOT_FOUND
+  int64_t loads_failed = 0;
+  int64_t loads_cancelled = 0;
+  int64_t origin_fetches = 0;
+  int64_t hedges_sent = 0;
+  int64_t hedges_won = 0;
+  int64_t loads_inflight = 0;
+  int64_t loads_queued = 0;
+  int64_t entries = 0;
+  int64_t bytes = 0;
+  int64_t evictions = 0;
+  int64_t negative_hits = 0;
+};
+
+// Observes loads, for metrics and logs. Called without locks held; must be cheap and thread-safe.
+class LoadObserver {
+ public:
+  virtual ~LoadObserver() = default;
+  // One origin fetch finished (any attempt), with its latency and status.
+  virtual void OnFetchDone(uint32_t attempt, absl::Duration latency, const absl::Status& status) {}
+  // A load finished; `status` is what its waiters got.
+  virtual void OnLoadDone(const std::string& key, const absl::Status& status) {}
+};
+
+// Cancels one Get's wait. Move-only; destroying it does NOT cancel (the caller decides).
+class GetHandle final {
+ public:
+  GetHandle() = default;
+  explicit GetHandle(FlightWaiter waiter) : waiter_(std::move(waiter)) {}
+  GetHandle(GetHandle&&) = default;
+  GetHandle& operator=(GetHandle&&) = default;
+
+  // Idempotent. Safe to call after `done` ran (then it does nothing).
+  void Cancel() { waiter_.Cancel(); }
+
+ private:
+  FlightWaiter waiter_;
+};
+
+class FlightCache final {
+ public:
+  using Callback = absl::AnyInvocable<void(GetResult)>;
+
+  // REQUIRES: options.Validate().ok(). `origin`, `timers` and `observer` (may be null) must
+  // outlive this object.
+  FlightCache(FlightCacheOptions options, Origin& origin, TimerQueue& timers,
+              LoadObserver* observer = nullptr);
+  ~FlightCache();
+  FlightCache(const FlightCache&) = delete;
+  FlightCache& operator=(const FlightCache&) = delete;
+
+  GetHandle Get(std::string_view key, Callback done);
+
+  // Blocking convenience for tools and tests: waits at most until ctx ends.
+  GetResult GetBlocking(std::string_view key, const CallContext& ctx);
+
+  // Removes the keys' entries and detaches their loads in flight. Returns entries removed.
+  int64_t Invalidate(absl::Span<const std::string> keys);
+
+  FlightCacheStats stats() const;
+  const FlightCacheOptions& options() const { return options_; }
+
+ private:
+  struct Impl;
+  const FlightCacheOptions options_;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace flightcache
+
+#endif  // FLIGHTCACHE_FLIGHT_CACHE_H_

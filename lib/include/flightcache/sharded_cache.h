@@ -1,0 +1,95 @@
+// ShardedCache: the bounded in-memory store of loaded values and negative (not-found) entries.
+//
+// Keys hash to one of N shards; each shard is a plain single-threaded CacheShard (cache_shard.h)
+// behind its own mutex, so a hit takes one shard lock and no global lock. The byte bound counts
+// key + value + a fixed per-entry overhead (kEntryOverheadBytes) and holds at every moment
+// (each shard owns capacity/N). Entries expire at their TTL; expired entries read as misses and
+// are dropped lazily. Eviction keeps the hot set (see cache_shard.h for the policy and why).
+//
+// Values are immutable and shared: a hit returns a shared_ptr to the stored string without
+// copying it under the lock.
+//
+// Thread-safety: thread-safe.
+//
+// Usage:
+//   ShardedCache cache({.capacity_bytes = 256 << 20}, SystemClock::Get());
+//   cache.Insert("k", MakeValue("v"), absl::Seconds(60));
+//   if (auto hit = cache.Lookup("k")) Serve(*hit->value);
+#ifndef FLIGHTCACHE_SHARDED_CACHE_H_
+#define FLIGHTCACHE_SHARDED_CACHE_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "flightcache/clock.h"
+
+namespace flightcache {
+
+// An immutable value shared by the cache and every reader.
+using Value = std::shared_ptr<const std::string>;
+inline Value MakeValue(std::string s) { return std::make_shared<const std::string>(std::move(s)); }
+
+struct CacheOptions {
+  int64_t capacity_bytes = int64_t{256} << 20;
+  int shard_count = 16;  // rounded up to a power of two
+
+  absl::Status Validate() const;
+};
+
+struct CacheHit {
+  Value value;              // null for a negative (not-found) entry
+  absl::Time expires_at;
+  bool negative() const { return value == nullptr; }
+};
+
+struct CacheStats {
+  int64_t hits = 0;           // positive hits
+  int64_t negative_hits = 0;  // hits on not-found entries
+  int64_t misses = 0;
+  int64_t entries = 0;
+  int64_t bytes = 0;
+  int64_t evictions = 0;      // entries removed to make room (not expiry, not Erase)
+};
+
+class ShardedCache final {
+ public:
+  // Accounted for every entry besides its key and value bytes.
+  static constexpr int64_t kEntryOverheadBytes = 96;
+
+  ShardedCache(CacheOptions options, const Clock& clock);
+  ~ShardedCache();
+  ShardedCache(const ShardedCache&) = delete;
+  ShardedCache& operator=(const ShardedCache&) = delete;
+
+  // A live entry, or nothing (missing or expired). Counts a hit, negative hit or miss.
+  std::optional<CacheHit> Lookup(std::string_view key);
+
+  // Like Lookup() but counts nothing: for re-checks that must not skew the hit ratio.
+  std::optional<CacheHit> Peek(std::string_view key);
+
+  // Stores `value` (null: a negative entry) until now + ttl, replacing any entry for `key`.
+  // An entry larger than a shard's capacity is not stored. REQUIRES: ttl > 0.
+  void Insert(std::string_view key, Value value, absl::Duration ttl);
+
+  // Removes the entry; true if a live one was there.
+  bool Erase(std::string_view key);
+
+  CacheStats stats() const;
+
+ private:
+  struct Shard;
+  Shard& ShardFor(std::string_view key) const;
+
+  const Clock& clock_;
+  int shard_mask_;
+  std::unique_ptr<Shard[]> shards_;
+};
+
+}  // namespace flightcache
+
+#endif  // FLIGHTCACHE_SHARDED_CACHE_H_

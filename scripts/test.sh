@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds, and runs every test: the whole ctest suite in release, then
+# the core's unit tests again under ThreadSanitizer and AddressSanitizer+UBSan.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+jobs="$(nproc)"
+
+run_suite() {
+  local preset="$1"
+  echo "=== ${preset}: build"
+  scripts/build.sh "$preset"
+  echo "=== ${preset}: test"
+  ctest --preset "$preset" -j "$jobs"
+}
+
+run_suite release
+run_suite tsan
+run_suite asan
+echo "=== all suites passed"
