@@ -4,6 +4,21 @@ function(flightcache_apply_sanitizers)
   if(FLIGHTCACHE_SANITIZE STREQUAL "thread")
     add_compile_options(-fsanitize=thread -g -O1)
     add_link_options(-fsanitize=thread)
+    # Debian's Abseil is not built with TSan: wrap its synchronization entry points so TSan sees
+    # them (see tests/testing/tsan_absl_sync.cc). Each wrapped symbol is named there as REAL(sym).
+    set(shim ${PROJECT_SOURCE_DIR}/tests/testing/tsan_absl_sync.cc)
+    file(STRINGS ${shim} lines REGEX "REAL\\(_Z[A-Za-z0-9_]+\\)\\(")
+    set(wrapped)
+    foreach(line ${lines})
+      string(REGEX MATCH "REAL\\((_Z[A-Za-z0-9_]+)\\)" _ "${line}")
+      list(APPEND wrapped ${CMAKE_MATCH_1})
+    endforeach()
+    list(REMOVE_DUPLICATES wrapped)
+    foreach(sym ${wrapped})
+      add_link_options(-Wl,--wrap=${sym})
+    endforeach()
+    add_library(flightcache_tsan_absl_sync OBJECT ${shim})
+    target_link_libraries(flightcache_tsan_absl_sync PUBLIC absl::synchronization)
   elseif(FLIGHTCACHE_SANITIZE STREQUAL "address")
     add_compile_options(-fsanitize=address,undefined -fno-omit-frame-pointer
                         -fno-sanitize-recover=undefined -g -O1)
@@ -13,15 +28,26 @@ function(flightcache_apply_sanitizers)
   endif()
 endfunction()
 
+# Every executable of a TSan build needs the Abseil annotation shim its link options refer to.
+function(flightcache_link_sanitizer_support target)
+  if(TARGET flightcache_tsan_absl_sync)
+    target_link_libraries(${target} PRIVATE flightcache_tsan_absl_sync)
+  endif()
+endfunction()
+
 function(flightcache_warnings target)
-  target_compile_options(${target} PRIVATE -Wall -Wextra -Wno-unused-parameter)
+  target_compile_options(${target} PRIVATE -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers)
 endfunction()
 
 # flightcache_test(NAME SOURCE LABEL LIBS...): a GoogleTest binary registered with ctest.
 # Each test case becomes its own ctest entry so failures name the case and cases run in parallel.
 function(flightcache_test name source label)
+  if(FLIGHTCACHE_DEV_SKIP_MISSING AND NOT EXISTS ${CMAKE_CURRENT_SOURCE_DIR}/${source})
+    return()
+  endif()
   add_executable(${name} ${source})
   target_link_libraries(${name} PRIVATE ${ARGN} GTest::gtest GTest::gmock GTest::gtest_main)
+  flightcache_link_sanitizer_support(${name})
   flightcache_warnings(${name})
   include(GoogleTest)
   gtest_discover_tests(${name} PROPERTIES LABELS ${label} TIMEOUT 300
@@ -30,8 +56,12 @@ endfunction()
 
 # flightcache_benchmark(NAME SOURCE LIBS...): a Google Benchmark binary (not run by ctest).
 function(flightcache_benchmark name source)
+  if(FLIGHTCACHE_DEV_SKIP_MISSING AND NOT EXISTS ${CMAKE_CURRENT_SOURCE_DIR}/${source})
+    return()
+  endif()
   add_executable(${name} ${source})
   target_link_libraries(${name} PRIVATE ${ARGN} benchmark::benchmark benchmark::benchmark_main)
+  flightcache_link_sanitizer_support(${name})
   flightcache_warnings(${name})
 endfunction()
 

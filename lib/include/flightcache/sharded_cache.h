@@ -18,6 +18,7 @@
 #ifndef FLIGHTCACHE_SHARDED_CACHE_H_
 #define FLIGHTCACHE_SHARDED_CACHE_H_
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -83,7 +84,8 @@ class ShardedCache final {
 
  private:
   struct Shard;
-  Shard& ShardFor(std::string_view key) const;
+  // The shard that owns keys with this CacheShard::Hash().
+  Shard& ShardFor(size_t hash) const;
 
   const Clock& clock_;
   int shard_mask_;

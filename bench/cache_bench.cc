@@ -1,0 +1,161 @@
+// Micro-benchmarks of ShardedCache: the hit path against a reader-writer-locked hash map
+// baseline, and inserts into a full cache (every insert evicts).
+//
+// Run (release build): build/<dir>/bench/cache_bench --benchmark_min_time=1
+#include <cstdint>
+#include <cstdlib>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <shared_mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "benchmark/benchmark.h"
+#include "flightcache/clock.h"
+#include "flightcache/sharded_cache.h"
+
+namespace flightcache {
+namespace {
+
+// Debian's Abseil is built without NDEBUG, so absl::Mutex runs its deadlock detector on every
+// Lock() (a process-wide spinlock and a graph update): about 60 ns more per lock, and a shared
+// cache line that serialises threads locking different mutexes. A release server should turn it
+// off, and so does this benchmark; FLIGHTCACHE_BENCH_DEADLOCK_DETECTION=1 keeps Abseil's default
+// to measure its cost.
+const bool kDeadlockDetectionOff = [] {
+  const char* keep = std::getenv("FLIGHTCACHE_BENCH_DEADLOCK_DETECTION");
+  if (keep != nullptr && std::string_view(keep) == "1") return false;
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  return true;
+}();
+
+constexpr int kWarmKeys = 100'000;
+constexpr size_t kAccesses = size_t{1} << 20;  // pre-generated random access sequence
+constexpr int kValueBytes = 100;
+
+// 16-byte keys, and a random sequence of indices into them, generated once so the timed loop
+// does no formatting or random number generation.
+struct Workload {
+  std::vector<std::string> keys;
+  std::vector<uint32_t> order;
+};
+
+const Workload& GetWorkload() {
+  static const Workload* const workload = [] {
+    auto* w = new Workload;
+    for (int i = 0; i < kWarmKeys; ++i) w->keys.push_back(absl::StrFormat("key:%012d", i));
+    std::mt19937 rng(42);
+    std::uniform_int_distribution<uint32_t> pick(0, kWarmKeys - 1);
+    w->order.resize(kAccesses);
+    for (uint32_t& index : w->order) index = pick(rng);
+    return w;
+  }();
+  return *workload;
+}
+
+// Threads start at different points of the sequence so they do not touch the same keys in
+// lockstep.
+size_t StartFor(const benchmark::State& state) { return state.thread_index() * (kAccesses / 4); }
+
+ShardedCache& WarmShardedCache() {
+  static ShardedCache* const cache = [] {
+    auto* c = new ShardedCache({.capacity_bytes = int64_t{256} << 20, .shard_count = 16},
+                               SystemClock::Get());
+    for (const std::string& key : GetWorkload().keys) {
+      c->Insert(key, MakeValue(std::string(kValueBytes, 'v')), absl::Hours(24));
+    }
+    return c;
+  }();
+  return *cache;
+}
+
+// The obvious alternative: one reader-writer lock around an unordered_map, readers sharing it.
+class SharedMutexMap {
+ public:
+  void Insert(const std::string& key, std::shared_ptr<const std::string> value) {
+    std::unique_lock lock(mu_);
+    map_[key] = std::move(value);
+  }
+  std::shared_ptr<const std::string> Lookup(const std::string& key) const {
+    std::shared_lock lock(mu_);
+    const auto it = map_.find(key);
+    return it == map_.end() ? nullptr : it->second;
+  }
+
+ private:
+  mutable std::shared_mutex mu_;
+  std::unordered_map<std::string, std::shared_ptr<const std::string>> map_;
+};
+
+SharedMutexMap& WarmBaseline() {
+  static SharedMutexMap* const map = [] {
+    auto* m = new SharedMutexMap;
+    for (const std::string& key : GetWorkload().keys) {
+      m->Insert(key, std::make_shared<const std::string>(kValueBytes, 'v'));
+    }
+    return m;
+  }();
+  return *map;
+}
+
+void BM_ShardedCacheHit(benchmark::State& state) {
+  ShardedCache& cache = WarmShardedCache();
+  const Workload& w = GetWorkload();
+  size_t i = StartFor(state);
+  for (auto _ : state) {
+    std::optional<CacheHit> hit = cache.Lookup(w.keys[w.order[i++ & (kAccesses - 1)]]);
+    if (!hit.has_value()) state.SkipWithError("unexpected miss");
+    benchmark::DoNotOptimize(hit);
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_ShardedCacheHit)->Threads(1)->Threads(2)->UseRealTime();
+
+void BM_SharedMutexMapHit(benchmark::State& state) {
+  SharedMutexMap& map = WarmBaseline();
+  const Workload& w = GetWorkload();
+  size_t i = StartFor(state);
+  for (auto _ : state) {
+    std::shared_ptr<const std::string> hit = map.Lookup(w.keys[w.order[i++ & (kAccesses - 1)]]);
+    if (hit == nullptr) state.SkipWithError("unexpected miss");
+    benchmark::DoNotOptimize(hit);
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_SharedMutexMapHit)->Threads(1)->Threads(2)->UseRealTime();
+
+// Inserts of new keys into a full 4 MiB cache (~20k entries of 16 + 100 + overhead bytes), so
+// after the first pass every insert evicts. One shared value: this measures the cache, not
+// malloc.
+void BM_ShardedCacheInsertEvicting(benchmark::State& state) {
+  static ShardedCache* const cache =
+      new ShardedCache({.capacity_bytes = 4 << 20, .shard_count = 16}, SystemClock::Get());
+  static const std::vector<std::string>* const keys = [] {
+    auto* k = new std::vector<std::string>;
+    for (size_t i = 0; i < kAccesses; ++i) k->push_back(absl::StrFormat("new:%012d", i));
+    return k;
+  }();
+  static const Value value = MakeValue(std::string(kValueBytes, 'v'));
+  const int64_t evictions_before = state.thread_index() == 0 ? cache->stats().evictions : 0;
+  size_t i = StartFor(state);
+  for (auto _ : state) {
+    cache->Insert((*keys)[i++ & (kAccesses - 1)], value, absl::Hours(1));
+  }
+  state.SetItemsProcessed(state.iterations());
+  if (state.thread_index() == 0) {
+    state.counters["evictions_per_insert"] =
+        benchmark::Counter(static_cast<double>(cache->stats().evictions - evictions_before) /
+                           static_cast<double>(state.iterations() * state.threads()));
+  }
+}
+BENCHMARK(BM_ShardedCacheInsertEvicting)->Threads(1)->Threads(2)->UseRealTime();
+
+}  // namespace
+}  // namespace flightcache

@@ -1,0 +1,441 @@
+// SingleFlightGroup: at most one load in flight per key, shared by every caller that asks.
+//
+// Join(key) joins the key's flight or starts one. Each joined caller is a *waiter* and holds a
+// reference; FlightWaiter::Cancel() drops it. When the last waiter leaves before the load is done,
+// AbandonPolicy decides: kCancel removes the flight from the table (atomically with the count
+// reaching zero, so no new caller can join a doomed flight), fires its stop token and completes it
+// with CANCELLED; kFinish lets it run on and store its result.
+//
+// A load runs detached from every caller: under the group's own `load_timeout` (after which it
+// completes with UNAVAILABLE and its stop token fires), never under a caller's deadline.
+//
+// Hooks connect the group to a cache without the group knowing about it:
+// - `recheck(key)` runs under the key's shard lock just before a new flight would start. If it
+//   returns true (the value arrived in the cache since the caller missed it), no flight starts and
+//   Join() reports kAnsweredByRecheck. Together with `store` below this closes the race where a
+//   caller misses the cache just as a load completes and would start a second load.
+// - `store(key, result)` runs under the key's shard lock when a flight that is still attached
+//   completes, before its waiters wake and before it leaves the table.
+// Detach(key) (the server's Invalidate) removes the key's flight from the table under the same
+// lock: its waiters still get its result, but `store` is never called for it, and later callers
+// start a new flight — so a slow old load can never overwrite a newer value.
+//
+// The loader is called once per flight, on the joining thread, with a LoadHandle it must complete
+// exactly once (now or later, from any thread). A loader that throws, or drops its handle without
+// completing it, completes the flight with INTERNAL: no waiter hangs.
+//
+// Thread-safety: thread-safe. Hooks run under a shard lock: they must be short and must not call
+// back into the group. Waiter callbacks and the loader run with no group lock held.
+// Lifetime: the group must outlive its FlightWaiters; LoadHandles may outlive the group (then
+// completing them is a no-op). The TimerQueue must outlive the group and every LoadHandle.
+//
+// Usage:
+//   SingleFlightGroup<std::string> group(options, timers);
+//   auto joined = group.Join("k", [](LoadHandle<std::string>&& load) {
+//     origin.Fetch(load.key(), load.stop_token(), [h = std::move(load)](auto r) mutable {
+//       h.Complete(std::move(r));
+//     });
+//   }, [](const SharedResult<std::string>& r) { Reply(r); });
+//   ... joined.waiter.Cancel();  // this caller gave up; the load goes on for the others
+#ifndef FLIGHTCACHE_SINGLE_FLIGHT_H_
+#define FLIGHTCACHE_SINGLE_FLIGHT_H_
+
+#include <atomic>
+#include <cstdint>
+#include <exception>
+#include <memory>
+#include <stop_token>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/functional/any_invocable.h"
+#include "absl/functional/function_ref.h"
+#include "absl/hash/hash.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "flightcache/flight.h"
+#include "flightcache/timer_queue.h"
+
+namespace flightcache {
+
+enum class AbandonPolicy { kCancel, kFinish };
+
+struct SingleFlightStats {
+  int64_t started = 0;    // flights started
+  int64_t inflight = 0;   // flights started and not yet complete
+  int64_t abandoned = 0;  // cancelled because their last waiter left
+  int64_t timed_out = 0;  // completed by the load timeout
+};
+
+namespace internal {
+
+// Debian's Abseil has its own string_view type: heterogeneous lookups need it.
+inline absl::string_view AbslView(std::string_view s) { return {s.data(), s.size()}; }
+
+// What a FlightWaiter needs from a flight, without its value type.
+class WaiterTarget {
+ public:
+  virtual ~WaiterTarget() = default;
+  virtual void Leave(uint64_t subscription) = 0;
+};
+
+}  // namespace internal
+
+// One caller's membership of a flight. Move-only. Cancel() leaves the flight: the caller's
+// callback then runs with CANCELLED (unless it already ran), and if this was the last waiter the
+// abandon policy applies. Destroying a FlightWaiter does NOT leave the flight.
+class FlightWaiter final {
+ public:
+  FlightWaiter() = default;
+  FlightWaiter(std::shared_ptr<internal::WaiterTarget> target, uint64_t subscription)
+      : target_(std::move(target)), subscription_(subscription) {}
+  FlightWaiter(FlightWaiter&&) noexcept = default;
+  FlightWaiter& operator=(FlightWaiter&&) noexcept = default;
+
+  // Idempotent; a no-op after the callback ran.
+  void Cancel() {
+    if (auto target = std::move(target_)) target->Leave(subscription_);
+  }
+
+ private:
+  std::shared_ptr<internal::WaiterTarget> target_;
+  uint64_t subscription_ = 0;
+};
+
+template <typename T>
+class SingleFlightGroup;
+template <typename T>
+class LoadHandle;
+
+namespace internal {
+
+template <typename T>
+class GroupCore;
+
+// One flight in the group: its future, its waiter count and its place in the table.
+template <typename T>
+struct FlightEntry final : WaiterTarget,
+                           std::enable_shared_from_this<FlightEntry<T>> {
+  FlightEntry(std::string k, std::shared_ptr<GroupCore<T>> c)
+      : key(std::move(k)), core(std::move(c)) {}
+  void Leave(uint64_t subscription) override { core->Leave(this->shared_from_this(), subscription); }
+
+  const std::string key;
+  const std::shared_ptr<GroupCore<T>> core;
+  FlightState<T> state;
+  std::stop_source stop;
+  std::atomic<bool> completed{false};        // set once, by the first Finish()
+  std::atomic<TimerId> timeout_timer{kNoTimer};
+  // Guarded by the key's shard mutex:
+  int64_t waiters = 0;
+  bool attached = false;  // still in the table: its result may be stored
+};
+
+template <typename T>
+class GroupCore final : public std::enable_shared_from_this<GroupCore<T>> {
+ public:
+  using Entry = FlightEntry<T>;
+  using EntryPtr = std::shared_ptr<Entry>;
+  using RecheckHook = absl::AnyInvocable<bool(std::string_view key)>;
+  using StoreHook = absl::AnyInvocable<void(const std::string& key, const absl::StatusOr<T>&)>;
+  using CompletedHook =
+      absl::AnyInvocable<void(const std::string& key, const absl::StatusOr<T>&)>;
+
+  struct Shard {
+    absl::Mutex mu;
+    absl::flat_hash_map<std::string, EntryPtr> flights ABSL_GUARDED_BY(mu);
+  };
+
+  GroupCore(AbandonPolicy policy, absl::Duration load_timeout, int shard_count,
+            TimerQueue& timers, RecheckHook recheck, StoreHook store, CompletedHook completed)
+      : policy(policy),
+        load_timeout(load_timeout),
+        timers(timers),
+        recheck(std::move(recheck)),
+        store(std::move(store)),
+        completed(std::move(completed)),
+        shards(RoundUpToPowerOfTwo(shard_count)) {}
+
+  static size_t RoundUpToPowerOfTwo(int n) {
+    size_t p = 1;
+    while (p < static_cast<size_t>(n)) p <<= 1;
+    return p;
+  }
+
+  Shard& ShardFor(std::string_view key) {
+    return shards[absl::Hash<std::string_view>()(key) & (shards.size() - 1)];
+  }
+
+  // Completes the flight once: stores the result if still attached, takes the flight out of the
+  // table, then wakes the waiters. Later calls return false and do nothing.
+  bool Finish(const EntryPtr& entry, SharedResult<T> result) {
+    if (entry->completed.exchange(true)) return false;
+    {
+      Shard& shard = ShardFor(entry->key);
+      absl::MutexLock lock(&shard.mu);
+      if (entry->attached) {
+        if (store) store(entry->key, *result);
+        shard.flights.erase(entry->key);
+        entry->attached = false;
+      }
+    }
+    const TimerId timer = entry->timeout_timer.exchange(kNoTimer);
+    if (timer != kNoTimer) timers.Cancel(timer);
+    inflight.fetch_sub(1, std::memory_order_relaxed);
+    if (completed) completed(entry->key, *result);
+    entry->state.Complete(std::move(result));
+    return true;
+  }
+
+  void Leave(const EntryPtr& entry, uint64_t subscription) {
+    auto callback = entry->state.Unsubscribe(subscription);
+    if (callback == nullptr) return;  // already answered
+    bool doomed = false;
+    {
+      Shard& shard = ShardFor(entry->key);
+      absl::MutexLock lock(&shard.mu);
+      if (--entry->waiters == 0 && policy == AbandonPolicy::kCancel &&
+          !entry->completed.load()) {
+        doomed = true;
+        if (entry->attached) {
+          // Out of the table in the same critical section that saw the count reach zero: a
+          // caller that arrives now starts a fresh flight instead of joining this one.
+          shard.flights.erase(entry->key);
+          entry->attached = false;
+        }
+      }
+    }
+    callback(MakeSharedResult<T>(absl::CancelledError("the caller stopped waiting")));
+    if (doomed) {
+      entry->stop.request_stop();
+      if (Finish(entry, MakeSharedResult<T>(absl::CancelledError(
+                            "load cancelled: every waiter left")))) {
+        abandoned.fetch_add(1, std::memory_order_relaxed);
+      }
+    }
+  }
+
+  void OnTimeout(const EntryPtr& entry) {
+    entry->timeout_timer.store(kNoTimer);
+    if (Finish(entry, MakeSharedResult<T>(absl::UnavailableError(absl::StrCat(
+                          "load timed out after ", absl::FormatDuration(load_timeout)))))) {
+      timed_out.fetch_add(1, std::memory_order_relaxed);
+    }
+    entry->stop.request_stop();
+  }
+
+  const AbandonPolicy policy;
+  const absl::Duration load_timeout;
+  TimerQueue& timers;
+  RecheckHook recheck;
+  StoreHook store;
+  CompletedHook completed;
+  std::vector<Shard> shards;
+  // Relaxed: statistics only, never used to order other memory.
+  std::atomic<int64_t> started{0}, inflight{0}, abandoned{0}, timed_out{0};
+};
+
+}  // namespace internal
+
+// Given to the loader: the key, the load's stop token and deadline, and the one way to answer.
+// Move-only. Destroying it unanswered completes the flight with INTERNAL.
+template <typename T>
+class LoadHandle final {
+ public:
+  LoadHandle(LoadHandle&&) noexcept = default;
+  LoadHandle& operator=(LoadHandle&& other) noexcept {
+    if (this != &other) {
+      AbandonIfPending();
+      entry_ = std::move(other.entry_);
+      deadline_ = other.deadline_;
+    }
+    return *this;
+  }
+  LoadHandle(const LoadHandle&) = delete;
+  LoadHandle& operator=(const LoadHandle&) = delete;
+  ~LoadHandle() { AbandonIfPending(); }
+
+  const std::string& key() const { return entry_->key; }
+  std::stop_token stop_token() const { return entry_->stop.get_token(); }
+  absl::Time deadline() const { return deadline_; }  // in the TimerQueue's clock
+  bool cancelled() const { return entry_->stop.stop_requested(); }
+
+  // Answers every waiter. Returns false if the flight was already complete (timed out,
+  // cancelled) — then the result is dropped.
+  bool Complete(absl::StatusOr<T> result) {
+    if (entry_ == nullptr) return false;
+    auto entry = std::move(entry_);
+    return entry->core->Finish(entry, MakeSharedResult<T>(std::move(result)));
+  }
+
+ private:
+  friend class SingleFlightGroup<T>;
+  LoadHandle(std::shared_ptr<internal::FlightEntry<T>> entry, absl::Time deadline)
+      : entry_(std::move(entry)), deadline_(deadline) {}
+  void AbandonIfPending() {
+    if (entry_ != nullptr) {
+      Complete(absl::InternalError("the load ended without a result (it threw or was dropped)"));
+    }
+  }
+
+  std::shared_ptr<internal::FlightEntry<T>> entry_;
+  absl::Time deadline_;
+};
+
+template <typename T>
+class SingleFlightGroup final {
+ public:
+  struct Options {
+    AbandonPolicy abandon = AbandonPolicy::kCancel;
+    absl::Duration load_timeout = absl::Seconds(5);
+    int shard_count = 16;
+  };
+  // See the file comment. All optional. `completed(key, result)` runs once per flight, after it
+  // left the table and before its waiters wake, with no lock held (for statistics).
+  struct Hooks {
+    typename internal::GroupCore<T>::RecheckHook recheck;
+    typename internal::GroupCore<T>::StoreHook store;
+    typename internal::GroupCore<T>::CompletedHook completed;
+  };
+
+  enum class Outcome {
+    kStarted,            // this caller started the flight (the loader ran)
+    kJoined,             // this caller joined a flight already in flight
+    kAnsweredByRecheck,  // recheck() found the value: no flight, `done` was not called
+  };
+  using Loader = absl::AnyInvocable<void(LoadHandle<T>&&)>;
+  // Gets the result and whether this caller started the flight or joined it.
+  using Callback = absl::AnyInvocable<void(const SharedResult<T>&, Outcome)>;
+
+  struct Joined {
+    FlightWaiter waiter;
+    Outcome outcome;
+  };
+
+  SingleFlightGroup(Options options, TimerQueue& timers, Hooks hooks = {})
+      : core_(std::make_shared<internal::GroupCore<T>>(
+            options.abandon, options.load_timeout, options.shard_count, timers,
+            std::move(hooks.recheck), std::move(hooks.store), std::move(hooks.completed))) {}
+
+  ~SingleFlightGroup() { CancelAll(); }
+  SingleFlightGroup(const SingleFlightGroup&) = delete;
+  SingleFlightGroup& operator=(const SingleFlightGroup&) = delete;
+
+  // Cancels every flight in the table: stop tokens fire, waiters get CANCELLED. For shutdown.
+  void CancelAll() {
+    std::vector<std::shared_ptr<internal::FlightEntry<T>>> remaining;
+    for (auto& shard : core_->shards) {
+      absl::MutexLock lock(&shard.mu);
+      for (auto& [key, entry] : shard.flights) {
+        entry->attached = false;
+        remaining.push_back(entry);
+      }
+      shard.flights.clear();
+    }
+    for (auto& entry : remaining) {
+      entry->stop.request_stop();
+      core_->Finish(entry, MakeSharedResult<T>(absl::CancelledError("shutting down")));
+    }
+  }
+
+  // Joins `key`'s flight, or starts one by calling `loader` (on this thread, after the flight is
+  // in the table). `done` runs exactly once with the result, or with CANCELLED after
+  // waiter.Cancel() — unless the outcome is kAnsweredByRecheck, when it never runs.
+  // `done` is moved from only when it will run (not for kAnsweredByRecheck).
+  Joined Join(std::string_view key, Loader&& loader, Callback&& done) {
+    auto& core = *core_;
+    auto& shard = core.ShardFor(key);
+    std::shared_ptr<internal::FlightEntry<T>> entry;
+    Outcome outcome = Outcome::kJoined;
+    {
+      absl::MutexLock lock(&shard.mu);
+      auto it = shard.flights.find(internal::AbslView(key));
+      if (it != shard.flights.end()) {
+        entry = it->second;
+      } else {
+        if (core.recheck && core.recheck(key)) return {FlightWaiter(), Outcome::kAnsweredByRecheck};
+        entry = std::make_shared<internal::FlightEntry<T>>(std::string(key), core_);
+        entry->attached = true;
+        shard.flights.emplace(entry->key, entry);
+        outcome = Outcome::kStarted;
+      }
+      ++entry->waiters;  // under the lock: a flight with waiters is never cancelled
+    }
+    const uint64_t subscription = entry->state.Subscribe(
+        [done = std::move(done), outcome](const SharedResult<T>& result) mutable {
+          done(result, outcome);
+        });
+    if (outcome == Outcome::kStarted) Start(entry, std::move(loader));
+    return {FlightWaiter(entry, subscription), outcome};
+  }
+
+  // Takes `key`'s flight (if any) out of the table so its result is not stored and later callers
+  // start a new flight; its current waiters still get its result. `under_lock` runs inside the
+  // same critical section (the cache erase goes there, so no completing load can slip between).
+  // Returns true if a flight was detached.
+  bool Detach(std::string_view key, absl::FunctionRef<void()> under_lock = [] {}) {
+    auto& shard = core_->ShardFor(key);
+    absl::MutexLock lock(&shard.mu);
+    under_lock();
+    auto it = shard.flights.find(internal::AbslView(key));
+    if (it == shard.flights.end()) return false;
+    it->second->attached = false;
+    shard.flights.erase(it);
+    return true;
+  }
+
+  SingleFlightStats stats() const {
+    SingleFlightStats s;
+    s.started = core_->started.load(std::memory_order_relaxed);
+    s.inflight = core_->inflight.load(std::memory_order_relaxed);
+    s.abandoned = core_->abandoned.load(std::memory_order_relaxed);
+    s.timed_out = core_->timed_out.load(std::memory_order_relaxed);
+    return s;
+  }
+
+  // Flights in the table now (attached flights only).
+  size_t size() const {
+    size_t n = 0;
+    for (auto& shard : core_->shards) {
+      absl::MutexLock lock(&shard.mu);
+      n += shard.flights.size();
+    }
+    return n;
+  }
+
+ private:
+  void Start(const std::shared_ptr<internal::FlightEntry<T>>& entry, Loader loader) {
+    auto& core = *core_;
+    core.started.fetch_add(1, std::memory_order_relaxed);
+    core.inflight.fetch_add(1, std::memory_order_relaxed);
+    const absl::Time deadline = core.timers.clock().Now() + core.load_timeout;
+    entry->timeout_timer.store(core.timers.RunAt(
+        deadline, [weak = std::weak_ptr<internal::FlightEntry<T>>(entry)] {
+          if (auto e = weak.lock()) e->core->OnTimeout(e);
+        }));
+    LoadHandle<T> handle(entry, deadline);
+    // The one place loads run: an exception becomes INTERNAL for every waiter.
+    try {
+      loader(std::move(handle));
+    } catch (const std::exception& e) {
+      core.Finish(entry, MakeSharedResult<T>(
+                             absl::InternalError(absl::StrCat("the load threw: ", e.what()))));
+    } catch (...) {
+      core.Finish(entry, MakeSharedResult<T>(
+                             absl::InternalError("the load threw a non-standard exception")));
+    }
+  }
+
+  std::shared_ptr<internal::GroupCore<T>> core_;
+};
+
+}  // namespace flightcache
+
+#endif  // FLIGHTCACHE_SINGLE_FLIGHT_H_

@@ -1,0 +1,367 @@
+#include "flightcache/flight_cache.h"
+
+#include <exception>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "flightcache/flight.h"
+
+namespace flightcache {
+namespace {
+
+// What one load produces: a value and its TTL (NOT_FOUND travels as the status).
+struct LoadedValue {
+  Value value;
+  absl::Duration ttl;
+};
+
+using Group = SingleFlightGroup<LoadedValue>;
+
+bool IsAnswer(const absl::Status& status) {
+  return status.ok() || absl::IsNotFound(status);
+}
+
+// Origin errors reach callers as UNAVAILABLE naming the origin's error (see the spec's status
+// table); NOT_FOUND, CANCELLED and INTERNAL (our own bug or garbage from the origin) keep their
+// codes.
+absl::Status MapOriginError(const absl::Status& status, const std::string& origin) {
+  switch (status.code()) {
+    case absl::StatusCode::kNotFound:
+      return absl::NotFoundError(absl::StrCat("key not found at origin ", origin));
+    case absl::StatusCode::kCancelled:
+    case absl::StatusCode::kInternal:
+      return status;
+    default:
+      return absl::UnavailableError(absl::StrCat("origin ", origin, " failed: ",
+                                                 absl::StatusCodeToString(status.code()), ": ",
+                                                 status.message()));
+  }
+}
+
+// Calls a FetchCallback at most once, whichever of two paths (the origin's answer, or our catch
+// of its exception) gets there first.
+class OnceFetchCallback final {
+ public:
+  explicit OnceFetchCallback(FetchCallback done) : done_(std::move(done)) {}
+  void Run(absl::StatusOr<FetchResult> result) {
+    FetchCallback done;
+    {
+      absl::MutexLock lock(&mu_);
+      done = std::move(done_);
+      done_ = nullptr;
+    }
+    if (done) done(std::move(result));
+  }
+
+ private:
+  absl::Mutex mu_;
+  FetchCallback done_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace
+
+absl::Status FlightCacheOptions::Validate() const {
+  if (absl::Status s = cache.Validate(); !s.ok()) return s;
+  if (default_ttl <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("ttl must be positive");
+  }
+  if (negative_ttl < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("negative-ttl must not be negative");
+  }
+  if (load_timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("load-timeout must be positive");
+  }
+  if (max_concurrent_loads < 1) {
+    return absl::InvalidArgumentError("max-concurrent-loads must be at least 1");
+  }
+  if (max_queued_loads < 0) {
+    return absl::InvalidArgumentError("max-queued-loads must not be negative");
+  }
+  if (max_key_bytes < 1) return absl::InvalidArgumentError("max-key-bytes must be at least 1");
+  if (max_value_bytes < 1) {
+    return absl::InvalidArgumentError("max-value-bytes must be at least 1");
+  }
+  return hedge.Validate();
+}
+
+struct FlightCache::Impl {
+  Impl(const FlightCacheOptions& options, Origin& origin, TimerQueue& timers,
+       LoadObserver* observer)
+      : options(options),
+        origin(origin),
+        origin_name(origin.Describe()),
+        timers(timers),
+        observer(observer),
+        cache(options.cache, timers.clock()),
+        limiter(options.max_concurrent_loads, options.max_queued_loads),
+        hedger(options.hedge, timers, &limiter),
+        group({.abandon = options.abandoned_loads, .load_timeout = options.load_timeout},
+              timers,
+              {.recheck = [this](std::string_view key) { return cache.Peek(key).has_value(); },
+               .store = [this](const std::string& key,
+                               const absl::StatusOr<LoadedValue>& r) { Store(key, r); },
+               .completed = [this](const std::string& key,
+                                   const absl::StatusOr<LoadedValue>& r) {
+                 CountCompletion(key, r.status());
+               }}) {}
+
+  // Cancels every load, then waits until no origin callback can still reach into this object.
+  // Origins stop promptly once cancelled (the Origin contract), so this wait is short.
+  ~Impl() {
+    group.CancelAll();
+    absl::MutexLock lock(&fetches_mu);
+    fetches_mu.Await(absl::Condition(
+        +[](int64_t* n) { return *n == 0; }, &fetches_outstanding));
+  }
+
+  // Runs under the group's shard lock for the key: only answers are cached, failures never.
+  void Store(const std::string& key, const absl::StatusOr<LoadedValue>& result) {
+    if (result.ok()) {
+      cache.Insert(key, result->value, result->ttl);
+    } else if (absl::IsNotFound(result.status()) && options.negative_ttl > absl::ZeroDuration()) {
+      cache.Insert(key, nullptr, options.negative_ttl);
+    }
+  }
+
+  void CountCompletion(const std::string& key, const absl::Status& status) {
+    if (IsAnswer(status)) {
+      loads_succeeded.fetch_add(1, std::memory_order_relaxed);
+    } else if (absl::IsCancelled(status)) {
+      loads_cancelled.fetch_add(1, std::memory_order_relaxed);
+    } else {
+      loads_failed.fetch_add(1, std::memory_order_relaxed);
+    }
+    if (observer != nullptr) observer->OnLoadDone(key, status);
+  }
+
+  // The loader every flight runs: a permit (FIFO queue), then the origin through the hedger.
+  void Load(LoadHandle<LoadedValue>&& handle) {
+    auto load = std::make_shared<LoadHandle<LoadedValue>>(std::move(handle));
+    limiter.Acquire(load->stop_token(), [this, load](
+                                            absl::StatusOr<ConcurrencyLimiter::Permit> permit) {
+      if (!permit.ok()) {
+        load->Complete(permit.status());
+        return;
+      }
+      if (load->cancelled()) return;  // the permit is released as `permit` goes out of scope
+      auto held = std::make_shared<ConcurrencyLimiter::Permit>(*std::move(permit));
+      hedger.Run(
+          load->stop_token(),
+          [this, key = load->key(), deadline = load->deadline()](
+              uint32_t attempt, std::stop_token cancel, FetchCallback done) {
+            Fetch(FetchRequest{key, attempt, deadline}, std::move(cancel), std::move(done));
+          },
+          [this, load, held](absl::StatusOr<FetchResult> result) {
+            held->Release();
+            load->Complete(ToLoadedValue(std::move(result)));
+          });
+    });
+  }
+
+  // One origin attempt, timed for the observer and shielded from exceptions.
+  void Fetch(const FetchRequest& request, std::stop_token cancel, FetchCallback done) {
+    const absl::Time start = timers.clock().Now();
+    {
+      absl::MutexLock lock(&fetches_mu);
+      ++fetches_outstanding;
+    }
+    auto once = std::make_shared<OnceFetchCallback>(
+        [this, start, attempt = request.attempt,
+         done = std::move(done)](absl::StatusOr<FetchResult> result) mutable {
+          if (observer != nullptr) {
+            observer->OnFetchDone(attempt, timers.clock().Now() - start, result.status());
+          }
+          done(std::move(result));
+          done = nullptr;
+          absl::MutexLock lock(&fetches_mu);
+          --fetches_outstanding;
+        });
+    try {
+      origin.Fetch(request, std::move(cancel),
+                   [once](absl::StatusOr<FetchResult> result) { once->Run(std::move(result)); });
+    } catch (const std::exception& e) {
+      once->Run(absl::InternalError(absl::StrCat("origin threw: ", e.what())));
+    } catch (...) {
+      once->Run(absl::InternalError("origin threw a non-standard exception"));
+    }
+  }
+
+  absl::StatusOr<LoadedValue> ToLoadedValue(absl::StatusOr<FetchResult> result) const {
+    if (!result.ok()) return MapOriginError(result.status(), origin_name);
+    if (static_cast<int64_t>(result->value.size()) > options.max_value_bytes) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("origin value of ", result->value.size(),
+                       " bytes exceeds --max-value-bytes=", options.max_value_bytes));
+    }
+    const absl::Duration ttl =
+        result->ttl > absl::ZeroDuration() ? result->ttl : options.default_ttl;
+    return LoadedValue{MakeValue(std::move(result->value)), ttl};
+  }
+
+  GetResult FromCacheHit(const CacheHit& hit) {
+    GetResult r;
+    r.source = Source::kHit;
+    r.ttl_remaining = std::max(absl::ZeroDuration(), hit.expires_at - timers.clock().Now());
+    if (hit.negative()) {
+      negative_hits.fetch_add(1, std::memory_order_relaxed);
+      r.status = absl::NotFoundError("key not found (cached)");
+    } else {
+      hits.fetch_add(1, std::memory_order_relaxed);
+      r.value = hit.value;
+    }
+    return r;
+  }
+
+  // A hit found by the re-check, in the shape a load's waiters get (see Get()).
+  SharedResult<LoadedValue> HitAsResult(const CacheHit& hit) {
+    if (hit.negative()) {
+      negative_hits.fetch_add(1, std::memory_order_relaxed);
+      return MakeSharedResult<LoadedValue>(absl::NotFoundError("key not found (cached)"));
+    }
+    hits.fetch_add(1, std::memory_order_relaxed);
+    return MakeSharedResult<LoadedValue>(
+        LoadedValue{hit.value, std::max(absl::ZeroDuration(), hit.expires_at - timers.clock().Now())});
+  }
+
+  static GetResult FromLoad(const SharedResult<LoadedValue>& result, Group::Outcome outcome) {
+    GetResult r;
+    switch (outcome) {
+      case Group::Outcome::kStarted:
+        r.source = Source::kLoaded;
+        break;
+      case Group::Outcome::kJoined:
+        r.source = Source::kCoalesced;
+        break;
+      case Group::Outcome::kAnsweredByRecheck:
+        r.source = Source::kHit;
+        break;
+    }
+    if (result->ok()) {
+      r.value = (*result)->value;
+      r.ttl_remaining = (*result)->ttl;
+    } else {
+      r.status = result->status();
+    }
+    return r;
+  }
+
+  const FlightCacheOptions& options;
+  Origin& origin;
+  const std::string origin_name;
+  TimerQueue& timers;
+  LoadObserver* const observer;
+  ShardedCache cache;
+  ConcurrencyLimiter limiter;
+  Hedger hedger;
+  // Relaxed counters: statistics only, never used to order other memory.
+  std::atomic<int64_t> requests{0}, hits{0}, negative_hits{0}, misses{0}, coalesced{0};
+  std::atomic<int64_t> loads_succeeded{0}, loads_failed{0}, loads_cancelled{0};
+  absl::Mutex fetches_mu;
+  int64_t fetches_outstanding ABSL_GUARDED_BY(fetches_mu) = 0;  // origin calls not yet answered
+  Group group;
+};
+
+FlightCache::FlightCache(FlightCacheOptions options, Origin& origin, TimerQueue& timers,
+                         LoadObserver* observer)
+    : options_(std::move(options)),
+      impl_(std::make_unique<Impl>(options_, origin, timers, observer)) {}
+
+FlightCache::~FlightCache() = default;
+
+GetHandle FlightCache::Get(std::string_view key, Callback done) {
+  Impl& impl = *impl_;
+  impl.requests.fetch_add(1, std::memory_order_relaxed);
+  if (key.empty()) {
+    done(GetResult{.status = absl::InvalidArgumentError("key must not be empty")});
+    return {};
+  }
+  if (static_cast<int64_t>(key.size()) > options_.max_key_bytes) {
+    done(GetResult{.status = absl::InvalidArgumentError(
+                       absl::StrCat("key is ", key.size(), " bytes; the limit (--max-key-bytes) is ",
+                                    options_.max_key_bytes))});
+    return {};
+  }
+  if (std::optional<CacheHit> hit = impl.cache.Peek(key)) {
+    done(impl.FromCacheHit(*hit));
+    return {};
+  }
+  impl.misses.fetch_add(1, std::memory_order_relaxed);
+  Group::Callback on_load = [&impl, done = std::move(done)](
+                                const SharedResult<LoadedValue>& result,
+                                Group::Outcome outcome) mutable {
+    done(impl.FromLoad(result, outcome));
+  };
+  while (true) {
+    Group::Joined joined = impl.group.Join(
+        key, [&impl](LoadHandle<LoadedValue>&& load) { impl.Load(std::move(load)); },
+        std::move(on_load));
+    switch (joined.outcome) {
+      case Group::Outcome::kJoined:
+        impl.coalesced.fetch_add(1, std::memory_order_relaxed);
+        return GetHandle(std::move(joined.waiter));
+      case Group::Outcome::kStarted:
+        return GetHandle(std::move(joined.waiter));
+      case Group::Outcome::kAnsweredByRecheck:
+        // A load stored the key between our miss and Join's lock. Serve it as a hit; if it was
+        // evicted again in that instant, go round and join or start a flight after all.
+        if (std::optional<CacheHit> hit = impl.cache.Peek(key)) {
+          impl.misses.fetch_sub(1, std::memory_order_relaxed);  // it was a hit after all
+          on_load(impl.HitAsResult(*hit), Group::Outcome::kAnsweredByRecheck);
+          return {};
+        }
+        continue;
+    }
+  }
+}
+
+GetResult FlightCache::GetBlocking(std::string_view key, const CallContext& ctx) {
+  Promise<GetResult> promise;
+  Future<GetResult> future = promise.GetFuture();
+  GetHandle handle = Get(key, [promise = std::move(promise)](GetResult r) mutable {
+    promise.Complete(std::move(r));
+  });
+  SharedResult<GetResult> result = future.Await(ctx);
+  if (!result->ok()) {
+    handle.Cancel();  // leave the flight: our deadline or cancellation ended the wait
+    return GetResult{.status = result->status()};
+  }
+  return **result;
+}
+
+int64_t FlightCache::Invalidate(absl::Span<const std::string> keys) {
+  int64_t removed = 0;
+  for (const std::string& key : keys) {
+    impl_->group.Detach(key, [&] { removed += impl_->cache.Erase(key) ? 1 : 0; });
+  }
+  return removed;
+}
+
+FlightCacheStats FlightCache::stats() const {
+  const Impl& impl = *impl_;
+  FlightCacheStats s;
+  auto load = [](const std::atomic<int64_t>& v) { return v.load(std::memory_order_relaxed); };
+  s.requests = load(impl.requests);
+  s.hits = load(impl.hits);
+  s.negative_hits = load(impl.negative_hits);
+  s.misses = load(impl.misses);
+  s.coalesced = load(impl.coalesced);
+  const SingleFlightStats flights = impl.group.stats();
+  s.loads_started = flights.started;
+  s.loads_inflight = flights.inflight;
+  s.loads_succeeded = load(impl.loads_succeeded);
+  s.loads_failed = load(impl.loads_failed);
+  s.loads_cancelled = load(impl.loads_cancelled);
+  const HedgeStats hedges = impl.hedger.stats();
+  s.origin_fetches = hedges.fetches;
+  s.hedges_sent = hedges.hedges_sent;
+  s.hedges_won = hedges.hedges_won;
+  s.loads_queued = impl.limiter.queued();
+  const CacheStats cache = impl.cache.stats();
+  s.entries = cache.entries;
+  s.bytes = cache.bytes;
+  s.evictions = cache.evictions;
+  return s;
+}
+
+}  // namespace flightcache

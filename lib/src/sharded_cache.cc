@@ -1,0 +1,139 @@
+#include "flightcache/sharded_cache.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/base/optimization.h"
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "flightcache/cache_shard.h"
+
+namespace flightcache {
+namespace {
+
+constexpr int kMaxShards = 1024;
+
+int RoundUpToPowerOfTwo(int n) {
+  int p = 1;
+  while (p < n) p *= 2;
+  return p;
+}
+
+}  // namespace
+
+absl::Status CacheOptions::Validate() const {
+  if (capacity_bytes <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cache capacity_bytes must be > 0, got ", capacity_bytes));
+  }
+  if (shard_count < 1 || shard_count > kMaxShards) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cache shard_count must be in [1, ", kMaxShards, "], got ", shard_count));
+  }
+  return absl::OkStatus();
+}
+
+// Each shard is aligned to its own cache lines, so threads hitting different shards never
+// write to a shared line; its counters sit beside the mutex they are guarded by, which a hit
+// has to write anyway.
+struct alignas(ABSL_CACHELINE_SIZE) ShardedCache::Shard {
+  absl::Mutex mu;
+  int64_t hits ABSL_GUARDED_BY(mu) = 0;
+  int64_t negative_hits ABSL_GUARDED_BY(mu) = 0;
+  int64_t misses ABSL_GUARDED_BY(mu) = 0;
+  CacheShard cache ABSL_GUARDED_BY(mu);
+};
+
+ShardedCache::ShardedCache(CacheOptions options, const Clock& clock) : clock_(clock) {
+  // Options are validated by the caller (Validate()); out-of-range values are clamped rather
+  // than trusted.
+  const int shard_count = RoundUpToPowerOfTwo(std::clamp(options.shard_count, 1, kMaxShards));
+  shard_mask_ = shard_count - 1;
+  shards_ = std::make_unique<Shard[]>(shard_count);
+  // An even split, with the remainder spread one byte each, so the shards sum to the capacity.
+  const int64_t capacity = std::max<int64_t>(0, options.capacity_bytes);
+  const absl::Time now = clock_.Now();
+  for (int i = 0; i < shard_count; ++i) {
+    const int64_t share = capacity / shard_count + (i < capacity % shard_count ? 1 : 0);
+    absl::MutexLock lock(&shards_[i].mu);
+    shards_[i].cache.SetCapacity(share, now);
+  }
+}
+
+ShardedCache::~ShardedCache() = default;
+
+// The shard comes from hash bits 32 and up: the shard's index probes with bits 7 and up of
+// the same hash (absl's H1) and its ghost with the low bits, so these stay well spread
+// within a shard for shards of up to a few million entries.
+ShardedCache::Shard& ShardedCache::ShardFor(size_t hash) const {
+  return shards_[(uint64_t{hash} >> 32) & static_cast<uint64_t>(shard_mask_)];
+}
+
+std::optional<CacheHit> ShardedCache::Lookup(std::string_view key) {
+  const size_t hash = CacheShard::Hash(key);
+  const absl::Time now = clock_.Now();
+  Shard& shard = ShardFor(hash);
+  CacheShard::ReleasedValues released;  // an expired value is destroyed after unlocking
+  std::optional<CacheHit> hit;
+  {
+    absl::MutexLock lock(&shard.mu);
+    hit = shard.cache.Lookup(key, hash, now, &released);
+    if (!hit.has_value()) {
+      ++shard.misses;
+    } else if (hit->negative()) {
+      ++shard.negative_hits;
+    } else {
+      ++shard.hits;
+    }
+  }
+  return hit;
+}
+
+std::optional<CacheHit> ShardedCache::Peek(std::string_view key) {
+  const size_t hash = CacheShard::Hash(key);
+  const absl::Time now = clock_.Now();
+  Shard& shard = ShardFor(hash);
+  CacheShard::ReleasedValues released;
+  absl::MutexLock lock(&shard.mu);
+  return shard.cache.Peek(key, hash, now, &released);
+}
+
+void ShardedCache::Insert(std::string_view key, Value value, absl::Duration ttl) {
+  const size_t hash = CacheShard::Hash(key);
+  const absl::Time now = clock_.Now();
+  Shard& shard = ShardFor(hash);
+  // Evicted and replaced values (possibly the last reference to megabytes) are freed after the
+  // lock is released; `released` is declared first so it is destroyed last.
+  CacheShard::ReleasedValues released;
+  absl::MutexLock lock(&shard.mu);
+  shard.cache.Insert(key, hash, std::move(value), now + ttl, now, &released);
+}
+
+bool ShardedCache::Erase(std::string_view key) {
+  const size_t hash = CacheShard::Hash(key);
+  const absl::Time now = clock_.Now();
+  Shard& shard = ShardFor(hash);
+  CacheShard::ReleasedValues released;
+  absl::MutexLock lock(&shard.mu);
+  return shard.cache.Erase(key, hash, now, &released);
+}
+
+CacheStats ShardedCache::stats() const {
+  // Shards are summed one lock at a time, so the totals are not a single atomic snapshot, but
+  // each shard's part is consistent and bytes never exceeds the capacity.
+  CacheStats stats;
+  for (int i = 0; i <= shard_mask_; ++i) {
+    Shard& shard = shards_[i];
+    absl::MutexLock lock(&shard.mu);
+    stats.hits += shard.hits;
+    stats.negative_hits += shard.negative_hits;
+    stats.misses += shard.misses;
+    stats.entries += shard.cache.entries();
+    stats.bytes += shard.cache.bytes();
+    stats.evictions += shard.cache.evictions();
+  }
+  return stats;
+}
+
+}  // namespace flightcache

@@ -1,0 +1,354 @@
+#include "flightcache/flight_cache.h"
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "tests/testing/fake_clock.h"
+#include "tests/testing/fake_origin.h"
+
+namespace flightcache {
+namespace {
+
+using testing::FakeOrigin;
+using testing::FakeTimerQueue;
+
+// What one Get delivered.
+struct Reply {
+  std::atomic<int> calls{0};
+  GetResult result;
+  FlightCache::Callback Callback() {
+    return [this](GetResult r) {
+      result = std::move(r);
+      calls++;
+    };
+  }
+  std::string value() const { return result.value ? *result.value : "<null>"; }
+  absl::StatusCode code() const { return result.status.code(); }
+};
+
+class FlightCacheTest : public ::testing::Test {
+ protected:
+  FlightCacheOptions Options() {
+    FlightCacheOptions o;
+    o.cache.capacity_bytes = 1 << 20;
+    return o;
+  }
+  std::unique_ptr<FlightCache> Make(FlightCacheOptions o) {
+    EXPECT_TRUE(o.Validate().ok()) << o.Validate();
+    return std::make_unique<FlightCache>(o, origin_, timers_);
+  }
+  std::unique_ptr<FlightCache> Make() { return Make(Options()); }
+
+  FakeTimerQueue timers_;
+  FakeOrigin origin_;
+};
+
+TEST_F(FlightCacheTest, MissLoadsOnceThenHits) {
+  auto cache = Make();
+  Reply first, second;
+  cache->Get("k", first.Callback());
+  ASSERT_EQ(origin_.fetches(), 1);
+  EXPECT_EQ(origin_.request(0).key, "k");
+  EXPECT_EQ(origin_.request(0).attempt, 1u);
+  EXPECT_EQ(first.calls, 0);
+  origin_.AnswerValue(0, "v");
+  ASSERT_EQ(first.calls, 1);
+  EXPECT_TRUE(first.result.status.ok());
+  EXPECT_EQ(first.value(), "v");
+  EXPECT_EQ(first.result.source, Source::kLoaded);
+  EXPECT_EQ(first.result.ttl_remaining, absl::Seconds(60));
+
+  timers_.Advance(absl::Seconds(10));
+  cache->Get("k", second.Callback());
+  ASSERT_EQ(second.calls, 1);  // inline: a hit
+  EXPECT_EQ(second.value(), "v");
+  EXPECT_EQ(second.result.source, Source::kHit);
+  EXPECT_EQ(second.result.ttl_remaining, absl::Seconds(50));
+  EXPECT_EQ(origin_.fetches(), 1);
+
+  FlightCacheStats s = cache->stats();
+  EXPECT_EQ(s.requests, 2);
+  EXPECT_EQ(s.hits, 1);
+  EXPECT_EQ(s.misses, 1);
+  EXPECT_EQ(s.loads_started, 1);
+  EXPECT_EQ(s.loads_succeeded, 1);
+  EXPECT_EQ(s.origin_fetches, 1);
+  EXPECT_EQ(s.entries, 1);
+  EXPECT_GT(s.bytes, 0);
+  EXPECT_EQ(s.loads_inflight, 0);
+}
+
+TEST_F(FlightCacheTest, ConcurrentMissesShareOneFetch) {
+  auto cache = Make();
+  constexpr int kCallers = 100;
+  std::vector<Reply> replies(kCallers);
+  for (auto& r : replies) cache->Get("hot", r.Callback());
+  EXPECT_EQ(origin_.fetches(), 1);
+  origin_.AnswerValue(0, "v");
+  int loaded = 0, coalesced = 0;
+  for (auto& r : replies) {
+    ASSERT_EQ(r.calls, 1);
+    EXPECT_EQ(r.value(), "v");
+    loaded += r.result.source == Source::kLoaded;
+    coalesced += r.result.source == Source::kCoalesced;
+  }
+  EXPECT_EQ(loaded, 1);
+  EXPECT_EQ(coalesced, kCallers - 1);
+  EXPECT_EQ(cache->stats().coalesced, kCallers - 1);
+}
+
+TEST_F(FlightCacheTest, CallerLeavingEarlyDoesNotCancelTheSharedLoad) {
+  auto cache = Make();
+  Reply impatient, patient;
+  GetHandle h1 = cache->Get("k", impatient.Callback());
+  GetHandle h2 = cache->Get("k", patient.Callback());
+  h1.Cancel();  // its deadline passed
+  EXPECT_EQ(impatient.code(), absl::StatusCode::kCancelled);
+  EXPECT_FALSE(origin_.cancelled(0));
+  origin_.AnswerValue(0, "v");
+  EXPECT_EQ(patient.value(), "v");
+  EXPECT_EQ(origin_.cancellations(), 0);
+}
+
+TEST_F(FlightCacheTest, LastWaiterLeavingCancelsTheOriginFetch) {
+  auto cache = Make();
+  Reply a, b;
+  GetHandle ha = cache->Get("k", a.Callback());
+  GetHandle hb = cache->Get("k", b.Callback());
+  ha.Cancel();
+  hb.Cancel();
+  EXPECT_TRUE(origin_.cancelled(0));
+  EXPECT_EQ(origin_.cancellations(), 1);
+  FlightCacheStats s = cache->stats();
+  EXPECT_EQ(s.loads_cancelled, 1);
+  EXPECT_EQ(s.loads_inflight, 0);
+  EXPECT_EQ(s.entries, 0);
+  // A later Get fetches again.
+  Reply c;
+  cache->Get("k", c.Callback());
+  EXPECT_EQ(origin_.fetches(), 2);
+}
+
+TEST_F(FlightCacheTest, FinishPolicyLetsAnAbandonedLoadFillTheCache) {
+  FlightCacheOptions o = Options();
+  o.abandoned_loads = AbandonPolicy::kFinish;
+  auto cache = Make(o);
+  Reply a;
+  cache->Get("k", a.Callback()).Cancel();
+  EXPECT_FALSE(origin_.cancelled(0));
+  origin_.AnswerValue(0, "v");
+  Reply b;
+  cache->Get("k", b.Callback());
+  EXPECT_EQ(b.result.source, Source::kHit);
+  EXPECT_EQ(b.value(), "v");
+}
+
+TEST_F(FlightCacheTest, NotFoundIsCachedForTheNegativeTtl) {
+  FlightCacheOptions o = Options();
+  o.negative_ttl = absl::Seconds(5);
+  auto cache = Make(o);
+  Reply a, b, c;
+  cache->Get("missing", a.Callback());
+  origin_.Answer(0, absl::NotFoundError("no such key"));
+  EXPECT_EQ(a.code(), absl::StatusCode::kNotFound);
+  cache->Get("missing", b.Callback());
+  EXPECT_EQ(b.code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(b.result.source, Source::kHit);
+  EXPECT_EQ(origin_.fetches(), 1);
+  EXPECT_EQ(cache->stats().negative_hits, 1);
+  timers_.Advance(absl::Seconds(5));
+  cache->Get("missing", c.Callback());
+  EXPECT_EQ(origin_.fetches(), 2);
+}
+
+TEST_F(FlightCacheTest, FailedLoadIsSharedByEveryWaiterAndNotCached) {
+  auto cache = Make();
+  std::vector<Reply> replies(10);
+  for (auto& r : replies) cache->Get("k", r.Callback());
+  origin_.Answer(0, absl::UnavailableError("backend on fire"));
+  for (auto& r : replies) {
+    ASSERT_EQ(r.calls, 1);
+    EXPECT_EQ(r.code(), absl::StatusCode::kUnavailable);
+    EXPECT_NE(std::string(r.result.status.message()).find("backend on fire"), std::string::npos)
+        << r.result.status;
+  }
+  EXPECT_EQ(origin_.fetches(), 1);
+  EXPECT_EQ(cache->stats().loads_failed, 1);
+  Reply again;
+  cache->Get("k", again.Callback());
+  EXPECT_EQ(origin_.fetches(), 2);  // not cached
+}
+
+TEST_F(FlightCacheTest, OriginTtlOverridesTheDefault) {
+  auto cache = Make();
+  Reply a, b, c;
+  cache->Get("k", a.Callback());
+  origin_.AnswerValue(0, "v", absl::Seconds(2));
+  EXPECT_EQ(a.result.ttl_remaining, absl::Seconds(2));
+  timers_.Advance(absl::Milliseconds(1999));
+  cache->Get("k", b.Callback());
+  EXPECT_EQ(b.result.source, Source::kHit);
+  timers_.Advance(absl::Milliseconds(1));
+  cache->Get("k", c.Callback());
+  EXPECT_EQ(origin_.fetches(), 2);
+}
+
+TEST_F(FlightCacheTest, BadKeysAreInvalidArgumentAndNeverFetched) {
+  FlightCacheOptions o = Options();
+  o.max_key_bytes = 16;
+  auto cache = Make(o);
+  Reply empty, huge, ok;
+  cache->Get("", empty.Callback());
+  cache->Get(std::string(17, 'k'), huge.Callback());
+  cache->Get(std::string(16, 'k'), ok.Callback());
+  EXPECT_EQ(empty.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(huge.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(std::string(huge.result.status.message()).find("max-key-bytes"), std::string::npos);
+  EXPECT_EQ(origin_.fetches(), 1);
+}
+
+TEST_F(FlightCacheTest, OversizedValueIsResourceExhaustedAndNotCached) {
+  FlightCacheOptions o = Options();
+  o.max_value_bytes = 100;
+  auto cache = Make(o);
+  Reply a, b;
+  cache->Get("k", a.Callback());
+  origin_.AnswerValue(0, std::string(101, 'x'));
+  EXPECT_EQ(a.code(), absl::StatusCode::kResourceExhausted);
+  cache->Get("k", b.Callback());
+  EXPECT_EQ(origin_.fetches(), 2);
+}
+
+TEST_F(FlightCacheTest, LoadsBeyondTheLimitQueueAndOverflowIsResourceExhausted) {
+  FlightCacheOptions o = Options();
+  o.max_concurrent_loads = 2;
+  o.max_queued_loads = 2;
+  auto cache = Make(o);
+  std::vector<Reply> replies(5);
+  for (int i = 0; i < 5; ++i) cache->Get("k" + std::to_string(i), replies[i].Callback());
+  EXPECT_EQ(origin_.fetches(), 2);  // two in flight, two queued
+  EXPECT_EQ(cache->stats().loads_queued, 2);
+  EXPECT_EQ(replies[4].code(), absl::StatusCode::kResourceExhausted);  // at once
+  origin_.AnswerValue(0, "v0");
+  EXPECT_EQ(origin_.fetches(), 3);  // the first queued load got the permit
+  EXPECT_EQ(origin_.request(2).key, "k2");  // FIFO
+  origin_.AnswerValue(1, "v1");
+  origin_.AnswerValue(2, "v2");
+  origin_.AnswerValue(3, "v3");
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(replies[i].value(), "v" + std::to_string(i));
+  EXPECT_EQ(cache->stats().loads_queued, 0);
+  EXPECT_EQ(cache->stats().loads_inflight, 0);
+}
+
+TEST_F(FlightCacheTest, QueuedLoadLeavesTheQueueWhenItsLastWaiterLeaves) {
+  FlightCacheOptions o = Options();
+  o.max_concurrent_loads = 1;
+  auto cache = Make(o);
+  Reply a, b;
+  cache->Get("a", a.Callback());
+  GetHandle hb = cache->Get("b", b.Callback());
+  EXPECT_EQ(cache->stats().loads_queued, 1);
+  hb.Cancel();
+  EXPECT_EQ(cache->stats().loads_queued, 0);
+  EXPECT_EQ(cache->stats().loads_cancelled, 1);
+  origin_.AnswerValue(0, "va");
+  EXPECT_EQ(origin_.fetches(), 1);  // "b" never reached the origin
+}
+
+TEST_F(FlightCacheTest, LoadTimeoutIsUnavailableAndCancelsTheFetch) {
+  FlightCacheOptions o = Options();
+  o.load_timeout = absl::Seconds(2);
+  auto cache = Make(o);
+  Reply a;
+  cache->Get("k", a.Callback());
+  timers_.Advance(absl::Seconds(2));
+  EXPECT_EQ(a.code(), absl::StatusCode::kUnavailable);
+  EXPECT_TRUE(origin_.cancelled(0));
+  EXPECT_EQ(cache->stats().loads_failed, 1);
+}
+
+TEST_F(FlightCacheTest, InvalidateDuringALoadKeepsTheNewerValue) {
+  auto cache = Make();
+  Reply old_waiter, new_waiter, after;
+  cache->Get("k", old_waiter.Callback());
+  EXPECT_EQ(cache->Invalidate({"k"}), 0);  // nothing cached yet; the load is detached
+  cache->Get("k", new_waiter.Callback());
+  ASSERT_EQ(origin_.fetches(), 2);  // a new fetch, not the old one joined
+  origin_.AnswerValue(1, "new");
+  origin_.AnswerValue(0, "old");  // the slow old load answers last
+  EXPECT_EQ(old_waiter.value(), "old");
+  EXPECT_EQ(new_waiter.value(), "new");
+  cache->Get("k", after.Callback());
+  EXPECT_EQ(after.result.source, Source::kHit);
+  EXPECT_EQ(after.value(), "new");
+}
+
+TEST_F(FlightCacheTest, InvalidateRemovesCachedEntries) {
+  auto cache = Make();
+  Reply a, b;
+  cache->Get("k", a.Callback());
+  origin_.AnswerValue(0, "v");
+  EXPECT_EQ(cache->Invalidate({"k", "absent"}), 1);
+  cache->Get("k", b.Callback());
+  EXPECT_EQ(origin_.fetches(), 2);
+}
+
+TEST_F(FlightCacheTest, OriginThatThrowsGivesInternal) {
+  class ThrowingOrigin final : public Origin {
+   public:
+    void Fetch(const FetchRequest&, std::stop_token, FetchCallback) override {
+      throw std::runtime_error("bug in origin adapter");
+    }
+    std::string Describe() const override { return "throwing://"; }
+  } throwing;
+  FlightCache cache(Options(), throwing, timers_);
+  Reply a, b;
+  cache.Get("k", a.Callback());
+  EXPECT_EQ(a.code(), absl::StatusCode::kInternal);
+  cache.Get("k", b.Callback());
+  EXPECT_EQ(b.code(), absl::StatusCode::kInternal);  // not cached, and the process lives on
+}
+
+TEST_F(FlightCacheTest, SlowPrimaryIsHedgedAndTheHedgeWins) {
+  FlightCacheOptions o = Options();
+  o.hedge.enabled = true;
+  o.hedge.delay = absl::Milliseconds(20);
+  auto cache = Make(o);
+  Reply a;
+  cache->Get("k", a.Callback());
+  timers_.Advance(absl::Milliseconds(19));
+  EXPECT_EQ(origin_.fetches(), 1);
+  timers_.Advance(absl::Milliseconds(1));
+  ASSERT_EQ(origin_.fetches(), 2);
+  EXPECT_EQ(origin_.request(1).attempt, 2u);
+  origin_.AnswerValue(1, "from hedge");
+  EXPECT_EQ(a.value(), "from hedge");
+  EXPECT_TRUE(origin_.cancelled(0));  // the loser
+  FlightCacheStats s = cache->stats();
+  EXPECT_EQ(s.hedges_sent, 1);
+  EXPECT_EQ(s.hedges_won, 1);
+  EXPECT_EQ(s.origin_fetches, 2);
+}
+
+TEST_F(FlightCacheTest, GetBlockingHonoursTheCallersDeadline) {
+  auto cache = Make();
+  GetResult r = cache->GetBlocking("k", CallContext::WithTimeout(absl::Milliseconds(30)));
+  EXPECT_EQ(r.status.code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_TRUE(origin_.cancelled(0));  // it was the only waiter
+}
+
+TEST_F(FlightCacheTest, DestroyingTheCacheCancelsLoadsInFlight) {
+  Reply a;
+  {
+    auto cache = Make();
+    cache->Get("k", a.Callback());
+  }
+  EXPECT_EQ(a.code(), absl::StatusCode::kCancelled);
+  EXPECT_TRUE(origin_.cancelled(0));
+}
+
+}  // namespace
+}  // namespace flightcache

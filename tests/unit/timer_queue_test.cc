@@ -1,0 +1,97 @@
+#include "flightcache/timer_queue.h"
+
+#include <atomic>
+#include <vector>
+
+#include "absl/synchronization/notification.h"
+#include "gtest/gtest.h"
+#include "tests/testing/fake_clock.h"
+
+namespace flightcache {
+namespace {
+
+TEST(ThreadTimerQueueTest, RunsCallbacksInDeadlineOrder) {
+  absl::Mutex mu;
+  std::vector<int> order;
+  absl::Notification done;
+  ThreadTimerQueue timers;  // declared last: its thread is joined before the state it touches dies
+  const absl::Time base = timers.clock().Now() + absl::Milliseconds(30);
+  for (int i : {3, 1, 2}) {
+    timers.RunAt(base + absl::Milliseconds(10 * i), [&, i] {
+      absl::MutexLock lock(&mu);
+      order.push_back(i);
+      if (order.size() == 3) done.Notify();
+    });
+  }
+  ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  EXPECT_EQ(order, (std::vector<int>{1, 2, 3}));
+}
+
+TEST(ThreadTimerQueueTest, DoesNotRunBeforeItsTime) {
+  absl::Notification ran;
+  ThreadTimerQueue timers;
+  const absl::Time scheduled = timers.clock().Now();
+  absl::Time ran_at;
+  timers.RunAfter(absl::Milliseconds(40), [&] {
+    ran_at = timers.clock().Now();
+    ran.Notify();
+  });
+  ASSERT_TRUE(ran.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  EXPECT_GE(ran_at - scheduled, absl::Milliseconds(40));
+}
+
+TEST(ThreadTimerQueueTest, CancelledTimerNeverRuns) {
+  std::atomic<bool> ran{false};
+  absl::Notification later;
+  ThreadTimerQueue timers;
+  TimerId id = timers.RunAfter(absl::Milliseconds(30), [&] { ran = true; });
+  EXPECT_TRUE(timers.Cancel(id));
+  EXPECT_FALSE(timers.Cancel(id));
+  timers.RunAfter(absl::Milliseconds(60), [&] { later.Notify(); });
+  ASSERT_TRUE(later.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  EXPECT_FALSE(ran.load());
+  EXPECT_EQ(timers.pending(), 0u);
+}
+
+TEST(ThreadTimerQueueTest, EarlierTimerScheduledLaterWakesTheThread) {
+  absl::Notification soon;
+  ThreadTimerQueue timers;
+  timers.RunAfter(absl::Hours(1), [] {});
+  timers.RunAfter(absl::Milliseconds(10), [&] { soon.Notify(); });
+  EXPECT_TRUE(soon.WaitForNotificationWithTimeout(absl::Seconds(10)));
+}
+
+TEST(ThreadTimerQueueTest, ThrowingCallbackDoesNotStopTheQueue) {
+  absl::Notification next;
+  ThreadTimerQueue timers;
+  timers.RunAfter(absl::Milliseconds(1), [] { throw std::runtime_error("boom"); });
+  timers.RunAfter(absl::Milliseconds(20), [&] { next.Notify(); });
+  EXPECT_TRUE(next.WaitForNotificationWithTimeout(absl::Seconds(10)));
+}
+
+TEST(ThreadTimerQueueTest, CallbackMayScheduleAndCancelTimers) {
+  absl::Notification second;
+  ThreadTimerQueue timers;
+  timers.RunAfter(absl::Milliseconds(1), [&] {
+    TimerId never = timers.RunAfter(absl::Hours(1), [] {});
+    timers.Cancel(never);
+    timers.RunAfter(absl::Milliseconds(1), [&] { second.Notify(); });
+  });
+  EXPECT_TRUE(second.WaitForNotificationWithTimeout(absl::Seconds(10)));
+}
+
+TEST(FakeTimerQueueTest, AdvanceRunsDueTimersOnly) {
+  testing::FakeTimerQueue timers;
+  int ran = 0;
+  timers.RunAfter(absl::Milliseconds(10), [&] { ran++; });
+  timers.RunAfter(absl::Milliseconds(20), [&] { ran++; });
+  timers.Advance(absl::Milliseconds(9));
+  EXPECT_EQ(ran, 0);
+  timers.Advance(absl::Milliseconds(1));
+  EXPECT_EQ(ran, 1);
+  timers.Advance(absl::Milliseconds(100));
+  EXPECT_EQ(ran, 2);
+}
+
+}  // namespace
+}  // namespace flightcache
