@@ -18,9 +18,7 @@ struct LoadedValue {
 
 using Group = SingleFlightGroup<LoadedValue>;
 
-bool IsAnswer(const absl::Status& status) {
-  return status.ok() || absl::IsNotFound(status);
-}
+bool IsAnswer(const absl::Status& status) { return status.ok() || absl::IsNotFound(status); }
 
 // Origin errors reach callers as UNAVAILABLE naming the origin's error (see the spec's status
 // table); NOT_FOUND, CANCELLED and INTERNAL (our own bug or garbage from the origin) keep their
@@ -33,9 +31,9 @@ absl::Status MapOriginError(const absl::Status& status, const std::string& origi
     case absl::StatusCode::kInternal:
       return status;
     default:
-      return absl::UnavailableError(absl::StrCat("origin ", origin, " failed: ",
-                                                 absl::StatusCodeToString(status.code()), ": ",
-                                                 status.message()));
+      return absl::UnavailableError(
+          absl::StrCat("origin ", origin, " failed: ", absl::StatusCodeToString(status.code()),
+                       ": ", status.message()));
   }
 }
 
@@ -96,15 +94,14 @@ struct FlightCache::Impl {
         cache(options.cache, timers.clock()),
         limiter(options.max_concurrent_loads, options.max_queued_loads),
         hedger(options.hedge, timers, &limiter),
-        group({.abandon = options.abandoned_loads, .load_timeout = options.load_timeout},
-              timers,
+        group({.abandon = options.abandoned_loads, .load_timeout = options.load_timeout}, timers,
               {.recheck = [this](std::string_view key) { return cache.Peek(key).has_value(); },
                .store = [this](const std::string& key,
                                const absl::StatusOr<LoadedValue>& r) { Store(key, r); },
-               .completed = [this](const std::string& key,
-                                   const absl::StatusOr<LoadedValue>& r) {
-                 CountCompletion(key, r.status());
-               }}) {}
+               .completed =
+                   [this](const std::string& key, const absl::StatusOr<LoadedValue>& r) {
+                     CountCompletion(key, r.status());
+                   }}) {}
 
   // Cancels every load, then waits until no origin callback can still reach into this object.
   // Origins stop promptly once cancelled (the Origin contract), so this wait is short.
@@ -138,25 +135,25 @@ struct FlightCache::Impl {
   // The loader every flight runs: a permit (FIFO queue), then the origin through the hedger.
   void Load(LoadHandle<LoadedValue>&& handle) {
     auto load = std::make_shared<LoadHandle<LoadedValue>>(std::move(handle));
-    limiter.Acquire(load->stop_token(), [this, load](
-                                            absl::StatusOr<ConcurrencyLimiter::Permit> permit) {
-      if (!permit.ok()) {
-        load->Complete(permit.status());
-        return;
-      }
-      if (load->cancelled()) return;  // the permit is released as `permit` goes out of scope
-      auto held = std::make_shared<ConcurrencyLimiter::Permit>(*std::move(permit));
-      hedger.Run(
-          load->stop_token(),
-          [this, key = load->key(), deadline = load->deadline()](
-              uint32_t attempt, std::stop_token cancel, FetchCallback done) {
-            Fetch(FetchRequest{key, attempt, deadline}, std::move(cancel), std::move(done));
-          },
-          [this, load, held](absl::StatusOr<FetchResult> result) {
-            held->Release();
-            load->Complete(ToLoadedValue(std::move(result)));
-          });
-    });
+    limiter.Acquire(
+        load->stop_token(), [this, load](absl::StatusOr<ConcurrencyLimiter::Permit> permit) {
+          if (!permit.ok()) {
+            load->Complete(permit.status());
+            return;
+          }
+          if (load->cancelled()) return;  // the permit is released as `permit` goes out of scope
+          auto held = std::make_shared<ConcurrencyLimiter::Permit>(*std::move(permit));
+          hedger.Run(
+              load->stop_token(),
+              [this, key = load->key(), deadline = load->deadline()](
+                  uint32_t attempt, std::stop_token cancel, FetchCallback done) {
+                Fetch(FetchRequest{key, attempt, deadline}, std::move(cancel), std::move(done));
+              },
+              [this, load, held](absl::StatusOr<FetchResult> result) {
+                held->Release();
+                load->Complete(ToLoadedValue(std::move(result)));
+              });
+        });
   }
 
   // One origin attempt, timed for the observer and shielded from exceptions.
@@ -220,8 +217,8 @@ struct FlightCache::Impl {
       return MakeSharedResult<LoadedValue>(absl::NotFoundError("key not found (cached)"));
     }
     hits.fetch_add(1, std::memory_order_relaxed);
-    return MakeSharedResult<LoadedValue>(
-        LoadedValue{hit.value, std::max(absl::ZeroDuration(), hit.expires_at - timers.clock().Now())});
+    return MakeSharedResult<LoadedValue>(LoadedValue{
+        hit.value, std::max(absl::ZeroDuration(), hit.expires_at - timers.clock().Now())});
   }
 
   static GetResult FromLoad(const SharedResult<LoadedValue>& result, Group::Outcome outcome) {
@@ -277,9 +274,9 @@ GetHandle FlightCache::Get(std::string_view key, Callback done) {
     return {};
   }
   if (static_cast<int64_t>(key.size()) > options_.max_key_bytes) {
-    done(GetResult{.status = absl::InvalidArgumentError(
-                       absl::StrCat("key is ", key.size(), " bytes; the limit (--max-key-bytes) is ",
-                                    options_.max_key_bytes))});
+    done(GetResult{.status = absl::InvalidArgumentError(absl::StrCat(
+                       "key is ", key.size(), " bytes; the limit (--max-key-bytes) is ",
+                       options_.max_key_bytes))});
     return {};
   }
   if (std::optional<CacheHit> hit = impl.cache.Peek(key)) {
@@ -287,9 +284,8 @@ GetHandle FlightCache::Get(std::string_view key, Callback done) {
     return {};
   }
   impl.misses.fetch_add(1, std::memory_order_relaxed);
-  Group::Callback on_load = [&impl, done = std::move(done)](
-                                const SharedResult<LoadedValue>& result,
-                                Group::Outcome outcome) mutable {
+  Group::Callback on_load = [&impl, done = std::move(done)](const SharedResult<LoadedValue>& result,
+                                                            Group::Outcome outcome) mutable {
     done(impl.FromLoad(result, outcome));
   };
   while (true) {
@@ -318,9 +314,8 @@ GetHandle FlightCache::Get(std::string_view key, Callback done) {
 GetResult FlightCache::GetBlocking(std::string_view key, const CallContext& ctx) {
   Promise<GetResult> promise;
   Future<GetResult> future = promise.GetFuture();
-  GetHandle handle = Get(key, [promise = std::move(promise)](GetResult r) mutable {
-    promise.Complete(std::move(r));
-  });
+  GetHandle handle = Get(
+      key, [promise = std::move(promise)](GetResult r) mutable { promise.Complete(std::move(r)); });
   SharedResult<GetResult> result = future.Await(ctx);
   if (!result->ok()) {
     handle.Cancel();  // leave the flight: our deadline or cancellation ended the wait

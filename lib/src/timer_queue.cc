@@ -65,9 +65,8 @@ void ThreadTimerQueue::Loop() {
   while (!stopping_) {
     if (heap_.empty()) {
       mu_.Await(absl::Condition(
-          +[](ThreadTimerQueue* q) ABSL_EXCLUSIVE_LOCKS_REQUIRED(q->mu_) {
-            return q->stopping_ || !q->heap_.empty();
-          },
+          +[](ThreadTimerQueue* q)
+               ABSL_EXCLUSIVE_LOCKS_REQUIRED(q->mu_) { return q->stopping_ || !q->heap_.empty(); },
           this));
       continue;
     }

@@ -38,8 +38,8 @@ void AfterWait(void* mu) {
 #define WRAP(sym) __wrap_##sym
 
 using absl::BlockingCounter;
-using absl::CondVar;
 using absl::Condition;
+using absl::CondVar;
 using absl::Duration;
 using absl::Mutex;
 using absl::Notification;
@@ -98,15 +98,17 @@ bool REAL(_ZN4absl7debian35Mutex16AwaitWithTimeoutERKNS0_9ConditionENS0_8Duratio
 bool WRAP(_ZN4absl7debian35Mutex16AwaitWithTimeoutERKNS0_9ConditionENS0_8DurationE)(
     Mutex* m, const Condition& c, Duration d) {
   BeforeWait(m);
-  const bool r = REAL(_ZN4absl7debian35Mutex16AwaitWithTimeoutERKNS0_9ConditionENS0_8DurationE)(
-      m, c, d);
+  const bool r =
+      REAL(_ZN4absl7debian35Mutex16AwaitWithTimeoutERKNS0_9ConditionENS0_8DurationE)(m, c, d);
   AfterWait(m);
   return r;
 }
-bool REAL(_ZN4absl7debian35Mutex17AwaitWithDeadlineERKNS0_9ConditionENS0_4TimeE)(
-    Mutex*, const Condition&, Time);
-bool WRAP(_ZN4absl7debian35Mutex17AwaitWithDeadlineERKNS0_9ConditionENS0_4TimeE)(
-    Mutex* m, const Condition& c, Time t) {
+bool REAL(_ZN4absl7debian35Mutex17AwaitWithDeadlineERKNS0_9ConditionENS0_4TimeE)(Mutex*,
+                                                                                 const Condition&,
+                                                                                 Time);
+bool WRAP(_ZN4absl7debian35Mutex17AwaitWithDeadlineERKNS0_9ConditionENS0_4TimeE)(Mutex* m,
+                                                                                 const Condition& c,
+                                                                                 Time t) {
   BeforeWait(m);
   const bool r =
       REAL(_ZN4absl7debian35Mutex17AwaitWithDeadlineERKNS0_9ConditionENS0_4TimeE)(m, c, t);
@@ -158,10 +160,10 @@ void WRAP(_ZN4absl7debian37CondVar4WaitEPNS0_5MutexE)(CondVar* cv, Mutex* m) {
   AfterWait(m);
 }
 bool REAL(_ZN4absl7debian37CondVar15WaitWithTimeoutEPNS0_5MutexENS0_8DurationE)(CondVar*, Mutex*,
-                                                                               Duration);
+                                                                                Duration);
 bool WRAP(_ZN4absl7debian37CondVar15WaitWithTimeoutEPNS0_5MutexENS0_8DurationE)(CondVar* cv,
-                                                                               Mutex* m,
-                                                                               Duration d) {
+                                                                                Mutex* m,
+                                                                                Duration d) {
   BeforeWait(m);
   const bool r =
       REAL(_ZN4absl7debian37CondVar15WaitWithTimeoutEPNS0_5MutexENS0_8DurationE)(cv, m, d);
@@ -169,9 +171,9 @@ bool WRAP(_ZN4absl7debian37CondVar15WaitWithTimeoutEPNS0_5MutexENS0_8DurationE)(
   return r;
 }
 bool REAL(_ZN4absl7debian37CondVar16WaitWithDeadlineEPNS0_5MutexENS0_4TimeE)(CondVar*, Mutex*,
-                                                                            Time);
-bool WRAP(_ZN4absl7debian37CondVar16WaitWithDeadlineEPNS0_5MutexENS0_4TimeE)(CondVar* cv,
-                                                                            Mutex* m, Time t) {
+                                                                             Time);
+bool WRAP(_ZN4absl7debian37CondVar16WaitWithDeadlineEPNS0_5MutexENS0_4TimeE)(CondVar* cv, Mutex* m,
+                                                                             Time t) {
   BeforeWait(m);
   const bool r = REAL(_ZN4absl7debian37CondVar16WaitWithDeadlineEPNS0_5MutexENS0_4TimeE)(cv, m, t);
   AfterWait(m);

@@ -233,7 +233,7 @@ TEST_F(FlightCacheTest, LoadsBeyondTheLimitQueueAndOverflowIsResourceExhausted) 
   EXPECT_EQ(cache->stats().loads_queued, 2);
   EXPECT_EQ(replies[4].code(), absl::StatusCode::kResourceExhausted);  // at once
   origin_.AnswerValue(0, "v0");
-  EXPECT_EQ(origin_.fetches(), 3);  // the first queued load got the permit
+  EXPECT_EQ(origin_.fetches(), 3);          // the first queued load got the permit
   EXPECT_EQ(origin_.request(2).key, "k2");  // FIFO
   origin_.AnswerValue(1, "v1");
   origin_.AnswerValue(2, "v2");

@@ -14,9 +14,13 @@ namespace {
 
 // The consumer type offers no way to complete, reset or poison a flight.
 template <typename F>
-concept CanComplete = requires(F f) { f.Complete(absl::StatusOr<int>(1)); };
+concept CanComplete = requires(F f) {
+  f.Complete(absl::StatusOr<int>(1));
+};
 template <typename F>
-concept CanReset = requires(F f) { f.Reset(); };
+concept CanReset = requires(F f) {
+  f.Reset();
+};
 static_assert(!CanComplete<Future<int>>, "a consumer must not be able to complete a flight");
 static_assert(!CanReset<Future<int>>, "a consumer must not be able to reset a flight");
 static_assert(CanComplete<Promise<int>>, "the producer completes the flight");

@@ -60,8 +60,7 @@ struct Got {
 class SingleFlightGroupTest : public ::testing::Test {
  protected:
   Group MakeGroup(AbandonPolicy policy = AbandonPolicy::kCancel, Group::Hooks hooks = {}) {
-    return Group({.abandon = policy, .load_timeout = absl::Seconds(5)}, timers_,
-                 std::move(hooks));
+    return Group({.abandon = policy, .load_timeout = absl::Seconds(5)}, timers_, std::move(hooks));
   }
   testing::FakeTimerQueue timers_;
   HeldLoads loads_;
@@ -180,11 +179,11 @@ TEST_F(SingleFlightGroupTest, LastWaiterLeavingCancelsTheLoadAtOnce) {
 
 TEST_F(SingleFlightGroupTest, FinishPolicyLetsAnAbandonedLoadCompleteAndStore) {
   std::vector<std::string> stored;
-  Group group = MakeGroup(AbandonPolicy::kFinish,
-                          {.store = [&](const std::string& key,
-                                        const absl::StatusOr<std::string>& r) {
-                            stored.push_back(key + "=" + *r);
-                          }});
+  Group group =
+      MakeGroup(AbandonPolicy::kFinish,
+                {.store = [&](const std::string& key, const absl::StatusOr<std::string>& r) {
+                  stored.push_back(key + "=" + *r);
+                }});
   Got a;
   auto ja = group.Join("k", loads_.Loader(), a.Callback());
   ja.waiter.Cancel();
@@ -214,11 +213,11 @@ TEST_F(SingleFlightGroupTest, LoadTimeoutCompletesWithUnavailableAndStopsTheLoad
 
 TEST_F(SingleFlightGroupTest, DetachedFlightAnswersItsWaitersButIsNotStored) {
   std::vector<std::string> stored;
-  Group group = MakeGroup(AbandonPolicy::kCancel,
-                          {.store = [&](const std::string& key,
-                                        const absl::StatusOr<std::string>& r) {
-                            stored.push_back(*r);
-                          }});
+  Group group =
+      MakeGroup(AbandonPolicy::kCancel,
+                {.store = [&](const std::string& key, const absl::StatusOr<std::string>& r) {
+                  stored.push_back(*r);
+                }});
   Got old_waiter, new_waiter;
   group.Join("k", loads_.Loader(), old_waiter.Callback());
   bool ran_under_lock = false;
@@ -236,8 +235,8 @@ TEST_F(SingleFlightGroupTest, DetachedFlightAnswersItsWaitersButIsNotStored) {
 
 TEST_F(SingleFlightGroupTest, RecheckHitStartsNoFlight) {
   bool cached = false;
-  Group group = MakeGroup(AbandonPolicy::kCancel,
-                          {.recheck = [&](std::string_view) { return cached; }});
+  Group group =
+      MakeGroup(AbandonPolicy::kCancel, {.recheck = [&](std::string_view) { return cached; }});
   cached = true;
   Got a;
   auto callback = a.Callback();
@@ -263,26 +262,28 @@ TEST_F(SingleFlightGroupTest, ThrowingLoaderGivesInternalToEveryWaiter) {
 TEST_F(SingleFlightGroupTest, DroppedLoadHandleGivesInternal) {
   Group group = MakeGroup();
   Got a;
-  group.Join("k", [](LoadHandle<std::string>&& load) { LoadHandle<std::string> gone(std::move(load)); },
-             a.Callback());
+  group.Join(
+      "k", [](LoadHandle<std::string>&& load) { LoadHandle<std::string> gone(std::move(load)); },
+      a.Callback());
   ASSERT_EQ(a.calls, 1);
   EXPECT_EQ(a.result->status().code(), absl::StatusCode::kInternal);
 }
 
 TEST_F(SingleFlightGroupTest, CompletedHookSeesEveryFlightOnce) {
   std::vector<absl::StatusCode> codes;
-  Group group = MakeGroup(AbandonPolicy::kCancel,
-                          {.completed = [&](const std::string&, const absl::StatusOr<std::string>& r) {
-                            codes.push_back(r.status().code());
-                          }});
+  Group group =
+      MakeGroup(AbandonPolicy::kCancel,
+                {.completed = [&](const std::string&, const absl::StatusOr<std::string>& r) {
+                  codes.push_back(r.status().code());
+                }});
   Got a, b;
   group.Join("ok", loads_.Loader(), a.Callback());
   auto jb = group.Join("gone", loads_.Loader(), b.Callback());
   loads_.at(0).Complete(std::string("v"));
   jb.waiter.Cancel();
   loads_.at(1).Complete(std::string("late"));
-  EXPECT_EQ(codes, (std::vector<absl::StatusCode>{absl::StatusCode::kOk,
-                                                  absl::StatusCode::kCancelled}));
+  EXPECT_EQ(codes,
+            (std::vector<absl::StatusCode>{absl::StatusCode::kOk, absl::StatusCode::kCancelled}));
 }
 
 TEST_F(SingleFlightGroupTest, DestroyingTheGroupCancelsFlightsAndLateAnswersAreHarmless) {

@@ -19,7 +19,8 @@
 //   FlightCache cache(options, origin, timers);
 //   GetHandle h = cache.Get("user:42", [](GetResult r) { Reply(r); });
 //   ...
-//   h.Cancel();  // the caller's deadline passed: `done` gets CANCELLED, the load goes on for others
+//   h.Cancel();  // the caller's deadline passed: `done` gets CANCELLED, the load goes on for
+//   others
 #ifndef FLIGHTCACHE_FLIGHT_CACHE_H_
 #define FLIGHTCACHE_FLIGHT_CACHE_H_
 

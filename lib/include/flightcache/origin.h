@@ -24,7 +24,7 @@ namespace flightcache {
 
 struct FetchRequest {
   std::string key;
-  uint32_t attempt = 1;  // 1 for the primary fetch, 2 for a hedge
+  uint32_t attempt = 1;                          // 1 for the primary fetch, 2 for a hedge
   absl::Time deadline = absl::InfiniteFuture();  // the load's own timeout
 };
 

@@ -121,17 +121,18 @@ class GroupCore;
 
 // One flight in the group: its future, its waiter count and its place in the table.
 template <typename T>
-struct FlightEntry final : WaiterTarget,
-                           std::enable_shared_from_this<FlightEntry<T>> {
+struct FlightEntry final : WaiterTarget, std::enable_shared_from_this<FlightEntry<T>> {
   FlightEntry(std::string k, std::shared_ptr<GroupCore<T>> c)
       : key(std::move(k)), core(std::move(c)) {}
-  void Leave(uint64_t subscription) override { core->Leave(this->shared_from_this(), subscription); }
+  void Leave(uint64_t subscription) override {
+    core->Leave(this->shared_from_this(), subscription);
+  }
 
   const std::string key;
   const std::shared_ptr<GroupCore<T>> core;
   FlightState<T> state;
   std::stop_source stop;
-  std::atomic<bool> completed{false};        // set once, by the first Finish()
+  std::atomic<bool> completed{false};  // set once, by the first Finish()
   std::atomic<TimerId> timeout_timer{kNoTimer};
   // Guarded by the key's shard mutex:
   int64_t waiters = 0;
@@ -145,16 +146,15 @@ class GroupCore final : public std::enable_shared_from_this<GroupCore<T>> {
   using EntryPtr = std::shared_ptr<Entry>;
   using RecheckHook = absl::AnyInvocable<bool(std::string_view key)>;
   using StoreHook = absl::AnyInvocable<void(const std::string& key, const absl::StatusOr<T>&)>;
-  using CompletedHook =
-      absl::AnyInvocable<void(const std::string& key, const absl::StatusOr<T>&)>;
+  using CompletedHook = absl::AnyInvocable<void(const std::string& key, const absl::StatusOr<T>&)>;
 
   struct Shard {
     absl::Mutex mu;
     absl::flat_hash_map<std::string, EntryPtr> flights ABSL_GUARDED_BY(mu);
   };
 
-  GroupCore(AbandonPolicy policy, absl::Duration load_timeout, int shard_count,
-            TimerQueue& timers, RecheckHook recheck, StoreHook store, CompletedHook completed)
+  GroupCore(AbandonPolicy policy, absl::Duration load_timeout, int shard_count, TimerQueue& timers,
+            RecheckHook recheck, StoreHook store, CompletedHook completed)
       : policy(policy),
         load_timeout(load_timeout),
         timers(timers),
@@ -201,8 +201,7 @@ class GroupCore final : public std::enable_shared_from_this<GroupCore<T>> {
     {
       Shard& shard = ShardFor(entry->key);
       absl::MutexLock lock(&shard.mu);
-      if (--entry->waiters == 0 && policy == AbandonPolicy::kCancel &&
-          !entry->completed.load()) {
+      if (--entry->waiters == 0 && policy == AbandonPolicy::kCancel && !entry->completed.load()) {
         doomed = true;
         if (entry->attached) {
           // Out of the table in the same critical section that saw the count reach zero: a
@@ -215,8 +214,8 @@ class GroupCore final : public std::enable_shared_from_this<GroupCore<T>> {
     callback(MakeSharedResult<T>(absl::CancelledError("the caller stopped waiting")));
     if (doomed) {
       entry->stop.request_stop();
-      if (Finish(entry, MakeSharedResult<T>(absl::CancelledError(
-                            "load cancelled: every waiter left")))) {
+      if (Finish(entry,
+                 MakeSharedResult<T>(absl::CancelledError("load cancelled: every waiter left")))) {
         abandoned.fetch_add(1, std::memory_order_relaxed);
       }
     }
@@ -380,7 +379,8 @@ class SingleFlightGroup final {
   // start a new flight; its current waiters still get its result. `under_lock` runs inside the
   // same critical section (the cache erase goes there, so no completing load can slip between).
   // Returns true if a flight was detached.
-  bool Detach(std::string_view key, absl::FunctionRef<void()> under_lock = [] {}) {
+  bool Detach(
+      std::string_view key, absl::FunctionRef<void()> under_lock = [] {}) {
     auto& shard = core_->ShardFor(key);
     absl::MutexLock lock(&shard.mu);
     under_lock();
@@ -416,8 +416,8 @@ class SingleFlightGroup final {
     core.started.fetch_add(1, std::memory_order_relaxed);
     core.inflight.fetch_add(1, std::memory_order_relaxed);
     const absl::Time deadline = core.timers.clock().Now() + core.load_timeout;
-    entry->timeout_timer.store(core.timers.RunAt(
-        deadline, [weak = std::weak_ptr<internal::FlightEntry<T>>(entry)] {
+    entry->timeout_timer.store(
+        core.timers.RunAt(deadline, [weak = std::weak_ptr<internal::FlightEntry<T>>(entry)] {
           if (auto e = weak.lock()) e->core->OnTimeout(e);
         }));
     LoadHandle<T> handle(entry, deadline);
