@@ -154,8 +154,9 @@ ConcurrencyLimiter::ConcurrencyLimiter(int64_t permits, int64_t max_queued)
 }
 
 ConcurrencyLimiter::~ConcurrencyLimiter() {
-  // REQUIRES says no acquirer is pending. If one is, fail it rather than leave its callback
-  // forever uncalled; its stop_callback is destroyed before the callback runs, outside the lock.
+  // An acquirer can be pending only while some Permit is alive, which already breaks the
+  // lifetime contract. Still, unregister the waiters' stop callbacks (outside the lock) so a later
+  // stop request cannot reach freed state, and fail them so that no callback is left uncalled.
   std::vector<GrantCallback> orphans;
   State::WaiterList waiters;
   {

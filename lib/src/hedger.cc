@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <exception>
 #include <memory>
 #include <optional>
 #include <utility>
@@ -73,6 +74,10 @@ struct Hedger::RunState final : std::enable_shared_from_this<RunState> {
   void OnAttemptDone(uint32_t attempt, absl::StatusOr<FetchResult> result);
   // Run's own token fired.
   void OnRunCancelled();
+  // Calls `attempt`. One that throws instead of reporting is reported as INTERNAL: the origin's
+  // contract forbids throwing, but a hedge starts on a timer thread where nobody else could
+  // catch it, and an attempt that never reports would leave the run waiting forever.
+  void Start(const Attempt& attempt, uint32_t n, std::stop_token cancel, FetchCallback report);
 
   Hedger& hedger;
   const absl::Time start;
@@ -125,10 +130,10 @@ void Hedger::Run(std::stop_token cancel, Attempt attempt, FetchCallback done) {
   // The timer needs the attempt after Run() returns.
   auto shared_attempt = std::make_shared<const Attempt>(std::move(attempt));
 
-  (*shared_attempt)(1, rs->primary_stop.get_token(),
-                    [rs](absl::StatusOr<FetchResult> result) mutable {
-                      rs->OnAttemptDone(/*attempt=*/1, std::move(result));
-                    });
+  rs->Start(*shared_attempt, 1, rs->primary_stop.get_token(),
+            [rs](absl::StatusOr<FetchResult> result) {
+              rs->OnAttemptDone(/*attempt=*/1, std::move(result));
+            });
   if (!hedging) return;
 
   // Armed after the primary started, so a hedge can never precede it.
@@ -166,13 +171,26 @@ void Hedger::RunState::OnHedgeTimer(const Attempt& attempt) {
     ++hedger.stats_.fetches;
     ++hedger.stats_.hedges_sent;
   }
-  attempt(2, hedge_stop.get_token(),
-          [rs = shared_from_this(),
-           permit = std::move(permit)](absl::StatusOr<FetchResult> result) mutable {
-            rs->OnAttemptDone(/*attempt=*/2, std::move(result));
-            // The hedge's fetch has ended: only now does its concurrency slot come free.
-            permit.reset();
-          });
+  Start(attempt, 2, hedge_stop.get_token(),
+        [rs = shared_from_this(),
+         permit = std::move(permit)](absl::StatusOr<FetchResult> result) mutable {
+          rs->OnAttemptDone(/*attempt=*/2, std::move(result));
+          // The hedge's fetch has ended: only now does its concurrency slot come free.
+          permit.reset();
+        });
+}
+
+void Hedger::RunState::Start(const Attempt& attempt, uint32_t n, std::stop_token cancel,
+                             FetchCallback report) {
+  try {
+    attempt(n, std::move(cancel), std::move(report));
+  } catch (const std::exception& e) {
+    OnAttemptDone(
+        n, absl::InternalError(absl::StrCat("origin fetch attempt ", n, " threw: ", e.what())));
+  } catch (...) {
+    OnAttemptDone(
+        n, absl::InternalError(absl::StrCat("origin fetch attempt ", n, " threw a non-exception")));
+  }
 }
 
 void Hedger::RunState::OnAttemptDone(uint32_t attempt, absl::StatusOr<FetchResult> result) {
@@ -185,6 +203,8 @@ void Hedger::RunState::OnAttemptDone(uint32_t attempt, absl::StatusOr<FetchResul
   bool record_latency = false;
   {
     absl::MutexLock lock(&mu);
+    // Only the first report of an attempt counts (a throwing attempt may still report later).
+    if (is_primary ? primary_done : hedge_done) return;
     if (is_primary) {
       primary_done = true;
       // A primary we cancelled did not run to its own end: its time says nothing of the origin.

@@ -6,12 +6,14 @@
 #include <optional>
 #include <random>
 #include <stop_token>
+#include <string>
 #include <thread>
 #include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -232,6 +234,29 @@ TEST(ConcurrencyLimiterTest, GrantedCallbackMayReacquire) {
   EXPECT_EQ(limiter.in_use(), 0);
 }
 
+// Every path calls `granted` without the limiter's lock: a callback that calls back into the
+// limiter would otherwise deadlock (absl::Mutex is not reentrant).
+TEST(ConcurrencyLimiterTest, CallbacksRunWithoutTheLimiterLock) {
+  ConcurrencyLimiter limiter(1, 1);
+  std::vector<std::string> seen;
+  auto probe = [&](std::string path) {
+    return [&, path](absl::StatusOr<Permit> p) {
+      seen.push_back(absl::StrCat(path, ":", limiter.in_use(), "/", limiter.queued()));
+      if (p.ok()) p->Release();
+    };
+  };
+  Permit held = *limiter.TryAcquire();
+  std::stop_source stop;
+  limiter.Acquire(stop.get_token(), probe("cancelled"));
+  limiter.Acquire({}, probe("rejected"));  // queue of 1 is full
+  stop.request_stop();
+  limiter.Acquire({}, probe("handed"));
+  held.Release();
+  limiter.Acquire({}, probe("inline"));
+  EXPECT_THAT(seen, ElementsAre("rejected:1/1", "cancelled:1/0", "handed:1/0", "inline:1/0"));
+  EXPECT_EQ(limiter.in_use(), 0);
+}
+
 // A chain of hand-offs where every granted callback drops its permit at once must run as a loop:
 // recursion would nest one frame set per waiter and overflow the stack for long queues.
 TEST(ConcurrencyLimiterTest, InlineReleaseChainRunsWithoutRecursion) {
@@ -323,6 +348,8 @@ TEST(ConcurrencyLimiterTest, StressNeverExceedsKAndLosesNoPermit) {
   constexpr int kTotal = kThreads * kPerThread;
   ConcurrencyLimiter limiter(kPermits, kTotal);
 
+  // The test's own counters are relaxed: seq_cst read-modify-writes shared by every thread would
+  // order the threads for ThreadSanitizer and hide a race inside the limiter.
   std::atomic<int> holding{0};      // permits held by the test right now
   std::atomic<int> max_holding{0};  // the most ever held at once
   std::vector<std::atomic<int>> calls(kTotal);
@@ -342,22 +369,22 @@ TEST(ConcurrencyLimiterTest, StressNeverExceedsKAndLosesNoPermit) {
       p = std::move(held.back());
       held.pop_back();
     }
-    holding.fetch_sub(1);
+    holding.fetch_sub(1, std::memory_order_relaxed);
     p.Release();  // outside held_mu: may grant inline, and that callback may take held_mu
     return true;
   };
   auto on_permit = [&](Permit p, uint32_t dice) {
-    const int now = holding.fetch_add(1) + 1;
-    int seen = max_holding.load();
-    while (now > seen && !max_holding.compare_exchange_weak(seen, now)) {
+    const int now = holding.fetch_add(1, std::memory_order_relaxed) + 1;
+    int seen = max_holding.load(std::memory_order_relaxed);
+    while (now > seen && !max_holding.compare_exchange_weak(seen, now, std::memory_order_relaxed)) {
     }
-    if (!draining.load() && dice % 3 != 0) {
+    if (!draining.load(std::memory_order_relaxed) && dice % 3 != 0) {
       absl::MutexLock lock(&held_mu);
       held.push_back(std::move(p));  // held until some thread releases it later
       return;
     }
     for (uint32_t i = 0; i < dice % 64; ++i) std::this_thread::yield();  // a short hold
-    holding.fetch_sub(1);
+    holding.fetch_sub(1, std::memory_order_relaxed);
     p.Release();
   };
 
@@ -369,15 +396,15 @@ TEST(ConcurrencyLimiterTest, StressNeverExceedsKAndLosesNoPermit) {
         const int idx = t * kPerThread + i;
         const uint32_t dice = static_cast<uint32_t>(idx) * 2654435761u >> 8;
         limiter.Acquire(stops[idx].get_token(), [&, idx, dice](absl::StatusOr<Permit> p) {
-          calls[idx].fetch_add(1);
+          calls[idx].fetch_add(1, std::memory_order_relaxed);
           if (p.ok()) {
-            granted.fetch_add(1);
+            granted.fetch_add(1, std::memory_order_relaxed);
             on_permit(*std::move(p), dice);
           } else {
             EXPECT_EQ(p.status().code(), absl::StatusCode::kCancelled) << p.status();
-            cancelled.fetch_add(1);
+            cancelled.fetch_add(1, std::memory_order_relaxed);
           }
-          callbacks_run.fetch_add(1);
+          callbacks_run.fetch_add(1, std::memory_order_relaxed);
         });
         if (rng() % 4 == 0) stops[t * kPerThread + rng() % (i + 1)].request_stop();
         if (rng() % 2 == 0) release_one_held();
@@ -387,10 +414,22 @@ TEST(ConcurrencyLimiterTest, StressNeverExceedsKAndLosesNoPermit) {
       }
     });
   }
+  // A canceller on its own thread races cancellations against hand-offs on the others; it also
+  // hits acquirers not issued yet (cancelled inline) and ones long granted (no effect).
+  std::atomic<bool> workers_done{false};
+  std::thread canceller([&] {
+    std::mt19937 rng(42);
+    while (!workers_done.load(std::memory_order_relaxed)) {
+      stops[rng() % kTotal].request_stop();
+      for (int i = 0; i < 8; ++i) std::this_thread::yield();
+    }
+  });
   for (auto& w : workers) w.join();
+  workers_done.store(true, std::memory_order_relaxed);
+  canceller.join();
 
-  draining.store(true);
-  while (callbacks_run.load() < kTotal) {
+  draining.store(true, std::memory_order_relaxed);
+  while (callbacks_run.load(std::memory_order_relaxed) < kTotal) {
     if (!release_one_held()) std::this_thread::yield();
   }
   while (release_one_held()) {

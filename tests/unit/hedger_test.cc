@@ -6,6 +6,7 @@
 #include <memory>
 #include <optional>
 #include <random>
+#include <stdexcept>
 #include <stop_token>
 #include <string>
 #include <thread>
@@ -516,6 +517,42 @@ TEST(HedgerTest, DisabledNeverHedges) {
   ASSERT_EQ(done.calls, 1);
   EXPECT_EQ(done.result.status().code(), absl::StatusCode::kUnavailable);
   EXPECT_EQ(hedger.stats().fetches, 1);
+}
+
+TEST(HedgerTest, PrimaryAttemptThatThrowsIsReportedAsInternal) {
+  FakeTimerQueue timers;
+  Hedger hedger(FixedDelay(kDelay), timers, nullptr);
+  DoneRecorder done;
+  hedger.Run(
+      {}, [](uint32_t, std::stop_token, FetchCallback) { throw std::runtime_error("origin bug"); },
+      done.fn());
+  ASSERT_EQ(done.calls, 1);
+  EXPECT_EQ(done.result.status().code(), absl::StatusCode::kInternal);
+  EXPECT_THAT(done.result.status().message(), HasSubstr("origin bug"));
+  EXPECT_EQ(timers.pending(), 0u);
+}
+
+TEST(HedgerTest, HedgeAttemptThatThrowsIsAHedgeErrorAndReleasesItsPermit) {
+  FakeTimerQueue timers;
+  ConcurrencyLimiter limiter(2, 0);
+  Hedger hedger(FixedDelay(kDelay), timers, &limiter);
+  FakeAttempts origin;
+  Hedger::Attempt record = origin.fn();
+  DoneRecorder done;
+  hedger.Run(
+      {},
+      [record](uint32_t n, std::stop_token cancel, FetchCallback cb) {
+        if (n == 2) throw std::runtime_error("hedge bug");
+        record(n, std::move(cancel), std::move(cb));
+      },
+      done.fn());
+  timers.Advance(kDelay);  // the hedge throws on the timer thread
+  EXPECT_EQ(hedger.stats().hedges_sent, 1);
+  EXPECT_EQ(limiter.in_use(), 0);
+  EXPECT_EQ(done.calls, 0) << "a hedge error waits for the primary";
+  origin.Complete(0, absl::UnavailableError("primary down"));
+  ASSERT_EQ(done.calls, 1) << "both attempts failed: the run must not hang";
+  EXPECT_EQ(done.result.status().code(), absl::StatusCode::kUnavailable);
 }
 
 TEST(HedgerTest, ValidateRejectsBadOptions) {

@@ -125,6 +125,7 @@ TEST(PitfallTest, P08HedgeFiresOnlyAfterDelayWithinBudgetAndKeepsErrors) {
       });
       timers.Advance(kDelay - absl::Milliseconds(1));
       origin.Complete(0, FetchResult{"v"});
+      ASSERT_EQ(timers.pending(), 0u) << "load " << i << ": the hedge timer outlived the answer";
       timers.Advance(kDelay * 10);
       ASSERT_EQ(origin.count(), 1u) << "load " << i << " hedged a fast primary";
       ASSERT_EQ(done_calls, 1);

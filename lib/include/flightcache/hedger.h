@@ -45,24 +45,23 @@ struct HedgeOptions {
   absl::Duration adaptive_fallback_delay = absl::Milliseconds(20);
   int min_samples = 20;
   int window_size = 1000;
-  double budget = 0.05;     // tokens earned per primary fetch
-  double max_tokens = 10;   // bucket size, and its starting level
+  double budget = 0.05;    // tokens earned per primary fetch
+  double max_tokens = 10;  // bucket size, and its starting level
 
   absl::Status Validate() const;
 };
 
 // Counters for the spec's Stats and the metrics.
 struct HedgeStats {
-  int64_t fetches = 0;      // origin fetches sent: primaries + hedges
+  int64_t fetches = 0;  // origin fetches sent: primaries + hedges
   int64_t hedges_sent = 0;
-  int64_t hedges_won = 0;   // the hedge's answer was the one delivered
+  int64_t hedges_won = 0;  // the hedge's answer was the one delivered
 };
 
 class Hedger final {
  public:
   // One fetch attempt: start it, stop it when `cancel` fires, call `done` exactly once.
-  using Attempt =
-      std::function<void(uint32_t attempt, std::stop_token cancel, FetchCallback done)>;
+  using Attempt = std::function<void(uint32_t attempt, std::stop_token cancel, FetchCallback done)>;
 
   Hedger(HedgeOptions options, TimerQueue& timers, ConcurrencyLimiter* limiter);
   Hedger(const Hedger&) = delete;
