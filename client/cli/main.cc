@@ -1,0 +1,215 @@
+// flightcache-cli: one-shot calls to a flightcache server — get, invalidate, stats, health.
+// This file only parses flags and arguments, makes the call and prints the answer.
+#include <grpcpp/grpcpp.h>
+
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "client/cli/health_check.h"
+#include "client/common/flags.h"
+#include "client/common/json_writer.h"
+#include "flightcache/v1/cache.grpc.pb.h"
+
+ABSL_FLAG(std::string, target, "127.0.0.1:50051", "HOST:PORT of the flightcache server.");
+ABSL_FLAG(absl::Duration, deadline, absl::Seconds(5), "Deadline of the call.");
+ABSL_FLAG(bool, json, false, "Print the answer as one JSON object.");
+ABSL_FLAG(bool, raw, false, "get: print the value's bytes exactly, without a trailing newline.");
+
+namespace flightcache::cli {
+namespace {
+
+namespace pb = ::flightcache::v1;
+
+constexpr char kUsage[] =
+    "flightcache-cli: one-shot calls to a flightcache server.\n"
+    "\n"
+    "  flightcache-cli [--target=HOST:PORT] [--deadline=5s] [--json] COMMAND\n"
+    "\n"
+    "Commands:\n"
+    "  get KEY            print the value (stdout) and its source and TTL (stderr)\n"
+    "  invalidate KEY...  remove the keys; prints how many entries were removed\n"
+    "  stats              print the server's counters\n"
+    "  health [SERVICE]   print the grpc.health.v1 serving status of the server (or SERVICE)\n"
+    "\n"
+    "Exit codes: 0 success (health: SERVING); 1 the call failed, or health is not SERVING or\n"
+    "unreachable (so `flightcache-cli health` serves as a container health check); 2 bad flag,\n"
+    "command or argument.";
+
+std::chrono::system_clock::time_point Deadline() {
+  return std::chrono::system_clock::now() +
+         absl::ToChronoNanoseconds(absl::GetFlag(FLAGS_deadline));
+}
+
+std::string SourceName(pb::Source source) {
+  switch (source) {
+    case pb::SOURCE_HIT:
+      return "HIT";
+    case pb::SOURCE_LOADED:
+      return "LOADED";
+    case pb::SOURCE_COALESCED:
+      return "COALESCED";
+    default:
+      return "UNSPECIFIED";
+  }
+}
+
+int Fail(absl::string_view command, const grpc::Status& status) {
+  const std::string code =
+      absl::StatusCodeToString(static_cast<absl::StatusCode>(status.error_code()));
+  if (absl::GetFlag(FLAGS_json)) {
+    std::cout << client::JsonObjectWriter()
+                     .Add("code", code)
+                     .Add("message", status.error_message())
+                     .Build()
+              << std::endl;
+  }
+  std::fprintf(stderr, "flightcache-cli: %s: %s: %s\n", std::string(command).c_str(), code.c_str(),
+               status.error_message().c_str());
+  return client::kExitFailure;
+}
+
+int Get(pb::Cache::Stub& stub, const std::string& key) {
+  grpc::ClientContext context;
+  context.set_deadline(Deadline());
+  pb::GetRequest request;
+  request.set_key(key);
+  pb::GetResponse response;
+  const grpc::Status status = stub.Get(&context, request, &response);
+  if (!status.ok()) return Fail("get", status);
+  if (absl::GetFlag(FLAGS_json)) {
+    std::cout << client::JsonObjectWriter()
+                     .Add("key", key)
+                     .Add("value", response.value())
+                     .Add("source", SourceName(response.source()))
+                     .Add("ttl_remaining_ms", response.ttl_remaining_ms())
+                     .Build()
+              << std::endl;
+    return client::kExitOk;
+  }
+  std::fwrite(response.value().data(), 1, response.value().size(), stdout);
+  if (!absl::GetFlag(FLAGS_raw)) std::fputc('\n', stdout);
+  std::fflush(stdout);
+  std::fprintf(stderr, "source=%s ttl_remaining=%s\n", SourceName(response.source()).c_str(),
+               absl::FormatDuration(absl::Milliseconds(response.ttl_remaining_ms())).c_str());
+  return client::kExitOk;
+}
+
+int Invalidate(pb::Cache::Stub& stub, const std::vector<std::string>& keys) {
+  grpc::ClientContext context;
+  context.set_deadline(Deadline());
+  pb::InvalidateRequest request;
+  for (const std::string& key : keys) request.add_keys(key);
+  pb::InvalidateResponse response;
+  const grpc::Status status = stub.Invalidate(&context, request, &response);
+  if (!status.ok()) return Fail("invalidate", status);
+  if (absl::GetFlag(FLAGS_json)) {
+    std::cout << client::JsonObjectWriter().Add("removed", response.removed()).Build() << std::endl;
+  } else {
+    std::cout << "removed " << response.removed() << std::endl;
+  }
+  return client::kExitOk;
+}
+
+int Stats(pb::Cache::Stub& stub) {
+  grpc::ClientContext context;
+  context.set_deadline(Deadline());
+  pb::StatsResponse r;
+  const grpc::Status status = stub.Stats(&context, pb::StatsRequest(), &r);
+  if (!status.ok()) return Fail("stats", status);
+  const std::pair<const char*, int64_t> fields[] = {
+      {"requests", r.requests()},
+      {"hits", r.hits()},
+      {"misses", r.misses()},
+      {"coalesced", r.coalesced()},
+      {"loads_started", r.loads_started()},
+      {"loads_succeeded", r.loads_succeeded()},
+      {"loads_failed", r.loads_failed()},
+      {"loads_cancelled", r.loads_cancelled()},
+      {"origin_fetches", r.origin_fetches()},
+      {"hedges_sent", r.hedges_sent()},
+      {"hedges_won", r.hedges_won()},
+      {"loads_inflight", r.loads_inflight()},
+      {"loads_queued", r.loads_queued()},
+      {"entries", r.entries()},
+      {"bytes", r.bytes()},
+      {"evictions", r.evictions()},
+      {"negative_hits", r.negative_hits()},
+  };
+  if (absl::GetFlag(FLAGS_json)) {
+    client::JsonObjectWriter json;
+    for (const auto& [name, value] : fields) json.Add(name, value);
+    std::cout << json.Build() << std::endl;
+  } else {
+    for (const auto& [name, value] : fields) std::cout << name << " " << value << "\n";
+    std::cout << std::flush;
+  }
+  return client::kExitOk;
+}
+
+int Health(const std::shared_ptr<grpc::Channel>& channel, const std::string& service) {
+  absl::StatusOr<ServingStatus> status =
+      CheckHealth(channel, service, absl::GetFlag(FLAGS_deadline));
+  if (!status.ok()) {
+    std::fprintf(stderr, "flightcache-cli: health: %s: %s\n",
+                 absl::StatusCodeToString(status.status().code()).c_str(),
+                 std::string(status.status().message()).c_str());
+    if (absl::GetFlag(FLAGS_json)) {
+      std::cout << client::JsonObjectWriter()
+                       .Add("status", "UNREACHABLE")
+                       .Add("code", absl::StatusCodeToString(status.status().code()))
+                       .Build()
+                << std::endl;
+    }
+    return client::kExitFailure;
+  }
+  const std::string name(ServingStatusName(*status));
+  if (absl::GetFlag(FLAGS_json)) {
+    std::cout << client::JsonObjectWriter().Add("status", name).Build() << std::endl;
+  } else {
+    std::cout << name << std::endl;
+  }
+  return *status == ServingStatus::kServing ? client::kExitOk : client::kExitFailure;
+}
+
+int Main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(kUsage);
+  const std::vector<std::string> args = client::ParseFlagsOrExit(argc, argv);
+  if (args.empty()) client::ExitUsageError("missing command (get, invalidate, stats, health)");
+  const std::string& command = args[0];
+  const std::vector<std::string> operands(args.begin() + 1, args.end());
+  if (absl::GetFlag(FLAGS_deadline) <= absl::ZeroDuration()) {
+    client::ExitUsageError("--deadline must be > 0");
+  }
+  if (command == "get") {
+    if (operands.size() != 1) client::ExitUsageError("get takes exactly one KEY");
+  } else if (command == "invalidate") {
+    if (operands.empty()) client::ExitUsageError("invalidate takes at least one KEY");
+  } else if (command == "stats") {
+    if (!operands.empty()) client::ExitUsageError("stats takes no arguments");
+  } else if (command == "health") {
+    if (operands.size() > 1) client::ExitUsageError("health takes at most one SERVICE");
+  } else {
+    client::ExitUsageError(absl::StrCat("unknown command '", command, "'"));
+  }
+
+  std::shared_ptr<grpc::Channel> channel =
+      grpc::CreateChannel(absl::GetFlag(FLAGS_target), grpc::InsecureChannelCredentials());
+  if (command == "health") return Health(channel, operands.empty() ? "" : operands[0]);
+  std::unique_ptr<pb::Cache::Stub> stub = pb::Cache::NewStub(channel);
+  if (command == "get") return Get(*stub, operands[0]);
+  if (command == "invalidate") return Invalidate(*stub, operands);
+  return Stats(*stub);
+}
+
+}  // namespace
+}  // namespace flightcache::cli
+
+int main(int argc, char** argv) { return flightcache::cli::Main(argc, argv); }

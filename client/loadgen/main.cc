@@ -1,0 +1,282 @@
+// flightcache-loadgen: drives a flightcache server and reports latency, throughput and what the
+// cache saved. This file only maps flags onto options, validates, wires the parts and waits.
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "client/common/file_util.h"
+#include "client/common/flags.h"
+#include "client/common/signal_watcher.h"
+#include "client/loadgen/grpc_target.h"
+#include "client/loadgen/recorder.h"
+#include "client/loadgen/report.h"
+#include "client/loadgen/runner.h"
+#include "client/loadgen/workload.h"
+#include "flightcache/timer_queue.h"
+
+ABSL_FLAG(std::string, target, "127.0.0.1:50051", "HOST:PORT of the flightcache server.");
+ABSL_FLAG(absl::Duration, duration, absl::Seconds(10),
+          "How long to send (ms/s/m units). With --requests alone, the run has no time limit.");
+ABSL_FLAG(int64_t, requests, 0, "Stop after this many calls (0: no limit).");
+ABSL_FLAG(int, concurrency, 64, "Closed loop: calls in flight at any moment.");
+ABSL_FLAG(double, rate, 0,
+          "Open loop: calls per second, sent on schedule however slowly the server answers; "
+          "latency counts from the scheduled send time. 0: closed loop.");
+ABSL_FLAG(std::string, arrival, "fixed",
+          "Open loop: 'fixed' (evenly spaced sends) or 'poisson' (exponential gaps).");
+ABSL_FLAG(int64_t, max_inflight, 10000,
+          "Open loop: calls in flight at most; later sends wait and their wait counts as latency.");
+ABSL_FLAG(uint64_t, keys, 10000, "Number of distinct keys (key-0 .. key-N-1).");
+ABSL_FLAG(std::string, distribution, "uniform",
+          "Key popularity: 'uniform'; 'zipf:S' (rank r has weight 1/(r+1)^S); 'hot:F[:P]' (the "
+          "first F of the keys get a share P of the requests; P defaults to 1-F).");
+ABSL_FLAG(std::string, key_prefix, "key-", "Prefix of every key name.");
+ABSL_FLAG(int, batch, 1, "Keys per call; above 1 the calls are BatchGet.");
+ABSL_FLAG(absl::Duration, deadline, absl::Seconds(1), "Deadline of each call.");
+ABSL_FLAG(std::string, scenario, "steady",
+          "'steady' (closed or open loop) or 'herd' (--herd-size callers ask for one cold key at "
+          "the same instant, --waves times, with fresh keys).");
+ABSL_FLAG(int, herd_size, 100, "Herd: callers per wave.");
+ABSL_FLAG(int, waves, 5, "Herd: number of waves.");
+ABSL_FLAG(std::string, json, "", "Also write the report as JSON to this file ('-': stdout).");
+ABSL_FLAG(double, max_error_rate, 1.0,
+          "Exit 1 when the share of failed keys (any code but OK and NOT_FOUND) exceeds this.");
+ABSL_FLAG(int, channels, 1, "gRPC channels (TCP connections) to spread calls over.");
+ABSL_FLAG(absl::Duration, connect_timeout, absl::Seconds(5), "How long to wait for the target.");
+ABSL_FLAG(std::string, progress, "auto",
+          "A progress line every second on stderr: 'auto' (when stderr is a terminal), 'on', "
+          "'off'.");
+ABSL_FLAG(uint64_t, seed, 0, "Random seed for keys and arrivals (0: from the clock).");
+
+namespace flightcache::loadgen {
+namespace {
+
+constexpr char kUsage[] =
+    "flightcache-loadgen: drive a flightcache server and report what it saved.\n"
+    "\n"
+    "  flightcache-loadgen --target=HOST:PORT --duration=10s --concurrency=64 --keys=N\n"
+    "      --distribution=uniform|zipf:S|hot:F --deadline=D [--rate=N] [--batch=N] [--json=F]\n"
+    "  flightcache-loadgen --scenario=herd --herd-size=N --waves=W\n"
+    "\n"
+    "Closed loop by default; --rate makes it open loop, with latency measured from each call's\n"
+    "scheduled send time (no coordinated omission). The report gives calls, throughput, every\n"
+    "status code's count, latency p50/p90/p99/p99.9/max (histogram, <=1% relative error), and the\n"
+    "server's Stats deltas: hit ratio, coalescing ratio, origin fetches per request, hedges.\n"
+    "SIGINT/SIGTERM end the run early and still print the report.\n"
+    "\n"
+    "Exit codes: 0 run finished within --max-error-rate; 1 error rate above --max-error-rate;\n"
+    "2 bad flag or value; 3 target unreachable or report file not writable.";
+
+struct Config {
+  GrpcTargetOptions target;
+  WorkloadOptions workload;
+  RunnerOptions runner;
+  std::string json_path;
+  double max_error_rate = 1.0;
+  bool progress = false;
+};
+
+// Maps the flags onto the options structs; a bad value exits 2 naming the flag.
+Config ConfigFromFlags() {
+  Config c;
+  c.target.target = absl::GetFlag(FLAGS_target);
+  c.target.channels = absl::GetFlag(FLAGS_channels);
+  c.target.connect_timeout = absl::GetFlag(FLAGS_connect_timeout);
+  if (c.target.target.empty()) client::ExitUsageError("--target must not be empty");
+  if (c.target.channels < 1 || c.target.channels > 64) {
+    client::ExitUsageError("--channels must be in [1, 64]");
+  }
+
+  absl::StatusOr<KeyDistribution> distribution =
+      KeyDistribution::Parse(absl::GetFlag(FLAGS_distribution));
+  if (!distribution.ok()) {
+    client::ExitUsageError(absl::StrCat("--distribution: ", distribution.status().message()));
+  }
+  uint64_t seed = absl::GetFlag(FLAGS_seed);
+  if (seed == 0) seed = static_cast<uint64_t>(absl::ToUnixNanos(absl::Now()));
+  c.workload.num_keys = absl::GetFlag(FLAGS_keys);
+  c.workload.distribution = *distribution;
+  c.workload.batch_size = absl::GetFlag(FLAGS_batch);
+  c.workload.key_prefix = absl::GetFlag(FLAGS_key_prefix);
+  c.workload.seed = seed;
+  if (absl::Status s = c.workload.Validate(); !s.ok()) client::ExitUsageError(s.message());
+
+  const std::string scenario = absl::GetFlag(FLAGS_scenario);
+  const double rate = absl::GetFlag(FLAGS_rate);
+  if (scenario == "herd") {
+    c.runner.mode = LoopMode::kHerd;
+    if (c.workload.batch_size != 1) client::ExitUsageError("--batch cannot be used with herd");
+    if (rate != 0) client::ExitUsageError("--rate cannot be used with --scenario=herd");
+  } else if (scenario == "steady") {
+    c.runner.mode = rate == 0 ? LoopMode::kClosed : LoopMode::kOpen;
+  } else {
+    client::ExitUsageError(
+        absl::StrCat("--scenario: unknown scenario '", scenario, "' (expected steady or herd)"));
+  }
+  const std::string arrival = absl::GetFlag(FLAGS_arrival);
+  if (arrival != "fixed" && arrival != "poisson") {
+    client::ExitUsageError("--arrival must be 'fixed' or 'poisson'");
+  }
+  c.runner.concurrency = absl::GetFlag(FLAGS_concurrency);
+  c.runner.rate = rate;
+  c.runner.poisson_arrivals = arrival == "poisson";
+  c.runner.max_inflight = absl::GetFlag(FLAGS_max_inflight);
+  c.runner.duration = absl::GetFlag(FLAGS_duration);
+  c.runner.max_requests = absl::GetFlag(FLAGS_requests);
+  c.runner.deadline = absl::GetFlag(FLAGS_deadline);
+  c.runner.herd_size = absl::GetFlag(FLAGS_herd_size);
+  c.runner.waves = absl::GetFlag(FLAGS_waves);
+  c.runner.seed = seed ^ 0x9e3779b97f4a7c15ULL;
+  if (rate < 0) client::ExitUsageError("--rate must be >= 0");
+  if (c.runner.max_requests > 0) {
+    // "--requests=N" alone means "exactly N calls", not "N calls or 10 s, whichever is first".
+    if (!client::WasFlagGiven("duration")) c.runner.duration = absl::InfiniteDuration();
+  }
+  if (absl::Status s = c.runner.Validate(); !s.ok()) client::ExitUsageError(s.message());
+
+  c.json_path = absl::GetFlag(FLAGS_json);
+  c.max_error_rate = absl::GetFlag(FLAGS_max_error_rate);
+  if (!(c.max_error_rate >= 0 && c.max_error_rate <= 1)) {
+    client::ExitUsageError("--max-error-rate must be in [0, 1]");
+  }
+  const std::string progress = absl::GetFlag(FLAGS_progress);
+  if (progress == "auto") {
+    c.progress = isatty(STDERR_FILENO) != 0;
+  } else if (progress == "on" || progress == "off") {
+    c.progress = progress == "on";
+  } else {
+    client::ExitUsageError("--progress must be 'auto', 'on' or 'off'");
+  }
+  return c;
+}
+
+std::string ModeName(LoopMode mode) {
+  switch (mode) {
+    case LoopMode::kClosed:
+      return "closed";
+    case LoopMode::kOpen:
+      return "open";
+    case LoopMode::kHerd:
+      return "herd";
+  }
+  return "?";
+}
+
+int Main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(kUsage);
+  const std::vector<std::string> positional = client::ParseFlagsOrExit(argc, argv);
+  if (!positional.empty()) {
+    client::ExitUsageError(absl::StrCat("unexpected argument '", positional.front(), "'"));
+  }
+  const Config config = ConfigFromFlags();
+
+  // Before any gRPC thread exists, so that every thread inherits the blocked signal mask.
+  absl::Mutex runner_mu;
+  Runner* active_runner = nullptr;  // guarded by runner_mu
+  int signals_seen = 0;             // guarded by runner_mu
+  client::SignalWatcher signals([&](int) {
+    absl::MutexLock lock(&runner_mu);
+    if (++signals_seen > 1) std::_Exit(130);  // a second ^C: the user really wants out
+    if (active_runner != nullptr) active_runner->Stop();
+    std::fprintf(stderr, "stopping: waiting for calls in flight (again to abort)\n");
+  });
+
+  absl::StatusOr<std::unique_ptr<GrpcTarget>> target = GrpcTarget::Connect(config.target);
+  if (!target.ok()) {
+    std::fprintf(stderr, "%s: %s\n", client::ProgramName().c_str(),
+                 std::string(target.status().message()).c_str());
+    return client::kExitRuntime;
+  }
+  const absl::StatusOr<ServerStats> before = (*target)->FetchStats(absl::Seconds(5));
+
+  Workload workload(config.workload);
+  LatencyRecorder recorder;
+  ThreadTimerQueue timers;
+  Runner runner(config.runner, workload, **target, recorder, timers);
+  {
+    absl::MutexLock lock(&runner_mu);
+    active_runner = &runner;
+    if (signals_seen > 0) runner.Stop();
+  }
+  runner.Start();
+
+  absl::Notification run_over;
+  std::thread progress;
+  if (config.progress) {
+    progress = std::thread([&] {
+      absl::Time last = absl::Now();
+      const absl::Time first = last;
+      while (!run_over.WaitForNotificationWithTimeout(absl::Seconds(1))) {
+        const absl::Time now = absl::Now();
+        const RunTotals interval = recorder.TakeInterval();
+        const std::string line =
+            FormatProgress(now - first, now - last, interval, recorder.Totals(), runner.inflight());
+        std::fprintf(stderr, "%s\n", line.c_str());
+        last = now;
+      }
+    });
+  }
+  const RunResult result = runner.Wait();
+  run_over.Notify();
+  if (progress.joinable()) progress.join();
+  {
+    absl::MutexLock lock(&runner_mu);
+    active_runner = nullptr;
+  }
+  const absl::StatusOr<ServerStats> after = (*target)->FetchStats(absl::Seconds(5));
+
+  Report report;
+  report.target = config.target.target;
+  report.mode = ModeName(config.runner.mode);
+  if (config.runner.mode != LoopMode::kHerd) {
+    report.distribution = config.workload.distribution.ToString();
+  }
+  report.elapsed = result.elapsed;
+  report.totals = recorder.Totals();
+  report.late_sends = result.late_sends;
+  report.max_send_lag = result.max_send_lag;
+  report.herd_size = config.runner.herd_size;
+  report.waves = config.runner.waves;
+  report.max_error_rate = config.max_error_rate;
+  if (before.ok() && after.ok()) {
+    report.server_delta = Delta(*before, *after);
+  } else {
+    report.server_stats_error =
+        std::string((before.ok() ? after.status() : before.status()).message());
+  }
+
+  std::cout << FormatText(report) << std::flush;
+  int exit_code = report.error_rate_exceeded() ? client::kExitFailure : client::kExitOk;
+  if (!config.json_path.empty()) {
+    const std::string json = FormatJson(report);
+    if (config.json_path == "-") {
+      std::cout << json << std::flush;
+    } else if (absl::Status s = client::WriteFileAtomically(config.json_path, json); !s.ok()) {
+      std::fprintf(stderr, "%s: %s\n", client::ProgramName().c_str(),
+                   std::string(s.message()).c_str());
+      exit_code = client::kExitRuntime;
+    }
+  }
+  if (report.error_rate_exceeded()) {
+    std::fprintf(stderr, "%s: error rate %.4f exceeds --max-error-rate=%.4f\n",
+                 client::ProgramName().c_str(), report.totals.error_rate(), config.max_error_rate);
+  }
+  return exit_code;
+}
+
+}  // namespace
+}  // namespace flightcache::loadgen
+
+int main(int argc, char** argv) { return flightcache::loadgen::Main(argc, argv); }

@@ -1,0 +1,207 @@
+// FakeCacheServer: an in-process flightcache.v1.Cache with predictable answers, so that the
+// client programs (loadgen, cli) are tested end to end without the real server.
+//
+// Answers by key: "" -> INVALID_ARGUMENT; "missing*" -> NOT_FOUND; "err*" -> UNAVAILABLE;
+// anything else -> "value-of-<key>", LOADED the first time (until invalidated), HIT after.
+// With a delay, every Get/BatchGet answers that much later from a timer thread (callback API,
+// no thread per call), so clients can hold thousands of calls in flight. Stats reports what it
+// served; the grpc.health.v1 service is on, and SetServing(false) turns it NOT_SERVING.
+//
+// Thread-safety: thread-safe. Lifetime: Shutdown() (or the destructor) stops the server.
+#ifndef FLIGHTCACHE_TESTS_E2E_FAKE_CACHE_SERVER_H_
+#define FLIGHTCACHE_TESTS_E2E_FAKE_CACHE_SERVER_H_
+
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+
+#include <algorithm>
+#include <memory>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "flightcache/timer_queue.h"
+#include "flightcache/v1/cache.grpc.pb.h"
+#include "gtest/gtest.h"
+
+namespace flightcache::e2e {
+
+class FakeCacheServer final : public flightcache::v1::Cache::CallbackService {
+ public:
+  explicit FakeCacheServer(absl::Duration delay = absl::ZeroDuration()) : delay_(delay) {
+    grpc::EnableDefaultHealthCheckService(true);
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
+    builder.RegisterService(this);
+    server_ = builder.BuildAndStart();
+    EXPECT_NE(server_, nullptr);
+    EXPECT_NE(port_, 0);
+  }
+  ~FakeCacheServer() override { Shutdown(); }
+
+  void Shutdown() {
+    if (server_ != nullptr) {
+      server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+      server_->Wait();
+      server_.reset();
+    }
+  }
+
+  std::string address() const { return absl::StrCat("127.0.0.1:", port_); }
+  void SetServing(bool serving) { server_->GetHealthCheckService()->SetServingStatus(serving); }
+
+  int64_t gets() const {
+    absl::MutexLock l(&mu_);
+    return gets_;
+  }
+  int64_t batch_gets() const {
+    absl::MutexLock l(&mu_);
+    return batch_gets_;
+  }
+  int64_t peak_inflight() const {
+    absl::MutexLock l(&mu_);
+    return peak_inflight_;
+  }
+  // Times each key was asked for (Get and BatchGet).
+  absl::flat_hash_map<std::string, int64_t> key_counts() const {
+    absl::MutexLock l(&mu_);
+    return key_counts_;
+  }
+
+  grpc::ServerUnaryReactor* Get(grpc::CallbackServerContext* context,
+                                const flightcache::v1::GetRequest* request,
+                                flightcache::v1::GetResponse* response) override {
+    flightcache::v1::KeyResult result = Answer(request->key(), /*batch=*/false);
+    grpc::Status status =
+        result.code() == 0
+            ? grpc::Status::OK
+            : grpc::Status(static_cast<grpc::StatusCode>(result.code()), result.message());
+    response->set_value(result.value());
+    response->set_source(result.source());
+    response->set_ttl_remaining_ms(60000);
+    return Reply(context, std::move(status));
+  }
+
+  grpc::ServerUnaryReactor* BatchGet(grpc::CallbackServerContext* context,
+                                     const flightcache::v1::BatchGetRequest* request,
+                                     flightcache::v1::BatchGetResponse* response) override {
+    {
+      absl::MutexLock l(&mu_);
+      ++batch_gets_;
+    }
+    for (const std::string& key : request->keys()) {
+      *response->add_results() = Answer(key, /*batch=*/true);
+    }
+    return Reply(context, grpc::Status::OK);
+  }
+
+  grpc::ServerUnaryReactor* Invalidate(grpc::CallbackServerContext* context,
+                                       const flightcache::v1::InvalidateRequest* request,
+                                       flightcache::v1::InvalidateResponse* response) override {
+    int64_t removed = 0;
+    {
+      absl::MutexLock l(&mu_);
+      for (const std::string& key : request->keys()) {
+        removed += static_cast<int64_t>(loaded_.erase(key));
+      }
+    }
+    response->set_removed(removed);
+    auto* reactor = context->DefaultReactor();
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+
+  grpc::ServerUnaryReactor* Stats(grpc::CallbackServerContext* context,
+                                  const flightcache::v1::StatsRequest*,
+                                  flightcache::v1::StatsResponse* response) override {
+    {
+      absl::MutexLock l(&mu_);
+      response->set_requests(requests_);
+      response->set_hits(hits_);
+      response->set_misses(misses_);
+      response->set_loads_started(misses_);
+      response->set_loads_succeeded(misses_);
+      response->set_origin_fetches(misses_);
+      response->set_entries(static_cast<int64_t>(loaded_.size()));
+    }
+    auto* reactor = context->DefaultReactor();
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+
+ private:
+  flightcache::v1::KeyResult Answer(const std::string& key, bool batch) {
+    flightcache::v1::KeyResult r;
+    r.set_key(key);
+    absl::MutexLock l(&mu_);
+    if (!batch) ++gets_;
+    ++requests_;
+    ++key_counts_[key];
+    if (key.empty()) {
+      r.set_code(static_cast<int>(grpc::StatusCode::INVALID_ARGUMENT));
+      r.set_message("empty key");
+    } else if (absl::StartsWith(key, "missing")) {
+      r.set_code(static_cast<int>(grpc::StatusCode::NOT_FOUND));
+      r.set_message("no such key");
+    } else if (absl::StartsWith(key, "err")) {
+      r.set_code(static_cast<int>(grpc::StatusCode::UNAVAILABLE));
+      r.set_message("origin: injected error");
+    } else {
+      r.set_value("value-of-" + key);
+      if (loaded_.insert(key).second) {
+        ++misses_;
+        r.set_source(flightcache::v1::SOURCE_LOADED);
+      } else {
+        ++hits_;
+        r.set_source(flightcache::v1::SOURCE_HIT);
+      }
+    }
+    return r;
+  }
+
+  grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* context, grpc::Status status) {
+    auto* reactor = context->DefaultReactor();
+    if (delay_ == absl::ZeroDuration()) {
+      reactor->Finish(std::move(status));
+      return reactor;
+    }
+    {
+      absl::MutexLock l(&mu_);
+      peak_inflight_ = std::max(peak_inflight_, ++inflight_);
+    }
+    // The default reactor lives until Finish; the call cannot end earlier without a cancel,
+    // and Finish after a cancel is allowed.
+    timers_.RunAfter(delay_, [this, reactor, status = std::move(status)]() mutable {
+      {
+        absl::MutexLock l(&mu_);
+        --inflight_;
+      }
+      reactor->Finish(std::move(status));
+    });
+    return reactor;
+  }
+
+  const absl::Duration delay_;
+  ThreadTimerQueue timers_;
+  int port_ = 0;
+  std::unique_ptr<grpc::Server> server_;
+  mutable absl::Mutex mu_;
+  absl::flat_hash_set<std::string> loaded_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, int64_t> key_counts_ ABSL_GUARDED_BY(mu_);
+  int64_t requests_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t hits_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t misses_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t gets_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t batch_gets_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t inflight_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t peak_inflight_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace flightcache::e2e
+
+#endif  // FLIGHTCACHE_TESTS_E2E_FAKE_CACHE_SERVER_H_

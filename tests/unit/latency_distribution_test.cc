@@ -1,0 +1,75 @@
+#include "client/origin/latency_distribution.h"
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+namespace flightcache::demo_origin {
+namespace {
+
+TEST(LatencyDistributionTest, ParsesEveryKind) {
+  auto fixed = LatencyDistribution::Parse("fixed:5ms");
+  ASSERT_TRUE(fixed.ok());
+  EXPECT_EQ(fixed->a, absl::Milliseconds(5));
+  auto uniform = LatencyDistribution::Parse("uniform:2ms,10ms");
+  ASSERT_TRUE(uniform.ok());
+  EXPECT_EQ(uniform->b, absl::Milliseconds(10));
+  auto lognormal = LatencyDistribution::Parse("lognormal:5ms,0.5");
+  ASSERT_TRUE(lognormal.ok());
+  EXPECT_DOUBLE_EQ(lognormal->p, 0.5);
+  auto bimodal = LatencyDistribution::Parse("bimodal:5ms,200ms,0.02");
+  ASSERT_TRUE(bimodal.ok());
+  EXPECT_EQ(bimodal->kind, LatencyDistribution::Kind::kBimodal);
+  EXPECT_EQ(bimodal->ToString(), "bimodal:5ms,200ms,0.02");
+}
+
+TEST(LatencyDistributionTest, RejectsBadSpecs) {
+  for (const char* bad :
+       {"", "fixed", "fixed:5", "fixed:-1ms", "uniform:5ms", "uniform:9ms,1ms", "lognormal:0s,1",
+        "lognormal:5ms,x", "bimodal:5ms,200ms", "bimodal:5ms,200ms,2", "pareto:1ms"}) {
+    EXPECT_FALSE(LatencyDistribution::Parse(bad).ok()) << bad;
+  }
+}
+
+std::vector<absl::Duration> Samples(const char* spec, int n) {
+  const LatencyDistribution d = *LatencyDistribution::Parse(spec);
+  std::mt19937_64 rng(9);
+  std::vector<absl::Duration> out;
+  for (int i = 0; i < n; ++i) out.push_back(d.Sample(rng));
+  return out;
+}
+
+TEST(LatencyDistributionTest, FixedAndUniformStayInRange) {
+  for (const absl::Duration d : Samples("fixed:7ms", 100)) EXPECT_EQ(d, absl::Milliseconds(7));
+  double sum = 0;
+  for (const absl::Duration d : Samples("uniform:2ms,10ms", 20000)) {
+    ASSERT_GE(d, absl::Milliseconds(2));
+    ASSERT_LE(d, absl::Milliseconds(10));
+    sum += absl::ToDoubleMilliseconds(d);
+  }
+  EXPECT_NEAR(sum / 20000, 6.0, 0.1);
+}
+
+TEST(LatencyDistributionTest, BimodalHasTheConfiguredSlowShare) {
+  int slow = 0;
+  const int n = 50000;
+  for (const absl::Duration d : Samples("bimodal:5ms,200ms,0.02", n)) {
+    ASSERT_TRUE(d == absl::Milliseconds(5) || d == absl::Milliseconds(200));
+    slow += d == absl::Milliseconds(200);
+  }
+  EXPECT_NEAR(static_cast<double>(slow) / n, 0.02, 0.003);
+}
+
+TEST(LatencyDistributionTest, LognormalHasTheConfiguredMedianAndALongTail) {
+  std::vector<absl::Duration> s = Samples("lognormal:5ms,0.5", 20001);
+  std::sort(s.begin(), s.end());
+  EXPECT_NEAR(absl::ToDoubleMilliseconds(s[10000]), 5.0, 0.15);
+  // p99 of a lognormal is median * exp(2.326 sigma) = 5 ms * 3.2.
+  EXPECT_NEAR(absl::ToDoubleMilliseconds(s[19801]), 5.0 * std::exp(2.326 * 0.5), 0.8);
+}
+
+}  // namespace
+}  // namespace flightcache::demo_origin
