@@ -21,14 +21,16 @@ using Group = SingleFlightGroup<LoadedValue>;
 bool IsAnswer(const absl::Status& status) { return status.ok() || absl::IsNotFound(status); }
 
 // Origin errors reach callers as UNAVAILABLE naming the origin's error (see the spec's status
-// table); NOT_FOUND, CANCELLED and INTERNAL (our own bug or garbage from the origin) keep their
-// codes.
+// table); NOT_FOUND, CANCELLED, INTERNAL (our own bug or garbage from the origin) and
+// RESOURCE_EXHAUSTED (the value is too large, per the Origin contract) keep their codes.
 absl::Status MapOriginError(const absl::Status& status, const std::string& origin) {
   switch (status.code()) {
     case absl::StatusCode::kNotFound:
-      return absl::NotFoundError(absl::StrCat("key not found at origin ", origin));
+      return absl::NotFoundError(
+          absl::StrCat("key not found at origin ", origin, ": ", status.message()));
     case absl::StatusCode::kCancelled:
     case absl::StatusCode::kInternal:
+    case absl::StatusCode::kResourceExhausted:
       return status;
     default:
       return absl::UnavailableError(

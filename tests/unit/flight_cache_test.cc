@@ -182,6 +182,26 @@ TEST_F(FlightCacheTest, FailedLoadIsSharedByEveryWaiterAndNotCached) {
   EXPECT_EQ(origin_.fetches(), 2);  // not cached
 }
 
+TEST_F(FlightCacheTest, OriginErrorCodesMapAsTheSpecSays) {
+  auto cache = Make();
+  const std::vector<std::pair<absl::Status, absl::StatusCode>> cases = {
+      {absl::PermissionDeniedError("nope"), absl::StatusCode::kUnavailable},
+      {absl::DeadlineExceededError("slow"), absl::StatusCode::kUnavailable},
+      {absl::ResourceExhaustedError("value too large"), absl::StatusCode::kResourceExhausted},
+      {absl::InternalError("garbage"), absl::StatusCode::kInternal},
+      {absl::NotFoundError("gone"), absl::StatusCode::kNotFound},
+  };
+  for (size_t i = 0; i < cases.size(); ++i) {
+    Reply r;
+    cache->Get("k" + std::to_string(i), r.Callback());
+    origin_.Answer(i, cases[i].first);
+    EXPECT_EQ(r.code(), cases[i].second) << cases[i].first;
+    EXPECT_NE(std::string(r.result.status.message()).find(std::string(cases[i].first.message())),
+              std::string::npos)
+        << r.result.status;
+  }
+}
+
 TEST_F(FlightCacheTest, OriginTtlOverridesTheDefault) {
   auto cache = Make();
   Reply a, b, c;

@@ -6,7 +6,10 @@
 // server/ (gRPC, simulated) and tests/testing/ (fakes).
 //
 // Results: a value (with an optional TTL; zero means "use the server's default"), NOT_FOUND for a
-// key that does not exist, or any other status for a failed fetch.
+// key that does not exist, or any other status for a failed fetch. Two codes are reserved: an
+// Origin returns INTERNAL only for its own bugs or a garbled answer, and RESOURCE_EXHAUSTED only
+// to mean "the value is larger than --max-value-bytes"; callers see those codes unchanged, and
+// every other failure as UNAVAILABLE naming the origin's error.
 //
 // Thread-safety: Fetch() may be called concurrently from any thread.
 #ifndef FLIGHTCACHE_ORIGIN_H_
