@@ -21,14 +21,15 @@ using Group = SingleFlightGroup<LoadedValue>;
 bool IsAnswer(const absl::Status& status) { return status.ok() || absl::IsNotFound(status); }
 
 // Origin errors reach callers as UNAVAILABLE naming the origin's error (see the spec's status
-// table); NOT_FOUND, CANCELLED, INTERNAL (our own bug or garbage from the origin) and
-// RESOURCE_EXHAUSTED (the value is too large, per the Origin contract) keep their codes.
+// table); NOT_FOUND, INTERNAL (our own bug or garbage from the origin) and RESOURCE_EXHAUSTED (the
+// value is too large, per the Origin contract) keep their codes. CANCELLED becomes UNAVAILABLE
+// too: a load that *we* cancelled has already been completed (with CANCELLED) by the group before
+// its origin call was stopped, so a CANCELLED that still reaches waiters is the origin's failure.
 absl::Status MapOriginError(const absl::Status& status, const std::string& origin) {
   switch (status.code()) {
     case absl::StatusCode::kNotFound:
       return absl::NotFoundError(
           absl::StrCat("key not found at origin ", origin, ": ", status.message()));
-    case absl::StatusCode::kCancelled:
     case absl::StatusCode::kInternal:
     case absl::StatusCode::kResourceExhausted:
       return status;
@@ -96,7 +97,12 @@ struct FlightCache::Impl {
         cache(options.cache, timers.clock()),
         limiter(options.max_concurrent_loads, options.max_queued_loads),
         hedger(options.hedge, timers, &limiter),
-        group({.abandon = options.abandoned_loads, .load_timeout = options.load_timeout}, timers,
+        group({.abandon = options.abandoned_loads,
+               .load_timeout = options.load_timeout,
+               .timeout_message =
+                   absl::StrCat("origin ", origin_name, " did not answer within --load-timeout=",
+                                absl::FormatDuration(options.load_timeout))},
+              timers,
               {.recheck = [this](std::string_view key) { return cache.Peek(key).has_value(); },
                .store = [this](const std::string& key,
                                const absl::StatusOr<LoadedValue>& r) { Store(key, r); },
@@ -105,14 +111,37 @@ struct FlightCache::Impl {
                      CountCompletion(key, r.status());
                    }}) {}
 
-  // Cancels every load, then waits until no origin callback can still reach into this object.
-  // Origins stop promptly once cancelled (the Origin contract), so this wait is short.
+  // Cancels every load (detached ones too, and waits for load timeouts running now), then waits
+  // until no closure that can call into this object is left: queued grants, origin callbacks,
+  // hedge timers. Origins stop promptly once cancelled (the Origin contract), so this is short.
   ~Impl() {
     group.CancelAll();
-    absl::MutexLock lock(&fetches_mu);
-    fetches_mu.Await(absl::Condition(
-        +[](int64_t* n) { return *n == 0; }, &fetches_outstanding));
+    absl::MutexLock lock(&pins_mu);
+    pins_mu.Await(absl::Condition(
+        +[](int64_t* n) { return *n == 0; }, &pins));
   }
+
+  // Held (through a PinRef) by every closure of a load that captures `this` and may run on
+  // another thread or after the caller returned. Counting origin fetches alone is not enough: a
+  // hedge timer that has decided to send a hedge, or a permit being handed to a queued load,
+  // runs between two fetches.
+  class Pin final {
+   public:
+    explicit Pin(Impl& impl) : impl_(impl) {
+      absl::MutexLock lock(&impl_.pins_mu);
+      ++impl_.pins;
+    }
+    ~Pin() {
+      absl::MutexLock lock(&impl_.pins_mu);
+      --impl_.pins;
+    }
+    Pin(const Pin&) = delete;
+    Pin& operator=(const Pin&) = delete;
+
+   private:
+    Impl& impl_;
+  };
+  using PinRef = std::shared_ptr<const Pin>;
 
   // Runs under the group's shard lock for the key: only answers are cached, failures never.
   void Store(const std::string& key, const absl::StatusOr<LoadedValue>& result) {
@@ -137,44 +166,48 @@ struct FlightCache::Impl {
   // The loader every flight runs: a permit (FIFO queue), then the origin through the hedger.
   void Load(LoadHandle<LoadedValue>&& handle) {
     auto load = std::make_shared<LoadHandle<LoadedValue>>(std::move(handle));
-    limiter.Acquire(
-        load->stop_token(), [this, load](absl::StatusOr<ConcurrencyLimiter::Permit> permit) {
-          if (!permit.ok()) {
-            load->Complete(permit.status());
-            return;
-          }
-          if (load->cancelled()) return;  // the permit is released as `permit` goes out of scope
-          auto held = std::make_shared<ConcurrencyLimiter::Permit>(*std::move(permit));
-          hedger.Run(
-              load->stop_token(),
-              [this, key = load->key(), deadline = load->deadline()](
-                  uint32_t attempt, std::stop_token cancel, FetchCallback done) {
-                Fetch(FetchRequest{key, attempt, deadline}, std::move(cancel), std::move(done));
-              },
-              [this, load, held](absl::StatusOr<FetchResult> result) {
+    auto pin = std::make_shared<const Pin>(*this);
+    limiter.Acquire(load->stop_token(), [this, load,
+                                         pin](absl::StatusOr<ConcurrencyLimiter::Permit> permit) {
+      if (!permit.ok()) {
+        load->Complete(permit.status());
+        return;
+      }
+      if (load->cancelled()) return;  // the permit is released as `permit` goes out of scope
+      auto held = std::make_shared<ConcurrencyLimiter::Permit>(*std::move(permit));
+      hedger.Run(
+          load->stop_token(),
+          [this, pin, held, key = load->key(), deadline = load->deadline()](
+              uint32_t attempt, std::stop_token cancel, FetchCallback done) {
+            if (attempt == 1) {
+              // The primary's permit comes free when its origin call has ended, not when the
+              // hedger decides: a cancelled or beaten primary is still in flight at the
+              // origin until it answers (the hedge's permit works the same way).
+              done = [held, done = std::move(done)](absl::StatusOr<FetchResult> r) mutable {
                 held->Release();
-                load->Complete(ToLoadedValue(std::move(result)));
-              });
-        });
+                done(std::move(r));
+              };
+            }
+            Fetch(FetchRequest{key, attempt, deadline}, std::move(cancel), std::move(done), pin);
+          },
+          [this, load, pin](absl::StatusOr<FetchResult> result) {
+            load->Complete(ToLoadedValue(std::move(result)));
+          });
+    });
   }
 
-  // One origin attempt, timed for the observer and shielded from exceptions.
-  void Fetch(const FetchRequest& request, std::stop_token cancel, FetchCallback done) {
+  // One origin attempt, timed for the observer and shielded from exceptions. `pin` keeps this
+  // object alive (see ~Impl) until the origin has answered.
+  void Fetch(const FetchRequest& request, std::stop_token cancel, FetchCallback done, PinRef pin) {
     const absl::Time start = timers.clock().Now();
-    {
-      absl::MutexLock lock(&fetches_mu);
-      ++fetches_outstanding;
-    }
     auto once = std::make_shared<OnceFetchCallback>(
-        [this, start, attempt = request.attempt,
+        [this, start, attempt = request.attempt, pin = std::move(pin),
          done = std::move(done)](absl::StatusOr<FetchResult> result) mutable {
           if (observer != nullptr) {
             observer->OnFetchDone(attempt, timers.clock().Now() - start, result.status());
           }
           done(std::move(result));
-          done = nullptr;
-          absl::MutexLock lock(&fetches_mu);
-          --fetches_outstanding;
+          done = nullptr;  // before `pin` goes, with this closure
         });
     try {
       origin.Fetch(request, std::move(cancel),
@@ -256,8 +289,8 @@ struct FlightCache::Impl {
   // Relaxed counters: statistics only, never used to order other memory.
   std::atomic<int64_t> requests{0}, hits{0}, negative_hits{0}, misses{0}, coalesced{0};
   std::atomic<int64_t> loads_succeeded{0}, loads_failed{0}, loads_cancelled{0};
-  absl::Mutex fetches_mu;
-  int64_t fetches_outstanding ABSL_GUARDED_BY(fetches_mu) = 0;  // origin calls not yet answered
+  absl::Mutex pins_mu;
+  int64_t pins ABSL_GUARDED_BY(pins_mu) = 0;  // live Pins
   Group group;
 };
 

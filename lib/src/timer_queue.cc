@@ -7,6 +7,12 @@
 namespace flightcache {
 namespace {
 
+// Cancelled timers leave their heap entry behind (removing from the middle of a heap is O(n)).
+// Once stale entries outnumber live ones (plus this slack), Cancel() rebuilds the heap: O(n)
+// every ~n cancellations, so amortised O(1), and the heap stays O(live timers) instead of
+// O(timers scheduled within the longest delay).
+constexpr size_t kMinStaleBeforeCompaction = 1024;
+
 // std::push_heap builds a max-heap; this order makes the earliest deadline the top.
 struct LaterFirst {
   template <typename T>
@@ -52,7 +58,15 @@ bool ThreadTimerQueue::Cancel(TimerId id) {
   if (it == callbacks_.end()) return false;
   dropped = std::move(it->second);
   callbacks_.erase(it);
-  return true;  // the heap entry is skipped lazily when it comes due
+  // The heap entry is skipped lazily when it comes due, unless stale entries pile up.
+  if (heap_.size() > 2 * callbacks_.size() + kMinStaleBeforeCompaction) {
+    std::erase_if(heap_, [this](const HeapItem& item) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return !callbacks_.contains(item.id);
+    });
+    std::make_heap(heap_.begin(), heap_.end(), LaterFirst());
+    if (heap_.capacity() > 4 * heap_.size() + kMinStaleBeforeCompaction) heap_.shrink_to_fit();
+  }
+  return true;
 }
 
 size_t ThreadTimerQueue::pending() const {
@@ -73,11 +87,11 @@ void ThreadTimerQueue::Loop() {
     const HeapItem top = heap_.front();
     const absl::Time now = clock_.Now();
     if (top.when > now) {
-      // Wake early when an earlier timer is scheduled or we are stopping.
-      const size_t size_before = heap_.size();
+      // Wake early only when the front changes (an earlier timer, or a compaction) or we are
+      // stopping: not on every RunAt(), which would cost a context switch per scheduled timer.
       const TimerId front_id = top.id;
       auto changed = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return stopping_ || heap_.size() != size_before || heap_.front().id != front_id;
+        return stopping_ || heap_.empty() || heap_.front().id != front_id;
       };
       mu_.AwaitWithTimeout(absl::Condition(&changed), top.when - now);
       continue;

@@ -86,7 +86,6 @@ std::vector<SharedResult<T>> AwaitUntil(std::vector<PendingFlight<T>>& flights,
       if (!r->ok() && state->first_error < 0) state->first_error = static_cast<int>(i);
     }));
   }
-  std::vector<SharedResult<T>> results;
   {
     std::stop_callback on_cancel(ctx.stop_token(), [state] {
       absl::MutexLock lock(&state->mu);
@@ -96,7 +95,6 @@ std::vector<SharedResult<T>> AwaitUntil(std::vector<PendingFlight<T>>& flights,
     auto finished = [&]()
                         ABSL_NO_THREAD_SAFETY_ANALYSIS { return state->cancelled || done(*state); };
     state->mu.AwaitWithDeadline(absl::Condition(&finished), WallDeadline(ctx.deadline()));
-    results = state->results;
     outcome->first_ok = state->first_ok;
     outcome->first_error = state->first_error;
     if (state->cancelled) {
@@ -109,7 +107,10 @@ std::vector<SharedResult<T>> AwaitUntil(std::vector<PendingFlight<T>>& flights,
     // A flight that completes during this loop is left alone: Cancel() reports it ran.
     if (subscriptions[i].Cancel() && flights[i].cancel) flights[i].cancel();
   }
-  return results;
+  // Report what really happened: a flight that completed while we were cancelling the others
+  // keeps its own result rather than being reported as cut short.
+  absl::MutexLock lock(&state->mu);
+  return state->results;
 }
 
 }  // namespace internal

@@ -67,10 +67,10 @@ class FlightState final {
       if (result_ != nullptr) return false;
       // The release of mu_ orders this write before any reader that takes mu_ (Peek, Subscribe)
       // and before the callbacks below, so no waiter can see a half-written result.
-      result_ = std::move(result);
+      result_ = result;
       to_wake.swap(subscribers_);
     }
-    for (auto& [id, callback] : to_wake) callback(result_);
+    for (auto& [id, callback] : to_wake) callback(result);
     return true;
   }
 

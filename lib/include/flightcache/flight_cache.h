@@ -13,7 +13,9 @@
 //
 // Thread-safety: thread-safe. `done` must not block.
 // Lifetime: FlightCache must outlive every handle and every pending `done`; its destructor
-// cancels loads still in flight and waits for nothing.
+// cancels every load still in flight (invalidated ones too), answering their waiters with
+// CANCELLED, and waits until the origin has answered every cancelled fetch and no timer or origin
+// callback can reach it any more (short: origins stop promptly once cancelled).
 //
 // Usage:
 //   FlightCache cache(options, origin, timers);

@@ -18,7 +18,8 @@
 //   completes, before its waiters wake and before it leaves the table.
 // Detach(key) (the server's Invalidate) removes the key's flight from the table under the same
 // lock: its waiters still get its result, but `store` is never called for it, and later callers
-// start a new flight — so a slow old load can never overwrite a newer value.
+// start a new flight — so a slow old load can never overwrite a newer value. The group still
+// tracks a detached flight until it completes, so CancelAll() (and the destructor) cancels it too.
 //
 // The loader is called once per flight, on the joining thread, with a LoadHandle it must complete
 // exactly once (now or later, from any thread). A loader that throws, or drops its handle without
@@ -99,7 +100,8 @@ class FlightWaiter final {
   FlightWaiter(FlightWaiter&&) noexcept = default;
   FlightWaiter& operator=(FlightWaiter&&) noexcept = default;
 
-  // Idempotent; a no-op after the callback ran.
+  // Idempotent; a no-op after the callback ran. Call it from one thread at a time (like any
+  // other non-const method of a value type); it may race freely with the flight completing.
   void Cancel() {
     if (auto target = std::move(target_)) target->Leave(subscription_);
   }
@@ -151,12 +153,19 @@ class GroupCore final : public std::enable_shared_from_this<GroupCore<T>> {
   struct Shard {
     absl::Mutex mu;
     absl::flat_hash_map<std::string, EntryPtr> flights ABSL_GUARDED_BY(mu);
+    // Flights taken out of `flights` by Detach() that have not completed yet: not joinable any
+    // more, but CancelAll() must still reach them.
+    absl::flat_hash_map<const Entry*, EntryPtr> detached ABSL_GUARDED_BY(mu);
   };
 
-  GroupCore(AbandonPolicy policy, absl::Duration load_timeout, int shard_count, TimerQueue& timers,
-            RecheckHook recheck, StoreHook store, CompletedHook completed)
+  GroupCore(AbandonPolicy policy, absl::Duration load_timeout, std::string timeout_text,
+            int shard_count, TimerQueue& timers, RecheckHook recheck, StoreHook store,
+            CompletedHook completed)
       : policy(policy),
         load_timeout(load_timeout),
+        timeout_message(timeout_text.empty() ? absl::StrCat("load timed out after ",
+                                                            absl::FormatDuration(load_timeout))
+                                             : std::move(timeout_text)),
         timers(timers),
         recheck(std::move(recheck)),
         store(std::move(store)),
@@ -184,6 +193,8 @@ class GroupCore final : public std::enable_shared_from_this<GroupCore<T>> {
         if (store) store(entry->key, *result);
         shard.flights.erase(entry->key);
         entry->attached = false;
+      } else {
+        shard.detached.erase(entry.get());
       }
     }
     const TimerId timer = entry->timeout_timer.exchange(kNoTimer);
@@ -213,30 +224,52 @@ class GroupCore final : public std::enable_shared_from_this<GroupCore<T>> {
     }
     callback(MakeSharedResult<T>(absl::CancelledError("the caller stopped waiting")));
     if (doomed) {
-      entry->stop.request_stop();
+      // Complete first, then stop: a loader that answers from inside its stop callback (the
+      // limiter does, for a queued load) must not overtake the cancellation.
       if (Finish(entry,
                  MakeSharedResult<T>(absl::CancelledError("load cancelled: every waiter left")))) {
         abandoned.fetch_add(1, std::memory_order_relaxed);
       }
+      entry->stop.request_stop();
     }
   }
 
+  // Runs on the timer thread. Counted in `running_timeouts` so that CancelAll() can wait for it:
+  // it runs the hooks, which may point into the group's owner.
   void OnTimeout(const EntryPtr& entry) {
-    entry->timeout_timer.store(kNoTimer);
-    if (Finish(entry, MakeSharedResult<T>(absl::UnavailableError(absl::StrCat(
-                          "load timed out after ", absl::FormatDuration(load_timeout)))))) {
-      timed_out.fetch_add(1, std::memory_order_relaxed);
+    {
+      absl::MutexLock lock(&timeouts_mu);
+      if (shut_down) return;
+      ++running_timeouts;
     }
-    entry->stop.request_stop();
+    entry->timeout_timer.store(kNoTimer);
+    if (Finish(entry, MakeSharedResult<T>(absl::UnavailableError(timeout_message)))) {
+      timed_out.fetch_add(1, std::memory_order_relaxed);
+      entry->stop.request_stop();
+    }
+    absl::MutexLock lock(&timeouts_mu);
+    --running_timeouts;
+  }
+
+  // Makes later timeouts no-ops and waits for those running now.
+  void StopTimeouts() {
+    absl::MutexLock lock(&timeouts_mu);
+    shut_down = true;
+    timeouts_mu.Await(absl::Condition(
+        +[](int* n) { return *n == 0; }, &running_timeouts));
   }
 
   const AbandonPolicy policy;
   const absl::Duration load_timeout;
+  const std::string timeout_message;
   TimerQueue& timers;
   RecheckHook recheck;
   StoreHook store;
   CompletedHook completed;
   std::vector<Shard> shards;
+  absl::Mutex timeouts_mu;
+  bool shut_down ABSL_GUARDED_BY(timeouts_mu) = false;
+  int running_timeouts ABSL_GUARDED_BY(timeouts_mu) = 0;
   // Relaxed: statistics only, never used to order other memory.
   std::atomic<int64_t> started{0}, inflight{0}, abandoned{0}, timed_out{0};
 };
@@ -294,6 +327,8 @@ class SingleFlightGroup final {
   struct Options {
     AbandonPolicy abandon = AbandonPolicy::kCancel;
     absl::Duration load_timeout = absl::Seconds(5);
+    // The UNAVAILABLE message of a timed-out load; empty: "load timed out after <load_timeout>".
+    std::string timeout_message;
     int shard_count = 16;
   };
   // See the file comment. All optional. `completed(key, result)` runs once per flight, after it
@@ -320,15 +355,19 @@ class SingleFlightGroup final {
 
   SingleFlightGroup(Options options, TimerQueue& timers, Hooks hooks = {})
       : core_(std::make_shared<internal::GroupCore<T>>(
-            options.abandon, options.load_timeout, options.shard_count, timers,
-            std::move(hooks.recheck), std::move(hooks.store), std::move(hooks.completed))) {}
+            options.abandon, options.load_timeout, std::move(options.timeout_message),
+            options.shard_count, timers, std::move(hooks.recheck), std::move(hooks.store),
+            std::move(hooks.completed))) {}
 
   ~SingleFlightGroup() { CancelAll(); }
   SingleFlightGroup(const SingleFlightGroup&) = delete;
   SingleFlightGroup& operator=(const SingleFlightGroup&) = delete;
 
-  // Cancels every flight in the table: stop tokens fire, waiters get CANCELLED. For shutdown.
+  // Cancels every flight not yet complete, detached ones included: waiters get CANCELLED, stop
+  // tokens fire. Waits for load timeouts running on the timer thread; later ones do nothing.
+  // For shutdown: no Join() may follow.
   void CancelAll() {
+    core_->StopTimeouts();
     std::vector<std::shared_ptr<internal::FlightEntry<T>>> remaining;
     for (auto& shard : core_->shards) {
       absl::MutexLock lock(&shard.mu);
@@ -337,10 +376,12 @@ class SingleFlightGroup final {
         remaining.push_back(entry);
       }
       shard.flights.clear();
+      for (auto& [raw, entry] : shard.detached) remaining.push_back(entry);
+      shard.detached.clear();
     }
     for (auto& entry : remaining) {
-      entry->stop.request_stop();
       core_->Finish(entry, MakeSharedResult<T>(absl::CancelledError("shutting down")));
+      entry->stop.request_stop();
     }
   }
 
@@ -387,6 +428,7 @@ class SingleFlightGroup final {
     auto it = shard.flights.find(internal::AbslView(key));
     if (it == shard.flights.end()) return false;
     it->second->attached = false;
+    shard.detached.emplace(it->second.get(), std::move(it->second));
     shard.flights.erase(it);
     return true;
   }
