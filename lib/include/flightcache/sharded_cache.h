@@ -43,7 +43,7 @@ struct CacheOptions {
 };
 
 struct CacheHit {
-  Value value;              // null for a negative (not-found) entry
+  Value value;  // null for a negative (not-found) entry
   absl::Time expires_at;
   bool negative() const { return value == nullptr; }
 };
@@ -54,7 +54,7 @@ struct CacheStats {
   int64_t misses = 0;
   int64_t entries = 0;
   int64_t bytes = 0;
-  int64_t evictions = 0;      // entries removed to make room (not expiry, not Erase)
+  int64_t evictions = 0;  // entries removed to make room (not expiry, not Erase)
 };
 
 class ShardedCache final {
