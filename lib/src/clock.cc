@@ -1,5 +1,7 @@
 #include "flightcache/clock.h"
 
+#include <time.h>
+
 #include <chrono>
 
 namespace flightcache {
@@ -10,6 +12,17 @@ absl::Time SystemClock::Now() const {
 
 const SystemClock& SystemClock::Get() {
   static const SystemClock* const clock = new SystemClock();
+  return *clock;
+}
+
+absl::Time CoarseClock::Now() const {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return absl::UnixEpoch() + absl::DurationFromTimespec(ts);
+}
+
+const CoarseClock& CoarseClock::Get() {
+  static const CoarseClock* const clock = new CoarseClock();
   return *clock;
 }
 

@@ -88,13 +88,14 @@ absl::Status FlightCacheOptions::Validate() const {
 
 struct FlightCache::Impl {
   Impl(const FlightCacheOptions& options, Origin& origin, TimerQueue& timers,
-       LoadObserver* observer)
+       LoadObserver* observer, const Clock& ttl_clock)
       : options(options),
         origin(origin),
         origin_name(origin.Describe()),
         timers(timers),
         observer(observer),
-        cache(options.cache, timers.clock()),
+        ttl_clock(ttl_clock),
+        cache(options.cache, ttl_clock),
         limiter(options.max_concurrent_loads, options.max_queued_loads),
         hedger(options.hedge, timers, &limiter),
         group({.abandon = options.abandoned_loads,
@@ -234,7 +235,7 @@ struct FlightCache::Impl {
   GetResult FromCacheHit(const CacheHit& hit) {
     GetResult r;
     r.source = Source::kHit;
-    r.ttl_remaining = std::max(absl::ZeroDuration(), hit.expires_at - timers.clock().Now());
+    r.ttl_remaining = std::max(absl::ZeroDuration(), hit.expires_at - ttl_clock.Now());
     if (hit.negative()) {
       negative_hits.fetch_add(1, std::memory_order_relaxed);
       r.status = absl::NotFoundError("key not found (cached)");
@@ -252,8 +253,8 @@ struct FlightCache::Impl {
       return MakeSharedResult<LoadedValue>(absl::NotFoundError("key not found (cached)"));
     }
     hits.fetch_add(1, std::memory_order_relaxed);
-    return MakeSharedResult<LoadedValue>(LoadedValue{
-        hit.value, std::max(absl::ZeroDuration(), hit.expires_at - timers.clock().Now())});
+    return MakeSharedResult<LoadedValue>(
+        LoadedValue{hit.value, std::max(absl::ZeroDuration(), hit.expires_at - ttl_clock.Now())});
   }
 
   static GetResult FromLoad(const SharedResult<LoadedValue>& result, Group::Outcome outcome) {
@@ -283,6 +284,7 @@ struct FlightCache::Impl {
   const std::string origin_name;
   TimerQueue& timers;
   LoadObserver* const observer;
+  const Clock& ttl_clock;
   ShardedCache cache;
   ConcurrencyLimiter limiter;
   Hedger hedger;
@@ -295,9 +297,10 @@ struct FlightCache::Impl {
 };
 
 FlightCache::FlightCache(FlightCacheOptions options, Origin& origin, TimerQueue& timers,
-                         LoadObserver* observer)
+                         LoadObserver* observer, const Clock* ttl_clock)
     : options_(std::move(options)),
-      impl_(std::make_unique<Impl>(options_, origin, timers, observer)) {}
+      impl_(std::make_unique<Impl>(options_, origin, timers, observer,
+                                   ttl_clock != nullptr ? *ttl_clock : timers.clock())) {}
 
 FlightCache::~FlightCache() = default;
 

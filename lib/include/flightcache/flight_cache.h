@@ -120,10 +120,12 @@ class FlightCache final {
  public:
   using Callback = absl::AnyInvocable<void(GetResult)>;
 
-  // REQUIRES: options.Validate().ok(). `origin`, `timers` and `observer` (may be null) must
-  // outlive this object.
+  // REQUIRES: options.Validate().ok(). `origin`, `timers`, `observer` (may be null) and
+  // `ttl_clock` (may be null) must outlive this object. Entry expiry and `ttl_remaining` are read
+  // from `ttl_clock`, else from timers.clock(): a server passes &CoarseClock::Get() to keep the
+  // clock read on the hit path cheap.
   FlightCache(FlightCacheOptions options, Origin& origin, TimerQueue& timers,
-              LoadObserver* observer = nullptr);
+              LoadObserver* observer = nullptr, const Clock* ttl_clock = nullptr);
   ~FlightCache();
   FlightCache(const FlightCache&) = delete;
   FlightCache& operator=(const FlightCache&) = delete;

@@ -1,0 +1,29 @@
+#include "flightcache/clock.h"
+
+#include "gtest/gtest.h"
+
+namespace flightcache {
+namespace {
+
+TEST(ClockTest, SystemClockNeverGoesBackwards) {
+  absl::Time last = SystemClock::Get().Now();
+  for (int i = 0; i < 10000; ++i) {
+    const absl::Time now = SystemClock::Get().Now();
+    ASSERT_GE(now, last);
+    last = now;
+  }
+}
+
+TEST(ClockTest, CoarseClockTrailsSystemClockByAtMostATick) {
+  for (int i = 0; i < 1000; ++i) {
+    const absl::Time coarse = CoarseClock::Get().Now();
+    const absl::Time fine = SystemClock::Get().Now();
+    // Same monotonic clock: coarse is never ahead, and behind by at most one kernel tick (<= 10
+    // ms at HZ=100; generous for a noisy machine).
+    ASSERT_LE(coarse, fine + absl::Microseconds(1));
+    ASSERT_LT(fine - coarse, absl::Milliseconds(50));
+  }
+}
+
+}  // namespace
+}  // namespace flightcache
