@@ -1,0 +1,284 @@
+#include "server/cache_service.h"
+
+#include <chrono>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "server/status_mapping.h"
+
+namespace flightcache {
+namespace {
+
+// Protobuf cannot serialise a message of 2 GiB or more; stay well below.
+constexpr int64_t kMaxResponseBytes = (int64_t{2} << 30) - (int64_t{64} << 20);
+
+grpc::Status DrainingStatus() {
+  return grpc::Status(grpc::StatusCode::UNAVAILABLE, "server is draining for shutdown");
+}
+
+// A call that ended because its client went away: DEADLINE_EXCEEDED if its deadline is the
+// reason, else CANCELLED. Only metrics see this — the client has already stopped listening.
+absl::Status WhyCallEnded(const grpc::CallbackServerContext& context) {
+  if (context.deadline() <= std::chrono::system_clock::now()) {
+    return absl::DeadlineExceededError("call deadline exceeded");
+  }
+  return absl::CancelledError("call cancelled by the client");
+}
+
+absl::Status CheckKey(const std::string& key, int64_t max_key_bytes) {
+  if (key.empty()) return absl::InvalidArgumentError("key must not be empty");
+  if (static_cast<int64_t>(key.size()) > max_key_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "key is ", key.size(), " bytes; the limit (--max-key-bytes) is ", max_key_bytes));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+// Every reactor of this service: counts itself in flight, records its outcome in the metrics,
+// and deletes itself when gRPC is done with it. Used as is for calls that finish at once.
+class CacheService::Reactor : public grpc::ServerUnaryReactor {
+ public:
+  Reactor(CacheService& service, RpcMethod method) : service_(service), method_(method) {
+    service_.in_flight_.fetch_add(1, std::memory_order_acq_rel);
+  }
+
+  // Records the call in the metrics and finishes it. After this, gRPC may run OnDone (and delete
+  // the reactor) on another thread at any moment: it must be the caller's last use of `this`.
+  void FinishWith(grpc::Status status) {
+    if (service_.metrics_ != nullptr)
+      service_.metrics_->RecordRequest(method_, status.error_code());
+    Finish(std::move(status));
+  }
+
+  void OnDone() override {
+    CacheService& service = service_;
+    delete this;
+    service.in_flight_.fetch_sub(1, std::memory_order_acq_rel);
+  }
+
+ protected:
+  ~Reactor() override = default;
+
+  CacheService& service_;
+
+ private:
+  const RpcMethod method_;
+};
+
+class CacheService::GetReactor final : public Reactor {
+ public:
+  GetReactor(CacheService& service, grpc::CallbackServerContext* context, v1::GetResponse* response)
+      : Reactor(service, RpcMethod::kGet), context_(*context), response_(*response) {}
+
+  // May finish the call before it returns (a hit, or a bad key).
+  void Start(const std::string& key) {
+    // OnCancel cannot run before the method handler has returned this reactor, so `handle_` is
+    // set before anyone can read it.
+    handle_ = service_.cache_.Get(key, [this](GetResult result) { OnResult(std::move(result)); });
+  }
+
+  // The client cancelled or its deadline passed: leave the flight (the load goes on for others,
+  // or is cancelled if we were its last waiter). `OnResult` then runs with CANCELLED.
+  void OnCancel() override { handle_.Cancel(); }
+
+ private:
+  void OnResult(GetResult result) {
+    if (!result.status.ok()) {
+      if (absl::IsCancelled(result.status)) result.status = WhyCallEnded(context_);
+      FinishWith(ToGrpcStatus(result.status));
+      return;
+    }
+    if (result.value != nullptr) response_.set_value(*result.value);
+    response_.set_source(ToProtoSource(result.source));
+    response_.set_ttl_remaining_ms(absl::ToInt64Milliseconds(result.ttl_remaining));
+    FinishWith(grpc::Status::OK);
+  }
+
+  const grpc::CallbackServerContext& context_;
+  v1::GetResponse& response_;
+  GetHandle handle_;
+};
+
+class CacheService::BatchGetReactor final : public Reactor {
+ public:
+  BatchGetReactor(CacheService& service, grpc::CallbackServerContext* context,
+                  v1::BatchGetResponse* response)
+      : Reactor(service, RpcMethod::kBatchGet), context_(*context), response_(*response) {}
+
+  // May finish the call before it returns (every key a hit, or a bad request).
+  void Start(const v1::BatchGetRequest& request) {
+    const int n = request.keys_size();
+    if (n == 0) {
+      FinishWith(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "BatchGet needs at least 1 key"));
+      return;
+    }
+    if (n > service_.options_.max_batch_keys) {
+      FinishWith(
+          grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                       absl::StrCat("BatchGet of ", n, " keys; the limit (--max-batch-keys) is ",
+                                    service_.options_.max_batch_keys)));
+      return;
+    }
+    // Every result slot exists before the first Get, so completions on other threads each write
+    // only their own slot and never touch the repeated field itself.
+    slots_.reserve(n);
+    for (const std::string& key : request.keys()) {
+      v1::KeyResult* slot = response_.add_results();
+      slot->set_key(key);
+      slots_.push_back(slot);
+    }
+    handles_.resize(n);
+    pending_.store(n, std::memory_order_relaxed);
+    for (int i = 0; i < n; ++i) {
+      handles_[i] = service_.cache_.Get(
+          request.keys(i), [this, i](GetResult result) { OnResult(i, std::move(result)); });
+    }
+  }
+
+  void OnCancel() override {
+    cancelled_.store(true, std::memory_order_relaxed);
+    for (GetHandle& handle : handles_) handle.Cancel();
+  }
+
+ private:
+  void OnResult(int i, GetResult result) {
+    v1::KeyResult& slot = *slots_[i];
+    if (absl::IsCancelled(result.status)) result.status = WhyCallEnded(context_);
+    const grpc::StatusCode code = ToGrpcCode(result.status.code());
+    slot.set_code(static_cast<int32_t>(code));
+    slot.set_source(ToProtoSource(result.source));
+    if (result.status.ok()) {
+      if (result.value != nullptr) {
+        slot.set_value(*result.value);
+        response_bytes_.fetch_add(static_cast<int64_t>(result.value->size()),
+                                  std::memory_order_relaxed);
+      }
+      slot.set_ttl_remaining_ms(absl::ToInt64Milliseconds(result.ttl_remaining));
+    } else {
+      slot.set_message(std::string(result.status.message()));
+    }
+    if (service_.metrics_ != nullptr) service_.metrics_->RecordBatchKey(code);
+    // acq_rel: the last completion sees every other completion's slot writes before Finish
+    // serialises the response.
+    if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) Complete();
+  }
+
+  void Complete() {
+    if (cancelled_.load(std::memory_order_relaxed)) {
+      FinishWith(ToGrpcStatus(WhyCallEnded(context_)));
+      return;
+    }
+    if (response_bytes_.load(std::memory_order_relaxed) > kMaxResponseBytes) {
+      response_.Clear();
+      FinishWith(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                              "BatchGet response would exceed the 2 GiB message limit; ask for "
+                              "fewer keys at a time"));
+      return;
+    }
+    FinishWith(grpc::Status::OK);
+  }
+
+  const grpc::CallbackServerContext& context_;
+  v1::BatchGetResponse& response_;
+  std::vector<v1::KeyResult*> slots_;  // written before the first Get, then read-only
+  std::vector<GetHandle> handles_;     // written by Start(), then only by OnCancel()
+  // Keys not yet answered.
+  std::atomic<int> pending_{0};
+  // Relaxed: read only by the last completion, which the acq_rel countdown orders after them.
+  std::atomic<int64_t> response_bytes_{0};
+  std::atomic<bool> cancelled_{false};
+};
+
+CacheService::CacheService(FlightCache& cache, CacheServiceOptions options, Metrics* metrics)
+    : cache_(cache), options_(options), metrics_(metrics) {}
+
+grpc::ServerUnaryReactor* CacheService::Get(grpc::CallbackServerContext* context,
+                                            const v1::GetRequest* request,
+                                            v1::GetResponse* response) {
+  if (draining()) {
+    auto* reactor = new Reactor(*this, RpcMethod::kGet);
+    reactor->FinishWith(DrainingStatus());
+    return reactor;
+  }
+  auto* reactor = new GetReactor(*this, context, response);
+  reactor->Start(request->key());
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* CacheService::BatchGet(grpc::CallbackServerContext* context,
+                                                 const v1::BatchGetRequest* request,
+                                                 v1::BatchGetResponse* response) {
+  if (draining()) {
+    auto* reactor = new Reactor(*this, RpcMethod::kBatchGet);
+    reactor->FinishWith(DrainingStatus());
+    return reactor;
+  }
+  auto* reactor = new BatchGetReactor(*this, context, response);
+  reactor->Start(*request);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* CacheService::Invalidate(grpc::CallbackServerContext* context,
+                                                   const v1::InvalidateRequest* request,
+                                                   v1::InvalidateResponse* response) {
+  auto* reactor = new Reactor(*this, RpcMethod::kInvalidate);
+  if (draining()) {
+    reactor->FinishWith(DrainingStatus());
+    return reactor;
+  }
+  if (request->keys_size() > options_.max_batch_keys) {
+    reactor->FinishWith(grpc::Status(
+        grpc::StatusCode::INVALID_ARGUMENT,
+        absl::StrCat("Invalidate of ", request->keys_size(),
+                     " keys; the limit (--max-batch-keys) is ", options_.max_batch_keys)));
+    return reactor;
+  }
+  std::vector<std::string> keys;
+  keys.reserve(request->keys_size());
+  for (const std::string& key : request->keys()) {
+    if (absl::Status s = CheckKey(key, options_.max_key_bytes); !s.ok()) {
+      reactor->FinishWith(ToGrpcStatus(s));
+      return reactor;
+    }
+    keys.push_back(key);
+  }
+  response->set_removed(cache_.Invalidate(keys));
+  reactor->FinishWith(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* CacheService::Stats(grpc::CallbackServerContext* context,
+                                              const v1::StatsRequest* request,
+                                              v1::StatsResponse* response) {
+  auto* reactor = new Reactor(*this, RpcMethod::kStats);
+  if (draining()) {
+    reactor->FinishWith(DrainingStatus());
+    return reactor;
+  }
+  const FlightCacheStats s = cache_.stats();
+  response->set_requests(s.requests);
+  response->set_hits(s.hits);
+  response->set_misses(s.misses);
+  response->set_coalesced(s.coalesced);
+  response->set_loads_started(s.loads_started);
+  response->set_loads_succeeded(s.loads_succeeded);
+  response->set_loads_failed(s.loads_failed);
+  response->set_loads_cancelled(s.loads_cancelled);
+  response->set_origin_fetches(s.origin_fetches);
+  response->set_hedges_sent(s.hedges_sent);
+  response->set_hedges_won(s.hedges_won);
+  response->set_loads_inflight(s.loads_inflight);
+  response->set_loads_queued(s.loads_queued);
+  response->set_entries(s.entries);
+  response->set_bytes(s.bytes);
+  response->set_evictions(s.evictions);
+  response->set_negative_hits(s.negative_hits);
+  reactor->FinishWith(grpc::Status::OK);
+  return reactor;
+}
+
+}  // namespace flightcache

@@ -1,0 +1,84 @@
+// CacheService: flightcache.v1.Cache on gRPC's callback API — the thin adapter between the wire
+// and FlightCache.
+//
+// Each RPC is a ServerUnaryReactor that converts the request, calls the core, and finishes from
+// the core's completion callback; it deletes itself in OnDone(). Waiting for a load therefore
+// never blocks a thread. When a call ends early (client cancel or deadline), OnCancel() cancels
+// its GetHandle(s): that waiter leaves the flight, and the last waiter to leave cancels the load.
+//
+// - Get: one FlightCache::Get.
+// - BatchGet: one reactor, one FlightCache::Get per key (so each key goes through the same
+//   coalescing path, duplicates included), an atomic countdown; results in request order, each
+//   with the code a Get of that key alone would return. 0 keys, or more than max_batch_keys, is
+//   INVALID_ARGUMENT.
+// - Invalidate: FlightCache::Invalidate (generation semantics live in the core). Each key must be
+//   a valid key and there may be at most max_batch_keys of them (INVALID_ARGUMENT otherwise).
+// - Stats: FlightCache::stats().
+// Once BeginDrain() was called, every new call gets UNAVAILABLE; calls already running finish.
+//
+// Thread-safety: thread-safe. Lifetime: the FlightCache and Metrics must outlive the service, and
+// the service must outlive the grpc::Server it is registered with (i.e. until Server::Wait()
+// returned).
+#ifndef FLIGHTCACHE_SERVER_CACHE_SERVICE_H_
+#define FLIGHTCACHE_SERVER_CACHE_SERVICE_H_
+
+#include <grpcpp/server_context.h>
+#include <grpcpp/support/server_callback.h>
+
+#include <atomic>
+#include <cstdint>
+
+#include "flightcache/flight_cache.h"
+#include "flightcache/v1/cache.grpc.pb.h"
+#include "server/metrics.h"
+
+namespace flightcache {
+
+struct CacheServiceOptions {
+  int64_t max_batch_keys = 1000;
+  int64_t max_key_bytes = 4096;
+};
+
+class CacheService final : public v1::Cache::CallbackService {
+ public:
+  // `metrics` may be null.
+  CacheService(FlightCache& cache, CacheServiceOptions options, Metrics* metrics);
+  CacheService(const CacheService&) = delete;
+  CacheService& operator=(const CacheService&) = delete;
+
+  grpc::ServerUnaryReactor* Get(grpc::CallbackServerContext* context, const v1::GetRequest* request,
+                                v1::GetResponse* response) override;
+  grpc::ServerUnaryReactor* BatchGet(grpc::CallbackServerContext* context,
+                                     const v1::BatchGetRequest* request,
+                                     v1::BatchGetResponse* response) override;
+  grpc::ServerUnaryReactor* Invalidate(grpc::CallbackServerContext* context,
+                                       const v1::InvalidateRequest* request,
+                                       v1::InvalidateResponse* response) override;
+  grpc::ServerUnaryReactor* Stats(grpc::CallbackServerContext* context,
+                                  const v1::StatsRequest* request,
+                                  v1::StatsResponse* response) override;
+
+  // From now on, new calls get UNAVAILABLE. Idempotent; true for the call that began draining.
+  bool BeginDrain() { return !draining_.exchange(true, std::memory_order_acq_rel); }
+  bool draining() const { return draining_.load(std::memory_order_acquire); }
+
+  // Calls started and not yet done (their reactors' OnDone has not run).
+  int64_t calls_in_flight() const { return in_flight_.load(std::memory_order_acquire); }
+
+ private:
+  class Reactor;
+  class GetReactor;
+  class BatchGetReactor;
+
+  FlightCache& cache_;
+  const CacheServiceOptions options_;
+  Metrics* const metrics_;
+  // Release/acquire: a call that sees the flag set was started after BeginDrain().
+  std::atomic<bool> draining_{false};
+  // Acq/rel with the drain loop, which waits for zero before shutting the server down.
+  std::atomic<int64_t> in_flight_{0};
+};
+
+}  // namespace flightcache
+
+#endif  // FLIGHTCACHE_SERVER_CACHE_SERVICE_H_

@@ -1,0 +1,230 @@
+#include "server/config.h"
+
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+#include <string>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "server/origin_factory.h"
+
+namespace flightcache {
+namespace {
+
+// Protobuf framing per repeated string: one tag byte and up to five length bytes (rounded up).
+constexpr int64_t kPerKeyFramingBytes = 8;
+// Slack for the rest of a request (the message header, gRPC's own framing).
+constexpr int64_t kRequestSlackBytes = 64 << 10;
+// Room above --max-value-bytes on the origin channel, for the response's other fields.
+constexpr int64_t kOriginResponseSlackBytes = 1 << 20;
+constexpr int64_t kMaxMessageBytes = std::numeric_limits<int32_t>::max();
+
+constexpr int64_t kMaxKeyBytesLimit = int64_t{16} << 20;
+constexpr int64_t kMaxValueBytesLimit = int64_t{1} << 30;
+constexpr int64_t kMaxBatchKeysLimit = 1'000'000;
+
+absl::Status FlagError(absl::string_view flag, absl::string_view what) {
+  return absl::InvalidArgumentError(absl::StrCat(flag, ": ", what));
+}
+
+bool Finite(absl::Duration d) {
+  return d != absl::InfiniteDuration() && d != -absl::InfiniteDuration();
+}
+
+absl::Status CheckPositiveDuration(absl::string_view flag, absl::Duration d) {
+  if (d <= absl::ZeroDuration() || !Finite(d)) {
+    return FlagError(
+        flag, absl::StrCat("must be a positive, finite duration, got ", absl::FormatDuration(d)));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckNonNegativeDuration(absl::string_view flag, absl::Duration d) {
+  if (d < absl::ZeroDuration() || !Finite(d)) {
+    return FlagError(flag,
+                     absl::StrCat("must be a finite duration >= 0, got ", absl::FormatDuration(d)));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckRange(absl::string_view flag, int64_t v, int64_t lo, int64_t hi) {
+  if (v < lo || v > hi) {
+    return FlagError(flag, absl::StrCat("must be in [", lo, ", ", hi, "], got ", v));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status ValidateListenAddress(absl::string_view flag, absl::string_view address,
+                                   bool allow_unix) {
+  if (allow_unix && absl::StartsWith(address, "unix:")) {
+    if (address.size() == 5) return FlagError(flag, "unix: address has no path");
+    return absl::OkStatus();
+  }
+  const size_t colon = address.rfind(':');
+  if (colon == absl::string_view::npos) {
+    return FlagError(flag, absl::StrCat("'", address, "' is not HOST:PORT"));
+  }
+  const absl::string_view host = address.substr(0, colon);
+  const absl::string_view port_text = address.substr(colon + 1);
+  if (host.empty()) {
+    return FlagError(flag, absl::StrCat("'", address,
+                                        "' has no host (use 0.0.0.0:PORT or [::]:PORT for all "
+                                        "interfaces)"));
+  }
+  const bool bracketed = host.size() > 2 && host.front() == '[' && host.back() == ']';
+  if (!bracketed && absl::StrContains(host, ':')) {
+    return FlagError(
+        flag, absl::StrCat("'", address, "': write IPv6 addresses in brackets, as [ADDR]:PORT"));
+  }
+  if (!bracketed && (absl::StrContains(host, '/') || absl::StrContains(host, ' ') ||
+                     absl::StrContains(host, '[') || absl::StrContains(host, ']'))) {
+    return FlagError(flag, absl::StrCat("'", host, "' is not a host name or address"));
+  }
+  int port = 0;
+  if (!absl::SimpleAtoi(port_text, &port) || port < 0 || port > 65535) {
+    return FlagError(flag, absl::StrCat("'", port_text, "' is not a port in [0, 65535]"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ServerConfig::Validate() const {
+  if (absl::Status s = ValidateListenAddress("--listen", listen, /*allow_unix=*/true); !s.ok()) {
+    return s;
+  }
+  if (!metrics_listen.empty()) {
+    if (absl::Status s = ValidateListenAddress("--metrics-listen", metrics_listen, false);
+        !s.ok()) {
+      return s;
+    }
+  }
+  if (absl::StatusOr<OriginSpec> spec = ParseOriginUrl(origin); !spec.ok()) {
+    return FlagError("--origin", spec.status().message());
+  }
+  if (absl::Status s = CheckPositiveDuration("--ttl", cache.default_ttl); !s.ok()) return s;
+  if (absl::Status s = CheckNonNegativeDuration("--negative-ttl", cache.negative_ttl); !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = CheckPositiveDuration("--load-timeout", cache.load_timeout); !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = CheckNonNegativeDuration("--drain-timeout", drain_timeout); !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = CheckRange("--capacity-bytes", cache.cache.capacity_bytes, 1,
+                                  std::numeric_limits<int64_t>::max());
+      !s.ok()) {
+    return s;
+  }
+  if (cache.hedge.enabled) {
+    if (cache.hedge.percentile > 0) {
+      if (!(cache.hedge.percentile < 100)) {
+        return FlagError("--hedge-delay", "the percentile must be in (0, 100)");
+      }
+    } else if (absl::Status s = CheckPositiveDuration("--hedge-delay", cache.hedge.delay);
+               !s.ok()) {
+      return s;
+    }
+  }
+  if (!(cache.hedge.budget >= 0 && cache.hedge.budget <= 1)) {
+    return FlagError("--hedge-budget",
+                     absl::StrCat("must be a fraction in [0, 1], got ", cache.hedge.budget));
+  }
+  if (absl::Status s =
+          CheckRange("--max-concurrent-loads", cache.max_concurrent_loads, 1, 1'000'000);
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = CheckRange("--max-queued-loads", cache.max_queued_loads, 0, 100'000'000);
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = CheckRange("--max-key-bytes", cache.max_key_bytes, 1, kMaxKeyBytesLimit);
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s =
+          CheckRange("--max-value-bytes", cache.max_value_bytes, 1, kMaxValueBytesLimit);
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = CheckRange("--max-batch-keys", max_batch_keys, 1, kMaxBatchKeysLimit);
+      !s.ok()) {
+    return s;
+  }
+  if (max_batch_keys * (cache.max_key_bytes + kPerKeyFramingBytes) + kRequestSlackBytes >
+      kMaxMessageBytes) {
+    return FlagError("--max-batch-keys",
+                     absl::StrCat("a BatchGet of ", max_batch_keys,
+                                  " keys of --max-key-bytes=", cache.max_key_bytes,
+                                  " would exceed gRPC's 2 GiB message limit; lower either"));
+  }
+  // The core's own check, as a backstop for anything not covered above.
+  if (absl::Status s = cache.Validate(); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("invalid cache options: ", s.message()));
+  }
+  return absl::OkStatus();
+}
+
+int ServerConfig::MaxRequestBytes() const {
+  const int64_t bytes =
+      max_batch_keys * (cache.max_key_bytes + kPerKeyFramingBytes) + kRequestSlackBytes;
+  return static_cast<int>(std::min(bytes, kMaxMessageBytes));
+}
+
+int ServerConfig::OriginMaxResponseBytes() const {
+  return static_cast<int>(
+      std::min(cache.max_value_bytes + kOriginResponseSlackBytes, kMaxMessageBytes));
+}
+
+std::string ServerConfig::Describe() const {
+  return absl::StrCat(
+      "listen=", listen, " origin=", origin,
+      " metrics-listen=", metrics_listen.empty() ? "(disabled)" : metrics_listen,
+      " ttl=", absl::FormatDuration(cache.default_ttl),
+      " negative-ttl=", absl::FormatDuration(cache.negative_ttl),
+      " capacity-bytes=", cache.cache.capacity_bytes,
+      " load-timeout=", absl::FormatDuration(cache.load_timeout),
+      " abandoned-loads=", AbandonPolicyName(cache.abandoned_loads),
+      " hedge-delay=", FormatHedgeDelay(cache.hedge), " hedge-budget=", cache.hedge.budget,
+      " max-concurrent-loads=", cache.max_concurrent_loads,
+      " max-queued-loads=", cache.max_queued_loads, " max-key-bytes=", cache.max_key_bytes,
+      " max-value-bytes=", cache.max_value_bytes, " max-batch-keys=", max_batch_keys,
+      " drain-timeout=", absl::FormatDuration(drain_timeout),
+      " log-level=", LogLevelName(log_level), " log-format=", LogFormatName(log_format));
+}
+
+std::string FormatHedgeDelay(const HedgeOptions& hedge) {
+  if (!hedge.enabled) return "off";
+  if (hedge.percentile > 0) return absl::StrCat("p", hedge.percentile);
+  return absl::FormatDuration(hedge.delay);
+}
+
+absl::string_view LogLevelName(LogLevel level) {
+  switch (level) {
+    case LogLevel::kTrace:
+      return "trace";
+    case LogLevel::kDebug:
+      return "debug";
+    case LogLevel::kInfo:
+      return "info";
+    case LogLevel::kWarn:
+      return "warn";
+    case LogLevel::kError:
+      return "error";
+  }
+  return "info";
+}
+
+absl::string_view LogFormatName(LogFormat format) {
+  return format == LogFormat::kJson ? "json" : "text";
+}
+
+absl::string_view AbandonPolicyName(AbandonPolicy policy) {
+  return policy == AbandonPolicy::kFinish ? "finish" : "cancel";
+}
+
+}  // namespace flightcache

@@ -1,0 +1,80 @@
+// ServerConfig: everything flightcache-server is configured with, as one plain struct.
+//
+// Defaults are written in place and match the spec; flags.cc maps command-line flags and their
+// FLIGHTCACHE_* environment fallbacks onto this struct, and nothing else reads flags. Validate()
+// checks the whole configuration up front — including that the origin URL and the listen
+// addresses parse — so a bad value fails at start-up, before anything is bound, with one message
+// that names the offending flag.
+//
+// Thread-safety: a plain value; copy it freely. Not synchronised.
+//
+// Usage:
+//   ServerConfig config;
+//   config.origin = "grpc://10.0.0.7:9000";
+//   if (absl::Status s = config.Validate(); !s.ok()) Fail(s);  // "--origin: ..."
+#ifndef FLIGHTCACHE_SERVER_CONFIG_H_
+#define FLIGHTCACHE_SERVER_CONFIG_H_
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "flightcache/flight_cache.h"
+
+namespace flightcache {
+
+inline constexpr char kDefaultOrigin[] =
+    "sim://?latency_ms=20&jitter_ms=5&value_bytes=128&error_rate=0&not_found_rate=0";
+
+enum class LogLevel { kTrace, kDebug, kInfo, kWarn, kError };
+enum class LogFormat { kText, kJson };
+
+struct ServerConfig {
+  // gRPC listen address, HOST:PORT ([::1]:PORT for IPv6) or unix:PATH. Port 0 picks a free port.
+  std::string listen = "127.0.0.1:50051";
+  std::string origin = std::string(kDefaultOrigin);
+  // Prometheus /metrics address, HOST:PORT; empty disables the endpoint.
+  std::string metrics_listen = "127.0.0.1:9464";
+  // How long calls in flight may run on after SIGTERM before they are cancelled.
+  absl::Duration drain_timeout = absl::Seconds(10);
+  int64_t max_batch_keys = 1000;
+  LogLevel log_level = LogLevel::kInfo;
+  LogFormat log_format = LogFormat::kText;
+  // The core's options: --ttl, --negative-ttl, --capacity-bytes, --load-timeout,
+  // --abandoned-loads, --hedge-delay, --hedge-budget, --max-concurrent-loads,
+  // --max-queued-loads, --max-key-bytes, --max-value-bytes.
+  FlightCacheOptions cache;
+
+  // OK, or INVALID_ARGUMENT whose message starts with the flag at fault ("--ttl: ...").
+  absl::Status Validate() const;
+
+  // The effective configuration on one line ("listen=127.0.0.1:50051 origin=sim://... ..."),
+  // for the start-up log line and --check-config.
+  std::string Describe() const;
+
+  // The largest request the Cache service must accept: a BatchGet (or Invalidate) of
+  // max_batch_keys keys of max_key_bytes each, plus protobuf framing. REQUIRES: Validate() ok.
+  int MaxRequestBytes() const;
+
+  // The grpc:// origin channel's receive limit: above max_value_bytes, so an oversized value
+  // reaches the core (which answers RESOURCE_EXHAUSTED) instead of failing in the transport.
+  int OriginMaxResponseBytes() const;
+};
+
+// Checks a listen address: HOST:PORT with a port in [0, 65535], [IPV6]:PORT, or (when
+// `allow_unix` is set) unix:PATH. `flag` names the flag in the error ("--listen").
+absl::Status ValidateListenAddress(absl::string_view flag, absl::string_view address,
+                                   bool allow_unix);
+
+// "off", a duration ("20ms") or a percentile ("p95") — the --hedge-delay spelling of `hedge`.
+std::string FormatHedgeDelay(const HedgeOptions& hedge);
+
+absl::string_view LogLevelName(LogLevel level);
+absl::string_view LogFormatName(LogFormat format);
+absl::string_view AbandonPolicyName(AbandonPolicy policy);
+
+}  // namespace flightcache
+
+#endif  // FLIGHTCACHE_SERVER_CONFIG_H_

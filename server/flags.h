@@ -1,0 +1,58 @@
+// Command-line flags of flightcache-server, mapped onto ServerConfig — the only place flags are
+// read.
+//
+// Every setting is an Abseil flag (ABSL_FLAG in flags.cc) spelled with hyphens on the command
+// line (--max-key-bytes=4096; underscores work too). A flag not given on the command line falls
+// back to the environment variable FLIGHTCACHE_<NAME> (FLIGHTCACHE_MAX_KEY_BYTES), parsed by the
+// same parser. Durations take units (250ms, 5s, 1m); sizes are bytes with optional KiB/MiB/GiB
+// suffixes; --hedge-delay is `off`, a duration, or a percentile such as `p95`.
+//
+// Parsing is done here rather than by absl::ParseCommandLine so that every error — unknown flag,
+// missing value, bad value, in argv or in the environment — is reported as one line naming the
+// flag, and main can exit with status 2 before anything is bound.
+//
+// Thread-safety: ParseServerCommandLine() sets process-wide flag values: call it from one thread
+// (main, or a test), never concurrently. It resets every flag to its default first, so calling it
+// again (in tests) does not inherit earlier values.
+//
+// Usage:
+//   absl::StatusOr<CommandLine> cl = ParseServerCommandLine(argc, argv);
+//   if (!cl.ok()) { std::cerr << cl.status().message(); return 2; }
+#ifndef FLIGHTCACHE_SERVER_FLAGS_H_
+#define FLIGHTCACHE_SERVER_FLAGS_H_
+
+#include <functional>
+#include <optional>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "server/config.h"
+
+namespace flightcache {
+
+struct CommandLine {
+  ServerConfig config;
+  bool check_config = false;  // --check-config: validate, print, exit 0 without binding
+  bool help = false;          // --help
+  bool version = false;       // --version
+};
+
+// Looks up an environment variable; nothing if it is unset.
+using EnvLookup = std::function<std::optional<std::string>(const std::string& name)>;
+std::optional<std::string> ProcessEnv(const std::string& name);
+
+// INVALID_ARGUMENT with one line that names the flag ("--ttl: invalid value 'x': ...") for any
+// parse error. Does not run ServerConfig::Validate().
+absl::StatusOr<CommandLine> ParseServerCommandLine(int argc, const char* const* argv,
+                                                   const EnvLookup& env = ProcessEnv);
+
+// The --help text.
+std::string ServerUsage(absl::string_view program);
+
+// The environment variable a flag falls back to: "max_key_bytes" -> "FLIGHTCACHE_MAX_KEY_BYTES".
+std::string FlagEnvName(absl::string_view flag_name);
+
+}  // namespace flightcache
+
+#endif  // FLIGHTCACHE_SERVER_FLAGS_H_

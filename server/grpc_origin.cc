@@ -1,0 +1,133 @@
+#include "server/grpc_origin.h"
+
+#include <grpcpp/client_context.h>
+#include <grpcpp/create_channel.h>
+#include <grpcpp/security/credentials.h>
+#include <grpcpp/support/channel_arguments.h>
+
+#include <atomic>
+#include <chrono>
+#include <optional>
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "flightcache/clock.h"
+#include "server/status_mapping.h"
+
+namespace flightcache {
+
+// One call in flight. Shared by the completion callback (which owns it until the call is done)
+// and, weakly, by the stop callback; the ClientContext lives as long as either may touch it.
+struct GrpcOrigin::Call {
+  // Runs on the thread that requests stop. The call is locked for the duration of TryCancel: a
+  // completion that runs meanwhile (on another thread, or inline inside TryCancel) then cannot
+  // destroy the ClientContext under it.
+  struct OnCancel {
+    std::weak_ptr<Call> call;
+    void operator()() const {
+      std::shared_ptr<Call> c = call.lock();
+      if (c == nullptr) return;
+      c->cancelled_by_us.store(true, std::memory_order_release);
+      c->context.TryCancel();
+    }
+  };
+
+  grpc::ClientContext context;
+  v1::FetchRequest request;
+  v1::FetchResponse response;
+  FetchCallback done;  // touched only by the completion callback
+  // Release/acquire: the completion that sees CANCELLED also sees that we asked for it.
+  std::atomic<bool> cancelled_by_us{false};
+  // Emplaced before the call starts; destroyed with the Call.
+  std::optional<std::stop_callback<OnCancel>> on_cancel;
+};
+
+namespace {
+
+// The origin's answer as the core wants it (see grpc_origin.h for the policy).
+absl::StatusOr<FetchResult> ToFetchResult(const std::string& origin, const grpc::Status& status,
+                                          bool cancelled_by_us, v1::FetchResponse& response) {
+  if (!status.ok()) {
+    if (status.error_code() == grpc::StatusCode::CANCELLED && cancelled_by_us) {
+      return absl::CancelledError("origin call cancelled: the load was abandoned");
+    }
+    if (status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED &&
+        absl::StrContains(status.error_message(), "larger than max")) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("origin value exceeds --max-value-bytes (", status.error_message(), ")"));
+    }
+    const absl::Status remote = FromGrpcStatus(status);
+    // INTERNAL and RESOURCE_EXHAUSTED are reserved by the Origin contract (our bug or garbage; a
+    // value over --max-value-bytes). From a remote origin they are just a failed fetch.
+    if (absl::IsInternal(remote) || absl::IsResourceExhausted(remote)) {
+      return absl::UnavailableError(
+          absl::StrCat(absl::StatusCodeToString(remote.code()), ": ", remote.message()));
+    }
+    return remote;
+  }
+  if (response.ttl_ms() < 0) {
+    return absl::InternalError(absl::StrCat(
+        "origin ", origin, " returned garbage: ttl_ms=", response.ttl_ms(), " (must be >= 0)"));
+  }
+  return FetchResult{std::move(*response.mutable_value()), absl::Milliseconds(response.ttl_ms())};
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<GrpcOrigin>> GrpcOrigin::Create(const std::string& target,
+                                                               const GrpcOriginOptions& options) {
+  if (target.empty()) return absl::InvalidArgumentError("grpc origin target is empty");
+  if (options.max_response_bytes < 1) {
+    return absl::InvalidArgumentError("grpc origin max_response_bytes must be positive");
+  }
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(options.max_response_bytes);
+  // gRPC's default reconnect backoff grows to 120 s: after an origin outage every miss would keep
+  // failing long after the origin is back. Retrying at most once a second costs one TCP connect
+  // a second while the origin is down, and brings it back within about a second. (Not
+  // GRPC_ARG_MIN_RECONNECT_BACKOFF_MS: it is also the connect timeout, which must stay long.)
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+  std::shared_ptr<grpc::Channel> channel =
+      grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
+  if (channel == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat("cannot create a channel to ", target));
+  }
+  return std::unique_ptr<GrpcOrigin>(new GrpcOrigin(target, std::move(channel)));
+}
+
+GrpcOrigin::GrpcOrigin(std::string target, std::shared_ptr<grpc::Channel> channel)
+    : target_(std::move(target)),
+      channel_(std::move(channel)),
+      stub_(v1::Origin::NewStub(channel_)) {}
+
+void GrpcOrigin::Fetch(const FetchRequest& request, std::stop_token cancel, FetchCallback done) {
+  if (cancel.stop_requested()) {
+    done(absl::CancelledError("origin call cancelled before it started"));
+    return;
+  }
+  auto call = std::make_shared<Call>();
+  call->done = std::move(done);
+  call->request.set_key(request.key);
+  call->request.set_attempt(request.attempt);
+  if (request.deadline != absl::InfiniteFuture()) {
+    // The deadline is in SystemClock (monotonic) time; gRPC wants wall-clock time.
+    const absl::Duration left = request.deadline - SystemClock::Get().Now();
+    call->context.set_deadline(std::chrono::system_clock::now() + absl::ToChronoNanoseconds(left));
+  }
+  // Registered before the call starts: a TryCancel before the start is remembered by the
+  // ClientContext and applied when the call begins.
+  call->on_cancel.emplace(std::move(cancel), Call::OnCancel{call});
+  v1::FetchRequest* req = &call->request;
+  v1::FetchResponse* resp = &call->response;
+  grpc::ClientContext* ctx = &call->context;
+  stub_->async()->Fetch(ctx, req, resp, [this, call = std::move(call)](grpc::Status status) {
+    FetchCallback done = std::move(call->done);
+    done(ToFetchResult(Describe(), status, call->cancelled_by_us.load(std::memory_order_acquire),
+                       call->response));
+  });
+}
+
+}  // namespace flightcache

@@ -1,0 +1,148 @@
+#include "server/logging.h"
+
+#include <grpc/support/log.h>
+#include <spdlog/formatter.h>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <memory>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+
+namespace flightcache {
+namespace {
+
+void AppendJsonString(std::string& out, absl::string_view s) {
+  out.push_back('"');
+  for (const char c : s) {
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          absl::StrAppendFormat(&out, "\\u%04x", static_cast<unsigned char>(c));
+        } else {
+          out.push_back(c);
+        }
+    }
+  }
+  out.push_back('"');
+}
+
+// One JSON object per line, so a log collector never has to guess where a message ends.
+class JsonFormatter final : public spdlog::formatter {
+ public:
+  void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) override {
+    const spdlog::string_view_t level = spdlog::level::to_string_view(msg.level);
+    std::string line =
+        FormatJsonLogLine(absl::FromChrono(msg.time), absl::string_view(level.data(), level.size()),
+                          absl::string_view(msg.payload.data(), msg.payload.size()));
+    line.push_back('\n');
+    dest.append(line.data(), line.data() + line.size());
+  }
+  std::unique_ptr<spdlog::formatter> clone() const override {
+    return std::make_unique<JsonFormatter>();
+  }
+};
+
+spdlog::level::level_enum ToSpdlogLevel(LogLevel level) {
+  switch (level) {
+    case LogLevel::kTrace:
+      return spdlog::level::trace;
+    case LogLevel::kDebug:
+      return spdlog::level::debug;
+    case LogLevel::kInfo:
+      return spdlog::level::info;
+    case LogLevel::kWarn:
+      return spdlog::level::warn;
+    case LogLevel::kError:
+      return spdlog::level::err;
+  }
+  return spdlog::level::info;
+}
+
+// gRPC's own log lines (gpr_log) go through spdlog too, so --log-format=json holds for every
+// line the process writes.
+void GprToSpdlog(gpr_log_func_args* args) {
+  spdlog::level::level_enum level = spdlog::level::info;
+  switch (args->severity) {
+    case GPR_LOG_SEVERITY_DEBUG:
+      level = spdlog::level::debug;
+      break;
+    case GPR_LOG_SEVERITY_INFO:
+      level = spdlog::level::info;
+      break;
+    case GPR_LOG_SEVERITY_ERROR:
+      level = spdlog::level::err;
+      break;
+  }
+  spdlog::log(level, "grpc {}:{}: {}", args->file, args->line, args->message);
+}
+
+}  // namespace
+
+std::string FormatJsonLogLine(absl::Time ts, absl::string_view level, absl::string_view message) {
+  std::string line = "{\"ts\":";
+  AppendJsonString(line, absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ", ts, absl::UTCTimeZone()));
+  line += ",\"level\":";
+  AppendJsonString(line, level);
+  line += ",\"msg\":";
+  AppendJsonString(line, message);
+  line.push_back('}');
+  return line;
+}
+
+void InitLogging(LogLevel level, LogFormat format) {
+  auto logger = std::make_shared<spdlog::logger>("flightcache",
+                                                 std::make_shared<spdlog::sinks::stderr_sink_mt>());
+  if (format == LogFormat::kJson) {
+    logger->set_formatter(std::make_unique<JsonFormatter>());
+  } else {
+    logger->set_pattern("%Y-%m-%dT%H:%M:%S.%fZ %l %v", spdlog::pattern_time_type::utc);
+  }
+  logger->set_level(ToSpdlogLevel(level));
+  logger->flush_on(spdlog::level::info);
+  spdlog::set_default_logger(std::move(logger));
+  gpr_set_log_function(&GprToSpdlog);
+}
+
+std::optional<int64_t> LogRateLimiter::Admit() {
+  const absl::Time now = clock_.Now();
+  absl::MutexLock lock(&mu_);
+  if (last_ != absl::InfinitePast() && now - last_ < interval_) {
+    ++suppressed_;
+    return std::nullopt;
+  }
+  last_ = now;
+  return std::exchange(suppressed_, 0);
+}
+
+void OriginFailureLog::Record(uint32_t attempt, const absl::Status& status) {
+  if (status.ok() || absl::IsNotFound(status) || absl::IsCancelled(status)) return;
+  const std::optional<int64_t> suppressed = limiter_.Admit();
+  if (!suppressed.has_value()) return;
+  if (*suppressed > 0) {
+    spdlog::warn("origin {} fetch failed (attempt {}): {} ({} more origin failures suppressed)",
+                 origin_, attempt, status.ToString(), *suppressed);
+  } else {
+    spdlog::warn("origin {} fetch failed (attempt {}): {}", origin_, attempt, status.ToString());
+  }
+}
+
+}  // namespace flightcache

@@ -1,0 +1,204 @@
+#include "server/metrics.h"
+
+#include <prometheus/metric_family.h>
+#include <prometheus/text_serializer.h>
+
+#include <utility>
+#include <vector>
+
+#include "absl/functional/function_ref.h"
+#include "server/status_mapping.h"
+
+namespace flightcache {
+namespace {
+
+const char* MethodName(RpcMethod method) {
+  switch (method) {
+    case RpcMethod::kGet:
+      return "Get";
+    case RpcMethod::kBatchGet:
+      return "BatchGet";
+    case RpcMethod::kInvalidate:
+      return "Invalidate";
+    case RpcMethod::kStats:
+      return "Stats";
+  }
+  return "unknown";
+}
+
+int CodeIndex(grpc::StatusCode code) {
+  const int i = static_cast<int>(code);
+  return (i >= 0 && i < 17) ? i : static_cast<int>(grpc::StatusCode::UNKNOWN);
+}
+
+prometheus::MetricFamily Single(std::string name, std::string help, prometheus::MetricType type,
+                                double value) {
+  prometheus::MetricFamily family{std::move(name), std::move(help), type, {}};
+  prometheus::ClientMetric metric;
+  if (type == prometheus::MetricType::Counter) {
+    metric.counter.value = value;
+  } else {
+    metric.gauge.value = value;
+  }
+  family.metric.push_back(std::move(metric));
+  return family;
+}
+
+template <typename T>
+T* LoadOrCreate(std::atomic<T*>& slot, absl::FunctionRef<T*()> create) {
+  T* series = slot.load(std::memory_order_acquire);
+  if (series != nullptr) return series;
+  // Family::Add returns the same series for the same labels, so a race here is harmless.
+  series = create();
+  slot.store(series, std::memory_order_release);
+  return series;
+}
+
+}  // namespace
+
+// The registry's series plus the figures read from FlightCache::stats() at scrape time.
+class Metrics::Collector final : public prometheus::Collectable {
+ public:
+  explicit Collector(std::shared_ptr<prometheus::Registry> registry)
+      : registry_(std::move(registry)) {}
+
+  void SetStatsSource(StatsSource source) {
+    absl::MutexLock lock(&mu_);
+    source_ = std::move(source);
+  }
+
+  std::vector<prometheus::MetricFamily> Collect() const override {
+    std::vector<prometheus::MetricFamily> families = registry_->Collect();
+    FlightCacheStats s;
+    {
+      absl::MutexLock lock(&mu_);
+      if (!source_) return families;
+      s = source_();
+    }
+    using prometheus::MetricType;
+    const auto counter = MetricType::Counter;
+    const auto gauge = MetricType::Gauge;
+    families.push_back(Single("flightcache_cache_hits_total", "Gets served from the cache", counter,
+                              static_cast<double>(s.hits)));
+    families.push_back(Single("flightcache_cache_negative_hits_total",
+                              "Gets answered NOT_FOUND from the negative cache", counter,
+                              static_cast<double>(s.negative_hits)));
+    families.push_back(Single("flightcache_cache_misses_total", "Gets that missed the cache",
+                              counter, static_cast<double>(s.misses)));
+    families.push_back(Single("flightcache_coalesced_total",
+                              "Gets that joined a load already in flight", counter,
+                              static_cast<double>(s.coalesced)));
+    families.push_back(Single("flightcache_loads_started_total", "Loads started", counter,
+                              static_cast<double>(s.loads_started)));
+    families.push_back(Single("flightcache_loads_total", "Finished loads by outcome", counter, 0));
+    families.back().metric.clear();
+    for (const auto& [outcome, value] : {std::pair{"succeeded", s.loads_succeeded},
+                                         {"failed", s.loads_failed},
+                                         {"cancelled", s.loads_cancelled}}) {
+      prometheus::ClientMetric m;
+      m.label = {{"outcome", outcome}};
+      m.counter.value = static_cast<double>(value);
+      families.back().metric.push_back(std::move(m));
+    }
+    families.push_back(Single("flightcache_origin_fetches_total",
+                              "Origin fetches sent, hedges included", counter,
+                              static_cast<double>(s.origin_fetches)));
+    families.push_back(Single("flightcache_hedges_total", "Hedge fetches by outcome", counter, 0));
+    families.back().metric.clear();
+    for (const auto& [outcome, value] :
+         {std::pair{"won", s.hedges_won}, {"lost", s.hedges_sent - s.hedges_won}}) {
+      prometheus::ClientMetric m;
+      m.label = {{"outcome", outcome}};
+      m.counter.value = static_cast<double>(value);
+      families.back().metric.push_back(std::move(m));
+    }
+    families.push_back(Single("flightcache_loads_inflight", "Loads started and not finished", gauge,
+                              static_cast<double>(s.loads_inflight)));
+    families.push_back(Single("flightcache_loads_queued", "Loads waiting for a concurrency permit",
+                              gauge, static_cast<double>(s.loads_queued)));
+    families.push_back(Single("flightcache_cache_entries", "Entries in the cache", gauge,
+                              static_cast<double>(s.entries)));
+    families.push_back(Single("flightcache_cache_bytes",
+                              "Bytes the cache accounts for (keys, values, overhead)", gauge,
+                              static_cast<double>(s.bytes)));
+    families.push_back(Single("flightcache_cache_evictions_total", "Entries evicted to make room",
+                              counter, static_cast<double>(s.evictions)));
+    return families;
+  }
+
+ private:
+  const std::shared_ptr<prometheus::Registry> registry_;
+  mutable absl::Mutex mu_;
+  StatsSource source_ ABSL_GUARDED_BY(mu_);
+};
+
+Metrics::Metrics()
+    : registry_(std::make_shared<prometheus::Registry>()),
+      collectable_(std::make_shared<Collector>(registry_)),
+      requests_(prometheus::BuildCounter()
+                    .Name("flightcache_requests_total")
+                    .Help("Cache service RPCs by method and gRPC status code")
+                    .Register(*registry_)),
+      batch_keys_(prometheus::BuildCounter()
+                      .Name("flightcache_batch_keys_total")
+                      .Help("BatchGet keys by the status code a Get of the key would return")
+                      .Register(*registry_)),
+      fetch_duration_(prometheus::BuildHistogram()
+                          .Name("flightcache_origin_fetch_duration_seconds")
+                          .Help("Origin fetch latency by attempt (primary, hedge) and result")
+                          .Register(*registry_)) {}
+
+Metrics::~Metrics() = default;
+
+prometheus::Counter& Metrics::RequestCounter(RpcMethod method, grpc::StatusCode code) {
+  const int index = static_cast<int>(method) * kCodeCount + CodeIndex(code);
+  return *LoadOrCreate<prometheus::Counter>(request_series_[index], [&] {
+    return &requests_.Add({{"method", MethodName(method)}, {"code", GrpcCodeName(code)}});
+  });
+}
+
+void Metrics::RecordRequest(RpcMethod method, grpc::StatusCode code) {
+  RequestCounter(method, code).Increment();
+}
+
+void Metrics::RecordBatchKey(grpc::StatusCode code) {
+  LoadOrCreate<prometheus::Counter>(batch_key_series_[CodeIndex(code)], [&] {
+    return &batch_keys_.Add({{"code", GrpcCodeName(code)}});
+  })->Increment();
+}
+
+void Metrics::OnFetchDone(uint32_t attempt, absl::Duration latency, const absl::Status& status) {
+  const int attempt_index = attempt >= 2 ? 1 : 0;
+  int result_index = 2;
+  const char* result = "error";
+  if (status.ok()) {
+    result_index = 0;
+    result = "ok";
+  } else if (absl::IsNotFound(status)) {
+    result_index = 1;
+    result = "not_found";
+  } else if (absl::IsCancelled(status)) {
+    result_index = 3;
+    result = "cancelled";
+  }
+  prometheus::Histogram* series =
+      LoadOrCreate<prometheus::Histogram>(fetch_series_[attempt_index * 4 + result_index], [&] {
+        return &fetch_duration_.Add(
+            {{"attempt", attempt_index == 0 ? "primary" : "hedge"}, {"result", result}},
+            prometheus::Histogram::BucketBoundaries{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                                    0.1, 0.25, 0.5, 1, 2.5, 5, 10});
+      });
+  series->Observe(absl::ToDoubleSeconds(latency));
+}
+
+void Metrics::SetStatsSource(StatsSource source) {
+  collectable_->SetStatsSource(std::move(source));
+}
+
+std::shared_ptr<prometheus::Collectable> Metrics::collectable() const { return collectable_; }
+
+std::string Metrics::ExpositionText() const {
+  return prometheus::TextSerializer().Serialize(collectable_->Collect());
+}
+
+}  // namespace flightcache

@@ -1,0 +1,92 @@
+// Metrics: the server's Prometheus metrics, served on --metrics-listen at /metrics.
+//
+// Two kinds of series:
+// - recorded as things happen: flightcache_requests_total{method,code} (one per finished RPC),
+//   flightcache_batch_keys_total{code} (one per BatchGet key) and the origin fetch latency
+//   histogram flightcache_origin_fetch_duration_seconds{attempt,result} (this class is the
+//   FlightCache's LoadObserver);
+// - read from FlightCache::stats() at scrape time (the StatsSource): hits, misses, coalesced,
+//   loads by outcome, origin fetches, hedges by outcome, loads in flight and queued, cache bytes,
+//   entries and evictions. Reading at scrape time keeps the hot path free of extra counters and
+//   the figures consistent with the Stats RPC.
+//
+// Thread-safety: thread-safe. Recording is lock-free after a series' first use.
+// Lifetime: the StatsSource must stay callable while anything can scrape (the Sidecar stops the
+// HTTP endpoint before it destroys the cache).
+//
+// Usage:
+//   Metrics metrics;
+//   FlightCache cache(options, origin, timers, &metrics);
+//   metrics.SetStatsSource([&cache] { return cache.stats(); });
+//   exposer.RegisterCollectable(metrics.collectable());
+#ifndef FLIGHTCACHE_SERVER_METRICS_H_
+#define FLIGHTCACHE_SERVER_METRICS_H_
+
+#include <grpcpp/support/status.h>
+#include <prometheus/collectable.h>
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include <array>
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "flightcache/flight_cache.h"
+
+namespace flightcache {
+
+enum class RpcMethod { kGet = 0, kBatchGet, kInvalidate, kStats };
+inline constexpr int kRpcMethodCount = 4;
+
+class Metrics final : public LoadObserver {
+ public:
+  using StatsSource = std::function<FlightCacheStats()>;
+
+  Metrics();
+  ~Metrics() override;
+  Metrics(const Metrics&) = delete;
+  Metrics& operator=(const Metrics&) = delete;
+
+  void RecordRequest(RpcMethod method, grpc::StatusCode code);
+  void RecordBatchKey(grpc::StatusCode code);
+
+  // LoadObserver:
+  void OnFetchDone(uint32_t attempt, absl::Duration latency, const absl::Status& status) override;
+
+  // Where scrape-time figures come from; until set, they are left out.
+  void SetStatsSource(StatsSource source);
+
+  // Everything, for prometheus::Exposer::RegisterCollectable.
+  std::shared_ptr<prometheus::Collectable> collectable() const;
+
+  // The text exposition format of every metric: what /metrics serves (for tests and tools).
+  std::string ExpositionText() const;
+
+ private:
+  class Collector;
+  static constexpr int kCodeCount = 17;  // gRPC status codes 0..16
+
+  prometheus::Counter& RequestCounter(RpcMethod method, grpc::StatusCode code);
+
+  const std::shared_ptr<prometheus::Registry> registry_;
+  std::shared_ptr<Collector> collectable_;
+  prometheus::Family<prometheus::Counter>& requests_;
+  prometheus::Family<prometheus::Counter>& batch_keys_;
+  prometheus::Family<prometheus::Histogram>& fetch_duration_;
+  // Series created on first use (Family::Add takes a lock); the pointers are then reused.
+  // Acquire/release: a reader that sees the pointer sees the constructed series.
+  std::array<std::atomic<prometheus::Counter*>, kRpcMethodCount * kCodeCount> request_series_{};
+  std::array<std::atomic<prometheus::Counter*>, kCodeCount> batch_key_series_{};
+  // [attempt: primary, hedge][result: ok, not_found, error, cancelled]
+  std::array<std::atomic<prometheus::Histogram*>, 8> fetch_series_{};
+};
+
+}  // namespace flightcache
+
+#endif  // FLIGHTCACHE_SERVER_METRICS_H_

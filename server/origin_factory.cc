@@ -1,0 +1,97 @@
+#include "server/origin_factory.h"
+
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "server/grpc_origin.h"
+
+namespace flightcache {
+namespace {
+
+// HOST:PORT or [IPV6]:PORT with a port in [1, 65535]: where a grpc:// origin can be.
+absl::Status ValidateHostPort(absl::string_view host_port) {
+  const size_t colon = host_port.rfind(':');
+  if (colon == absl::string_view::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("grpc origin '", host_port, "' has no port (want grpc://HOST:PORT)"));
+  }
+  const absl::string_view host = host_port.substr(0, colon);
+  const absl::string_view port_text = host_port.substr(colon + 1);
+  if (host.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("grpc origin '", host_port, "' has no host (want grpc://HOST:PORT)"));
+  }
+  const bool bracketed = host.front() == '[' && host.back() == ']' && host.size() > 2;
+  if (!bracketed && absl::StrContains(host, ':')) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "grpc origin host '", host, "' is ambiguous: write IPv6 addresses as [ADDR]:PORT"));
+  }
+  if (!bracketed && (absl::StrContains(host, '/') || absl::StrContains(host, '?') ||
+                     absl::StrContains(host, '@') || absl::StrContains(host, ' '))) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("grpc origin host '", host, "' is not a host name or address"));
+  }
+  int port = 0;
+  if (!absl::SimpleAtoi(port_text, &port) || port < 1 || port > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("grpc origin port '", port_text, "' is not a port in [1, 65535]"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<OriginSpec> ParseOriginUrl(absl::string_view url) {
+  OriginSpec spec;
+  absl::string_view rest = url;
+  if (absl::ConsumePrefix(&rest, "grpc://")) {
+    if (absl::StrContains(rest, '/') || absl::StrContains(rest, '?')) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "'", url, "': a grpc origin takes no path or query (want grpc://HOST:PORT)"));
+    }
+    if (absl::Status s = ValidateHostPort(rest); !s.ok()) return s;
+    spec.kind = OriginSpec::Kind::kGrpc;
+    spec.grpc_target = std::string(rest);
+    return spec;
+  }
+  if (absl::ConsumePrefix(&rest, "sim://") || absl::ConsumePrefix(&rest, "sim:")) {
+    // sim:// has no host: everything is in the query.
+    if (!rest.empty() && rest.front() != '?') {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "'", url, "': the sim origin takes only parameters (want sim://?latency_ms=20&...)"));
+    }
+    absl::ConsumePrefix(&rest, "?");
+    absl::StatusOr<SimOriginOptions> sim = ParseSimOriginQuery(rest);
+    if (!sim.ok()) return sim.status();
+    spec.kind = OriginSpec::Kind::kSim;
+    spec.sim = *std::move(sim);
+    return spec;
+  }
+  if (absl::StartsWith(url, "http://") || absl::StartsWith(url, "https://")) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "'", url, "': http origins are not supported yet (use grpc://HOST:PORT or sim://?...)"));
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "'", url, "' is not an origin URL (want grpc://HOST:PORT or sim://?latency_ms=20&...)"));
+}
+
+absl::StatusOr<std::unique_ptr<Origin>> CreateOrigin(const OriginSpec& spec, TimerQueue& timers,
+                                                     int max_response_bytes) {
+  switch (spec.kind) {
+    case OriginSpec::Kind::kGrpc: {
+      absl::StatusOr<std::unique_ptr<GrpcOrigin>> origin =
+          GrpcOrigin::Create(spec.grpc_target, {.max_response_bytes = max_response_bytes});
+      if (!origin.ok()) return origin.status();
+      return std::unique_ptr<Origin>(*std::move(origin));
+    }
+    case OriginSpec::Kind::kSim:
+      if (absl::Status s = spec.sim.Validate(); !s.ok()) return s;
+      return std::unique_ptr<Origin>(std::make_unique<SimOrigin>(spec.sim, timers));
+  }
+  return absl::InternalError("unknown origin kind");
+}
+
+}  // namespace flightcache

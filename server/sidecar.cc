@@ -1,0 +1,172 @@
+#include "server/sidecar.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/security/server_credentials.h>
+#include <grpcpp/server_builder.h>
+#include <prometheus/exposer.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
+#include <exception>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/base/call_once.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "server/origin_factory.h"
+
+namespace flightcache {
+namespace {
+
+std::string FormatStats(const FlightCacheStats& s) {
+  return absl::StrCat("requests=", s.requests, " hits=", s.hits, " negative_hits=", s.negative_hits,
+                      " misses=", s.misses, " coalesced=", s.coalesced,
+                      " loads_started=", s.loads_started, " loads_succeeded=", s.loads_succeeded,
+                      " loads_failed=", s.loads_failed, " loads_cancelled=", s.loads_cancelled,
+                      " origin_fetches=", s.origin_fetches, " hedges_sent=", s.hedges_sent,
+                      " hedges_won=", s.hedges_won, " loads_inflight=", s.loads_inflight,
+                      " loads_queued=", s.loads_queued, " entries=", s.entries, " bytes=", s.bytes,
+                      " evictions=", s.evictions);
+}
+
+}  // namespace
+
+// The FlightCache takes one observer: this one feeds both the metrics and the failure log.
+class Sidecar::Observer final : public LoadObserver {
+ public:
+  Observer(Metrics& metrics, OriginFailureLog& failures) : metrics_(metrics), failures_(failures) {}
+
+  void OnFetchDone(uint32_t attempt, absl::Duration latency, const absl::Status& status) override {
+    metrics_.OnFetchDone(attempt, latency, status);
+    failures_.Record(attempt, status);
+  }
+
+ private:
+  Metrics& metrics_;
+  OriginFailureLog& failures_;
+};
+
+Sidecar::Sidecar(const ServerConfig& config) : config_(config) {}
+
+absl::StatusOr<std::unique_ptr<Sidecar>> Sidecar::Start(const ServerConfig& config) {
+  if (absl::Status s = config.Validate(); !s.ok()) return s;
+  absl::StatusOr<OriginSpec> spec = ParseOriginUrl(config.origin);
+  if (!spec.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("--origin: ", spec.status().message()));
+  }
+
+  std::unique_ptr<Sidecar> sidecar(new Sidecar(config));
+  Sidecar& s = *sidecar;
+  s.timers_ = std::make_unique<ThreadTimerQueue>();
+  absl::StatusOr<std::unique_ptr<Origin>> origin =
+      CreateOrigin(*spec, *s.timers_, config.OriginMaxResponseBytes());
+  if (!origin.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("--origin: ", origin.status().message()));
+  }
+  s.origin_ = *std::move(origin);
+  s.metrics_ = std::make_unique<Metrics>();
+  s.failure_log_ = std::make_unique<OriginFailureLog>(s.origin_->Describe());
+  s.observer_ = std::make_unique<Observer>(*s.metrics_, *s.failure_log_);
+  // TTL checks on the hit path read the coarse clock: a few ms of expiry slack for a cheaper read.
+  s.cache_ = std::make_unique<FlightCache>(config.cache, *s.origin_, *s.timers_, s.observer_.get(),
+                                           &CoarseClock::Get());
+  s.metrics_->SetStatsSource([cache = s.cache_.get()] { return cache->stats(); });
+  s.service_ = std::make_unique<CacheService>(
+      *s.cache_,
+      CacheServiceOptions{.max_batch_keys = config.max_batch_keys,
+                          .max_key_bytes = config.cache.max_key_bytes},
+      s.metrics_.get());
+
+  if (!config.metrics_listen.empty()) {
+    try {
+      s.exposer_ = std::make_unique<prometheus::Exposer>(config.metrics_listen, /*num_threads=*/2);
+    } catch (const std::exception& e) {
+      return absl::UnavailableError(absl::StrCat("--metrics-listen: cannot listen on ",
+                                                 config.metrics_listen, ": ", e.what()));
+    }
+    s.exposer_->RegisterCollectable(s.metrics_->collectable());
+    const std::vector<int> ports = s.exposer_->GetListeningPorts();
+    s.metrics_port_ = ports.empty() ? 0 : ports.front();
+  }
+
+  grpc::EnableDefaultHealthCheckService(true);
+  static absl::once_flag reflection_once;  // the plugin registers itself process-wide
+  absl::call_once(reflection_once, grpc::reflection::InitProtoReflectionServerBuilderPlugin);
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(config.listen, grpc::InsecureServerCredentials(), &s.port_);
+  builder.RegisterService(s.service_.get());
+  builder.SetMaxReceiveMessageSize(config.MaxRequestBytes());
+  // gRPC sets SO_REUSEPORT by default, which would let a second server bind our port silently.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  s.server_ = builder.BuildAndStart();
+  if (s.server_ == nullptr || s.port_ == 0) {
+    return absl::UnavailableError(absl::StrCat("--listen: cannot listen on ", config.listen,
+                                               " (address in use or not local?)"));
+  }
+  // "" is the whole server; the Cache service is named too, for clients that check it by name.
+  grpc::HealthCheckServiceInterface* health = s.server_->GetHealthCheckService();
+  health->SetServingStatus(v1::Cache::service_full_name(), true);
+  health->SetServingStatus(true);
+
+  const int64_t per_shard =
+      config.cache.cache.capacity_bytes / std::max(1, config.cache.cache.shard_count);
+  if (config.cache.max_value_bytes > per_shard) {
+    spdlog::warn(
+        "values larger than about {} bytes (--capacity-bytes / {} shards) are served but never "
+        "cached; --max-value-bytes is {}",
+        per_shard, config.cache.cache.shard_count, config.cache.max_value_bytes);
+  }
+  spdlog::info("flightcache-server listening on {} (port {}), metrics {}; origin {}; config: {}",
+               config.listen, s.port_,
+               config.metrics_listen.empty()
+                   ? std::string("disabled")
+                   : absl::StrCat("on http://", config.metrics_listen, "/metrics (port ",
+                                  s.metrics_port_, ")"),
+               s.origin_->Describe(), config.Describe());
+  return sidecar;
+}
+
+Sidecar::~Sidecar() { Shutdown(); }
+
+void Sidecar::BeginDrain() {
+  if (service_ == nullptr || server_ == nullptr) return;
+  if (!service_->BeginDrain()) return;  // someone else already did
+  server_->GetHealthCheckService()->SetServingStatus(false);
+  spdlog::info("draining: health is NOT_SERVING and new calls get UNAVAILABLE; {} calls in flight",
+               service_->calls_in_flight());
+}
+
+void Sidecar::Shutdown() {
+  absl::MutexLock lock(&shutdown_mu_);
+  if (shut_down_) return;
+  shut_down_ = true;
+  if (server_ == nullptr) return;  // Start() failed before serving: nothing to drain
+  BeginDrain();
+  const absl::Time deadline = absl::Now() + config_.drain_timeout;
+  // Calls in flight finish on their own (the server keeps answering health checks and turning
+  // new calls away meanwhile); polling is fine here, this runs once per process.
+  while (service_->calls_in_flight() > 0 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  const int64_t left = service_->calls_in_flight();
+  if (left > 0) {
+    spdlog::warn("drain timeout ({}) passed with {} calls in flight: cancelling them",
+                 absl::FormatDuration(config_.drain_timeout), left);
+  }
+  // Our calls are done (or out of time): stop now. Passing "now" rather than the drain deadline
+  // matters: gRPC would otherwise also wait for idle client connections to acknowledge its
+  // GOAWAY, which an idle C++ client does only when its backup poller runs (every 5 s). Whatever
+  // still runs (a call past the drain timeout, a health Watch stream) is cancelled.
+  spdlog::debug("stopping the gRPC server");
+  server_->Shutdown(std::chrono::system_clock::now());
+  server_->Wait();
+  spdlog::debug("gRPC server stopped; stopping the metrics endpoint");
+  exposer_.reset();
+  spdlog::info("flightcache-server stopped: {}", FormatStats(cache_->stats()));
+}
+
+}  // namespace flightcache

@@ -1,0 +1,95 @@
+// Sidecar: the whole flightcache-server, wired and running — so main() and integration tests
+// start exactly the same thing.
+//
+// Start() validates the config, builds the origin, the FlightCache, the metrics and the
+// flightcache.v1.Cache service, then serves it with grpc.health.v1.Health (SERVING) and server
+// reflection on --listen, and /metrics on --metrics-listen. Port 0 picks a free port; port() and
+// metrics_port() report the bound ones.
+//
+// Shutdown() drains as the spec says: health turns NOT_SERVING and new calls get UNAVAILABLE
+// (BeginDrain), calls in flight may finish until --drain-timeout has passed, then whatever is
+// left is cancelled and the server stops; finally a summary of the stats is logged.
+//
+// Thread-safety: every method is thread-safe. Lifetime: the destructor calls Shutdown() and then
+// tears down in dependency order (metrics endpoint, server, service, cache, origin, timers).
+//
+// Usage:
+//   absl::StatusOr<std::unique_ptr<Sidecar>> sidecar = Sidecar::Start(config);
+//   if (!sidecar.ok()) return Fail(sidecar.status());
+//   ... (*sidecar)->port() ...
+//   (*sidecar)->Shutdown();
+#ifndef FLIGHTCACHE_SERVER_SIDECAR_H_
+#define FLIGHTCACHE_SERVER_SIDECAR_H_
+
+#include <grpcpp/server.h>
+
+#include <memory>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "flightcache/flight_cache.h"
+#include "flightcache/origin.h"
+#include "flightcache/timer_queue.h"
+#include "server/cache_service.h"
+#include "server/config.h"
+#include "server/logging.h"
+#include "server/metrics.h"
+
+namespace prometheus {
+class Exposer;
+}  // namespace prometheus
+
+namespace flightcache {
+
+class Sidecar final {
+ public:
+  // Fails (and binds nothing, or releases what it bound) if the config is invalid or a listen
+  // address cannot be bound.
+  static absl::StatusOr<std::unique_ptr<Sidecar>> Start(const ServerConfig& config);
+  ~Sidecar();
+  Sidecar(const Sidecar&) = delete;
+  Sidecar& operator=(const Sidecar&) = delete;
+
+  // The bound gRPC port (for a unix: address, whatever gRPC reports for it).
+  int port() const { return port_; }
+  // The bound /metrics port, or 0 when metrics are disabled.
+  int metrics_port() const { return metrics_port_; }
+  const ServerConfig& config() const { return config_; }
+
+  // Health turns NOT_SERVING and new calls get UNAVAILABLE; calls in flight go on. Idempotent.
+  void BeginDrain();
+  // BeginDrain(), waits up to --drain-timeout for calls in flight, then stops the server
+  // (cancelling what is left) and logs a summary. Idempotent; blocks until done.
+  void Shutdown();
+
+  FlightCacheStats stats() const { return cache_->stats(); }
+  FlightCache& cache() { return *cache_; }
+  const Metrics& metrics() const { return *metrics_; }
+
+ private:
+  class Observer;
+  explicit Sidecar(const ServerConfig& config);
+
+  const ServerConfig config_;
+  // Declared in dependency order: destroyed from the bottom up.
+  std::unique_ptr<ThreadTimerQueue> timers_;
+  std::unique_ptr<Origin> origin_;
+  std::unique_ptr<Metrics> metrics_;
+  std::unique_ptr<OriginFailureLog> failure_log_;
+  std::unique_ptr<Observer> observer_;
+  std::unique_ptr<FlightCache> cache_;
+  std::unique_ptr<CacheService> service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<prometheus::Exposer> exposer_;
+  int port_ = 0;
+  int metrics_port_ = 0;
+
+  absl::Mutex shutdown_mu_;  // held for the whole of Shutdown(), so a second caller waits
+  bool shut_down_ ABSL_GUARDED_BY(shutdown_mu_) = false;
+};
+
+}  // namespace flightcache
+
+#endif  // FLIGHTCACHE_SERVER_SIDECAR_H_

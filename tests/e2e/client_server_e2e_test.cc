@@ -1,0 +1,154 @@
+// The client programs against the real flightcache-server and the demo flightcache-origin:
+// origin <- server <- loadgen / cli, all built binaries on free ports.
+#include <memory>
+#include <regex>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "client/origin/origin_model.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/e2e/client_e2e_util.h"
+
+namespace flightcache::e2e {
+namespace {
+
+using ::testing::HasSubstr;
+
+class ClientServerE2eTest : public ::testing::Test {
+ protected:
+  // Starts the origin with `origin_flags`, then the server in front of it.
+  void StartStack(std::vector<std::string> origin_flags) {
+    std::vector<std::string> argv = {FLIGHTCACHE_ORIGIN_BIN, "--listen=127.0.0.1:0",
+                                     "--port-file=" + dir_ + "/origin.port",
+                                     "--stats-file=" + origin_stats(), "--stats-interval=20ms"};
+    argv.insert(argv.end(), origin_flags.begin(), origin_flags.end());
+    origin_ = std::make_unique<Subprocess>(argv, dir_);
+    const std::optional<std::string> origin_port = WaitForFile(dir_ + "/origin.port");
+    ASSERT_TRUE(origin_port.has_value()) << origin_->err();
+
+    server_ = std::make_unique<Subprocess>(
+        std::vector<std::string>{
+            FLIGHTCACHE_SERVER_BIN, "--listen=127.0.0.1:0", "--metrics-listen=",
+            absl::StrCat("--origin=grpc://127.0.0.1:", std::stoi(*origin_port))},
+        dir_);
+    // The server logs "... (port N) ..." once it listens.
+    const std::regex port_re("\\(port ([0-9]+)\\)");
+    const absl::Time deadline = absl::Now() + absl::Seconds(20);
+    std::smatch m;
+    std::string err;
+    while (absl::Now() < deadline) {
+      err = server_->err();
+      if (std::regex_search(err, m, port_re)) break;
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    ASSERT_TRUE(!m.empty()) << "server did not report its port: " << err;
+    target_ = absl::StrCat("127.0.0.1:", m[1].str());
+  }
+
+  void TearDown() override {
+    if (server_ != nullptr) {
+      server_->Signal(SIGTERM);
+      EXPECT_EQ(server_->Wait(absl::Seconds(30)), 0) << server_->err();
+    }
+    if (origin_ != nullptr) {
+      origin_->Signal(SIGTERM);
+      EXPECT_EQ(origin_->Wait(absl::Seconds(30)), 0) << origin_->err();
+    }
+  }
+
+  ProgramResult Cli(std::vector<std::string> args) {
+    std::vector<std::string> argv = {FLIGHTCACHE_CLI_BIN, "--target=" + target_};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return RunProgram(argv, dir_);
+  }
+  ProgramResult Loadgen(std::vector<std::string> args) {
+    std::vector<std::string> argv = {FLIGHTCACHE_LOADGEN_BIN, "--target=" + target_,
+                                     "--json=" + dir_ + "/report.json", "--progress=off"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return RunProgram(argv, dir_, absl::Seconds(120));
+  }
+  std::string Report() const { return ReadFile(dir_ + "/report.json"); }
+  std::string origin_stats() const { return dir_ + "/origin.json"; }
+  int64_t OriginStat(absl::string_view key) const { return JsonInt(ReadFile(origin_stats()), key); }
+  bool WaitForOriginStat(absl::string_view key, int64_t value) const {
+    const absl::Time deadline = absl::Now() + absl::Seconds(20);
+    while (absl::Now() < deadline) {
+      if (OriginStat(key) == value) return true;
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    return false;
+  }
+
+  const std::string dir_ = MakeTempDir();
+  std::unique_ptr<Subprocess> origin_;
+  std::unique_ptr<Subprocess> server_;
+  std::string target_;
+};
+
+TEST_F(ClientServerE2eTest, HerdCoalescesIntoOneOriginFetchPerWave) {
+  ASSERT_NO_FATAL_FAILURE(StartStack({"--latency=fixed:100ms"}));
+  const ProgramResult r = Loadgen({"--scenario=herd", "--herd-size=200", "--waves=4"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(Report(), HasSubstr("\"status_codes\":{\"OK\":800}"));
+  ASSERT_TRUE(WaitForOriginStat("fetches", 4)) << ReadFile(origin_stats());
+  const std::string report = Report();
+  const size_t server = report.find("\"server\":");
+  ASSERT_NE(server, std::string::npos) << report;
+  EXPECT_EQ(JsonInt(report.substr(server), "origin_fetches"), 4);
+  EXPECT_EQ(JsonInt(report.substr(server), "coalesced"), 796);
+  EXPECT_THAT(r.out, HasSubstr("LOADED=4 COALESCED=796"));
+}
+
+TEST_F(ClientServerE2eTest, CliReadsValuesThatTheOriginVersions) {
+  ASSERT_NO_FATAL_FAILURE(StartStack({"--latency=fixed:1ms"}));
+  EXPECT_EQ(Cli({"health"}).exit_code, 0);
+  auto version_of = [&](const std::string& key) -> int64_t {
+    const ProgramResult r = Cli({"get", key, "--raw"});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    std::string decoded;
+    int64_t version = -1;
+    EXPECT_TRUE(demo_origin::DecodeValue(r.out, &decoded, &version)) << r.out;
+    EXPECT_EQ(decoded, key);
+    return version;
+  };
+  EXPECT_EQ(version_of("user:7"), 1);
+  EXPECT_EQ(version_of("user:7"), 1);  // a hit: same value
+  const ProgramResult invalidated = Cli({"invalidate", "user:7"});
+  EXPECT_EQ(invalidated.out, "removed 1\n");
+  EXPECT_EQ(version_of("user:7"), 2);  // loaded again: the origin's next version
+  const ProgramResult stats = Cli({"stats", "--json"});
+  EXPECT_EQ(JsonInt(stats.out, "requests"), 3);
+  EXPECT_EQ(JsonInt(stats.out, "origin_fetches"), 2);
+}
+
+TEST_F(ClientServerE2eTest, AbandonedLoadIsCancelledAtTheOrigin) {
+  ASSERT_NO_FATAL_FAILURE(StartStack({"--latency=fixed:30s"}));
+  const ProgramResult r = Cli({"get", "slow-key", "--deadline=300ms"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("DEADLINE_EXCEEDED"));
+  // The only waiter left, so the server cancels its origin fetch (--abandoned-loads=cancel).
+  EXPECT_TRUE(WaitForOriginStat("cancelled", 1)) << ReadFile(origin_stats());
+  EXPECT_EQ(OriginStat("values"), 0);
+}
+
+TEST_F(ClientServerE2eTest, SteadyLoadReportsTheServersSavings) {
+  ASSERT_NO_FATAL_FAILURE(StartStack({"--latency=fixed:5ms"}));
+  const ProgramResult r = Loadgen({"--duration=1s", "--concurrency=32", "--keys=200",
+                                   "--distribution=zipf:1.1", "--max-error-rate=0"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string report = Report();
+  const size_t server = report.find("\"server\":");
+  ASSERT_NE(server, std::string::npos) << report;
+  // At most one fetch per key (TTL 60 s), so the origin saw far fewer requests than the cache.
+  EXPECT_LE(JsonInt(report.substr(server), "origin_fetches"), 200);
+  EXPECT_EQ(JsonInt(report.substr(server), "requests"), JsonInt(report, "requests"));
+  const size_t hit_ratio = report.find("\"hit_ratio\":", server);
+  ASSERT_NE(hit_ratio, std::string::npos);
+  EXPECT_GT(std::stod(report.substr(hit_ratio + 12)), 0.5) << report;  // 200 keys, 1000s of calls
+}
+
+}  // namespace
+}  // namespace flightcache::e2e

@@ -1,0 +1,488 @@
+// The built flightcache-server binary (FLIGHTCACHE_SERVER_BIN) under many waiters, observed from
+// outside through /proc: its origin is a TestOrigin in this process that holds keys on demand.
+//
+// - 10,000 callers waiting on one key cost memory, not threads (spec, load semantics 4): the
+//   server's thread count (/proc/PID/task) stays under a small bound and does not grow from 1,000
+//   to 10,000 waiters, and one origin fetch answers them all.
+// - 2,000 calls that time out leak no flights: loads in flight and queued return to 0, the origin
+//   sees its calls cancelled, and the server's resident memory (VmRSS) grows by less than 50 MB.
+//
+// The callers are callback-API calls from this one process over several channels (each its own
+// TCP connection), so the test itself needs no thread per call either.
+#include <dirent.h>
+#include <fcntl.h>
+#include <grpcpp/channel.h>
+#include <grpcpp/client_context.h>
+#include <grpcpp/create_channel.h>
+#include <grpcpp/security/credentials.h>
+#include <grpcpp/support/channel_arguments.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "flightcache/v1/cache.grpc.pb.h"
+#include "gtest/gtest.h"
+#include "tests/testing/test_origin.h"
+
+extern char** environ;
+
+namespace flightcache {
+namespace {
+
+// The server binary is built with the same sanitizer flags as this test.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kServerUnderAsan = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+constexpr bool kServerUnderAsan = true;
+#else
+constexpr bool kServerUnderAsan = false;
+#endif
+#else
+constexpr bool kServerUnderAsan = false;
+#endif
+
+using testing::TestOrigin;
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  return buffer.str();
+}
+
+// flightcache-server as a child process, its output in files under the test's temp dir. Killed
+// (SIGKILL) and reaped on destruction if still running, so a failing test leaves nothing behind.
+class ServerProcess final {
+ public:
+  explicit ServerProcess(const std::vector<std::string>& flags) {
+    static int counter = 0;
+    const std::string stem =
+        absl::StrCat(::testing::TempDir(), "fc_scale_", getpid(), "_", counter++);
+    err_path_ = stem + ".err";
+    std::vector<std::string> argv_strings = {FLIGHTCACHE_SERVER_BIN};
+    argv_strings.insert(argv_strings.end(), flags.begin(), flags.end());
+    std::vector<char*> argv;
+    for (std::string& a : argv_strings) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    // The test's own FLIGHTCACHE_* variables would configure the child too: leave them out.
+    std::vector<std::string> env_strings;
+    for (char** e = environ; *e != nullptr; ++e) {
+      if (std::strncmp(*e, "FLIGHTCACHE_", 12) != 0) env_strings.push_back(*e);
+    }
+    std::vector<char*> envp;
+    for (std::string& e : env_strings) envp.push_back(e.data());
+    envp.push_back(nullptr);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, err_path_.c_str(),
+                                     O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    // gRPC threads in this process may have signals blocked: give the child a clean mask.
+    posix_spawnattr_t attr;
+    posix_spawnattr_init(&attr);
+    sigset_t empty;
+    sigemptyset(&empty);
+    posix_spawnattr_setsigmask(&attr, &empty);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
+    const int rc = posix_spawn(&pid_, argv[0], &actions, &attr, argv.data(), envp.data());
+    posix_spawnattr_destroy(&attr);
+    posix_spawn_file_actions_destroy(&actions);
+    EXPECT_EQ(rc, 0) << "cannot start " << FLIGHTCACHE_SERVER_BIN << ": " << std::strerror(rc);
+    if (rc != 0) pid_ = -1;
+  }
+
+  ~ServerProcess() {
+    if (pid_ <= 0 || exited_) return;
+    kill(pid_, SIGKILL);
+    int status = 0;
+    waitpid(pid_, &status, 0);
+  }
+  ServerProcess(const ServerProcess&) = delete;
+  ServerProcess& operator=(const ServerProcess&) = delete;
+
+  pid_t pid() const { return pid_; }
+  std::string err() const { return ReadFile(err_path_); }
+
+  // The gRPC port from the start-up line "... listening on ADDR (port N) ...", or 0 if the line
+  // did not appear within `timeout` (or the process exited).
+  int WaitForPort(absl::Duration timeout = absl::Seconds(30)) {
+    const absl::Time deadline = absl::Now() + timeout;
+    while (absl::Now() < deadline && pid_ > 0) {
+      const std::string text = err();
+      const size_t at = text.find("(port ");
+      if (at != std::string::npos) {
+        const std::string rest = text.substr(at + 6);
+        int port = 0;
+        if (absl::SimpleAtoi(rest.substr(0, rest.find(')')), &port)) return port;
+      }
+      int status = 0;
+      if (waitpid(pid_, &status, WNOHANG) == pid_) {
+        exited_ = true;
+        return 0;
+      }
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    return 0;
+  }
+
+  // SIGTERM, then the exit code (-1 if it did not exit within `timeout` or died by a signal).
+  int Terminate(absl::Duration timeout = absl::Seconds(30)) {
+    if (pid_ <= 0 || exited_) return -1;
+    kill(pid_, SIGTERM);
+    const absl::Time deadline = absl::Now() + timeout;
+    while (absl::Now() < deadline) {
+      int status = 0;
+      if (waitpid(pid_, &status, WNOHANG) == pid_) {
+        exited_ = true;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+      }
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    return -1;
+  }
+
+ private:
+  pid_t pid_ = -1;
+  bool exited_ = false;
+  std::string err_path_;
+};
+
+// Threads of process `pid`: the entries of /proc/PID/task.
+int CountThreads(pid_t pid) {
+  DIR* dir = opendir(absl::StrCat("/proc/", pid, "/task").c_str());
+  if (dir == nullptr) return -1;
+  int threads = 0;
+  while (dirent* entry = readdir(dir)) {
+    if (entry->d_name[0] != '.') ++threads;
+  }
+  closedir(dir);
+  return threads;
+}
+
+// The most threads seen over `samples` looks, `every` apart: catches a pool that grows and
+// shrinks between looks less often than a single sample would.
+int PeakThreads(pid_t pid, int samples = 20, absl::Duration every = absl::Milliseconds(10)) {
+  int peak = -1;
+  for (int i = 0; i < samples; ++i) {
+    peak = std::max(peak, CountThreads(pid));
+    absl::SleepFor(every);
+  }
+  return peak;
+}
+
+// VmRSS of process `pid` in kB, or -1.
+int64_t ResidentKb(pid_t pid) {
+  const std::string status = ReadFile(absl::StrCat("/proc/", pid, "/status"));
+  for (absl::string_view line : absl::StrSplit(status, '\n')) {
+    if (!absl::ConsumePrefix(&line, "VmRSS:")) continue;
+    line = absl::StripAsciiWhitespace(line);
+    absl::ConsumeSuffix(&line, "kB");
+    int64_t kb = -1;
+    if (absl::SimpleAtoi(absl::StripAsciiWhitespace(line), &kb)) return kb;
+  }
+  return -1;
+}
+
+void SetTimeout(grpc::ClientContext& context, absl::Duration timeout) {
+  context.set_deadline(std::chrono::system_clock::now() + absl::ToChronoNanoseconds(timeout));
+}
+
+// Many Gets in flight at once on the callback API; each writes only its own slot.
+class GetBatch final {
+ public:
+  struct Call {
+    grpc::ClientContext context;
+    v1::GetRequest request;
+    v1::GetResponse response;
+    grpc::Status status;
+  };
+
+  // Starts one Get per key, spread round-robin over `stubs`, each with its own `timeout`.
+  GetBatch(const std::vector<std::unique_ptr<v1::Cache::Stub>>& stubs,
+           const std::vector<std::string>& keys, absl::Duration timeout) {
+    calls_.reserve(keys.size());
+    for (size_t i = 0; i < keys.size(); ++i) {
+      auto call = std::make_unique<Call>();
+      SetTimeout(call->context, timeout);
+      call->request.set_key(keys[i]);
+      calls_.push_back(std::move(call));
+    }
+    for (size_t i = 0; i < keys.size(); ++i) {
+      Call* c = calls_[i].get();
+      stubs[i % stubs.size()]->async()->Get(&c->context, &c->request, &c->response,
+                                            [this, c](grpc::Status status) {
+                                              c->status = std::move(status);
+                                              absl::MutexLock lock(&mu_);
+                                              ++done_;
+                                            });
+    }
+  }
+
+  // Waits (bounded) until every call finished; false if some did not. Must return true before
+  // the batch is destroyed, as pending callbacks point into it.
+  bool WaitAll(absl::Duration timeout) {
+    absl::MutexLock lock(&mu_);
+    const int want = static_cast<int>(calls_.size());
+    auto all_done = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return done_ == want; };
+    return mu_.AwaitWithTimeout(absl::Condition(&all_done), timeout);
+  }
+
+  int done() {
+    absl::MutexLock lock(&mu_);
+    return done_;
+  }
+
+  const std::vector<std::unique_ptr<Call>>& calls() const { return calls_; }
+
+ private:
+  std::vector<std::unique_ptr<Call>> calls_;
+  absl::Mutex mu_;
+  int done_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+class ServerScaleE2eTest : public ::testing::Test {
+ protected:
+  static constexpr int kChannels = 8;
+
+  void SetUp() override { origin_ = TestOrigin::Start(); }
+
+  void TearDown() override {
+    stubs_.clear();
+    if (server_ != nullptr) server_->Terminate();
+    server_.reset();
+    origin_.reset();
+  }
+
+  void StartServer(const std::vector<std::string>& extra_flags) {
+    std::vector<std::string> flags = {"--listen=127.0.0.1:0",
+                                      "--metrics-listen=", "--origin=" + origin_->url(),
+                                      "--drain-timeout=2s"};
+    flags.insert(flags.end(), extra_flags.begin(), extra_flags.end());
+    server_ = std::make_unique<ServerProcess>(flags);
+    const int port = server_->WaitForPort();
+    ASSERT_GT(port, 0) << server_->err();
+    // Each channel its own subchannel pool, hence its own TCP connection to the server.
+    for (int i = 0; i < kChannels; ++i) {
+      grpc::ChannelArguments args;
+      args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+      stubs_.push_back(v1::Cache::NewStub(grpc::CreateCustomChannel(
+          absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials(), args)));
+    }
+  }
+
+  grpc::Status Get(const std::string& key, v1::GetResponse* response, int channel = 0) {
+    grpc::ClientContext context;
+    SetTimeout(context, absl::Seconds(10));
+    v1::GetRequest request;
+    request.set_key(key);
+    return stubs_[channel]->Get(&context, request, response);
+  }
+
+  v1::StatsResponse Stats() {
+    grpc::ClientContext context;
+    SetTimeout(context, absl::Seconds(10));
+    v1::StatsResponse response;
+    const grpc::Status status = stubs_[0]->Stats(&context, v1::StatsRequest(), &response);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    return response;
+  }
+
+  // Polls the server's Stats RPC until `condition` holds; false after `timeout`.
+  bool WaitForStats(const std::function<bool(const v1::StatsResponse&)>& condition,
+                    absl::Duration timeout = absl::Seconds(30)) {
+    const absl::Time deadline = absl::Now() + timeout;
+    while (!condition(Stats())) {
+      if (absl::Now() > deadline) return false;
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+    return true;
+  }
+
+  // `n` callers wait on one held key; returns the server's peak thread count while they all wait
+  // (or -1 on failure, after recording it). Then releases the key and checks that every caller
+  // got the value from one origin fetch.
+  int WaitersOnOneKey(const std::string& key, int n) {
+    origin_->SetBehavior(key, {.hold = true});
+    const int64_t requests_before = Stats().requests();
+    const std::vector<std::string> keys(n, key);
+    GetBatch batch(stubs_, keys, absl::Seconds(120));
+    const bool arrived =
+        origin_->WaitForHeld(key, 1, absl::Seconds(60)) &&
+        WaitForStats(
+            [&](const v1::StatsResponse& s) { return s.requests() >= requests_before + n; },
+            absl::Seconds(60));
+    int peak = -1;
+    if (arrived) {
+      peak = PeakThreads(server_->pid());
+      EXPECT_EQ(batch.done(), 0) << "callers returned before the key was released";
+    } else {
+      ADD_FAILURE() << n << " waiters did not all reach the server; requests="
+                    << Stats().requests() - requests_before;
+    }
+    EXPECT_EQ(origin_->Release(key), 1);
+    EXPECT_TRUE(batch.WaitAll(absl::Seconds(120))) << "only " << batch.done() << " of " << n;
+    int ok = 0;
+    for (const auto& call : batch.calls()) {
+      if (call->status.ok() && call->response.value() == key + "#1") ++ok;
+    }
+    EXPECT_EQ(ok, n);
+    EXPECT_EQ(origin_->fetches(key), 1);
+    return peak;
+  }
+
+  std::unique_ptr<TestOrigin> origin_;
+  std::unique_ptr<ServerProcess> server_;
+  std::vector<std::unique_ptr<v1::Cache::Stub>> stubs_;
+};
+
+TEST_F(ServerScaleE2eTest, TenThousandWaitersOnOneKeyKeepTheThreadCountBounded) {
+  constexpr int kThreadBound = 64;
+  StartServer({});
+  // Every connection up and the server warm before the first count.
+  for (int i = 0; i < kChannels; ++i) {
+    v1::GetResponse response;
+    const grpc::Status status = Get(absl::StrCat("warm-", i), &response, i);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+  }
+  const int idle = PeakThreads(server_->pid());
+  ASSERT_GT(idle, 0);
+
+  const int with_1k = WaitersOnOneKey("hot-1k", 1'000);
+  const int with_10k = WaitersOnOneKey("hot-10k", 10'000);
+  ASSERT_GT(with_1k, 0);
+  ASSERT_GT(with_10k, 0);
+  std::printf("server threads: idle %d, 1,000 waiters %d, 10,000 waiters %d\n", idle, with_1k,
+              with_10k);
+  RecordProperty("threads_idle", idle);
+  RecordProperty("threads_1k_waiters", with_1k);
+  RecordProperty("threads_10k_waiters", with_10k);
+  EXPECT_LT(with_1k, kThreadBound);
+  EXPECT_LT(with_10k, kThreadBound);
+  // A thread per waiter would add 9,000; allow gRPC's pools a little slack.
+  EXPECT_LE(with_10k, with_1k + 8);
+
+  const v1::StatsResponse stats = Stats();
+  EXPECT_EQ(stats.coalesced(), 999 + 9'999);
+  EXPECT_EQ(stats.loads_inflight(), 0);
+  EXPECT_EQ(server_->Terminate(), 0) << server_->err();
+}
+
+// 2,000 Gets with 300 ms deadlines on held keys (1,000 distinct keys, and 10 keys shared by 100
+// callers each) all time out. The first such round only raises the allocator's high-water mark
+// (2,000 calls in flight cost gRPC some 15-20 kB each, which glibc keeps); the second is measured.
+TEST_F(ServerScaleE2eTest, TwoThousandTimedOutCallsLeakNoFlights) {
+  constexpr int kDistinct = 1'000;
+  constexpr int kSharedKeys = 10;
+  constexpr int kPerSharedKey = 100;
+  constexpr int kCalls = kDistinct + kSharedKeys * kPerSharedKey;
+  constexpr int kLimit = 128;
+  constexpr int64_t kRssGrowthBoundKb = 50 * 1024;
+  origin_->SetDefaultBehavior({.hold = true});
+  // A limit below the number of loads: some reach the origin, the rest wait in the queue, and
+  // both kinds must be let go.
+  StartServer({absl::StrCat("--max-concurrent-loads=", kLimit)});
+  origin_->SetBehavior("warm", {});
+  for (int i = 0; i < kChannels; ++i) {
+    v1::GetResponse response;
+    ASSERT_TRUE(Get("warm", &response, i).ok());
+  }
+  const int64_t rss_idle = ResidentKb(server_->pid());
+  ASSERT_GT(rss_idle, 0);
+
+  int64_t rss_before = 0;
+  for (const std::string round : {"first", "measured"}) {
+    SCOPED_TRACE(round);
+    if (round == "measured") {
+      rss_before = ResidentKb(server_->pid());
+      origin_->ResetCounters();
+    }
+    std::vector<std::string> keys;
+    for (int i = 0; i < kDistinct; ++i) keys.push_back(absl::StrCat(round, "-distinct-", i));
+    for (int j = 0; j < kPerSharedKey; ++j) {
+      for (int i = 0; i < kSharedKeys; ++i) keys.push_back(absl::StrCat(round, "-shared-", i));
+    }
+    GetBatch batch(stubs_, keys, absl::Milliseconds(300));
+    ASSERT_TRUE(batch.WaitAll(absl::Seconds(60))) << "only " << batch.done() << " returned";
+    int exceeded = 0;
+    for (const auto& call : batch.calls()) {
+      exceeded += call->status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED ? 1 : 0;
+    }
+    EXPECT_EQ(exceeded, kCalls);
+
+    // Every flight is gone: none in flight, none queued, none cached, every one cancelled.
+    v1::StatsResponse stats;
+    ASSERT_TRUE(WaitForStats(
+        [&](const v1::StatsResponse& s) {
+          stats = s;
+          return s.loads_inflight() == 0 && s.loads_queued() == 0;
+        },
+        absl::Seconds(10)))
+        << "loads_inflight=" << stats.loads_inflight() << " loads_queued=" << stats.loads_queued();
+    EXPECT_EQ(stats.loads_cancelled(), stats.loads_started() - 1);  // all but the warm-up load
+    EXPECT_EQ(stats.loads_succeeded(), 1);
+    EXPECT_EQ(stats.entries(), 1);
+  }
+  // Enough loads reached the server to fill the limiter and the queue behind it (on a loaded
+  // machine a few calls time out before the server sees them: no exact count).
+  EXPECT_GT(Stats().loads_started(), 4 * kLimit);
+
+  // The origin saw the measured round's calls cancelled, and has none left open.
+  ASSERT_TRUE(origin_->WaitForIdle(absl::Seconds(10))) << origin_->concurrent() << " still open";
+  EXPECT_GE(origin_->fetches(), kLimit);
+  EXPECT_EQ(origin_->cancellations(), origin_->fetches());
+
+  const int64_t rss_after = ResidentKb(server_->pid());
+  std::printf(
+      "server VmRSS: %lld kB idle, %lld kB after the first 2,000 timed-out calls, %lld kB "
+      "after 2,000 more\n",
+      static_cast<long long>(rss_idle), static_cast<long long>(rss_before),
+      static_cast<long long>(rss_after));
+  RecordProperty("rss_idle_kb", static_cast<int>(rss_idle));
+  RecordProperty("rss_before_kb", static_cast<int>(rss_before));
+  RecordProperty("rss_after_kb", static_cast<int>(rss_after));
+  if (kServerUnderAsan) {
+    // ASan's quarantine keeps freed memory resident (up to 256 MB): RSS says nothing here, and
+    // LeakSanitizer checks the server at exit instead (Terminate() below must return 0).
+    std::printf("AddressSanitizer build: the VmRSS bound is not checked\n");
+  } else {
+    EXPECT_LT(rss_after - rss_before, kRssGrowthBoundKb);
+  }
+
+  // No stale flight is left to join: the same keys load afresh once the origin answers.
+  origin_->SetDefaultBehavior({});
+  for (const std::string key :
+       {"measured-distinct-0", "measured-distinct-999", "measured-shared-0"}) {
+    v1::GetResponse response;
+    const grpc::Status status = Get(key, &response);
+    ASSERT_TRUE(status.ok()) << key << ": " << status.error_message();
+    EXPECT_EQ(response.source(), v1::SOURCE_LOADED) << key;
+  }
+  EXPECT_EQ(server_->Terminate(), 0) << server_->err();
+}
+
+}  // namespace
+}  // namespace flightcache

@@ -1,0 +1,269 @@
+// server/flags.cc and server/config.cc: flags and FLIGHTCACHE_* environment fallbacks mapped onto
+// ServerConfig, and ServerConfig::Validate() naming the flag at fault.
+#include "server/flags.h"
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/config.h"
+
+namespace flightcache {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+
+class FlagsTest : public ::testing::Test {
+ protected:
+  absl::StatusOr<CommandLine> Parse(std::vector<std::string> args) {
+    args.insert(args.begin(), "flightcache-server");
+    std::vector<const char*> argv;
+    for (const std::string& a : args) argv.push_back(a.c_str());
+    return ParseServerCommandLine(static_cast<int>(argv.size()), argv.data(),
+                                  [this](const std::string& name) -> std::optional<std::string> {
+                                    auto it = env_.find(name);
+                                    if (it == env_.end()) return std::nullopt;
+                                    return it->second;
+                                  });
+  }
+
+  // The message of a parse that must fail, or of Validate() if parsing passed.
+  std::string Error(std::vector<std::string> args) {
+    absl::StatusOr<CommandLine> cl = Parse(std::move(args));
+    if (!cl.ok()) return std::string(cl.status().message());
+    absl::Status s = cl->config.Validate();
+    return s.ok() ? "" : std::string(s.message());
+  }
+
+  std::map<std::string, std::string> env_;
+};
+
+TEST_F(FlagsTest, NoFlagsGiveTheSpecDefaults) {
+  absl::StatusOr<CommandLine> cl = Parse({});
+  ASSERT_TRUE(cl.ok()) << cl.status();
+  const ServerConfig& c = cl->config;
+  EXPECT_EQ(c.listen, "127.0.0.1:50051");
+  EXPECT_EQ(c.origin, kDefaultOrigin);
+  EXPECT_EQ(c.metrics_listen, "127.0.0.1:9464");
+  EXPECT_EQ(c.cache.default_ttl, absl::Seconds(60));
+  EXPECT_EQ(c.cache.negative_ttl, absl::Seconds(5));
+  EXPECT_EQ(c.cache.cache.capacity_bytes, int64_t{256} << 20);
+  EXPECT_EQ(c.cache.load_timeout, absl::Seconds(5));
+  EXPECT_EQ(c.cache.abandoned_loads, AbandonPolicy::kCancel);
+  EXPECT_FALSE(c.cache.hedge.enabled);
+  EXPECT_DOUBLE_EQ(c.cache.hedge.budget, 0.05);
+  EXPECT_EQ(c.cache.max_concurrent_loads, 64);
+  EXPECT_EQ(c.cache.max_queued_loads, 10000);
+  EXPECT_EQ(c.cache.max_key_bytes, 4096);
+  EXPECT_EQ(c.cache.max_value_bytes, int64_t{4} << 20);
+  EXPECT_EQ(c.max_batch_keys, 1000);
+  EXPECT_EQ(c.drain_timeout, absl::Seconds(10));
+  EXPECT_EQ(c.log_level, LogLevel::kInfo);
+  EXPECT_EQ(c.log_format, LogFormat::kText);
+  EXPECT_FALSE(cl->check_config);
+  EXPECT_TRUE(c.Validate().ok());
+}
+
+TEST_F(FlagsTest, EveryFlagMapsOntoTheConfig) {
+  absl::StatusOr<CommandLine> cl = Parse(
+      {"--listen=0.0.0.0:7000", "--origin=grpc://origin:9000", "--ttl=90s", "--negative-ttl=0s",
+       "--capacity-bytes=64MiB", "--load-timeout=250ms", "--abandoned-loads=finish",
+       "--hedge-delay=20ms", "--hedge-budget=0.1", "--max-concurrent-loads=8",
+       "--max-queued-loads=0", "--max-key-bytes=1KiB", "--max-value-bytes=1048576",
+       "--max-batch-keys=50", "--metrics-listen=", "--drain-timeout=1m", "--log-level=debug",
+       "--log-format=json", "--check-config"});
+  ASSERT_TRUE(cl.ok()) << cl.status();
+  const ServerConfig& c = cl->config;
+  EXPECT_EQ(c.listen, "0.0.0.0:7000");
+  EXPECT_EQ(c.origin, "grpc://origin:9000");
+  EXPECT_EQ(c.cache.default_ttl, absl::Seconds(90));
+  EXPECT_EQ(c.cache.negative_ttl, absl::ZeroDuration());
+  EXPECT_EQ(c.cache.cache.capacity_bytes, int64_t{64} << 20);
+  EXPECT_EQ(c.cache.load_timeout, absl::Milliseconds(250));
+  EXPECT_EQ(c.cache.abandoned_loads, AbandonPolicy::kFinish);
+  EXPECT_TRUE(c.cache.hedge.enabled);
+  EXPECT_EQ(c.cache.hedge.delay, absl::Milliseconds(20));
+  EXPECT_EQ(c.cache.hedge.percentile, 0);
+  EXPECT_DOUBLE_EQ(c.cache.hedge.budget, 0.1);
+  EXPECT_EQ(c.cache.max_concurrent_loads, 8);
+  EXPECT_EQ(c.cache.max_queued_loads, 0);
+  EXPECT_EQ(c.cache.max_key_bytes, 1024);
+  EXPECT_EQ(c.cache.max_value_bytes, 1048576);
+  EXPECT_EQ(c.max_batch_keys, 50);
+  EXPECT_EQ(c.metrics_listen, "");
+  EXPECT_EQ(c.drain_timeout, absl::Minutes(1));
+  EXPECT_EQ(c.log_level, LogLevel::kDebug);
+  EXPECT_EQ(c.log_format, LogFormat::kJson);
+  EXPECT_TRUE(cl->check_config);
+  EXPECT_TRUE(c.Validate().ok()) << c.Validate();
+}
+
+TEST_F(FlagsTest, SeparateValuesAndUnderscoresWorkToo) {
+  absl::StatusOr<CommandLine> cl = Parse({"--listen", "127.0.0.1:1", "--max_key_bytes=10"});
+  ASSERT_TRUE(cl.ok()) << cl.status();
+  EXPECT_EQ(cl->config.listen, "127.0.0.1:1");
+  EXPECT_EQ(cl->config.cache.max_key_bytes, 10);
+}
+
+TEST_F(FlagsTest, HedgeDelayAcceptsOffADurationOrAPercentile) {
+  absl::StatusOr<CommandLine> cl = Parse({"--hedge-delay=p95"});
+  ASSERT_TRUE(cl.ok());
+  EXPECT_TRUE(cl->config.cache.hedge.enabled);
+  EXPECT_DOUBLE_EQ(cl->config.cache.hedge.percentile, 95);
+  EXPECT_EQ(FormatHedgeDelay(cl->config.cache.hedge), "p95");
+  cl = Parse({"--hedge-delay=p99.9"});
+  ASSERT_TRUE(cl.ok());
+  EXPECT_DOUBLE_EQ(cl->config.cache.hedge.percentile, 99.9);
+  cl = Parse({"--hedge-delay=off"});
+  ASSERT_TRUE(cl.ok());
+  EXPECT_FALSE(cl->config.cache.hedge.enabled);
+  EXPECT_EQ(FormatHedgeDelay(cl->config.cache.hedge), "off");
+  EXPECT_THAT(Error({"--hedge-delay=p100"}), StartsWith("--hedge-delay: "));
+  EXPECT_THAT(Error({"--hedge-delay=p0"}), StartsWith("--hedge-delay: "));
+  EXPECT_THAT(Error({"--hedge-delay=0ms"}), StartsWith("--hedge-delay: "));
+  EXPECT_THAT(Error({"--hedge-delay=soon"}), StartsWith("--hedge-delay: "));
+}
+
+TEST_F(FlagsTest, EnvironmentIsTheFallbackForFlagsNotGiven) {
+  env_["FLIGHTCACHE_LISTEN"] = "127.0.0.1:6000";
+  env_["FLIGHTCACHE_TTL"] = "2m";
+  env_["FLIGHTCACHE_HEDGE_DELAY"] = "p90";
+  env_["FLIGHTCACHE_METRICS_LISTEN"] = "";
+  env_["FLIGHTCACHE_CHECK_CONFIG"] = "true";  // an action, not a setting: ignored
+  absl::StatusOr<CommandLine> cl = Parse({"--ttl=3s"});
+  ASSERT_TRUE(cl.ok()) << cl.status();
+  EXPECT_EQ(cl->config.listen, "127.0.0.1:6000");
+  EXPECT_EQ(cl->config.cache.default_ttl, absl::Seconds(3));  // the command line wins
+  EXPECT_DOUBLE_EQ(cl->config.cache.hedge.percentile, 90);
+  EXPECT_EQ(cl->config.metrics_listen, "");
+  EXPECT_FALSE(cl->check_config);
+}
+
+TEST_F(FlagsTest, BadEnvironmentValueNamesTheFlagAndTheVariable) {
+  env_["FLIGHTCACHE_MAX_KEY_BYTES"] = "lots";
+  const std::string error = Error({});
+  EXPECT_THAT(error, StartsWith("--max-key-bytes: invalid value 'lots'"));
+  EXPECT_THAT(error, HasSubstr("FLIGHTCACHE_MAX_KEY_BYTES"));
+}
+
+TEST_F(FlagsTest, ParsingAgainStartsFromTheDefaults) {
+  ASSERT_TRUE(Parse({"--ttl=5s"}).ok());
+  absl::StatusOr<CommandLine> cl = Parse({});
+  ASSERT_TRUE(cl.ok());
+  EXPECT_EQ(cl->config.cache.default_ttl, absl::Seconds(60));
+}
+
+TEST_F(FlagsTest, EveryBadValueIsOneLineNamingItsFlag) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"--ttl=5", "--ttl: "},
+      {"--ttl=0s", "--ttl: "},
+      {"--ttl=-1s", "--ttl: "},
+      {"--negative-ttl=-1s", "--negative-ttl: "},
+      {"--load-timeout=soon", "--load-timeout: "},
+      {"--load-timeout=inf", "--load-timeout: "},
+      {"--drain-timeout=x", "--drain-timeout: "},
+      {"--capacity-bytes=big", "--capacity-bytes: "},
+      {"--capacity-bytes=0", "--capacity-bytes: "},
+      {"--capacity-bytes=-5", "--capacity-bytes: "},
+      {"--capacity-bytes=1TiB", "--capacity-bytes: "},
+      {"--abandoned-loads=maybe", "--abandoned-loads: "},
+      {"--hedge-budget=2", "--hedge-budget: "},
+      {"--hedge-budget=x", "--hedge-budget: "},
+      {"--max-concurrent-loads=0", "--max-concurrent-loads: "},
+      {"--max-concurrent-loads=1.5", "--max-concurrent-loads: "},
+      {"--max-queued-loads=-1", "--max-queued-loads: "},
+      {"--max-key-bytes=0", "--max-key-bytes: "},
+      {"--max-value-bytes=0", "--max-value-bytes: "},
+      {"--max-value-bytes=2GiB", "--max-value-bytes: "},
+      {"--max-batch-keys=0", "--max-batch-keys: "},
+      {"--log-level=loud", "--log-level: "},
+      {"--log-format=xml", "--log-format: "},
+      {"--listen=localhost", "--listen: "},
+      {"--listen=:50051", "--listen: "},
+      {"--listen=127.0.0.1:99999", "--listen: "},
+      {"--listen=::1:50051", "--listen: "},
+      {"--metrics-listen=nowhere", "--metrics-listen: "},
+      {"--metrics-listen=unix:/tmp/x", "--metrics-listen: "},
+      {"--origin=grpc://host", "--origin: "},
+      {"--origin=grpc://:9000", "--origin: "},
+      {"--origin=grpc://host:0", "--origin: "},
+      {"--origin=grpc://host:9000/path", "--origin: "},
+      {"--origin=ftp://host:1", "--origin: "},
+      {"--origin=sim://?latency=5", "--origin: "},
+      {"--origin=sim://?latency_ms=-1", "--origin: "},
+      {"--origin=sim://?error_rate=1.5", "--origin: "},
+      {"--origin=sim://?latency_ms", "--origin: "},
+      {"--origin=sim://?ttl_ms=1&ttl_ms=2", "--origin: "},
+      {"--origin=sim://host", "--origin: "},
+      {"--bogus=1", "--bogus: unknown flag"},
+      {"--listen", "--listen: missing value"},
+  };
+  for (const auto& [arg, prefix] : cases) {
+    const std::string error = Error({arg});
+    EXPECT_THAT(error, StartsWith(prefix)) << arg;
+    EXPECT_EQ(error.find('\n'), std::string::npos) << arg;
+  }
+}
+
+TEST_F(FlagsTest, HttpOriginIsNotSupportedYet) {
+  EXPECT_THAT(Error({"--origin=http://10.0.0.1:8080/values"}), HasSubstr("not supported yet"));
+}
+
+TEST_F(FlagsTest, PositionalArgumentsAreRejected) {
+  EXPECT_THAT(Error({"serve"}), HasSubstr("unexpected argument 'serve'"));
+}
+
+TEST_F(FlagsTest, HelpAndBoolNegation) {
+  absl::StatusOr<CommandLine> cl = Parse({"--help"});
+  ASSERT_TRUE(cl.ok());
+  EXPECT_TRUE(cl->help);
+  cl = Parse({"--check-config", "--nocheck-config"});
+  ASSERT_TRUE(cl.ok());
+  EXPECT_FALSE(cl->check_config);
+  const std::string usage = ServerUsage("flightcache-server");
+  EXPECT_THAT(usage, HasSubstr("--max-batch-keys"));
+  EXPECT_THAT(usage, HasSubstr("FLIGHTCACHE_MAX_BATCH_KEYS"));
+}
+
+TEST(ConfigTest, ListenAddressesParse) {
+  EXPECT_TRUE(ValidateListenAddress("--listen", "127.0.0.1:0", true).ok());
+  EXPECT_TRUE(ValidateListenAddress("--listen", "[::1]:50051", true).ok());
+  EXPECT_TRUE(ValidateListenAddress("--listen", "[::]:50051", true).ok());
+  EXPECT_TRUE(ValidateListenAddress("--listen", "localhost:50051", true).ok());
+  EXPECT_TRUE(ValidateListenAddress("--listen", "unix:/tmp/flightcache.sock", true).ok());
+  EXPECT_FALSE(ValidateListenAddress("--listen", "unix:/tmp/x", false).ok());
+  EXPECT_FALSE(ValidateListenAddress("--listen", "127.0.0.1", true).ok());
+  EXPECT_FALSE(ValidateListenAddress("--listen", "127.0.0.1:http", true).ok());
+}
+
+TEST(ConfigTest, RequestLimitAdmitsTheLargestBatchGet) {
+  ServerConfig config;
+  config.max_batch_keys = 1000;
+  config.cache.max_key_bytes = 4096;
+  ASSERT_TRUE(config.Validate().ok());
+  EXPECT_GT(config.MaxRequestBytes(), 1000 * 4096 + 1000 * 3);
+  EXPECT_GT(config.OriginMaxResponseBytes(), config.cache.max_value_bytes);
+  // Too large for one gRPC message: rejected at start-up rather than failing every big call.
+  config.max_batch_keys = 1'000'000;
+  config.cache.max_key_bytes = 1 << 20;
+  EXPECT_THAT(std::string(config.Validate().message()), StartsWith("--max-batch-keys: "));
+}
+
+TEST(ConfigTest, DescribeShowsTheEffectiveConfiguration) {
+  ServerConfig config;
+  config.cache.hedge.enabled = true;
+  config.cache.hedge.percentile = 95;
+  const std::string line = config.Describe();
+  EXPECT_THAT(line, HasSubstr("listen=127.0.0.1:50051"));
+  EXPECT_THAT(line, HasSubstr("hedge-delay=p95"));
+  EXPECT_THAT(line, HasSubstr("ttl=1m"));
+  EXPECT_EQ(line.find('\n'), std::string::npos);
+}
+
+}  // namespace
+}  // namespace flightcache

@@ -1,0 +1,606 @@
+// flightcache-server over real loopback gRPC: a Sidecar in-process, its origin a TestOrigin.
+// Covers the Cache service (sources, coalescing, detached deadlines, refcounted cancellation,
+// BatchGet, Invalidate, Stats), the spec's status table, health, drain and metrics.
+#include <grpcpp/create_channel.h>
+
+#include <algorithm>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/integration/server_test_util.h"
+
+namespace flightcache::testing {
+namespace {
+
+using ::testing::AnyOf;
+using ::testing::HasSubstr;
+
+constexpr int kServing = 1;
+constexpr int kNotServing = 2;
+
+using ServerTest = SidecarTest;
+
+TEST_F(ServerTest, FirstGetLoadsThenHits) {
+  StartServer();
+  v1::GetResponse first;
+  ASSERT_TRUE(Get("k", &first).ok());
+  EXPECT_EQ(first.value(), "k#1");
+  EXPECT_EQ(first.source(), v1::SOURCE_LOADED);
+  // The default TTL (60s) applies when the origin says ttl_ms 0.
+  EXPECT_GT(first.ttl_remaining_ms(), 59'000);
+  EXPECT_LE(first.ttl_remaining_ms(), 60'000);
+
+  v1::GetResponse second;
+  ASSERT_TRUE(Get("k", &second).ok());
+  EXPECT_EQ(second.value(), "k#1");
+  EXPECT_EQ(second.source(), v1::SOURCE_HIT);
+  EXPECT_LE(second.ttl_remaining_ms(), first.ttl_remaining_ms());
+  EXPECT_EQ(origin_->fetches("k"), 1);
+}
+
+TEST_F(ServerTest, OriginTtlBecomesTtlRemaining) {
+  origin_->SetBehavior("short", {.ttl_ms = 1500});
+  StartServer();
+  v1::GetResponse response;
+  ASSERT_TRUE(Get("short", &response).ok());
+  EXPECT_GT(response.ttl_remaining_ms(), 0);
+  EXPECT_LE(response.ttl_remaining_ms(), 1500);
+}
+
+TEST_F(ServerTest, SecondCallerJoinsTheLoadAsCoalesced) {
+  origin_->SetBehavior("k", {.hold = true});
+  StartServer();
+  auto a = StartGet("k");
+  ASSERT_TRUE(origin_->WaitForHeld("k", 1));
+  auto b = StartGet("k");
+  ASSERT_TRUE(WaitForStats([](const FlightCacheStats& s) { return s.coalesced == 1; }));
+  EXPECT_EQ(origin_->Release("k"), 1);
+  ASSERT_TRUE(a->Wait());
+  ASSERT_TRUE(b->Wait());
+  ASSERT_TRUE(a->status.ok()) << a->status.error_message();
+  ASSERT_TRUE(b->status.ok()) << b->status.error_message();
+  EXPECT_EQ(a->response.source(), v1::SOURCE_LOADED);
+  EXPECT_EQ(b->response.source(), v1::SOURCE_COALESCED);
+  EXPECT_EQ(a->response.value(), "k#1");
+  EXPECT_EQ(b->response.value(), "k#1");
+  EXPECT_EQ(origin_->fetches("k"), 1);
+}
+
+TEST_F(ServerTest, HerdOf500ColdGetsMakesOneOriginFetch) {
+  constexpr int kHerd = 500;
+  origin_->SetBehavior("cold", {.hold = true});
+  StartServer();
+  std::vector<std::unique_ptr<PendingGet>> calls;
+  for (int i = 0; i < kHerd; ++i) calls.push_back(StartGet("cold", absl::Seconds(60)));
+  ASSERT_TRUE(origin_->WaitForHeld("cold", 1));
+  ASSERT_TRUE(WaitForStats(
+      [](const FlightCacheStats& s) { return s.requests == kHerd && s.coalesced == kHerd - 1; },
+      absl::Seconds(60)))
+      << "requests=" << sidecar_->stats().requests << " coalesced=" << sidecar_->stats().coalesced;
+  origin_->Release("cold");
+  std::map<int, int> sources;
+  for (auto& call : calls) {
+    ASSERT_TRUE(call->Wait());
+    ASSERT_TRUE(call->status.ok()) << call->status.error_message();
+    EXPECT_EQ(call->response.value(), "cold#1");
+    ++sources[call->response.source()];
+  }
+  EXPECT_EQ(sources[v1::SOURCE_LOADED], 1);
+  EXPECT_EQ(sources[v1::SOURCE_COALESCED], kHerd - 1);
+  EXPECT_EQ(origin_->fetches("cold"), 1);
+  EXPECT_EQ(origin_->cancellations(), 0);
+}
+
+// A caller with a short deadline starts a slow load; a caller with a long deadline joins it. The
+// first gets DEADLINE_EXCEEDED, the load goes on (the origin sees no cancellation), the second
+// gets the value. Two calls sent back to back normally reach the server in order; if the machine
+// is so slow that the second arrives first or only after the first gave up, try again.
+TEST_F(ServerTest, LoadIsDetachedFromTheDeadlineOfTheCallerThatStartedIt) {
+  StartServer();
+  bool shown = false;
+  for (int attempt = 0; attempt < 5 && !shown; ++attempt) {
+    const std::string key = absl::StrCat("detached-", attempt);
+    origin_->SetBehavior(key, {.latency = absl::Milliseconds(300)});
+    auto impatient = StartGet(key, absl::Milliseconds(20));
+    auto patient = StartGet(key, absl::Seconds(2));
+    ASSERT_TRUE(impatient->Wait());
+    ASSERT_TRUE(patient->Wait());
+    EXPECT_EQ(impatient->status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+    ASSERT_TRUE(patient->status.ok()) << patient->status.error_message();
+    EXPECT_EQ(patient->response.value(), key + "#1");
+    shown = patient->response.source() == v1::SOURCE_COALESCED && origin_->fetches(key) == 1 &&
+            origin_->cancellations(key) == 0;
+  }
+  EXPECT_TRUE(shown) << "never saw the 20 ms caller start the load and the 2 s caller join it";
+}
+
+TEST_F(ServerTest, LoadIsCancelledWhenItsLastWaiterLeaves) {
+  origin_->SetBehavior("k", {.hold = true});
+  StartServer();
+  const int64_t cancelled_before = sidecar_->stats().loads_cancelled;
+  std::vector<std::unique_ptr<PendingGet>> calls;
+  for (int ms : {200, 300, 400}) calls.push_back(StartGet("k", absl::Milliseconds(ms)));
+  for (auto& call : calls) {
+    ASSERT_TRUE(call->Wait());
+    EXPECT_EQ(call->status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  }
+  // The three callers shared one load, and it was cancelled at the origin when the last left.
+  ASSERT_TRUE(origin_->WaitForCancellations(1));
+  EXPECT_EQ(origin_->fetches("k"), 1);
+  EXPECT_EQ(origin_->cancellations("k"), 1);
+  ASSERT_TRUE(WaitForStats([&](const FlightCacheStats& s) {
+    return s.loads_cancelled == cancelled_before + 1 && s.loads_inflight == 0;
+  }));
+  v1::StatsResponse stats;
+  ASSERT_TRUE(Stats(&stats).ok());
+  EXPECT_EQ(stats.loads_cancelled(), cancelled_before + 1);
+
+  // Nothing was cached: the next Get starts a new load.
+  origin_->SetBehavior("k", {});
+  v1::GetResponse response;
+  ASSERT_TRUE(Get("k", &response).ok());
+  EXPECT_EQ(response.source(), v1::SOURCE_LOADED);
+  EXPECT_EQ(response.value(), "k#2");
+  EXPECT_EQ(origin_->fetches("k"), 2);
+}
+
+TEST_F(ServerTest, AbandonedLoadFinishesAndFillsTheCacheWithFinishPolicy) {
+  origin_->SetBehavior("k", {.hold = true});
+  ServerConfig config = BaseConfig();
+  config.cache.abandoned_loads = AbandonPolicy::kFinish;
+  StartServer(config);
+  auto call = StartGet("k", absl::Milliseconds(200));
+  ASSERT_TRUE(call->Wait());
+  EXPECT_EQ(call->status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  ASSERT_TRUE(origin_->WaitForHeld("k", 1));
+  EXPECT_EQ(origin_->Release("k"), 1);  // still held: the load was not cancelled
+  ASSERT_TRUE(WaitForStats([](const FlightCacheStats& s) { return s.loads_succeeded == 1; }));
+  v1::GetResponse response;
+  ASSERT_TRUE(Get("k", &response).ok());
+  EXPECT_EQ(response.source(), v1::SOURCE_HIT);
+  EXPECT_EQ(response.value(), "k#1");
+  EXPECT_EQ(origin_->cancellations(), 0);
+}
+
+TEST_F(ServerTest, OriginCallCarriesTheLoadTimeoutAsItsDeadline) {
+  ServerConfig config = BaseConfig();
+  config.cache.load_timeout = absl::Seconds(7);
+  StartServer(config);
+  const absl::Time before = absl::Now();
+  v1::GetResponse response;
+  ASSERT_TRUE(Get("k", &response, absl::Milliseconds(5000)).ok());
+  const std::vector<FetchRecord> records = origin_->records();
+  ASSERT_EQ(records.size(), 1u);
+  // Not the caller's 5 s deadline: the load's own 7 s.
+  EXPECT_GT(records[0].deadline, before + absl::Seconds(6));
+  EXPECT_LT(records[0].deadline, absl::Now() + absl::Seconds(8));
+  EXPECT_EQ(records[0].attempt, 1u);
+}
+
+TEST_F(ServerTest, BatchGetAnswersInRequestOrderWithPerKeyCodes) {
+  origin_->SetBehavior("missing", {.status = grpc::Status(grpc::StatusCode::NOT_FOUND, "no")});
+  origin_->SetBehavior("broken",
+                       {.status = grpc::Status(grpc::StatusCode::PERMISSION_DENIED, "boom")});
+  origin_->SetBehavior("a", {.latency = absl::Milliseconds(50)});
+  StartServer();
+  const std::vector<std::string> keys = {"a", "b", "a", "", "missing", "broken", "a"};
+  v1::BatchGetResponse response;
+  ASSERT_TRUE(BatchGet(keys, &response).ok());
+  ASSERT_EQ(response.results_size(), static_cast<int>(keys.size()));
+  const std::vector<grpc::StatusCode> codes = {
+      grpc::StatusCode::OK,        grpc::StatusCode::OK,
+      grpc::StatusCode::OK,        grpc::StatusCode::INVALID_ARGUMENT,
+      grpc::StatusCode::NOT_FOUND, grpc::StatusCode::UNAVAILABLE,
+      grpc::StatusCode::OK};
+  for (size_t i = 0; i < keys.size(); ++i) {
+    const v1::KeyResult& r = response.results(static_cast<int>(i));
+    EXPECT_EQ(r.key(), keys[i]) << i;
+    EXPECT_EQ(r.code(), static_cast<int>(codes[i])) << i << ": " << r.message();
+    if (codes[i] == grpc::StatusCode::OK) {
+      EXPECT_EQ(r.value(), keys[i] + "#1") << i;
+    }
+  }
+  EXPECT_THAT(response.results(5).message(), HasSubstr("boom"));
+  // The duplicates shared one load: one started it, the others joined it.
+  EXPECT_EQ(origin_->fetches("a"), 1);
+  int loaded = 0;
+  for (int i : {0, 2, 6}) loaded += response.results(i).source() == v1::SOURCE_LOADED;
+  EXPECT_EQ(loaded, 1);
+  for (int i : {2, 6}) {
+    EXPECT_NE(response.results(i).source(), v1::SOURCE_UNSPECIFIED);
+  }
+}
+
+TEST_F(ServerTest, BatchGetLoadsMissingKeysInParallel) {
+  for (const char* key : {"x", "y", "z"}) origin_->SetBehavior(key, {.hold = true});
+  StartServer();
+  auto call = StartBatchGet({"x", "y", "z"});
+  for (const char* key : {"x", "y", "z"}) ASSERT_TRUE(origin_->WaitForHeld(key, 1)) << key;
+  EXPECT_EQ(origin_->concurrent(), 3);
+  origin_->ReleaseAll();
+  ASSERT_TRUE(call->Wait());
+  ASSERT_TRUE(call->status.ok());
+  ASSERT_EQ(call->response.results_size(), 3);
+  EXPECT_EQ(call->response.results(1).value(), "y#1");
+}
+
+TEST_F(ServerTest, BatchGetRejectsNoKeysAndTooManyKeys) {
+  ServerConfig config = BaseConfig();
+  config.max_batch_keys = 4;
+  StartServer(config);
+  v1::BatchGetResponse response;
+  EXPECT_EQ(BatchGet({}, &response).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  grpc::Status too_many = BatchGet({"a", "b", "c", "d", "e"}, &response);
+  EXPECT_EQ(too_many.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(too_many.error_message(), HasSubstr("--max-batch-keys"));
+  EXPECT_TRUE(BatchGet({"a", "b", "c", "d"}, &response).ok());
+  EXPECT_EQ(response.results_size(), 4);
+}
+
+TEST_F(ServerTest, BatchGetOfTheLargestLegalRequestIsAccepted) {
+  ServerConfig config = BaseConfig();
+  config.origin = "sim://?latency_ms=0&jitter_ms=0&value_bytes=16";
+  config.max_batch_keys = 2000;
+  config.cache.max_key_bytes = 4096;  // 2000 x 4 KiB = 8 MiB: over gRPC's default 4 MiB limit
+  StartServer(config);
+  std::vector<std::string> keys;
+  for (int i = 0; i < 2000; ++i) {
+    std::string key = absl::StrCat(i, "-");
+    key.resize(4096, 'k');
+    keys.push_back(std::move(key));
+  }
+  // The reply echoes every key: this client must accept a large response too.
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(-1);
+  auto stub = v1::Cache::NewStub(grpc::CreateCustomChannel(
+      absl::StrCat("127.0.0.1:", sidecar_->port()), grpc::InsecureChannelCredentials(), args));
+  grpc::ClientContext context;
+  SetTimeout(context, absl::Seconds(60));
+  v1::BatchGetRequest request;
+  for (const std::string& key : keys) request.add_keys(key);
+  v1::BatchGetResponse response;
+  const grpc::Status status = stub->BatchGet(&context, request, &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ASSERT_EQ(response.results_size(), 2000);
+  EXPECT_EQ(response.results(1999).code(), 0) << response.results(1999).message();
+  EXPECT_EQ(response.results(1999).key(), keys[1999]);
+}
+
+TEST_F(ServerTest, InvalidateMakesTheNextGetLoadAgain) {
+  StartServer();
+  v1::GetResponse response;
+  ASSERT_TRUE(Get("k", &response).ok());
+  EXPECT_EQ(response.value(), "k#1");
+  int64_t removed = -1;
+  ASSERT_TRUE(Invalidate({"k", "never-seen"}, &removed).ok());
+  EXPECT_EQ(removed, 1);
+  ASSERT_TRUE(Get("k", &response).ok());
+  EXPECT_EQ(response.source(), v1::SOURCE_LOADED);
+  EXPECT_EQ(response.value(), "k#2");
+  ASSERT_TRUE(Invalidate({}, &removed).ok());
+  EXPECT_EQ(removed, 0);
+}
+
+// A load in flight when Invalidate runs still answers its callers, but is not stored, and a Get
+// after Invalidate starts a new load instead of joining it.
+TEST_F(ServerTest, InvalidateDetachesTheLoadInFlight) {
+  origin_->SetBehavior("k", {.hold = true});
+  StartServer();
+  auto before = StartGet("k");
+  ASSERT_TRUE(origin_->WaitForHeld("k", 1));
+  int64_t removed = -1;
+  ASSERT_TRUE(Invalidate({"k"}, &removed).ok());
+  EXPECT_EQ(removed, 0);
+  auto after = StartGet("k");
+  ASSERT_TRUE(origin_->WaitForHeld("k", 2));  // a second load, not a join
+  EXPECT_EQ(origin_->Release("k"), 2);
+  ASSERT_TRUE(before->Wait());
+  ASSERT_TRUE(after->Wait());
+  ASSERT_TRUE(before->status.ok());
+  ASSERT_TRUE(after->status.ok());
+  EXPECT_EQ(before->response.value(), "k#1");
+  EXPECT_EQ(after->response.value(), "k#2");
+  EXPECT_EQ(after->response.source(), v1::SOURCE_LOADED);
+  v1::GetResponse response;
+  ASSERT_TRUE(Get("k", &response).ok());
+  EXPECT_EQ(response.source(), v1::SOURCE_HIT);
+  EXPECT_EQ(response.value(), "k#2");
+}
+
+TEST_F(ServerTest, InvalidateRejectsBadKeys) {
+  ServerConfig config = BaseConfig();
+  config.cache.max_key_bytes = 8;
+  config.max_batch_keys = 2;
+  StartServer(config);
+  int64_t removed = 0;
+  EXPECT_EQ(Invalidate({""}, &removed).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(Invalidate({"123456789"}, &removed).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(Invalidate({"a", "b", "c"}, &removed).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_TRUE(Invalidate({"12345678"}, &removed).ok());
+}
+
+TEST_F(ServerTest, StatsRpcReportsTheCoreCounters) {
+  origin_->SetBehavior("missing", {.status = grpc::Status(grpc::StatusCode::NOT_FOUND, "no")});
+  StartServer();
+  v1::GetResponse response;
+  ASSERT_TRUE(Get("a", &response).ok());
+  ASSERT_TRUE(Get("a", &response).ok());
+  EXPECT_EQ(Get("missing", &response).error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(Get("missing", &response).error_code(), grpc::StatusCode::NOT_FOUND);
+  v1::StatsResponse stats;
+  ASSERT_TRUE(Stats(&stats).ok());
+  const FlightCacheStats s = sidecar_->stats();
+  EXPECT_EQ(stats.requests(), 4);
+  EXPECT_EQ(stats.hits(), 1);
+  EXPECT_EQ(stats.negative_hits(), 1);
+  EXPECT_EQ(stats.misses(), 2);
+  EXPECT_EQ(stats.loads_started(), 2);
+  EXPECT_EQ(stats.loads_succeeded(), 2);
+  EXPECT_EQ(stats.origin_fetches(), 2);
+  EXPECT_EQ(stats.entries(), s.entries);
+  EXPECT_EQ(stats.bytes(), s.bytes);
+  EXPECT_EQ(stats.entries(), 2);
+  EXPECT_GT(stats.bytes(), 0);
+}
+
+// The spec's status table, row by row.
+
+TEST_F(ServerTest, EmptyOrOverlongKeyIsInvalidArgument) {
+  ServerConfig config = BaseConfig();
+  config.cache.max_key_bytes = 16;
+  StartServer(config);
+  v1::GetResponse response;
+  EXPECT_EQ(Get("", &response).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  const grpc::Status too_long = Get(std::string(17, 'k'), &response);
+  EXPECT_EQ(too_long.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(too_long.error_message(), HasSubstr("--max-key-bytes"));
+  EXPECT_TRUE(Get(std::string(16, 'k'), &response).ok());
+  EXPECT_EQ(origin_->fetches(), 1);
+}
+
+TEST_F(ServerTest, NotFoundIsServedFromTheNegativeCache) {
+  origin_->SetBehavior("gone", {.status = grpc::Status(grpc::StatusCode::NOT_FOUND, "no such")});
+  StartServer();
+  v1::GetResponse response;
+  EXPECT_EQ(Get("gone", &response).error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(Get("gone", &response).error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(origin_->fetches("gone"), 1);
+  EXPECT_EQ(sidecar_->stats().negative_hits, 1);
+}
+
+TEST_F(ServerTest, OriginErrorIsUnavailableNamingItAndNotCached) {
+  origin_->SetBehavior(
+      "k", {.status = grpc::Status(grpc::StatusCode::PERMISSION_DENIED, "database on fire")});
+  StartServer();
+  v1::GetResponse response;
+  const grpc::Status status = Get("k", &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(status.error_message(), HasSubstr("database on fire"));
+  EXPECT_THAT(status.error_message(), HasSubstr(origin_->url()));
+  EXPECT_EQ(Get("k", &response).error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(origin_->fetches("k"), 2);
+}
+
+TEST_F(ServerTest, OriginInternalCancelledOrExhaustedIsUnavailable) {
+  origin_->SetBehavior("internal", {.status = grpc::Status(grpc::StatusCode::INTERNAL, "oops")});
+  origin_->SetBehavior("cancelled",
+                       {.status = grpc::Status(grpc::StatusCode::CANCELLED, "gave up")});
+  origin_->SetBehavior("overloaded",
+                       {.status = grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "too busy")});
+  StartServer();
+  v1::GetResponse response;
+  const grpc::Status internal = Get("internal", &response);
+  EXPECT_EQ(internal.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(internal.error_message(), HasSubstr("oops"));
+  const grpc::Status cancelled = Get("cancelled", &response);
+  EXPECT_EQ(cancelled.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(cancelled.error_message(), HasSubstr("gave up"));
+  // The origin's own RESOURCE_EXHAUSTED is a failed fetch, not an oversized value.
+  const grpc::Status overloaded = Get("overloaded", &response);
+  EXPECT_EQ(overloaded.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(overloaded.error_message(), HasSubstr("too busy"));
+}
+
+TEST_F(ServerTest, UnreachableOriginIsUnavailable) {
+  const int port = origin_->port();
+  origin_->Stop();
+  ServerConfig config = BaseConfig();
+  config.origin = absl::StrCat("grpc://127.0.0.1:", port);
+  StartServer(config);
+  v1::GetResponse response;
+  EXPECT_EQ(Get("k", &response).error_code(), grpc::StatusCode::UNAVAILABLE);
+}
+
+TEST_F(ServerTest, LoadTimeoutIsUnavailableAndCancelsTheOriginCall) {
+  origin_->SetBehavior("k", {.hold = true});
+  ServerConfig config = BaseConfig();
+  config.cache.load_timeout = absl::Milliseconds(300);
+  StartServer(config);
+  v1::GetResponse response;
+  const grpc::Status status = Get("k", &response, absl::Seconds(10));
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(status.error_message(), AnyOf(HasSubstr("timed out"), HasSubstr("load-timeout")));
+  EXPECT_TRUE(origin_->WaitForCancellations(1));
+}
+
+TEST_F(ServerTest, ValueOverMaxValueBytesIsResourceExhausted) {
+  origin_->SetBehavior("big", {.value = std::string(2000, 'v')});
+  origin_->SetBehavior("fits", {.value = std::string(1024, 'v')});
+  ServerConfig config = BaseConfig();
+  config.cache.max_value_bytes = 1024;
+  StartServer(config);
+  v1::GetResponse response;
+  EXPECT_EQ(Get("big", &response).error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  ASSERT_TRUE(Get("fits", &response).ok());
+  EXPECT_EQ(response.value().size(), 1024u);
+}
+
+// A value so large that the origin channel's receive limit (--max-value-bytes + 1 MiB) stops it
+// in the transport: still RESOURCE_EXHAUSTED, not a transport error.
+TEST_F(ServerTest, ValueOverTheChannelLimitIsResourceExhausted) {
+  origin_->SetBehavior("huge", {.value = std::string((1 << 20) + 4096, 'v')});
+  ServerConfig config = BaseConfig();
+  config.cache.max_value_bytes = 1024;
+  StartServer(config);
+  v1::GetResponse response;
+  const grpc::Status status = Get("huge", &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(status.error_message(), HasSubstr("--max-value-bytes"));
+}
+
+TEST_F(ServerTest, FullLoadQueueIsResourceExhausted) {
+  origin_->SetBehavior("slow", {.hold = true});
+  ServerConfig config = BaseConfig();
+  config.cache.max_concurrent_loads = 1;
+  config.cache.max_queued_loads = 0;
+  StartServer(config);
+  auto holder = StartGet("slow");
+  ASSERT_TRUE(origin_->WaitForHeld("slow", 1));
+  v1::GetResponse response;
+  EXPECT_EQ(Get("other", &response).error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  origin_->ReleaseAll();
+  ASSERT_TRUE(holder->Wait());
+  EXPECT_TRUE(holder->status.ok());
+  EXPECT_TRUE(Get("other", &response).ok());
+}
+
+TEST_F(ServerTest, GarbageFromTheOriginIsInternal) {
+  origin_->SetBehavior("k", {.ttl_ms = -5});
+  StartServer();
+  v1::GetResponse response;
+  const grpc::Status status = Get("k", &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INTERNAL);
+  EXPECT_THAT(status.error_message(), HasSubstr("ttl_ms"));
+  EXPECT_EQ(Get("k", &response).error_code(), grpc::StatusCode::INTERNAL);  // not cached
+}
+
+TEST_F(ServerTest, HealthTurnsNotServingAndCallsGetUnavailableWhileDraining) {
+  StartServer();
+  absl::StatusOr<int> health = CheckHealth(channel_);
+  ASSERT_TRUE(health.ok()) << health.status();
+  EXPECT_EQ(*health, kServing);
+  health = CheckHealth(channel_, "flightcache.v1.Cache");
+  ASSERT_TRUE(health.ok()) << health.status();
+  EXPECT_EQ(*health, kServing);
+
+  sidecar_->BeginDrain();
+  health = CheckHealth(channel_);
+  ASSERT_TRUE(health.ok()) << health.status();
+  EXPECT_EQ(*health, kNotServing);
+  v1::GetResponse response;
+  EXPECT_EQ(Get("k", &response).error_code(), grpc::StatusCode::UNAVAILABLE);
+  v1::BatchGetResponse batch;
+  EXPECT_EQ(BatchGet({"k"}, &batch).error_code(), grpc::StatusCode::UNAVAILABLE);
+  int64_t removed = 0;
+  EXPECT_EQ(Invalidate({"k"}, &removed).error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(origin_->fetches(), 0);
+}
+
+TEST_F(ServerTest, ReflectionListsTheServices) {
+  StartServer();
+  absl::StatusOr<std::string> services = ReflectionListServices(channel_);
+  ASSERT_TRUE(services.ok()) << services.status();
+  EXPECT_THAT(*services, HasSubstr("flightcache.v1.Cache"));
+  EXPECT_THAT(*services, HasSubstr("grpc.health.v1.Health"));
+}
+
+TEST_F(ServerTest, ShutdownLetsACallInFlightFinish) {
+  origin_->SetBehavior("k", {.hold = true});
+  ServerConfig config = BaseConfig();
+  config.drain_timeout = absl::Seconds(20);
+  StartServer(config);
+  auto call = StartGet("k", absl::Seconds(30));
+  ASSERT_TRUE(origin_->WaitForHeld("k", 1));
+  std::thread shutdown([&] { sidecar_->Shutdown(); });
+  // While the call is in flight, the server drains: NOT_SERVING, new calls turned away.
+  absl::StatusOr<int> health;
+  for (int i = 0; i < 1000; ++i) {
+    health = CheckHealth(channel_);
+    if (health.ok() && *health == kNotServing) break;
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  ASSERT_TRUE(health.ok()) << health.status();
+  EXPECT_EQ(*health, kNotServing);
+  origin_->Release("k");
+  ASSERT_TRUE(call->Wait());
+  EXPECT_TRUE(call->status.ok()) << call->status.error_message();
+  EXPECT_EQ(call->response.value(), "k#1");
+  shutdown.join();
+}
+
+TEST_F(ServerTest, ShutdownCancelsCallsLeftAtTheDrainTimeout) {
+  origin_->SetBehavior("k", {.hold = true});
+  ServerConfig config = BaseConfig();
+  config.drain_timeout = absl::Milliseconds(200);
+  StartServer(config);
+  auto call = StartGet("k", absl::Seconds(30));
+  ASSERT_TRUE(origin_->WaitForHeld("k", 1));
+  sidecar_->Shutdown();
+  ASSERT_TRUE(call->Wait());
+  EXPECT_FALSE(call->status.ok());
+  // Its load lost its last waiter: the origin call is cancelled too.
+  EXPECT_TRUE(origin_->WaitForCancellations(1));
+}
+
+TEST_F(ServerTest, MetricsCountRequestsAndServeThemOverHttp) {
+  ServerConfig config = BaseConfig();
+  config.metrics_listen = "127.0.0.1:0";
+  StartServer(config);
+  ASSERT_GT(sidecar_->metrics_port(), 0);
+  v1::GetResponse response;
+  ASSERT_TRUE(Get("k", &response).ok());
+  ASSERT_TRUE(Get("k", &response).ok());
+  EXPECT_EQ(Get("", &response).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  v1::BatchGetResponse batch;
+  ASSERT_TRUE(BatchGet({"k", ""}, &batch).ok());
+
+  absl::StatusOr<std::string> body = ScrapeMetrics(sidecar_->metrics_port());
+  ASSERT_TRUE(body.ok()) << body.status();
+  EXPECT_THAT(*body, HasSubstr("flightcache_requests_total{code=\"OK\",method=\"Get\"} 2"));
+  EXPECT_THAT(*body,
+              HasSubstr("flightcache_requests_total{code=\"INVALID_ARGUMENT\",method=\"Get\"} 1"));
+  EXPECT_THAT(*body, HasSubstr("flightcache_requests_total{code=\"OK\",method=\"BatchGet\"} 1"));
+  EXPECT_THAT(*body, HasSubstr("flightcache_batch_keys_total{code=\"INVALID_ARGUMENT\"} 1"));
+  EXPECT_THAT(*body, HasSubstr("flightcache_cache_hits_total 2"));
+  EXPECT_THAT(*body, HasSubstr("flightcache_cache_misses_total 1"));
+  EXPECT_THAT(*body, HasSubstr("flightcache_cache_entries 1"));
+  EXPECT_THAT(*body, HasSubstr("flightcache_loads_inflight 0"));
+  EXPECT_THAT(*body, HasSubstr("flightcache_origin_fetches_total 1"));
+  EXPECT_THAT(*body,
+              HasSubstr("flightcache_origin_fetch_duration_seconds_count{attempt=\"primary\","
+                        "result=\"ok\"} 1"));
+  EXPECT_THAT(*body, HasSubstr("flightcache_hedges_total{outcome=\"won\"} 0"));
+}
+
+TEST_F(ServerTest, StartFailsWhenTheAddressIsTaken) {
+  StartServer();
+  ServerConfig config = BaseConfig();
+  config.listen = absl::StrCat("127.0.0.1:", sidecar_->port());
+  absl::StatusOr<std::unique_ptr<Sidecar>> second = Sidecar::Start(config);
+  EXPECT_FALSE(second.ok());
+  EXPECT_THAT(std::string(second.status().message()), HasSubstr("--listen"));
+}
+
+TEST_F(ServerTest, SimulatedOriginIsTheDefaultAndServesItsKeys) {
+  ServerConfig config = BaseConfig();
+  config.origin = "sim://?latency_ms=1&jitter_ms=0&value_bytes=64";
+  StartServer(config);
+  v1::GetResponse response;
+  ASSERT_TRUE(Get("user:42", &response).ok());
+  EXPECT_EQ(response.source(), v1::SOURCE_LOADED);
+  EXPECT_EQ(response.value().size(), 64u);
+  EXPECT_THAT(response.value(), HasSubstr("user:42"));
+  EXPECT_EQ(ServerConfig().origin, std::string(kDefaultOrigin));
+  EXPECT_TRUE(absl::StartsWith(ServerConfig().origin, "sim://"));
+}
+
+}  // namespace
+}  // namespace flightcache::testing
