@@ -16,13 +16,22 @@ using testing::FakeOrigin;
 using testing::FakeTimerQueue;
 
 // What one Get delivered.
+// Its state is shared with the callback: a cache destroyed after the Reply (a test's locals die
+// in reverse order) cancels its loads and answers their waiters, and must not write into a dead
+// object.
 struct Reply {
-  std::atomic<int> calls{0};
-  GetResult result;
+  struct State {
+    std::atomic<int> calls{0};
+    GetResult result;
+  };
+  std::shared_ptr<State> state = std::make_shared<State>();
+  std::atomic<int>& calls = state->calls;
+  GetResult& result = state->result;
+
   FlightCache::Callback Callback() {
-    return [this](GetResult r) {
-      result = std::move(r);
-      calls++;
+    return [s = state](GetResult r) {
+      s->result = std::move(r);
+      s->calls++;
     };
   }
   std::string value() const { return result.value ? *result.value : "<null>"; }

@@ -44,15 +44,24 @@ class HeldLoads {
 };
 
 // Records what one waiter got.
+// Its state is shared with the callback: a group destroyed after the Got (a test's locals die in
+// reverse order) still answers its waiters, and must not write into a dead object.
 struct Got {
-  std::atomic<int> calls{0};
-  SharedResult<std::string> result;
-  Outcome outcome;
+  struct State {
+    std::atomic<int> calls{0};
+    SharedResult<std::string> result;
+    Outcome outcome = Outcome::kStarted;
+  };
+  std::shared_ptr<State> state = std::make_shared<State>();
+  std::atomic<int>& calls = state->calls;
+  SharedResult<std::string>& result = state->result;
+  Outcome& outcome = state->outcome;
+
   Group::Callback Callback() {
-    return [this](const SharedResult<std::string>& r, Outcome o) {
-      result = r;
-      outcome = o;
-      calls++;
+    return [s = state](const SharedResult<std::string>& r, Outcome o) {
+      s->result = r;
+      s->outcome = o;
+      s->calls++;
     };
   }
 };
