@@ -25,7 +25,9 @@ for name in "${names[@]}"; do
   out="$(mktemp)"
   timeout --signal=TERM --kill-after=30 600 "$dir/$name.sh" "${args[@]}" 2>&1 | tee "$out"
   rc=${PIPESTATUS[0]}
-  mapfile -t lines < <(grep '^RESULT ' "$out")
+  # The verdicts as each benchmark's closing summary lists them (each is also printed as it
+  # is reached, so take only the summary's copy).
+  mapfile -t lines < <(awk '/^== .*: summary/ {s = 1} s && /^RESULT / {print}' "$out")
   summary+=("${lines[@]}")
   rm -f "$out"
   if [[ $rc -ne 0 ]]; then
