@@ -29,6 +29,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/usage.h"
+#include "absl/synchronization/mutex.h"
 #include "bench/bench_flags.h"
 #include "flightcache/v1/cache.grpc.pb.h"
 
@@ -102,6 +103,10 @@ class NoopCacheService final : public pb::Cache::CallbackService {
 };
 
 int Main(int argc, char** argv) {
+  // As flightcache-server does: Debian builds Abseil with mutex deadlock detection on, which
+  // roughly doubles the cost of every absl::Mutex lock, gRPC's own included. A baseline or a
+  // probe that paid it while the server does not would skew the comparison.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   absl::SetProgramUsageMessage(
       "flightcache-noop-server: a flightcache.v1.Cache that answers every Get at once with a "
       "fixed value (SOURCE_HIT); the baseline of bench/e2e/hits.sh.\n"

@@ -119,6 +119,7 @@ bench_init() {
 
   bench_log "build dir $BUILD_DIR; work dir $WORK"
   bench_log "machine: $(nproc) cores; $(uptime | sed 's/.*load average/load average/')"
+  bench_log "source: $(git -C "$BENCH_REPO_ROOT" describe --always --dirty 2>/dev/null || echo unknown)"
 }
 
 require_bins() {
