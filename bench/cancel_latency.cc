@@ -9,8 +9,9 @@
 //   client  sends --loads Gets of distinct cold keys, each with its own deadline (--deadline
 //           after it is sent), one every --spread/--loads (0: all at once). Each Get is its
 //           load's only waiter, so when its deadline passes the load has no waiter left and the
-//           server must cancel the origin call (--abandoned-loads=cancel, the default). Then it
-//           asks the server's Stats for loads_inflight / loads_queued, which must be 0.
+//           server must cancel the origin call (--abandoned-loads=cancel, the default). Before
+//           them, --warmup-loads of the same kind (not measured) bring the processes to a steady
+//           state. Then it asks the server's Stats for loads_inflight / loads_queued: must be 0.
 //   report  per load, cancel latency = (origin saw CANCELLED) − (the Get's deadline): the
 //           percentiles, and what the client saw.
 // --role=both (the default) does all three in one process. With --role=origin (until SIGTERM,
@@ -19,7 +20,7 @@
 // deadlines at once, one process would have to handle 1,000 expiring calls and 1,000 incoming
 // cancellations in the same instant.
 //
-// Clocks: deadlines and cancel times are absl::Now() (CLOCK_REALTIME) of processes on one
+// Clocks: deadlines and cancel times are WallNow() (CLOCK_REALTIME) of processes on one
 // machine, so they are directly comparable.
 //
 // Usage:
@@ -71,6 +72,8 @@ ABSL_FLAG(absl::Duration, spread, absl::Seconds(2),
 ABSL_FLAG(absl::Duration, wait, absl::Seconds(10),
           "After the last deadline, how long to wait for the origin to see every cancellation.");
 ABSL_FLAG(std::string, key_prefix, "cancel-", "Prefix of the measured keys (make it unique).");
+ABSL_FLAG(int, warmup_loads, 200,
+          "Abandoned loads sent first, in the same way, and not measured (0: none).");
 ABSL_FLAG(std::string, json, "", "Also write the figures as JSON to this file.");
 ABSL_FLAG(bool, direct, false,
           "Control run: the client calls the origin's Fetch itself, with no flightcache-server in "
@@ -85,6 +88,13 @@ namespace {
 
 namespace pb = ::flightcache::v1;
 
+// The wall clock as gRPC reads it (clock_gettime(CLOCK_REALTIME) through std::chrono), for every
+// timestamp and deadline here. Not absl::Now(): Abseil interpolates the time from the CPU's cycle
+// counter between calibrations, and on this VM it was seen up to ~20 ms away from the kernel's
+// clock, which put some deadlines (measured with it) after the moment gRPC (using the kernel's
+// clock) actually enforced them.
+absl::Time WallNow() { return absl::FromChrono(std::chrono::system_clock::now()); }
+
 // What the origin saw of one key.
 struct FetchRecord {
   absl::Time fetch_at = absl::InfinitePast();
@@ -97,7 +107,7 @@ class RecordingOrigin final : public pb::Origin::CallbackService {
   grpc::ServerUnaryReactor* Fetch(grpc::CallbackServerContext* context,
                                   const pb::FetchRequest* request,
                                   pb::FetchResponse* response) override {
-    const absl::Time now = absl::Now();
+    const absl::Time now = WallNow();
     if (absl::StartsWith(request->key(), "warm-")) {
       response->set_value("w");
       grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
@@ -137,7 +147,7 @@ class RecordingOrigin final : public pb::Origin::CallbackService {
     }
     void OnCancel() override {
       // Take the time first: this is the moment the origin learns of the cancellation.
-      const absl::Time now = absl::Now();
+      const absl::Time now = WallNow();
       {
         absl::MutexLock lock(&origin_.mu_);
         origin_.records_[key_].cancel_at = now;
@@ -256,7 +266,7 @@ std::optional<ClientRun> RunClient(const std::function<bool()>& all_cancels_seen
   bool path_ok = false;
   for (int i = 0; i < 100 && !path_ok; ++i) {
     grpc::ClientContext context;
-    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
+    context.set_deadline(absl::ToChronoTime(WallNow() + absl::Seconds(2)));
     const std::string key = absl::StrCat("warm-", prefix, i);
     if (direct) {
       pb::FetchRequest request;
@@ -285,57 +295,70 @@ std::optional<ClientRun> RunClient(const std::function<bool()>& all_cancels_seen
     pb::FetchRequest fetch_request;
     pb::FetchResponse fetch_response;
   };
-  std::vector<std::unique_ptr<Call>> calls;
-  calls.reserve(loads);
-  for (int i = 0; i < loads; ++i) {
-    auto call = std::make_unique<Call>();
-    call->result.key = absl::StrCat(prefix, i);
-    call->request.set_key(call->result.key);
-    call->fetch_request.set_key(call->result.key);
-    call->fetch_request.set_attempt(1);
-    calls.push_back(std::move(call));
-  }
-  absl::BlockingCounter answered(loads);
-  const absl::Time start = absl::Now();
-  for (int i = 0; i < loads; ++i) {
-    Call& call = *calls[i];
-    const absl::Time send_at = start + spread * i / loads;
-    const absl::Time now = absl::Now();
-    if (send_at > now) absl::SleepFor(send_at - now);
-    call.result.deadline = absl::Now() + deadline;
-    call.context.set_deadline(absl::ToChronoTime(call.result.deadline));
-    auto done = [&call, &answered](grpc::Status status) {
-      call.result.answered_at = absl::Now();
-      call.result.code = static_cast<int>(status.error_code());
-      answered.DecrementCount();
-    };
-    if (direct) {
-      origin_stub->async()->Fetch(&call.context, &call.fetch_request, &call.fetch_response,
-                                  std::move(done));
-    } else {
-      stub->async()->Get(&call.context, &call.request, &call.response, std::move(done));
+  // Sends `n` Gets of keys `key_prefix`0.. evenly over `over` and waits for every answer.
+  auto run_phase = [&](const std::string& key_prefix, int n, absl::Duration over) {
+    std::vector<std::unique_ptr<Call>> phase;
+    phase.reserve(n);
+    for (int i = 0; i < n; ++i) {
+      auto call = std::make_unique<Call>();
+      call->result.key = absl::StrCat(key_prefix, i);
+      call->request.set_key(call->result.key);
+      call->fetch_request.set_key(call->result.key);
+      call->fetch_request.set_attempt(1);
+      phase.push_back(std::move(call));
     }
+    absl::BlockingCounter answered(n);
+    const absl::Time start = WallNow();
+    for (int i = 0; i < n; ++i) {
+      Call& call = *phase[i];
+      const absl::Time send_at = start + over * i / n;
+      const absl::Time now = WallNow();
+      if (send_at > now) absl::SleepFor(send_at - now);
+      call.result.deadline = WallNow() + deadline;
+      call.context.set_deadline(absl::ToChronoTime(call.result.deadline));
+      auto done = [&call, &answered](grpc::Status status) {
+        call.result.answered_at = WallNow();
+        call.result.code = static_cast<int>(status.error_code());
+        answered.DecrementCount();
+      };
+      if (direct) {
+        origin_stub->async()->Fetch(&call.context, &call.fetch_request, &call.fetch_response,
+                                    std::move(done));
+      } else {
+        stub->async()->Get(&call.context, &call.request, &call.response, std::move(done));
+      }
+    }
+    answered.Wait();  // orders every callback's writes before the reads that follow
+    return phase;
+  };
+
+  // Warm-up, not measured: the same kind of abandoned loads, so that the measured ones meet
+  // threads, connections and allocator pools in their steady state, as in a running sidecar.
+  const int warmup = absl::GetFlag(FLAGS_warmup_loads);
+  if (warmup > 0) {
+    run_phase(absl::StrCat("warmup-", prefix), warmup, spread * warmup / loads);
+    absl::SleepFor(absl::Milliseconds(200));  // let the warm-up's cancellations land
   }
-  answered.Wait();  // orders every callback's writes before the reads below
+  std::vector<std::unique_ptr<Call>> calls = run_phase(prefix, loads, spread);
   absl::Time last_deadline = absl::InfinitePast();
   for (const auto& call : calls) last_deadline = std::max(last_deadline, call->result.deadline);
 
   const absl::Time wait_until = last_deadline + absl::GetFlag(FLAGS_wait);
-  while (!all_cancels_seen() && absl::Now() < wait_until) absl::SleepFor(absl::Milliseconds(5));
+  while (!all_cancels_seen() && WallNow() < wait_until) absl::SleepFor(absl::Milliseconds(5));
 
   // The flight leaves the table when its last waiter leaves, so 0 is expected at once.
   ClientRun run;
   auto read_stats = [&](pb::StatsResponse* stats) {
     grpc::ClientContext context;
-    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
+    context.set_deadline(absl::ToChronoTime(WallNow() + absl::Seconds(5)));
     return stub->Stats(&context, pb::StatsRequest(), stats).ok();
   };
   run.stats.ok = !direct && read_stats(&run.stats.first);
   run.stats.final = run.stats.first;
-  const absl::Time stats_deadline = absl::Now() + absl::Seconds(5);
+  const absl::Time stats_deadline = WallNow() + absl::Seconds(5);
   while (run.stats.ok &&
          (run.stats.final.loads_inflight() != 0 || run.stats.final.loads_queued() != 0) &&
-         absl::Now() < stats_deadline) {
+         WallNow() < stats_deadline) {
     absl::SleepFor(absl::Milliseconds(50));
     read_stats(&run.stats.final);
   }
@@ -608,8 +631,9 @@ int Main(int argc, char** argv) {
   RecordingOrigin origin;
   std::unique_ptr<grpc::Server> server = StartOrigin(origin);
   if (server == nullptr) return 1;
-  std::optional<ClientRun> run =
-      RunClient([&origin, loads] { return origin.cancels_seen() >= loads; });
+  std::optional<ClientRun> run = RunClient([&origin, loads] {
+    return origin.cancels_seen() >= loads + absl::GetFlag(FLAGS_warmup_loads);
+  });
   int status = 1;
   if (run.has_value()) status = Report(origin.Records(), *run, origin.pending());
   // Anything still pending is cancelled by the shutdown (OnCancel finishes it).

@@ -4,7 +4,9 @@
 # plays the origin (its fetches never answer; it records when gRPC tells it a fetch was
 # cancelled) and the client: 1,000 Gets of distinct cold keys with a 100 ms deadline, so each
 # load's only waiter times out and flightcache-server (--abandoned-loads=cancel, the default)
-# must cancel the origin call. Runs, each against a fresh server:
+# must cancel the origin call. 200 loads of the same kind go first, unmeasured (warm-up: threads,
+# connections and allocator of every process in their steady state). Runs, each against a fresh
+# server:
 #   paced  one Get every 2 ms (1,000 over 2 s): the latency of the cancellation path itself;
 #   burst  all 1,000 Gets sent at once, so 1,000 deadlines fall within a few ms of each other;
 # with the probe's origin and client in two processes (as in production, where the origin is

@@ -5,17 +5,18 @@
 # against flightcache-server, and the same load generator with the same flags against
 # flightcache-noop-server (same gRPC library and callback style, answers every Get at once with
 # a fixed value of the same size). Both servers run during the whole script and the runs
-# alternate A B B A (ROUNDS pairs), so that a change in background load hits both alike.
+# alternate A B, B A, A B, ... (ROUNDS pairs, default 4), so that a change in background load
+# hits both alike.
 #   - throughput and p99 of each; ratio flightcache / no-op throughput: target >= 0.9.
 # Usage: bench/e2e/hits.sh [--strict] [--keep] [BUILD_DIR]
 source "$(dirname "$0")/common.sh"
-bench_init hits 400 "$@"
+bench_init hits 500 "$@"
 require_bins "$SERVER_BIN" "$LOADGEN_BIN" "$CLI_BIN" "$NOOP_BIN" "$FILL_BIN"
 
 KEYS="${KEYS:-10000}"
 VALUE_BYTES=100
 DURATION="${DURATION:-10s}"
-ROUNDS="${ROUNDS:-2}"
+ROUNDS="${ROUNDS:-4}"
 CONCURRENCY=64
 
 # The origin does not matter for hits: the built-in simulated one avoids a third process.
@@ -72,11 +73,16 @@ fc_hit=$(list_of fc 'd["server"]["hit_ratio"]')
 fc_err=$(list_of fc 'd["errors"]')
 noop_err=$(list_of noop 'd["errors"]')
 ratio=$(calc "$fc_rps / $noop_rps")
+pair_ratios=()
+for ((r = 1; r <= ROUNDS; r++)); do
+  pair_ratios+=("$(calc "round($(json "$WORK/fc.$r.json" 'd["throughput_rps"]') / $(json "$WORK/noop.$r.json" 'd["throughput_rps"]'), 3)")")
+done
 
 echo
-echo "hits: $KEYS warm keys, uniform, closed loop, concurrency $CONCURRENCY, $DURATION x $ROUNDS rounds each (A B B A)"
+echo "hits: $KEYS warm keys, uniform, closed loop, concurrency $CONCURRENCY, $DURATION x $ROUNDS rounds each (A B, B A, ...)"
 echo "  flightcache-server: rps per round [$(list_of fc 'd["throughput_rps"]')] p99 ms [$(list_of fc 'd["latency_ms"]["p99"]')] hit_ratio [$fc_hit] errors [$fc_err]"
 echo "  noop-server:        rps per round [$(list_of noop 'd["throughput_rps"]')] p99 ms [$(list_of noop 'd["latency_ms"]["p99"]')] errors [$noop_err]"
+echo "  ratio per round: [${pair_ratios[*]}]"
 echo "  mean: flightcache ${fc_rps} rps (p50 ${fc_p50} ms, p99 ${fc_p99} ms); no-op ${noop_rps} rps (p50 ${noop_p50} ms, p99 ${noop_p99} ms)"
 
 result "flightcache throughput" "${fc_rps} rps, p99 ${fc_p99} ms" "(figure)" INFO
