@@ -1,6 +1,7 @@
 #include "flightcache/cache_shard.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <limits>
 #include <utility>
@@ -50,27 +51,64 @@ CacheShard::~CacheShard() {
 
 std::optional<CacheHit> CacheShard::Lookup(std::string_view key, size_t hash, absl::Time now,
                                            ReleasedValues* released) {
-  return Find(key, hash, ToNanos(now), /*access=*/true, released);
+  bool expired = false;
+  std::optional<CacheHit> hit = SharedLookup(key, hash, now, /*count_access=*/true, &expired);
+  if (expired) RemoveExpired(key, hash, now, released);
+  return hit;
 }
 
 std::optional<CacheHit> CacheShard::Peek(std::string_view key, size_t hash, absl::Time now,
                                          ReleasedValues* released) {
-  return Find(key, hash, ToNanos(now), /*access=*/false, released);
+  bool expired = false;
+  std::optional<CacheHit> hit = SharedLookup(key, hash, now, /*count_access=*/false, &expired);
+  if (expired) RemoveExpired(key, hash, now, released);
+  return hit;
 }
 
-std::optional<CacheHit> CacheShard::Find(std::string_view key, size_t hash, int64_t now_ns,
-                                         bool access, ReleasedValues* released) {
+const CacheShard::Slot* CacheShard::FindLive(std::string_view key, size_t hash, int64_t now_ns,
+                                             bool count_access, bool* expired) const {
   const auto it = index_.find(HashedKey{key, hash});
-  if (it == index_.end()) return std::nullopt;
-  const uint32_t s = *it;
-  Slot& slot = slots_[s];
+  if (it == index_.end()) return nullptr;
+  const Slot& slot = slots_[*it];
   if (slot.expires_ns <= now_ns) {
-    Remove(s, it, Removal::kExpired, released);
-    return std::nullopt;
+    if (expired != nullptr) *expired = true;
+    return nullptr;
   }
-  // The whole cost of a hit for the eviction policy: no relinking.
-  if (access && slot.freq < kMaxFreq) ++slot.freq;
-  return CacheHit{slot.value, FromNanos(slot.expires_ns)};
+  // The whole cost of a hit for the eviction policy: no relinking, and a write only while the
+  // counter is below its cap (a hot key's line stays shared between cores). Two readers racing
+  // on the increment may count one access; the counter is a hint.
+  if (count_access) {
+    std::atomic_ref<uint8_t> freq(slot.freq);
+    const uint8_t seen = freq.load(std::memory_order_relaxed);
+    if (seen < kMaxFreq) freq.store(seen + 1, std::memory_order_relaxed);
+  }
+  return &slot;
+}
+
+std::optional<CacheHit> CacheShard::SharedLookup(std::string_view key, size_t hash, absl::Time now,
+                                                 bool count_access, bool* expired) const {
+  const int64_t now_ns = ToNanos(now);
+  const Slot* slot = FindLive(key, hash, now_ns, count_access, expired);
+  if (slot == nullptr) return std::nullopt;
+  return CacheHit{slot->value, FromNanos(slot->expires_ns),
+                  absl::Nanoseconds(slot->expires_ns - now_ns)};
+}
+
+bool CacheShard::SharedRead(std::string_view key, size_t hash, absl::Time now, bool* expired,
+                            absl::FunctionRef<void(const CacheEntryView&)> read) const {
+  const int64_t now_ns = ToNanos(now);
+  const Slot* slot = FindLive(key, hash, now_ns, /*count_access=*/true, expired);
+  if (slot == nullptr) return false;
+  read(CacheEntryView{slot->value.get(), absl::Nanoseconds(slot->expires_ns - now_ns)});
+  return true;
+}
+
+bool CacheShard::RemoveExpired(std::string_view key, size_t hash, absl::Time now,
+                               ReleasedValues* released) {
+  const auto it = index_.find(HashedKey{key, hash});
+  if (it == index_.end() || slots_[*it].expires_ns > ToNanos(now)) return false;
+  Remove(*it, it, Removal::kExpired, released);
+  return true;
 }
 
 void CacheShard::Insert(std::string_view key, size_t hash, Value value, absl::Time expires_at,

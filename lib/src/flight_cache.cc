@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "flightcache/flight.h"
+#include "flightcache/striped.h"
 
 namespace flightcache {
 namespace {
@@ -94,7 +95,6 @@ struct FlightCache::Impl {
         origin_name(origin.Describe()),
         timers(timers),
         observer(observer),
-        ttl_clock(ttl_clock),
         cache(options.cache, ttl_clock),
         limiter(options.max_concurrent_loads, options.max_queued_loads),
         hedger(options.hedge, timers, &limiter),
@@ -235,12 +235,12 @@ struct FlightCache::Impl {
   GetResult FromCacheHit(const CacheHit& hit) {
     GetResult r;
     r.source = Source::kHit;
-    r.ttl_remaining = std::max(absl::ZeroDuration(), hit.expires_at - ttl_clock.Now());
+    r.ttl_remaining = hit.ttl_remaining;
     if (hit.negative()) {
-      negative_hits.fetch_add(1, std::memory_order_relaxed);
+      requests.Add(kNegativeHits);
       r.status = absl::NotFoundError("key not found (cached)");
     } else {
-      hits.fetch_add(1, std::memory_order_relaxed);
+      requests.Add(kHits);
       r.value = hit.value;
     }
     return r;
@@ -249,12 +249,11 @@ struct FlightCache::Impl {
   // A hit found by the re-check, in the shape a load's waiters get (see Get()).
   SharedResult<LoadedValue> HitAsResult(const CacheHit& hit) {
     if (hit.negative()) {
-      negative_hits.fetch_add(1, std::memory_order_relaxed);
+      requests.Add(kNegativeHits);
       return MakeSharedResult<LoadedValue>(absl::NotFoundError("key not found (cached)"));
     }
-    hits.fetch_add(1, std::memory_order_relaxed);
-    return MakeSharedResult<LoadedValue>(
-        LoadedValue{hit.value, std::max(absl::ZeroDuration(), hit.expires_at - ttl_clock.Now())});
+    requests.Add(kHits);
+    return MakeSharedResult<LoadedValue>(LoadedValue{hit.value, hit.ttl_remaining});
   }
 
   static GetResult FromLoad(const SharedResult<LoadedValue>& result, Group::Outcome outcome) {
@@ -284,12 +283,13 @@ struct FlightCache::Impl {
   const std::string origin_name;
   TimerQueue& timers;
   LoadObserver* const observer;
-  const Clock& ttl_clock;
   ShardedCache cache;
   ConcurrencyLimiter limiter;
   Hedger hedger;
-  // Relaxed counters: statistics only, never used to order other memory.
-  std::atomic<int64_t> requests{0}, hits{0}, negative_hits{0}, misses{0}, coalesced{0};
+  // Statistics only, never used to order other memory. The per-request ones are striped so that
+  // hits on different cores do not share a written cache line.
+  enum RequestCounter { kRequests, kHits, kNegativeHits, kMisses, kCoalesced, kCounterCount };
+  StripedCounters<kCounterCount> requests;
   std::atomic<int64_t> loads_succeeded{0}, loads_failed{0}, loads_cancelled{0};
   absl::Mutex pins_mu;
   int64_t pins ABSL_GUARDED_BY(pins_mu) = 0;  // live Pins
@@ -306,7 +306,7 @@ FlightCache::~FlightCache() = default;
 
 GetHandle FlightCache::Get(std::string_view key, Callback done) {
   Impl& impl = *impl_;
-  impl.requests.fetch_add(1, std::memory_order_relaxed);
+  impl.requests.Add(Impl::kRequests);
   if (key.empty()) {
     done(GetResult{.status = absl::InvalidArgumentError("key must not be empty")});
     return {};
@@ -321,7 +321,7 @@ GetHandle FlightCache::Get(std::string_view key, Callback done) {
     done(impl.FromCacheHit(*hit));
     return {};
   }
-  impl.misses.fetch_add(1, std::memory_order_relaxed);
+  impl.requests.Add(Impl::kMisses);
   Group::Callback on_load = [&impl, done = std::move(done)](const SharedResult<LoadedValue>& result,
                                                             Group::Outcome outcome) mutable {
     done(impl.FromLoad(result, outcome));
@@ -332,7 +332,7 @@ GetHandle FlightCache::Get(std::string_view key, Callback done) {
         std::move(on_load));
     switch (joined.outcome) {
       case Group::Outcome::kJoined:
-        impl.coalesced.fetch_add(1, std::memory_order_relaxed);
+        impl.requests.Add(Impl::kCoalesced);
         return GetHandle(std::move(joined.waiter));
       case Group::Outcome::kStarted:
         return GetHandle(std::move(joined.waiter));
@@ -340,7 +340,7 @@ GetHandle FlightCache::Get(std::string_view key, Callback done) {
         // A load stored the key between our miss and Join's lock. Serve it as a hit; if it was
         // evicted again in that instant, go round and join or start a flight after all.
         if (std::optional<CacheHit> hit = impl.cache.Peek(key)) {
-          impl.misses.fetch_sub(1, std::memory_order_relaxed);  // it was a hit after all
+          impl.requests.Add(Impl::kMisses, -1);  // it was a hit after all
           on_load(impl.HitAsResult(*hit), Group::Outcome::kAnsweredByRecheck);
           return {};
         }
@@ -374,11 +374,11 @@ FlightCacheStats FlightCache::stats() const {
   const Impl& impl = *impl_;
   FlightCacheStats s;
   auto load = [](const std::atomic<int64_t>& v) { return v.load(std::memory_order_relaxed); };
-  s.requests = load(impl.requests);
-  s.hits = load(impl.hits);
-  s.negative_hits = load(impl.negative_hits);
-  s.misses = load(impl.misses);
-  s.coalesced = load(impl.coalesced);
+  s.requests = impl.requests.Sum(Impl::kRequests);
+  s.hits = impl.requests.Sum(Impl::kHits);
+  s.negative_hits = impl.requests.Sum(Impl::kNegativeHits);
+  s.misses = impl.requests.Sum(Impl::kMisses);
+  s.coalesced = impl.requests.Sum(Impl::kCoalesced);
   const SingleFlightStats flights = impl.group.stats();
   s.loads_started = flights.started;
   s.loads_inflight = flights.inflight;

@@ -6,8 +6,8 @@
 #include "absl/base/optimization.h"
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
 #include "flightcache/cache_shard.h"
+#include "flightcache/striped.h"
 
 namespace flightcache {
 namespace {
@@ -34,14 +34,11 @@ absl::Status CacheOptions::Validate() const {
   return absl::OkStatus();
 }
 
-// Each shard is aligned to its own cache lines, so threads hitting different shards never
-// write to a shared line; its counters sit beside the mutex they are guarded by, which a hit
-// has to write anyway.
+// Each shard is aligned to its own cache lines, so threads working on different shards never
+// write to a shared line. Hits take the shard's lock as readers: with StripedSharedMutex they
+// write only their own stripe, so concurrent hits on one shard do not contend either.
 struct alignas(ABSL_CACHELINE_SIZE) ShardedCache::Shard {
-  absl::Mutex mu;
-  int64_t hits ABSL_GUARDED_BY(mu) = 0;
-  int64_t negative_hits ABSL_GUARDED_BY(mu) = 0;
-  int64_t misses ABSL_GUARDED_BY(mu) = 0;
+  StripedSharedMutex mu;
   CacheShard cache ABSL_GUARDED_BY(mu);
 };
 
@@ -56,7 +53,7 @@ ShardedCache::ShardedCache(CacheOptions options, const Clock& clock) : clock_(cl
   const absl::Time now = clock_.Now();
   for (int i = 0; i < shard_count; ++i) {
     const int64_t share = capacity / shard_count + (i < capacity % shard_count ? 1 : 0);
-    absl::MutexLock lock(&shards_[i].mu);
+    StripedWriterLock lock(&shards_[i].mu);
     shards_[i].cache.SetCapacity(share, now);
   }
 }
@@ -71,32 +68,59 @@ ShardedCache::Shard& ShardedCache::ShardFor(size_t hash) const {
 }
 
 std::optional<CacheHit> ShardedCache::Lookup(std::string_view key) {
-  const size_t hash = CacheShard::Hash(key);
-  const absl::Time now = clock_.Now();
-  Shard& shard = ShardFor(hash);
-  CacheShard::ReleasedValues released;  // an expired value is destroyed after unlocking
-  std::optional<CacheHit> hit;
-  {
-    absl::MutexLock lock(&shard.mu);
-    hit = shard.cache.Lookup(key, hash, now, &released);
-    if (!hit.has_value()) {
-      ++shard.misses;
-    } else if (hit->negative()) {
-      ++shard.negative_hits;
-    } else {
-      ++shard.hits;
-    }
-  }
+  std::optional<CacheHit> hit = Find(key, /*count_access=*/true);
+  Count(hit.has_value(), hit.has_value() && hit->negative());
   return hit;
 }
 
-std::optional<CacheHit> ShardedCache::Peek(std::string_view key) {
+bool ShardedCache::Read(std::string_view key, absl::FunctionRef<void(const CacheEntryView&)> read) {
   const size_t hash = CacheShard::Hash(key);
   const absl::Time now = clock_.Now();
   Shard& shard = ShardFor(hash);
-  CacheShard::ReleasedValues released;
-  absl::MutexLock lock(&shard.mu);
-  return shard.cache.Peek(key, hash, now, &released);
+  bool expired = false;
+  bool negative = false;
+  bool found;
+  {
+    StripedReaderLock lock(&shard.mu);
+    found = shard.cache.SharedRead(key, hash, now, &expired, [&](const CacheEntryView& entry) {
+      negative = entry.negative();
+      read(entry);
+    });
+  }
+  if (expired) DropExpired(shard, key, hash, now);
+  Count(found, negative);
+  return found;
+}
+
+// Rare (once per entry and TTL): a reader found the entry expired. Drop it now rather than keep
+// its bytes until a reload replaces it; it may have been replaced meanwhile, which
+// RemoveExpired() checks under the exclusive lock.
+void ShardedCache::DropExpired(Shard& shard, std::string_view key, size_t hash, absl::Time now) {
+  CacheShard::ReleasedValues released;  // destroyed after the lock is released
+  StripedWriterLock lock(&shard.mu);
+  shard.cache.RemoveExpired(key, hash, now, &released);
+}
+
+void ShardedCache::Count(bool found, bool negative) {
+  counters_.Add(!found ? kMisses : negative ? kNegativeHits : kHits);
+}
+
+std::optional<CacheHit> ShardedCache::Peek(std::string_view key) {
+  return Find(key, /*count_access=*/false);
+}
+
+std::optional<CacheHit> ShardedCache::Find(std::string_view key, bool count_access) {
+  const size_t hash = CacheShard::Hash(key);
+  const absl::Time now = clock_.Now();
+  Shard& shard = ShardFor(hash);
+  bool expired = false;
+  {
+    StripedReaderLock lock(&shard.mu);
+    std::optional<CacheHit> hit = shard.cache.SharedLookup(key, hash, now, count_access, &expired);
+    if (!expired) return hit;
+  }
+  DropExpired(shard, key, hash, now);
+  return std::nullopt;
 }
 
 void ShardedCache::Insert(std::string_view key, Value value, absl::Duration ttl) {
@@ -106,7 +130,7 @@ void ShardedCache::Insert(std::string_view key, Value value, absl::Duration ttl)
   // Evicted and replaced values (possibly the last reference to megabytes) are freed after the
   // lock is released; `released` is declared first so it is destroyed last.
   CacheShard::ReleasedValues released;
-  absl::MutexLock lock(&shard.mu);
+  StripedWriterLock lock(&shard.mu);
   shard.cache.Insert(key, hash, std::move(value), now + ttl, now, &released);
 }
 
@@ -115,7 +139,7 @@ bool ShardedCache::Erase(std::string_view key) {
   const absl::Time now = clock_.Now();
   Shard& shard = ShardFor(hash);
   CacheShard::ReleasedValues released;
-  absl::MutexLock lock(&shard.mu);
+  StripedWriterLock lock(&shard.mu);
   return shard.cache.Erase(key, hash, now, &released);
 }
 
@@ -123,12 +147,12 @@ CacheStats ShardedCache::stats() const {
   // Shards are summed one lock at a time, so the totals are not a single atomic snapshot, but
   // each shard's part is consistent and bytes never exceeds the capacity.
   CacheStats stats;
+  stats.hits = counters_.Sum(kHits);
+  stats.negative_hits = counters_.Sum(kNegativeHits);
+  stats.misses = counters_.Sum(kMisses);
   for (int i = 0; i <= shard_mask_; ++i) {
     Shard& shard = shards_[i];
-    absl::MutexLock lock(&shard.mu);
-    stats.hits += shard.hits;
-    stats.negative_hits += shard.negative_hits;
-    stats.misses += shard.misses;
+    StripedReaderLock lock(&shard.mu);
     stats.entries += shard.cache.entries();
     stats.bytes += shard.cache.bytes();
     stats.evictions += shard.cache.evictions();

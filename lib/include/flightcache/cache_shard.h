@@ -17,9 +17,10 @@
 // queues are doubly linked lists threaded through slot indices rather than rings.
 //
 // Expiry: an entry is live while now < expires_at. Expired entries read as misses and are
-// dropped when they are touched (lookup, insert of the same key, erase) or when eviction reaches
-// them at a queue tail, where they go first whatever their counter says. There is no expiry
-// index, so an expired entry in the middle of a queue keeps its bytes until one of those happens.
+// dropped when they are touched (lookup, insert of the same key, erase; SharedLookup leaves that
+// to its caller) or when eviction reaches them at a queue tail, where they go first whatever their
+// counter says. There is no expiry index, so an expired entry in the middle of a queue keeps its
+// bytes until one of those happens.
 //
 // Accounting: every entry is charged Charge(key, value) = key bytes + value bytes +
 // ShardedCache::kEntryOverheadBytes (a negative entry: key + overhead). bytes() <= capacity()
@@ -60,6 +61,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/container/inlined_vector.h"
+#include "absl/functional/function_ref.h"
 #include "absl/hash/hash.h"
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
@@ -106,6 +108,22 @@ class CacheShard final {
   // Like Lookup() but not counted as an access, so re-checks do not make a key look hot.
   std::optional<CacheHit> Peek(std::string_view key, size_t hash, absl::Time now,
                                ReleasedValues* released = nullptr);
+
+  // Lookup() (count_access) or Peek() for readers that share the shard under a reader lock: it
+  // changes nothing but the entry's access counter, with a relaxed atomic. An expired entry reads
+  // as a miss and stays stored; *expired (if not null) is set so that the caller can drop it
+  // with RemoveExpired() under an exclusive lock.
+  std::optional<CacheHit> SharedLookup(std::string_view key, size_t hash, absl::Time now,
+                                       bool count_access, bool* expired = nullptr) const;
+
+  // SharedLookup() that hands `read` a view of the entry instead of a copy of its Value.
+  // Returns true if a live entry was found (and `read` called).
+  bool SharedRead(std::string_view key, size_t hash, absl::Time now, bool* expired,
+                  absl::FunctionRef<void(const CacheEntryView&)> read) const;
+
+  // Removes the entry for `key` if it has expired by `now`; true if it did.
+  bool RemoveExpired(std::string_view key, size_t hash, absl::Time now,
+                     ReleasedValues* released = nullptr);
 
   // Stores `value` (null: a negative entry) until `expires_at`, replacing any entry for `key`.
   // A replaced live entry keeps its queue and access count, so refreshing a hot key does not
@@ -154,7 +172,9 @@ class CacheShard final {
     uint32_t key_size = 0;
     uint32_t newer = kNil;  // towards the queue's head (most recently inserted)
     uint32_t older = kNil;  // towards the queue's tail; for a free slot, the next free slot
-    uint8_t freq = 0;       // saturating access counter, 0..kMaxFreq
+    // Saturating access counter, 0..kMaxFreq. Readers under a shared lock bump it through
+    // std::atomic_ref (hence mutable); writers hold the shard exclusively and use it plainly.
+    mutable uint8_t freq = 0;
     Queue queue = Queue::kFree;
   };
 
@@ -191,9 +211,11 @@ class CacheShard final {
         slot.key_size <= kInlineKeyBytes ? slot.key.inline_bytes : slot.key.heap, slot.key_size);
   }
   static int64_t ChargeOf(const Slot& slot) { return Charge(KeyOf(slot), slot.value); }
+  // The live slot for `key` (counted as an access if `count_access`), or null; an expired one
+  // sets *expired. Changes nothing but the slot's atomic access counter.
+  const Slot* FindLive(std::string_view key, size_t hash, int64_t now_ns, bool count_access,
+                       bool* expired) const;
 
-  std::optional<CacheHit> Find(std::string_view key, size_t hash, int64_t now_ns, bool access,
-                               ReleasedValues* released);
   void MakeRoom(int64_t charge, int64_t now_ns, ReleasedValues* released);
   void EvictOne(int64_t now_ns, ReleasedValues* released);
   void Remove(uint32_t s, Index::iterator it, Removal why, ReleasedValues* released);

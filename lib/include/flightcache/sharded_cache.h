@@ -1,8 +1,10 @@
 // ShardedCache: the bounded in-memory store of loaded values and negative (not-found) entries.
 //
 // Keys hash to one of N shards; each shard is a plain single-threaded CacheShard (cache_shard.h)
-// behind its own mutex, so a hit takes one shard lock and no global lock. The byte bound counts
-// key + value + a fixed per-entry overhead (kEntryOverheadBytes) and holds at every moment
+// behind its own reader-writer lock (StripedSharedMutex, striped.h). A hit takes its shard's
+// lock as a reader and counts itself in a per-thread stripe, so hits write no line that another
+// core writes: no global lock, and no shard lock word bouncing between cores either. The byte bound
+// counts key + value + a fixed per-entry overhead (kEntryOverheadBytes) and holds at every moment
 // (each shard owns capacity/N). Entries expire at their TTL; expired entries read as misses and
 // are dropped lazily. Eviction keeps the hot set (see cache_shard.h for the policy and why).
 //
@@ -15,6 +17,7 @@
 //   ShardedCache cache({.capacity_bytes = 256 << 20}, SystemClock::Get());
 //   cache.Insert("k", MakeValue("v"), absl::Seconds(60));
 //   if (auto hit = cache.Lookup("k")) Serve(*hit->value);
+//   cache.Read("k", [&](const CacheEntryView& e) { if (!e.negative()) out = *e.value; });
 #ifndef FLIGHTCACHE_SHARDED_CACHE_H_
 #define FLIGHTCACHE_SHARDED_CACHE_H_
 
@@ -25,9 +28,11 @@
 #include <string>
 #include <string_view>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "flightcache/clock.h"
+#include "flightcache/striped.h"
 
 namespace flightcache {
 
@@ -45,6 +50,14 @@ struct CacheOptions {
 struct CacheHit {
   Value value;  // null for a negative (not-found) entry
   absl::Time expires_at;
+  absl::Duration ttl_remaining;  // expires_at - the lookup's now (> 0)
+  bool negative() const { return value == nullptr; }
+};
+
+// A live entry seen through ShardedCache::Read(), valid only during the call.
+struct CacheEntryView {
+  const std::string* value;  // null for a negative (not-found) entry
+  absl::Duration ttl_remaining;
   bool negative() const { return value == nullptr; }
 };
 
@@ -73,6 +86,13 @@ class ShardedCache final {
   // Like Lookup() but counts nothing: for re-checks that must not skew the hit ratio.
   std::optional<CacheHit> Peek(std::string_view key);
 
+  // Like Lookup(), but instead of returning a shared reference to the value it calls `read` with
+  // a view of the live entry while the shard is held for reading, so the caller can copy the
+  // bytes where it needs them (e.g. into a response). This skips the Value's reference count,
+  // which is a write to a line shared by every core reading that key. `read` must be short and
+  // must not call into the cache. Returns false (and does not call `read`) on a miss.
+  bool Read(std::string_view key, absl::FunctionRef<void(const CacheEntryView&)> read);
+
   // Stores `value` (null: a negative entry) until now + ttl, replacing any entry for `key`.
   // An entry larger than a shard's capacity is not stored. REQUIRES: ttl > 0.
   void Insert(std::string_view key, Value value, absl::Duration ttl);
@@ -84,10 +104,16 @@ class ShardedCache final {
 
  private:
   struct Shard;
+  enum Counter { kHits, kNegativeHits, kMisses, kCounterCount };
+
   // The shard that owns keys with this CacheShard::Hash().
   Shard& ShardFor(size_t hash) const;
+  std::optional<CacheHit> Find(std::string_view key, bool count_access);
+  void DropExpired(Shard& shard, std::string_view key, size_t hash, absl::Time now);
+  void Count(bool found, bool negative);
 
   const Clock& clock_;
+  StripedCounters<kCounterCount> counters_;
   int shard_mask_;
   std::unique_ptr<Shard[]> shards_;
 };
