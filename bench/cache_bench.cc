@@ -170,9 +170,8 @@ void BM_ShardedCacheHitCopy(benchmark::State& state) {
   size_t i = StartFor(state);
   std::string out;
   for (auto _ : state) {
-    const bool found =
-        cache.Read(w.keys[w.order[i++ & (kAccesses - 1)]],
-                   [&out](const CacheEntryView& entry) { out.assign(*entry.value); });
+    const bool found = cache.Read(w.keys[w.order[i++ & (kAccesses - 1)]],
+                                  [&out](const CacheEntryView& entry) { out.assign(entry.value); });
     if (!found) state.SkipWithError("unexpected miss");
     benchmark::DoNotOptimize(out);
   }

@@ -92,7 +92,7 @@ class CacheService::GetReactor final : public Reactor {
       FinishWith(ToGrpcStatus(result.status));
       return;
     }
-    if (result.value != nullptr) response_.set_value(*result.value);
+    if (result.value != nullptr) response_.set_value(result.value.data(), result.value.size());
     response_.set_source(ToProtoSource(result.source));
     response_.set_ttl_remaining_ms(absl::ToInt64Milliseconds(result.ttl_remaining));
     FinishWith(grpc::Status::OK);
@@ -153,8 +153,8 @@ class CacheService::BatchGetReactor final : public Reactor {
     slot.set_source(ToProtoSource(result.source));
     if (result.status.ok()) {
       if (result.value != nullptr) {
-        slot.set_value(*result.value);
-        response_bytes_.fetch_add(static_cast<int64_t>(result.value->size()),
+        slot.set_value(result.value.data(), result.value.size());
+        response_bytes_.fetch_add(static_cast<int64_t>(result.value.size()),
                                   std::memory_order_relaxed);
       }
       slot.set_ttl_remaining_ms(absl::ToInt64Milliseconds(result.ttl_remaining));

@@ -99,7 +99,9 @@ bool CacheShard::SharedRead(std::string_view key, size_t hash, absl::Time now, b
   const int64_t now_ns = ToNanos(now);
   const Slot* slot = FindLive(key, hash, now_ns, /*count_access=*/true, expired);
   if (slot == nullptr) return false;
-  read(CacheEntryView{slot->value.get(), absl::Nanoseconds(slot->expires_ns - now_ns)});
+  const bool negative = slot->value == nullptr;
+  read(CacheEntryView{negative ? std::string_view() : slot->value.view(), negative,
+                      absl::Nanoseconds(slot->expires_ns - now_ns)});
   return true;
 }
 

@@ -81,8 +81,9 @@ absl::Status FlightCacheOptions::Validate() const {
     return absl::InvalidArgumentError("max-queued-loads must not be negative");
   }
   if (max_key_bytes < 1) return absl::InvalidArgumentError("max-key-bytes must be at least 1");
-  if (max_value_bytes < 1) {
-    return absl::InvalidArgumentError("max-value-bytes must be at least 1");
+  if (max_value_bytes < 1 || max_value_bytes > static_cast<int64_t>(Value::kMaxBytes)) {
+    return absl::InvalidArgumentError(absl::StrCat("max-value-bytes must be in [1, ",
+                                                   Value::kMaxBytes, "], got ", max_value_bytes));
   }
   return hedge.Validate();
 }

@@ -83,7 +83,7 @@ bool ShardedCache::Read(std::string_view key, absl::FunctionRef<void(const Cache
   {
     StripedReaderLock lock(&shard.mu);
     found = shard.cache.SharedRead(key, hash, now, &expired, [&](const CacheEntryView& entry) {
-      negative = entry.negative();
+      negative = entry.negative;
       read(entry);
     });
   }

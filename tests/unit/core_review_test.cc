@@ -68,7 +68,7 @@ struct Reply {
   }
   std::string value() {
     absl::MutexLock lock(&mu);
-    return result.value ? *result.value : "<null>";
+    return std::string(result.value ? *result.value : "<null>");
   }
 };
 
@@ -595,8 +595,8 @@ TEST(CoreReviewStressTest, GetInvalidateCancelAndCompleteRace) {
           cache->Get(key, [raw, before, key, &stale](GetResult r) {
             raw->calls++;
             if (r.status.ok()) {
-              const std::string& v = *r.value;
-              const int64_t seq = std::stoll(v.substr(v.find('@') + 1));
+              const std::string_view v = *r.value;
+              const int64_t seq = std::stoll(std::string(v.substr(v.find('@') + 1)));
               if (seq <= before) stale++;
             }
           });

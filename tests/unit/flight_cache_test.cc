@@ -34,7 +34,7 @@ struct Reply {
       s->calls++;
     };
   }
-  std::string value() const { return result.value ? *result.value : "<null>"; }
+  std::string value() const { return std::string(result.value ? *result.value : "<null>"); }
   absl::StatusCode code() const { return result.status.code(); }
 };
 

@@ -8,7 +8,6 @@
 #include <thread>
 #include <vector>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
@@ -73,15 +72,14 @@ TEST(ShardedCacheTest, ReadShowsLiveEntriesAndCountsLikeLookup) {
   std::string copied;
   absl::Duration ttl;
   EXPECT_TRUE(cache.Read("k", [&](const CacheEntryView& entry) {
-    ASSERT_FALSE(entry.negative());
-    copied = *entry.value;
+    ASSERT_FALSE(entry.negative);
+    copied = entry.value;
     ttl = entry.ttl_remaining;
   }));
   EXPECT_EQ(copied, "v");
   EXPECT_EQ(ttl, absl::Seconds(30));
   bool negative = false;
-  EXPECT_TRUE(
-      cache.Read("gone", [&](const CacheEntryView& entry) { negative = entry.negative(); }));
+  EXPECT_TRUE(cache.Read("gone", [&](const CacheEntryView& entry) { negative = entry.negative; }));
   EXPECT_TRUE(negative);
   int calls = 0;
   EXPECT_FALSE(cache.Read("other", [&](const CacheEntryView&) { ++calls; }));
@@ -238,7 +236,7 @@ TEST(PitfallTest, P15ConcurrentCacheAccessIsSafe) {
         if (dice < 40) {
           ++my_lookups;
           const std::optional<CacheHit> hit = cache.Lookup(key);
-          if (hit && !hit->negative() && !absl::StartsWith(*hit->value, key + "|")) {
+          if (hit && !hit->negative() && !(*hit->value).starts_with(key + "|")) {
             wrong_values.fetch_add(1, std::memory_order_relaxed);
           }
         } else if (dice < 45) {
@@ -246,13 +244,13 @@ TEST(PitfallTest, P15ConcurrentCacheAccessIsSafe) {
           cache.Read(key, [&](const CacheEntryView& entry) {
             // Read under the shard's reader lock: a racing writer would show up here (and in
             // ThreadSanitizer) as a torn or foreign value.
-            if (!entry.negative() && !absl::StartsWith(*entry.value, key + "|")) {
+            if (!entry.negative && !entry.value.starts_with(key + "|")) {
               wrong_values.fetch_add(1, std::memory_order_relaxed);
             }
           });
         } else if (dice < 50) {
           const std::optional<CacheHit> hit = cache.Peek(key);
-          if (hit && !hit->negative() && !absl::StartsWith(*hit->value, key + "|")) {
+          if (hit && !hit->negative() && !(*hit->value).starts_with(key + "|")) {
             wrong_values.fetch_add(1, std::memory_order_relaxed);
           }
         } else if (dice < 85) {

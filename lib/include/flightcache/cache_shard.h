@@ -34,9 +34,8 @@
 // 32-bit fingerprints with at least as many buckets as entries. Estimated cache-owned bytes per
 // entry with keys <= 16 bytes: 56 (slot) + 6..12 (index at absl's 7/16..7/8 load) + 4..8
 // (ghost) = about 66..76 (measured: 73 at 1,000,000 entries over 16 shards); a longer key adds
-// one heap block of its size rounded up by malloc. The Value itself
-// (std::make_shared<const std::string>) is caller-allocated: for a 100-byte value about 64
-// (control block + string) + 112 (character buffer) bytes of malloc chunks.
+// one heap block of its size rounded up by malloc. The Value itself (value.h) is caller-allocated,
+// one block: for a 100-byte value a 128-byte malloc chunk (16 counts + 4 length + 100 bytes).
 //
 // Thread-safety: not thread-safe; the caller synchronises (ShardedCache holds one mutex per
 // shard), as with LevelDB's LRUCache.
@@ -87,7 +86,7 @@ class CacheShard final {
   // The bytes an entry counts against the capacity.
   static int64_t Charge(std::string_view key, const Value& value) {
     return static_cast<int64_t>(key.size()) +
-           (value ? static_cast<int64_t>(value->size()) : int64_t{0}) +
+           (value ? static_cast<int64_t>(value.size()) : int64_t{0}) +
            ShardedCache::kEntryOverheadBytes;
   }
 

@@ -8,8 +8,8 @@
 // (each shard owns capacity/N). Entries expire at their TTL; expired entries read as misses and
 // are dropped lazily. Eviction keeps the hot set (see cache_shard.h for the policy and why).
 //
-// Values are immutable and shared: a hit returns a shared_ptr to the stored string without
-// copying it under the lock.
+// Values are immutable and shared (value.h): a hit returns a shared reference to the stored bytes
+// without copying it under the lock.
 //
 // Thread-safety: thread-safe.
 //
@@ -17,7 +17,7 @@
 //   ShardedCache cache({.capacity_bytes = 256 << 20}, SystemClock::Get());
 //   cache.Insert("k", MakeValue("v"), absl::Seconds(60));
 //   if (auto hit = cache.Lookup("k")) Serve(*hit->value);
-//   cache.Read("k", [&](const CacheEntryView& e) { if (!e.negative()) out = *e.value; });
+//   cache.Read("k", [&](const CacheEntryView& e) { if (!e.negative) out = e.value; });
 #ifndef FLIGHTCACHE_SHARDED_CACHE_H_
 #define FLIGHTCACHE_SHARDED_CACHE_H_
 
@@ -33,12 +33,9 @@
 #include "absl/time/time.h"
 #include "flightcache/clock.h"
 #include "flightcache/striped.h"
+#include "flightcache/value.h"
 
 namespace flightcache {
-
-// An immutable value shared by the cache and every reader.
-using Value = std::shared_ptr<const std::string>;
-inline Value MakeValue(std::string s) { return std::make_shared<const std::string>(std::move(s)); }
 
 struct CacheOptions {
   int64_t capacity_bytes = int64_t{256} << 20;
@@ -56,9 +53,9 @@ struct CacheHit {
 
 // A live entry seen through ShardedCache::Read(), valid only during the call.
 struct CacheEntryView {
-  const std::string* value;  // null for a negative (not-found) entry
+  std::string_view value;  // the bytes; empty for a negative entry
+  bool negative;           // a not-found entry
   absl::Duration ttl_remaining;
-  bool negative() const { return value == nullptr; }
 };
 
 struct CacheStats {
