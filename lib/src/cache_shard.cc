@@ -40,7 +40,7 @@ constexpr size_t kMinGhostBuckets = 16;
 CacheShard::CacheShard(int64_t capacity_bytes)
     : capacity_(std::max<int64_t>(0, capacity_bytes)), small_capacity_(capacity_ / 10) {
   // The per-entry memory estimate in the header assumes this layout.
-  static_assert(sizeof(Slot) == 56, "Slot grew: update the memory estimate in cache_shard.h");
+  static_assert(sizeof(Slot) == 48, "Slot grew: update the memory estimate in cache_shard.h");
 }
 
 CacheShard::~CacheShard() {

@@ -28,14 +28,14 @@
 // exceeds the capacity is not stored. Evictions (entries removed to make room) and expirations
 // are counted separately; Erase() and replacement count as neither.
 //
-// Memory: entries live in a vector of 56-byte slots (value, expiry, key inline up to 16 bytes,
+// Memory: entries live in a vector of 48-byte slots (value, expiry, key inline up to 16 bytes,
 // links, counter), indexed by an absl::flat_hash_set<uint32_t> of slot numbers that hashes and
 // compares through the slot's key, so a key is stored once. The ghost is a direct-mapped table of
 // 32-bit fingerprints with at least as many buckets as entries. Estimated cache-owned bytes per
-// entry with keys <= 16 bytes: 56 (slot) + 6..12 (index at absl's 7/16..7/8 load) + 4..8
-// (ghost) = about 66..76 (measured: 73 at 1,000,000 entries over 16 shards); a longer key adds
+// entry with keys <= 16 bytes: 48 (slot) + 6..12 (index at absl's 7/16..7/8 load) + 4..8
+// (ghost) = about 58..68 (measured: see docs/BENCHMARKS.md, memory); a longer key adds
 // one heap block of its size rounded up by malloc. The Value itself (value.h) is caller-allocated,
-// one block: for a 100-byte value a 128-byte malloc chunk (16 counts + 4 length + 100 bytes).
+// one block: for a 100-byte value a 128-byte malloc chunk (4 count + 4 length + 100 bytes).
 //
 // Thread-safety: not thread-safe; the caller synchronises (ShardedCache holds one mutex per
 // shard), as with LevelDB's LRUCache.
