@@ -42,9 +42,6 @@ endfunction()
 # flightcache_test(NAME SOURCE LABEL LIBS...): a GoogleTest binary registered with ctest.
 # Each test case becomes its own ctest entry so failures name the case and cases run in parallel.
 function(flightcache_test name source label)
-  if(FLIGHTCACHE_DEV_SKIP_MISSING AND NOT EXISTS ${CMAKE_CURRENT_SOURCE_DIR}/${source})
-    return()
-  endif()
   add_executable(${name} ${source})
   target_link_libraries(${name} PRIVATE ${ARGN} GTest::gtest GTest::gmock GTest::gtest_main)
   flightcache_link_sanitizer_support(${name})
@@ -56,9 +53,6 @@ endfunction()
 
 # flightcache_benchmark(NAME SOURCE LIBS...): a Google Benchmark binary (not run by ctest).
 function(flightcache_benchmark name source)
-  if(FLIGHTCACHE_DEV_SKIP_MISSING AND NOT EXISTS ${CMAKE_CURRENT_SOURCE_DIR}/${source})
-    return()
-  endif()
   add_executable(${name} ${source})
   target_link_libraries(${name} PRIVATE ${ARGN} benchmark::benchmark benchmark::benchmark_main)
   flightcache_link_sanitizer_support(${name})
