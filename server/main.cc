@@ -1,13 +1,16 @@
 // flightcache-server: parses flags, validates, starts the Sidecar, waits for SIGTERM/SIGINT,
 // drains and exits 0. Exit status 2: a bad flag or configuration (nothing was bound); 1: the
-// server could not start (e.g. its address is in use).
+// server could not start (e.g. its address is in use), or a second SIGTERM/SIGINT cut the drain
+// short.
 #include <pthread.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -16,6 +19,14 @@
 #include "server/flags.h"
 #include "server/logging.h"
 #include "server/sidecar.h"
+
+namespace {
+
+const char* SignalName(int signal_number) {
+  return signal_number == SIGTERM ? "SIGTERM" : "SIGINT";
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   // Debian builds Abseil with mutex deadlock detection on: every absl::Mutex lock then updates a
@@ -63,8 +74,17 @@ int main(int argc, char** argv) {
   int signal_number = 0;
   sigwait(&signals, &signal_number);
   spdlog::info("received {}: shutting down gracefully (drain timeout {})",
-               signal_number == SIGTERM ? "SIGTERM" : "SIGINT",
-               absl::FormatDuration(cl->config.drain_timeout));
+               SignalName(signal_number), absl::FormatDuration(cl->config.drain_timeout));
+  // As with Ctrl-C pressed twice: an operator who signals again does not want to wait for the
+  // drain. The thread is never joined: either it ends the process or the process ends it.
+  std::thread([signals] {
+    int again = 0;
+    sigwait(&signals, &again);
+    spdlog::warn("received {} again: exiting now, without waiting for calls in flight",
+                 SignalName(again));
+    spdlog::default_logger()->flush();
+    std::_Exit(1);
+  }).detach();
   (*sidecar)->Shutdown();
   sidecar->reset();
   return 0;

@@ -23,6 +23,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "flightcache/v1/cache.grpc.pb.h"
@@ -302,6 +303,46 @@ TEST(ServerE2eTest, ServesThenDrainsOnSigtermAndExitsZero) {
   }
   EXPECT_THAT(lines.back(), HasSubstr("stopped"));
   EXPECT_THAT(lines.back(), HasSubstr("requests=1"));
+}
+
+// A second signal during the drain ends the process at once (exit 1) instead of waiting for the
+// calls in flight: here a Get whose load takes 30 s, under a 60 s drain timeout.
+TEST(ServerE2eTest, SecondSignalDuringTheDrainExitsAtOnce) {
+  ServerProcess server(
+      {"--listen=127.0.0.1:0", "--metrics-listen=", "--drain-timeout=60s", "--load-timeout=60s",
+       "--origin=sim://?latency_ms=30000&jitter_ms=0&value_bytes=8"},
+      {});
+  const int port = StartAndFindPort(server);
+  ASSERT_GT(port, 0) << server.err();
+  auto stub = v1::Cache::NewStub(
+      grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
+  v1::GetRequest request;
+  request.set_key("slow");
+  v1::GetResponse response;
+  absl::Notification answered;
+  stub->async()->Get(&context, &request, &response,
+                     [&answered](grpc::Status) { answered.Notify(); });
+  // Wait until the Get's load runs on the server: the drain below then has a call to wait for.
+  int64_t inflight = 0;
+  for (int i = 0; i < 200 && inflight == 0; ++i) {
+    grpc::ClientContext stats_context;
+    v1::StatsResponse stats;
+    if (stub->Stats(&stats_context, v1::StatsRequest(), &stats).ok())
+      inflight = stats.loads_inflight();
+    if (inflight == 0) absl::SleepFor(absl::Milliseconds(50));
+  }
+  ASSERT_EQ(inflight, 1);
+
+  server.Signal(SIGTERM);
+  ASSERT_FALSE(server.WaitForStderrLine("shutting down gracefully", absl::Seconds(20)).empty())
+      << server.err();
+  EXPECT_EQ(server.Wait(absl::Seconds(2)), -1) << "the drain should still be waiting for the Get";
+  server.Signal(SIGTERM);
+  EXPECT_EQ(server.Wait(absl::Seconds(10)), 1) << server.err();
+  EXPECT_THAT(server.err(), HasSubstr("received SIGTERM again"));
+  EXPECT_TRUE(answered.WaitForNotificationWithTimeout(absl::Seconds(30)));
 }
 
 TEST(ServerE2eTest, SigintAlsoDrainsAndExitsZero) {
