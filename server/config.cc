@@ -114,6 +114,10 @@ absl::Status ServerConfig::Validate() const {
   if (absl::Status s = CheckNonNegativeDuration("--drain-timeout", drain_timeout); !s.ok()) {
     return s;
   }
+  if (absl::Status s = CheckNonNegativeDuration("--cancelled-fetch-grace", cancelled_fetch_grace);
+      !s.ok()) {
+    return s;
+  }
   if (absl::Status s = CheckRange("--capacity-bytes", cache.cache.capacity_bytes, 1,
                                   std::numeric_limits<int64_t>::max());
       !s.ok()) {
@@ -194,6 +198,7 @@ std::string ServerConfig::Describe() const {
       " max-queued-loads=", cache.max_queued_loads, " max-key-bytes=", cache.max_key_bytes,
       " max-value-bytes=", cache.max_value_bytes, " max-batch-keys=", max_batch_keys,
       " drain-timeout=", absl::FormatDuration(drain_timeout),
+      " cancelled-fetch-grace=", absl::FormatDuration(cancelled_fetch_grace),
       " log-level=", LogLevelName(log_level), " log-format=", LogFormatName(log_format));
 }
 

@@ -39,6 +39,10 @@ struct ServerConfig {
   std::string metrics_listen = "127.0.0.1:9464";
   // How long calls in flight may run on after SIGTERM before they are cancelled.
   absl::Duration drain_timeout = absl::Seconds(10);
+  // How long a grpc:// origin fetch this sidecar cancelled keeps its --max-concurrent-loads
+  // permit after gRPC has completed it: the origin learns of the cancellation only when its
+  // server reads the RST_STREAM, and until then it is still working on the fetch.
+  absl::Duration cancelled_fetch_grace = absl::Milliseconds(5);
   int64_t max_batch_keys = 1000;
   LogLevel log_level = LogLevel::kInfo;
   LogFormat log_format = LogFormat::kText;

@@ -225,6 +225,9 @@ ABSL_FLAG(std::string, metrics_listen, kDefaults.metrics_listen,
           "Prometheus /metrics address HOST:PORT; empty disables it");
 ABSL_FLAG(ft::Duration, drain_timeout, ft::Duration{kDefaults.drain_timeout},
           "on SIGTERM/SIGINT, how long calls in flight may take to finish");
+ABSL_FLAG(ft::Duration, cancelled_fetch_grace, ft::Duration{kDefaults.cancelled_fetch_grace},
+          "how long a grpc:// origin fetch the sidecar cancelled still counts against "
+          "--max-concurrent-loads (the time the origin takes to see the cancellation; 0: none)");
 ABSL_FLAG(ft::Level, log_level, ft::Level{kDefaults.log_level},
           "trace, debug, info, warn or error");
 ABSL_FLAG(ft::Format, log_format, ft::Format{kDefaults.log_format},
@@ -260,6 +263,7 @@ constexpr FlagEntry kFlags[] = {
     {"max_batch_keys", true},
     {"metrics_listen", true},
     {"drain_timeout", true},
+    {"cancelled_fetch_grace", true},
     {"log_level", true},
     {"log_format", true},
     {"check_config", false},
@@ -312,6 +316,7 @@ ServerConfig ConfigFromFlags() {
   c.origin = absl::GetFlag(FLAGS_origin);
   c.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
   c.drain_timeout = absl::GetFlag(FLAGS_drain_timeout).value;
+  c.cancelled_fetch_grace = absl::GetFlag(FLAGS_cancelled_fetch_grace).value;
   c.max_batch_keys = absl::GetFlag(FLAGS_max_batch_keys).value;
   c.log_level = absl::GetFlag(FLAGS_log_level).level;
   c.log_format = absl::GetFlag(FLAGS_log_format).format;

@@ -95,11 +95,14 @@ absl::StatusOr<std::unique_ptr<GrpcOrigin>> GrpcOrigin::Create(const std::string
   if (channel == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat("cannot create a channel to ", target));
   }
-  return std::unique_ptr<GrpcOrigin>(new GrpcOrigin(target, std::move(channel)));
+  return std::unique_ptr<GrpcOrigin>(new GrpcOrigin(target, std::move(channel), options));
 }
 
-GrpcOrigin::GrpcOrigin(std::string target, std::shared_ptr<grpc::Channel> channel)
+GrpcOrigin::GrpcOrigin(std::string target, std::shared_ptr<grpc::Channel> channel,
+                       const GrpcOriginOptions& options)
     : target_(std::move(target)),
+      timers_(options.timers),
+      cancelled_fetch_grace_(options.cancelled_fetch_grace),
       channel_(std::move(channel)),
       stub_(v1::Origin::NewStub(channel_)) {}
 
@@ -124,9 +127,21 @@ void GrpcOrigin::Fetch(const FetchRequest& request, std::stop_token cancel, Fetc
   v1::FetchResponse* resp = &call->response;
   grpc::ClientContext* ctx = &call->context;
   stub_->async()->Fetch(ctx, req, resp, [this, call = std::move(call)](grpc::Status status) {
+    const bool cancelled_by_us = call->cancelled_by_us.load(std::memory_order_acquire);
+    absl::StatusOr<FetchResult> result =
+        ToFetchResult(Describe(), status, cancelled_by_us, call->response);
     FetchCallback done = std::move(call->done);
-    done(ToFetchResult(Describe(), status, call->cancelled_by_us.load(std::memory_order_acquire),
-                       call->response));
+    if (cancelled_by_us && absl::IsCancelled(result.status()) && timers_ != nullptr &&
+        cancelled_fetch_grace_ > absl::ZeroDuration()) {
+      // Still in flight at the origin until its server has seen the RST_STREAM (see the header).
+      // The timer owns `done` and touches nothing of this GrpcOrigin.
+      timers_->RunAfter(cancelled_fetch_grace_,
+                        [done = std::move(done), result = std::move(result)]() mutable {
+                          done(std::move(result));
+                        });
+      return;
+    }
+    done(std::move(result));
   });
 }
 

@@ -79,11 +79,14 @@ absl::StatusOr<OriginSpec> ParseOriginUrl(absl::string_view url) {
 }
 
 absl::StatusOr<std::unique_ptr<Origin>> CreateOrigin(const OriginSpec& spec, TimerQueue& timers,
-                                                     int max_response_bytes) {
+                                                     int max_response_bytes,
+                                                     absl::Duration cancelled_fetch_grace) {
   switch (spec.kind) {
     case OriginSpec::Kind::kGrpc: {
       absl::StatusOr<std::unique_ptr<GrpcOrigin>> origin =
-          GrpcOrigin::Create(spec.grpc_target, {.max_response_bytes = max_response_bytes});
+          GrpcOrigin::Create(spec.grpc_target, {.max_response_bytes = max_response_bytes,
+                                                .timers = &timers,
+                                                .cancelled_fetch_grace = cancelled_fetch_grace});
       if (!origin.ok()) return origin.status();
       return std::unique_ptr<Origin>(*std::move(origin));
     }

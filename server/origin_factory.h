@@ -20,6 +20,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "flightcache/origin.h"
 #include "flightcache/timer_queue.h"
 #include "server/sim_origin.h"
@@ -37,10 +38,12 @@ struct OriginSpec {
 // one of the forms above, or whose host, port or parameters are bad.
 absl::StatusOr<OriginSpec> ParseOriginUrl(absl::string_view url);
 
-// `timers` drives the simulated origin and must outlive it. `max_response_bytes` is the grpc://
-// channel's receive limit.
-absl::StatusOr<std::unique_ptr<Origin>> CreateOrigin(const OriginSpec& spec, TimerQueue& timers,
-                                                     int max_response_bytes);
+// `timers` drives the simulated origin and the grpc:// origin's grace pauses, and must outlive the
+// origin. `max_response_bytes` is the grpc:// channel's receive limit; `cancelled_fetch_grace`
+// how long a grpc:// fetch we cancelled stays in flight (see GrpcOriginOptions).
+absl::StatusOr<std::unique_ptr<Origin>> CreateOrigin(
+    const OriginSpec& spec, TimerQueue& timers, int max_response_bytes,
+    absl::Duration cancelled_fetch_grace = absl::Milliseconds(5));
 
 }  // namespace flightcache
 

@@ -62,8 +62,8 @@ absl::StatusOr<std::unique_ptr<Sidecar>> Sidecar::Start(const ServerConfig& conf
   std::unique_ptr<Sidecar> sidecar(new Sidecar(config));
   Sidecar& s = *sidecar;
   s.timers_ = std::make_unique<ThreadTimerQueue>();
-  absl::StatusOr<std::unique_ptr<Origin>> origin =
-      CreateOrigin(*spec, *s.timers_, config.OriginMaxResponseBytes());
+  absl::StatusOr<std::unique_ptr<Origin>> origin = CreateOrigin(
+      *spec, *s.timers_, config.OriginMaxResponseBytes(), config.cancelled_fetch_grace);
   if (!origin.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("--origin: ", origin.status().message()));
   }
