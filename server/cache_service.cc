@@ -1,11 +1,14 @@
 #include "server/cache_service.h"
 
 #include <chrono>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "server/status_mapping.h"
 
 namespace flightcache {
@@ -69,26 +72,75 @@ class CacheService::Reactor : public grpc::ServerUnaryReactor {
   const RpcMethod method_;
 };
 
+// What a waiting Get shares with its deadline timer, which may outlive the reactor: the handle
+// that leaves the flight, whichever of the timer, OnCancel and the result comes first.
+struct GetWait {
+  absl::Mutex mu;
+  GetHandle handle ABSL_GUARDED_BY(mu);
+  TimerId timer ABSL_GUARDED_BY(mu) = kNoTimer;
+  bool answered ABSL_GUARDED_BY(mu) = false;
+  bool deadline_passed ABSL_GUARDED_BY(mu) = false;
+
+  // Leaves the flight (the Get's callback then runs with CANCELLED) unless it has answered.
+  // FlightWaiter::Cancel wants one caller at a time, hence the handle is taken out first.
+  void Leave(bool because_deadline) {
+    GetHandle leaving;
+    {
+      absl::MutexLock lock(&mu);
+      if (answered) return;
+      deadline_passed = deadline_passed || because_deadline;
+      leaving = std::move(handle);
+    }
+    leaving.Cancel();
+  }
+};
+
 class CacheService::GetReactor final : public Reactor {
  public:
   GetReactor(CacheService& service, grpc::CallbackServerContext* context, v1::GetResponse* response)
-      : Reactor(service, RpcMethod::kGet), context_(*context), response_(*response) {}
+      : Reactor(service, RpcMethod::kGet),
+        context_(*context),
+        response_(*response),
+        wait_(std::make_shared<GetWait>()) {}
 
   // May finish the call before it returns (a hit, or a bad key).
   void Start(const std::string& key) {
-    // OnCancel cannot run before the method handler has returned this reactor, so `handle_` is
-    // set before anyone can read it.
-    handle_ = service_.cache_.Get(key, [this](GetResult result) { OnResult(std::move(result)); });
+    // OnCancel cannot run before the method handler has returned this reactor, and the timer is
+    // armed below, so nobody reads the handle before it is stored. OnResult may run inline
+    // (a hit) or on another thread at any moment from here: it marks the wait answered.
+    GetHandle handle =
+        service_.cache_.Get(key, [this](GetResult result) { OnResult(std::move(result)); });
+    TimerQueue* const timers = service_.options_.deadline_timers;
+    absl::MutexLock lock(&wait_->mu);
+    if (wait_->answered) return;
+    wait_->handle = std::move(handle);
+    const auto remaining = context_.deadline() - std::chrono::system_clock::now();
+    if (timers != nullptr && remaining < std::chrono::hours(24)) {  // else: no real deadline
+      wait_->timer = timers->RunAfter(absl::FromChrono(remaining),
+                                      [wait = wait_] { wait->Leave(/*because_deadline=*/true); });
+    }
   }
 
   // The client cancelled or its deadline passed: leave the flight (the load goes on for others,
   // or is cancelled if we were its last waiter). `OnResult` then runs with CANCELLED.
-  void OnCancel() override { handle_.Cancel(); }
+  void OnCancel() override { wait_->Leave(/*because_deadline=*/false); }
 
  private:
   void OnResult(GetResult result) {
+    TimerId timer;
+    bool deadline_passed;
+    {
+      absl::MutexLock lock(&wait_->mu);
+      wait_->answered = true;
+      timer = std::exchange(wait_->timer, kNoTimer);
+      deadline_passed = wait_->deadline_passed;
+    }
+    if (timer != kNoTimer) service_.options_.deadline_timers->Cancel(timer);
     if (!result.status.ok()) {
-      if (absl::IsCancelled(result.status)) result.status = WhyCallEnded(context_);
+      if (absl::IsCancelled(result.status)) {
+        result.status = deadline_passed ? absl::DeadlineExceededError("call deadline exceeded")
+                                        : WhyCallEnded(context_);
+      }
       FinishWith(ToGrpcStatus(result.status));
       return;
     }
@@ -100,7 +152,7 @@ class CacheService::GetReactor final : public Reactor {
 
   const grpc::CallbackServerContext& context_;
   v1::GetResponse& response_;
-  GetHandle handle_;
+  const std::shared_ptr<GetWait> wait_;
 };
 
 class CacheService::BatchGetReactor final : public Reactor {

@@ -29,6 +29,7 @@
 #include <cstdint>
 
 #include "flightcache/flight_cache.h"
+#include "flightcache/timer_queue.h"
 #include "flightcache/v1/cache.grpc.pb.h"
 #include "server/metrics.h"
 
@@ -37,6 +38,10 @@ namespace flightcache {
 struct CacheServiceOptions {
   int64_t max_batch_keys = 1000;
   int64_t max_key_bytes = 4096;
+  // If set, a Get that waits for a load leaves it at the caller's deadline by this queue's timer,
+  // instead of when gRPC reports the deadline (milliseconds later under load): the origin call
+  // of a load whose last waiter that was is cancelled sooner. Must outlive the service's calls.
+  TimerQueue* deadline_timers = nullptr;
 };
 
 class CacheService final : public v1::Cache::CallbackService {

@@ -78,7 +78,8 @@ absl::StatusOr<std::unique_ptr<Sidecar>> Sidecar::Start(const ServerConfig& conf
   s.service_ = std::make_unique<CacheService>(
       *s.cache_,
       CacheServiceOptions{.max_batch_keys = config.max_batch_keys,
-                          .max_key_bytes = config.cache.max_key_bytes},
+                          .max_key_bytes = config.cache.max_key_bytes,
+                          .deadline_timers = s.timers_.get()},
       s.metrics_.get());
 
   if (!config.metrics_listen.empty()) {

@@ -1,0 +1,140 @@
+// CacheService leaves a load at the caller's deadline by its own timer (CacheServiceOptions::
+// deadline_timers), not when gRPC gets round to reporting the deadline: under load that report
+// comes milliseconds late, and so would the cancellation of the origin call of a load whose last
+// waiter the caller was.
+//
+// The deadline timers here are a FakeTimerQueue: the test moves their time past the caller's
+// deadline while the caller's real deadline is still a minute away, so whatever happens can only
+// come from the service's own timer.
+#include <grpcpp/grpcpp.h>
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
+#include "flightcache/flight_cache.h"
+#include "flightcache/timer_queue.h"
+#include "flightcache/v1/cache.grpc.pb.h"
+#include "gtest/gtest.h"
+#include "server/cache_service.h"
+#include "tests/testing/fake_clock.h"
+#include "tests/testing/fake_origin.h"
+
+namespace flightcache::testing {
+namespace {
+
+class CacheServiceDeadlineTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+    cache_ = std::make_unique<FlightCache>(FlightCacheOptions{}, origin_, load_timers_);
+    service_ = std::make_unique<CacheService>(
+        *cache_, CacheServiceOptions{.deadline_timers = &deadline_timers_}, nullptr);
+    grpc::ServerBuilder builder;
+    int port = 0;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+    builder.RegisterService(service_.get());
+    server_ = builder.BuildAndStart();
+    ASSERT_NE(server_, nullptr);
+    stub_ = v1::Cache::NewStub(grpc::CreateChannel("127.0.0.1:" + std::to_string(port),
+                                                   grpc::InsecureChannelCredentials()));
+  }
+
+  void TearDown() override {
+    if (server_ != nullptr) server_->Shutdown(std::chrono::system_clock::now());
+    server_.reset();
+    cache_.reset();
+  }
+
+  // A Get with a deadline a minute away, left running.
+  struct Call {
+    grpc::ClientContext context;
+    v1::GetRequest request;
+    v1::GetResponse response;
+    grpc::Status status;
+    absl::Notification done;
+  };
+  std::unique_ptr<Call> StartGet(const std::string& key) {
+    auto call = std::make_unique<Call>();
+    call->request.set_key(key);
+    call->context.set_deadline(std::chrono::system_clock::now() + std::chrono::minutes(1));
+    Call* raw = call.get();
+    stub_->async()->Get(&raw->context, &raw->request, &raw->response, [raw](grpc::Status status) {
+      raw->status = std::move(status);
+      raw->done.Notify();
+    });
+    return call;
+  }
+
+  // A Get's timer is armed once its Get has returned (after the load started): wait for it.
+  bool WaitForTimers(size_t n) {
+    for (int i = 0; i < 4000 && deadline_timers_.pending() < n; ++i) {
+      absl::SleepFor(absl::Milliseconds(5));
+    }
+    return deadline_timers_.pending() == n;
+  }
+
+  FakeOrigin origin_;
+  ThreadTimerQueue load_timers_;    // the load's own timeout (never reached here)
+  FakeTimerQueue deadline_timers_;  // the callers' deadlines
+  std::unique_ptr<FlightCache> cache_;
+  std::unique_ptr<CacheService> service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<v1::Cache::Stub> stub_;
+};
+
+TEST_F(CacheServiceDeadlineTest, AtTheDeadlineTheLastWaiterLeavesAndTheLoadIsCancelled) {
+  std::unique_ptr<Call> call = StartGet("k");
+  origin_.WaitForFetches(1);
+  ASSERT_TRUE(WaitForTimers(1));  // one timer, at the caller's deadline
+  EXPECT_FALSE(call->done.HasBeenNotified());
+
+  deadline_timers_.Advance(absl::Minutes(2));  // past the deadline, in the service's time only
+  ASSERT_TRUE(call->done.WaitForNotificationWithTimeout(absl::Seconds(20)));
+  EXPECT_EQ(call->status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  EXPECT_TRUE(origin_.cancelled(0));  // it was the load's last waiter: the fetch is cancelled
+}
+
+TEST_F(CacheServiceDeadlineTest, AnAnsweredGetDisarmsItsTimer) {
+  std::unique_ptr<Call> call = StartGet("k");
+  origin_.WaitForFetches(1);
+  ASSERT_TRUE(WaitForTimers(1));
+  ASSERT_TRUE(origin_.AnswerValue(0, "v"));
+  ASSERT_TRUE(call->done.WaitForNotificationWithTimeout(absl::Seconds(20)));
+  EXPECT_TRUE(call->status.ok()) << call->status.error_message();
+  EXPECT_EQ(call->response.value(), "v");
+  EXPECT_EQ(deadline_timers_.pending(), 0u);  // no timer left behind per call
+}
+
+TEST_F(CacheServiceDeadlineTest, AHitArmsNoTimer) {
+  origin_.set_auto_answer([](const FetchRequest&) { return FetchResult{.value = "v"}; });
+  std::unique_ptr<Call> first = StartGet("k");
+  ASSERT_TRUE(first->done.WaitForNotificationWithTimeout(absl::Seconds(20)));
+  std::unique_ptr<Call> hit = StartGet("k");
+  ASSERT_TRUE(hit->done.WaitForNotificationWithTimeout(absl::Seconds(20)));
+  EXPECT_TRUE(hit->status.ok());
+  EXPECT_EQ(hit->response.source(), v1::SOURCE_HIT);
+  EXPECT_EQ(deadline_timers_.pending(), 0u);
+}
+
+// Another waiter keeps the load: the expired caller leaves, the load goes on for the other.
+TEST_F(CacheServiceDeadlineTest, AWaiterLeavingAtItsDeadlineDoesNotCancelAnotherWaitersLoad) {
+  std::unique_ptr<Call> first = StartGet("k");
+  origin_.WaitForFetches(1);
+  deadline_timers_.Advance(absl::Seconds(30));   // nobody's deadline yet
+  std::unique_ptr<Call> second = StartGet("k");  // joins; its deadline is 30 s after the first's
+  ASSERT_TRUE(WaitForTimers(2));                 // the second has joined
+  deadline_timers_.Advance(absl::Seconds(31));   // the first's deadline only
+  ASSERT_TRUE(first->done.WaitForNotificationWithTimeout(absl::Seconds(20)));
+  EXPECT_EQ(first->status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  EXPECT_FALSE(origin_.cancelled(0));
+  ASSERT_TRUE(origin_.AnswerValue(0, "v"));
+  ASSERT_TRUE(second->done.WaitForNotificationWithTimeout(absl::Seconds(20)));
+  EXPECT_TRUE(second->status.ok());
+  EXPECT_EQ(second->response.source(), v1::SOURCE_COALESCED);
+}
+
+}  // namespace
+}  // namespace flightcache::testing
