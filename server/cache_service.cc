@@ -105,6 +105,7 @@ class CacheService::GetReactor final : public Reactor {
 
   // May finish the call before it returns (a hit, or a bad key).
   void Start(const std::string& key) {
+    if (AnswerFromCache(key)) return;
     // OnCancel cannot run before the method handler has returned this reactor, and the timer is
     // armed below, so nobody reads the handle before it is stored. OnResult may run inline
     // (a hit) or on another thread at any moment from here: it marks the wait answered.
@@ -126,6 +127,27 @@ class CacheService::GetReactor final : public Reactor {
   void OnCancel() override { wait_->Leave(/*because_deadline=*/false); }
 
  private:
+  // A hit answered straight from the cache: the value is copied into the response while the
+  // cache holds the entry, without taking a reference to it (see FlightCache::ReadHit).
+  bool AnswerFromCache(const std::string& key) {
+    bool negative = false;
+    if (!service_.cache_.ReadHit(key, [&](const CacheEntryView& entry) {
+          negative = entry.negative;
+          if (!negative) response_.set_value(entry.value.data(), entry.value.size());
+          response_.set_ttl_remaining_ms(absl::ToInt64Milliseconds(entry.ttl_remaining));
+        })) {
+      return false;
+    }
+    if (negative) {
+      response_.Clear();
+      FinishWith(ToGrpcStatus(absl::NotFoundError("key not found (cached)")));
+      return true;
+    }
+    response_.set_source(v1::SOURCE_HIT);
+    FinishWith(grpc::Status::OK);
+    return true;
+  }
+
   void OnResult(GetResult result) {
     TimerId timer;
     bool deadline_passed;

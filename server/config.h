@@ -41,8 +41,9 @@ struct ServerConfig {
   absl::Duration drain_timeout = absl::Seconds(10);
   // How long a grpc:// origin fetch this sidecar cancelled keeps its --max-concurrent-loads
   // permit after gRPC has completed it: the origin learns of the cancellation only when its
-  // server reads the RST_STREAM, and until then it is still working on the fetch.
-  absl::Duration cancelled_fetch_grace = absl::Milliseconds(5);
+  // server reads the RST_STREAM, and until then it is still working on the fetch (see
+  // GrpcOriginOptions and docs/OPERATIONS.md for the measurements behind the default).
+  absl::Duration cancelled_fetch_grace = absl::Milliseconds(20);
   int64_t max_batch_keys = 1000;
   LogLevel log_level = LogLevel::kInfo;
   LogFormat log_format = LogFormat::kText;

@@ -43,7 +43,7 @@ absl::StatusOr<OriginSpec> ParseOriginUrl(absl::string_view url);
 // how long a grpc:// fetch we cancelled stays in flight (see GrpcOriginOptions).
 absl::StatusOr<std::unique_ptr<Origin>> CreateOrigin(
     const OriginSpec& spec, TimerQueue& timers, int max_response_bytes,
-    absl::Duration cancelled_fetch_grace = absl::Milliseconds(5));
+    absl::Duration cancelled_fetch_grace = absl::Milliseconds(20));
 
 }  // namespace flightcache
 

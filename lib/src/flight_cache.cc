@@ -350,6 +350,22 @@ GetHandle FlightCache::Get(std::string_view key, Callback done) {
   }
 }
 
+bool FlightCache::ReadHit(std::string_view key,
+                          absl::FunctionRef<void(const CacheEntryView&)> read) {
+  Impl& impl = *impl_;
+  if (key.empty() || static_cast<int64_t>(key.size()) > options_.max_key_bytes) return false;
+  bool negative = false;
+  if (!impl.cache.Read(key, [&](const CacheEntryView& entry) {
+        negative = entry.negative;
+        read(entry);
+      })) {
+    return false;
+  }
+  impl.requests.Add(Impl::kRequests);
+  impl.requests.Add(negative ? Impl::kNegativeHits : Impl::kHits);
+  return true;
+}
+
 GetResult FlightCache::GetBlocking(std::string_view key, const CallContext& ctx) {
   Promise<GetResult> promise;
   Future<GetResult> future = promise.GetFuture();

@@ -29,7 +29,7 @@ using OriginConcurrencyTest = SidecarTest;
 // one cancellation and one new fetch per millisecond, with the limit always full.
 //
 // With --cancelled-fetch-grace=0 this failed 10 of 10 runs (the origin peaked at 5-8 with a limit
-// of 4); with the default 5 ms it passed 12 of 15 on the shared 2-core machine, where the origin
+// of 4); with a 5 ms grace it passed 12 of 15 on the shared 2-core machine, where the origin
 // sometimes took longer than 5 ms to see a cancellation. The test uses a generous grace (50 ms)
 // so that it shows the mechanism without depending on the machine's speed; the benchmark
 // (bench/e2e/overload.sh) shows the default's effect.

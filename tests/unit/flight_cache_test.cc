@@ -90,6 +90,46 @@ TEST_F(FlightCacheTest, MissLoadsOnceThenHits) {
   EXPECT_EQ(s.loads_inflight, 0);
 }
 
+TEST_F(FlightCacheTest, ReadHitShowsCachedEntriesAndCountsThemAsHits) {
+  FlightCacheOptions o = Options();
+  o.negative_ttl = absl::Seconds(5);
+  auto cache = Make(o);
+  int reads = 0;
+  auto never = [&reads](const CacheEntryView&) { ++reads; };
+  EXPECT_FALSE(cache->ReadHit("k", never));  // a miss counts nothing: the caller calls Get()
+  EXPECT_FALSE(cache->ReadHit("", never));   // bad keys are Get()'s to reject
+  EXPECT_FALSE(cache->ReadHit(std::string(o.max_key_bytes + 1, 'x'), never));
+  EXPECT_EQ(reads, 0);
+  EXPECT_EQ(cache->stats().requests, 0);
+
+  Reply loaded, absent;
+  cache->Get("k", loaded.Callback());
+  cache->Get("gone", absent.Callback());
+  origin_.AnswerValue(0, "v");
+  origin_.Answer(1, absl::NotFoundError("no such key"));
+  timers_.Advance(absl::Seconds(1));
+
+  std::string copied;
+  absl::Duration ttl;
+  EXPECT_TRUE(cache->ReadHit("k", [&](const CacheEntryView& entry) {
+    EXPECT_FALSE(entry.negative);
+    copied = std::string(entry.value);
+    ttl = entry.ttl_remaining;
+  }));
+  EXPECT_EQ(copied, "v");
+  EXPECT_EQ(ttl, absl::Seconds(59));
+  bool negative = false;
+  EXPECT_TRUE(cache->ReadHit("gone", [&](const CacheEntryView& e) { negative = e.negative; }));
+  EXPECT_TRUE(negative);
+
+  const FlightCacheStats s = cache->stats();
+  EXPECT_EQ(s.requests, 4);  // 2 Gets + 2 ReadHits
+  EXPECT_EQ(s.hits, 1);
+  EXPECT_EQ(s.negative_hits, 1);
+  EXPECT_EQ(s.misses, 2);
+  EXPECT_EQ(origin_.fetches(), 2);
+}
+
 TEST_F(FlightCacheTest, ConcurrentMissesShareOneFetch) {
   auto cache = Make();
   constexpr int kCallers = 100;

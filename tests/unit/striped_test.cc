@@ -5,6 +5,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/synchronization/blocking_counter.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -13,21 +14,43 @@
 namespace flightcache {
 namespace {
 
-TEST(ThisThreadStripeTest, IsStablePerThreadAndThreadsStartedTogetherSpreadOut) {
-  const int mine = ThisThreadStripe();
-  EXPECT_EQ(ThisThreadStripe(), mine);
-  std::vector<int> stripes(kStripes);
+TEST(ThisThreadStripeTest, LiveThreadsOwnDistinctStripesUntilTheyRunOutThenShareTheLast) {
+  const ThreadStripe mine = ThisThreadStripe();
+  EXPECT_EQ(ThisThreadStripe().index, mine.index);  // stable
+
+  constexpr int kThreads = kStripes + 2;  // more than there are stripes to own
+  std::vector<ThreadStripe> seen(kThreads);
+  absl::BlockingCounter taken(kThreads);
+  absl::Notification release;
   std::vector<std::thread> threads;
-  for (int i = 0; i < kStripes; ++i) {
-    threads.emplace_back([&stripes, i] { stripes[i] = ThisThreadStripe(); });
+  for (int i = 0; i < kThreads; ++i) {
+    threads.emplace_back([&, i] {
+      seen[i] = ThisThreadStripe();
+      taken.DecrementCount();
+      release.WaitForNotification();  // every thread alive at once
+    });
   }
+  taken.Wait();
+  release.Notify();
   for (std::thread& t : threads) t.join();
-  // Numbered round-robin: kStripes new threads take kStripes different stripes.
-  EXPECT_EQ(std::set<int>(stripes.begin(), stripes.end()).size(), size_t{kStripes});
-  for (int stripe : stripes) {
-    EXPECT_GE(stripe, 0);
-    EXPECT_LT(stripe, kStripes);
+
+  std::set<int> owned;
+  int shared = 0;
+  for (const ThreadStripe& stripe : seen) {
+    if (stripe.exclusive) {
+      EXPECT_NE(stripe.index, kSharedStripe);
+      EXPECT_TRUE(owned.insert(stripe.index).second) << "stripe " << stripe.index << " owned twice";
+    } else {
+      EXPECT_EQ(stripe.index, kSharedStripe);
+      ++shared;
+    }
   }
+  EXPECT_GE(shared, 3);  // at most kStripes - 1 can own one
+
+  // The threads are gone: their stripes are free again.
+  ThreadStripe later;
+  std::thread([&later] { later = ThisThreadStripe(); }).join();
+  EXPECT_TRUE(later.exclusive);
 }
 
 TEST(StripedCountersTest, SumsEveryThreadsAdds) {

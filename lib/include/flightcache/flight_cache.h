@@ -33,6 +33,7 @@
 #include <string_view>
 
 #include "absl/functional/any_invocable.h"
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
@@ -131,6 +132,14 @@ class FlightCache final {
   FlightCache& operator=(const FlightCache&) = delete;
 
   GetHandle Get(std::string_view key, Callback done);
+
+  // The hit path without sharing the value: if `key` is cached (value or not-found), calls
+  // `read` with a view of the entry while the cache holds it for reading, counts the request as
+  // a hit, and returns true; `read` copies what it needs (e.g. into a response) and must be short
+  // and not call into this object. Otherwise returns false and counts nothing: the caller then
+  // calls Get(), which handles misses, loads and bad keys. Cheaper than Get() for a hit: no
+  // reference to the value is taken, so hits on one key from many cores write no shared line.
+  bool ReadHit(std::string_view key, absl::FunctionRef<void(const CacheEntryView&)> read);
 
   // Blocking convenience for tools and tests: waits at most until ctx ends.
   GetResult GetBlocking(std::string_view key, const CallContext& ctx);

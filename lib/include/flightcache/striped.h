@@ -6,8 +6,10 @@
 // 2-core CI machine that alone made two threads slower than one. Striping gives each thread its
 // own line to write; readers of the totals (stats) sum the stripes.
 //
-//   ThisThreadStripe()      a small per-thread number, stable for the thread's life; threads are
-//                           numbered round-robin, so with up to kStripes threads none share.
+//   ThisThreadStripe()      the thread's stripe, stable for the thread's life: the lowest one no
+//                           live thread owns (the thread then owns it, and updates it with plain
+//                           stores instead of locked read-modify-writes), or, with more than
+//                           kStripes - 1 threads alive, the last stripe, which they share.
 //   StripedCounters<N>      N relaxed int64 counters per stripe; Add() touches only the caller's
 //                           stripe, Sum() reads them all (not a snapshot across counters).
 //   StripedSharedMutex      a reader-writer lock whose readers touch only their own stripe; see
@@ -32,14 +34,29 @@ namespace flightcache {
 // more threads than stripes share stripes, which is correct, only slower.
 inline constexpr int kStripes = 16;
 
-// This thread's stripe, in [0, kStripes).
-int ThisThreadStripe();
+// The stripe that threads beyond the first kStripes - 1 alive at once share.
+inline constexpr int kSharedStripe = kStripes - 1;
+
+struct ThreadStripe {
+  int index;       // in [0, kStripes)
+  bool exclusive;  // no other live thread uses this stripe
+};
+
+// This thread's stripe. A thread that owns its stripe gives it back when it exits.
+ThreadStripe ThisThreadStripe();
 
 template <int N>
 class StripedCounters final {
  public:
   void Add(int counter, int64_t n = 1) {
-    stripes_[ThisThreadStripe()].values[counter].fetch_add(n, std::memory_order_relaxed);
+    const ThreadStripe stripe = ThisThreadStripe();
+    std::atomic<int64_t>& value = stripes_[stripe.index].values[counter];
+    if (stripe.exclusive) {
+      // Only this thread writes the cell: a plain load and store, no locked instruction.
+      value.store(value.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+    } else {
+      value.fetch_add(n, std::memory_order_relaxed);
+    }
   }
 
   int64_t Sum(int counter) const {
@@ -75,7 +92,7 @@ class ABSL_LOCKABLE StripedSharedMutex final {
   StripedSharedMutex& operator=(const StripedSharedMutex&) = delete;
 
   void ReaderLock() ABSL_SHARED_LOCK_FUNCTION() {
-    std::atomic<int32_t>& readers = stripes_[ThisThreadStripe()].readers;
+    std::atomic<int32_t>& readers = stripes_[ThisThreadStripe().index].readers;
     while (true) {
       // seq_cst on both sides (here and in Lock) is the Dekker handshake: either this reader's
       // announcement is seen by the writer's scan, or the writer's flag is seen here.
@@ -87,7 +104,15 @@ class ABSL_LOCKABLE StripedSharedMutex final {
   }
 
   void ReaderUnlock() ABSL_UNLOCK_FUNCTION() {
-    stripes_[ThisThreadStripe()].readers.fetch_sub(1, std::memory_order_release);
+    const ThreadStripe stripe = ThisThreadStripe();
+    std::atomic<int32_t>& readers = stripes_[stripe.index].readers;
+    if (stripe.exclusive) {
+      // Only this thread writes its count; the release store still publishes the section's
+      // reads-before to a writer that sees the count drop.
+      readers.store(readers.load(std::memory_order_relaxed) - 1, std::memory_order_release);
+    } else {
+      readers.fetch_sub(1, std::memory_order_release);
+    }
   }
 
   void Lock() ABSL_EXCLUSIVE_LOCK_FUNCTION();
