@@ -18,12 +18,13 @@
 // completes a call cancelled with TryCancel locally, at once; the origin learns of it later, when
 // its server has read the RST_STREAM and run the handler's OnCancel (measured on loopback: about
 // 0.2 ms typically, 2-4 ms under load, 15 ms while a process starts its threads, and more for
-// an overloaded origin: the overload benchmark still saw 11 with a limit of 8 and a 5 ms pause). The core frees
-// the fetch's --max-concurrent-loads permit when `done` runs, so without the pause the next
-// queued load's fetch reaches the origin before the origin has let go of the cancelled one, and
-// the origin has more than the limit in flight (the overload benchmark saw 16 with a limit of 8).
-// No protocol signal tells a client when the origin has processed a cancellation, so the pause
-// is a bound, not a handshake. It delays only the permit: the load itself was already completed.
+// an overloaded origin: the overload benchmark still saw 11 with a limit of 8 and a 5 ms pause).
+// The core frees the fetch's --max-concurrent-loads permit when `done` runs, so without the pause
+// the next queued load's fetch reaches the origin before the origin has let go of the cancelled
+// one, and the origin has more than the limit in flight (the overload benchmark saw 16 with a limit
+// of 8). No protocol signal tells a client when the origin has processed a cancellation, so the
+// pause is a bound, not a handshake. It delays only the permit: the load itself was already
+// completed.
 //
 // Thread-safety: thread-safe. Lifetime: the GrpcOrigin must outlive every fetch's `done` (the
 // FlightCache waits for its fetches in its destructor). Destroying it does not wait for calls.

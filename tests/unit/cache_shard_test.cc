@@ -314,7 +314,8 @@ TEST(CacheShardTest, ByteBoundAndContentsHoldUnderRandomLoad) {
         ++hits;
         const auto it = model.find(key);
         ASSERT_NE(it, model.end()) << "hit on a key never inserted or erased: " << key;
-        ASSERT_TRUE(hit->value.SharesBytesWith(it->second.value)) << key;  // same block, or both null
+        ASSERT_TRUE(hit->value.SharesBytesWith(it->second.value))
+            << key;  // same block, or both null
         ASSERT_EQ(hit->expires_at, it->second.expires_at);
         ASSERT_LT(h.clock.Now(), hit->expires_at);
       }
