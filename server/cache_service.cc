@@ -98,17 +98,15 @@ struct GetWait {
 class CacheService::GetReactor final : public Reactor {
  public:
   GetReactor(CacheService& service, grpc::CallbackServerContext* context, v1::GetResponse* response)
-      : Reactor(service, RpcMethod::kGet),
-        context_(*context),
-        response_(*response),
-        wait_(std::make_shared<GetWait>()) {}
+      : Reactor(service, RpcMethod::kGet), context_(*context), response_(*response) {}
 
   // May finish the call before it returns (a hit, or a bad key).
   void Start(const std::string& key) {
-    if (AnswerFromCache(key)) return;
+    if (AnswerFromCache(key)) return;  // hits need no wait state
     // OnCancel cannot run before the method handler has returned this reactor, and the timer is
-    // armed below, so nobody reads the handle before it is stored. OnResult may run inline
-    // (a hit) or on another thread at any moment from here: it marks the wait answered.
+    // armed below, so nobody reads `wait_` or the handle before they are set. OnResult may run
+    // inline or on another thread at any moment from here: it marks the wait answered.
+    wait_ = std::make_shared<GetWait>();
     GetHandle handle =
         service_.cache_.Get(key, [this](GetResult result) { OnResult(std::move(result)); });
     TimerQueue* const timers = service_.options_.deadline_timers;
@@ -124,7 +122,9 @@ class CacheService::GetReactor final : public Reactor {
 
   // The client cancelled or its deadline passed: leave the flight (the load goes on for others,
   // or is cancelled if we were its last waiter). `OnResult` then runs with CANCELLED.
-  void OnCancel() override { wait_->Leave(/*because_deadline=*/false); }
+  void OnCancel() override {
+    if (wait_ != nullptr) wait_->Leave(/*because_deadline=*/false);
+  }
 
  private:
   // A hit answered straight from the cache: the value is copied into the response while the
@@ -174,7 +174,7 @@ class CacheService::GetReactor final : public Reactor {
 
   const grpc::CallbackServerContext& context_;
   v1::GetResponse& response_;
-  const std::shared_ptr<GetWait> wait_;
+  std::shared_ptr<GetWait> wait_;  // set by Start() unless the cache answered at once
 };
 
 class CacheService::BatchGetReactor final : public Reactor {
