@@ -72,28 +72,82 @@ class CacheService::Reactor : public grpc::ServerUnaryReactor {
   const RpcMethod method_;
 };
 
-// What a waiting Get shares with its deadline timer, which may outlive the reactor: the handle
-// that leaves the flight, whichever of the timer, OnCancel and the result comes first.
-struct GetWait {
-  absl::Mutex mu;
-  GetHandle handle ABSL_GUARDED_BY(mu);
-  TimerId timer ABSL_GUARDED_BY(mu) = kNoTimer;
-  bool answered ABSL_GUARDED_BY(mu) = false;
-  bool deadline_passed ABSL_GUARDED_BY(mu) = false;
+namespace {
 
-  // Leaves the flight (the Get's callback then runs with CANCELLED) unless it has answered.
-  // FlightWaiter::Cancel wants one caller at a time, hence the handle is taken out first.
-  void Leave(bool because_deadline) {
-    GetHandle leaving;
-    {
-      absl::MutexLock lock(&mu);
-      if (answered) return;
-      deadline_passed = deadline_passed || because_deadline;
-      leaving = std::move(handle);
-    }
-    leaving.Cancel();
+// What a waiting call (Get or BatchGet) shares with its deadline timer, which may outlive the
+// reactor: the handles that leave its flights, whichever of the timer, OnCancel and the answer
+// comes first. FlightWaiter::Cancel wants one caller at a time, hence handles are taken out
+// under the lock before they are cancelled.
+class CallWait final {
+ public:
+  // Keeps `handles` for Leave() and arms a timer at `deadline` (none if `timers` is null or the
+  // deadline is not a real one), unless the call has answered already.
+  static void Arm(const std::shared_ptr<CallWait>& wait, std::vector<GetHandle> handles,
+                  TimerQueue* timers, std::chrono::system_clock::time_point deadline) {
+    absl::MutexLock lock(&wait->mu_);
+    if (wait->answered_) return;
+    wait->handles_ = std::move(handles);
+    const auto remaining = deadline - std::chrono::system_clock::now();
+    if (timers == nullptr || remaining >= std::chrono::hours(24)) return;
+    wait->timers_ = timers;
+    wait->timer_ = timers->RunAfter(absl::FromChrono(remaining),
+                                    [wait] { wait->Leave(/*because_deadline=*/true); });
   }
+
+  // Leaves every flight (their callbacks then run with CANCELLED) unless the call has answered.
+  void Leave(bool because_deadline) {
+    std::vector<GetHandle> leaving;
+    {
+      absl::MutexLock lock(&mu_);
+      if (answered_) return;
+      left_ = true;
+      deadline_passed_ = deadline_passed_ || because_deadline;
+      leaving = std::move(handles_);
+    }
+    for (GetHandle& handle : leaving) handle.Cancel();
+  }
+
+  // Whether the call's deadline timer made it leave.
+  bool deadline_passed() {
+    absl::MutexLock lock(&mu_);
+    return deadline_passed_;
+  }
+
+  struct End {
+    bool left;             // Leave() ran: the client cancelled or the deadline passed
+    bool deadline_passed;  // ... by the deadline timer
+  };
+  // The call is answering: nothing leaves from now on, and the timer is disarmed.
+  End Answer() {
+    TimerId timer;
+    End end;
+    {
+      absl::MutexLock lock(&mu_);
+      answered_ = true;
+      timer = std::exchange(timer_, kNoTimer);
+      end = {left_, deadline_passed_};
+    }
+    if (timer != kNoTimer) timers_->Cancel(timer);
+    return end;
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::vector<GetHandle> handles_ ABSL_GUARDED_BY(mu_);
+  TimerQueue* timers_ ABSL_GUARDED_BY(mu_) = nullptr;
+  TimerId timer_ ABSL_GUARDED_BY(mu_) = kNoTimer;
+  bool answered_ ABSL_GUARDED_BY(mu_) = false;
+  bool left_ ABSL_GUARDED_BY(mu_) = false;
+  bool deadline_passed_ ABSL_GUARDED_BY(mu_) = false;
 };
+
+// Why a call that left its flights ended: its own deadline timer, or what gRPC reported.
+absl::Status WhyCallEnded(const grpc::CallbackServerContext& context, const CallWait::End& end) {
+  if (end.deadline_passed) return absl::DeadlineExceededError("call deadline exceeded");
+  return WhyCallEnded(context);
+}
+
+}  // namespace
 
 class CacheService::GetReactor final : public Reactor {
  public:
@@ -106,18 +160,12 @@ class CacheService::GetReactor final : public Reactor {
     // OnCancel cannot run before the method handler has returned this reactor, and the timer is
     // armed below, so nobody reads `wait_` or the handle before they are set. OnResult may run
     // inline or on another thread at any moment from here: it marks the wait answered.
-    wait_ = std::make_shared<GetWait>();
-    GetHandle handle =
-        service_.cache_.Get(key, [this](GetResult result) { OnResult(std::move(result)); });
-    TimerQueue* const timers = service_.options_.deadline_timers;
-    absl::MutexLock lock(&wait_->mu);
-    if (wait_->answered) return;
-    wait_->handle = std::move(handle);
-    const auto remaining = context_.deadline() - std::chrono::system_clock::now();
-    if (timers != nullptr && remaining < std::chrono::hours(24)) {  // else: no real deadline
-      wait_->timer = timers->RunAfter(absl::FromChrono(remaining),
-                                      [wait = wait_] { wait->Leave(/*because_deadline=*/true); });
-    }
+    wait_ = std::make_shared<CallWait>();
+    std::vector<GetHandle> handles;
+    handles.push_back(
+        service_.cache_.Get(key, [this](GetResult result) { OnResult(std::move(result)); }));
+    CallWait::Arm(wait_, std::move(handles), service_.options_.deadline_timers,
+                  context_.deadline());
   }
 
   // The client cancelled or its deadline passed: leave the flight (the load goes on for others,
@@ -149,20 +197,9 @@ class CacheService::GetReactor final : public Reactor {
   }
 
   void OnResult(GetResult result) {
-    TimerId timer;
-    bool deadline_passed;
-    {
-      absl::MutexLock lock(&wait_->mu);
-      wait_->answered = true;
-      timer = std::exchange(wait_->timer, kNoTimer);
-      deadline_passed = wait_->deadline_passed;
-    }
-    if (timer != kNoTimer) service_.options_.deadline_timers->Cancel(timer);
+    const CallWait::End end = wait_->Answer();
     if (!result.status.ok()) {
-      if (absl::IsCancelled(result.status)) {
-        result.status = deadline_passed ? absl::DeadlineExceededError("call deadline exceeded")
-                                        : WhyCallEnded(context_);
-      }
+      if (absl::IsCancelled(result.status)) result.status = WhyCallEnded(context_, end);
       FinishWith(ToGrpcStatus(result.status));
       return;
     }
@@ -174,7 +211,7 @@ class CacheService::GetReactor final : public Reactor {
 
   const grpc::CallbackServerContext& context_;
   v1::GetResponse& response_;
-  std::shared_ptr<GetWait> wait_;  // set by Start() unless the cache answered at once
+  std::shared_ptr<CallWait> wait_;  // set by Start() unless the cache answered at once
 };
 
 class CacheService::BatchGetReactor final : public Reactor {
@@ -205,23 +242,30 @@ class CacheService::BatchGetReactor final : public Reactor {
       slot->set_key(key);
       slots_.push_back(slot);
     }
-    handles_.resize(n);
     pending_.store(n, std::memory_order_relaxed);
+    wait_ = std::make_shared<CallWait>();
+    std::vector<GetHandle> handles;
+    handles.reserve(n);
     for (int i = 0; i < n; ++i) {
-      handles_[i] = service_.cache_.Get(
-          request.keys(i), [this, i](GetResult result) { OnResult(i, std::move(result)); });
+      handles.push_back(service_.cache_.Get(
+          request.keys(i), [this, i](GetResult result) { OnResult(i, std::move(result)); }));
     }
+    CallWait::Arm(wait_, std::move(handles), service_.options_.deadline_timers,
+                  context_.deadline());
   }
 
+  // The client cancelled or its deadline passed: every key still waiting leaves its flight.
   void OnCancel() override {
-    cancelled_.store(true, std::memory_order_relaxed);
-    for (GetHandle& handle : handles_) handle.Cancel();
+    if (wait_ != nullptr) wait_->Leave(/*because_deadline=*/false);
   }
 
  private:
   void OnResult(int i, GetResult result) {
     v1::KeyResult& slot = *slots_[i];
-    if (absl::IsCancelled(result.status)) result.status = WhyCallEnded(context_);
+    if (absl::IsCancelled(result.status)) {
+      result.status =
+          WhyCallEnded(context_, {.left = true, .deadline_passed = wait_->deadline_passed()});
+    }
     const grpc::StatusCode code = ToGrpcCode(result.status.code());
     slot.set_code(static_cast<int32_t>(code));
     slot.set_source(ToProtoSource(result.source));
@@ -242,8 +286,8 @@ class CacheService::BatchGetReactor final : public Reactor {
   }
 
   void Complete() {
-    if (cancelled_.load(std::memory_order_relaxed)) {
-      FinishWith(ToGrpcStatus(WhyCallEnded(context_)));
+    if (const CallWait::End end = wait_->Answer(); end.left) {
+      FinishWith(ToGrpcStatus(WhyCallEnded(context_, end)));
       return;
     }
     if (response_bytes_.load(std::memory_order_relaxed) > kMaxResponseBytes) {
@@ -259,12 +303,11 @@ class CacheService::BatchGetReactor final : public Reactor {
   const grpc::CallbackServerContext& context_;
   v1::BatchGetResponse& response_;
   std::vector<v1::KeyResult*> slots_;  // written before the first Get, then read-only
-  std::vector<GetHandle> handles_;     // written by Start(), then only by OnCancel()
+  std::shared_ptr<CallWait> wait_;     // set by Start() before the first Get
   // Keys not yet answered.
   std::atomic<int> pending_{0};
   // Relaxed: read only by the last completion, which the acq_rel countdown orders after them.
   std::atomic<int64_t> response_bytes_{0};
-  std::atomic<bool> cancelled_{false};
 };
 
 CacheService::CacheService(FlightCache& cache, CacheServiceOptions options, Metrics* metrics)

@@ -123,6 +123,7 @@ TEST_F(CacheServiceDeadlineTest, AHitArmsNoTimer) {
 TEST_F(CacheServiceDeadlineTest, AWaiterLeavingAtItsDeadlineDoesNotCancelAnotherWaitersLoad) {
   std::unique_ptr<Call> first = StartGet("k");
   origin_.WaitForFetches(1);
+  ASSERT_TRUE(WaitForTimers(1));                 // the first's timer is armed at its deadline
   deadline_timers_.Advance(absl::Seconds(30));   // nobody's deadline yet
   std::unique_ptr<Call> second = StartGet("k");  // joins; its deadline is 30 s after the first's
   ASSERT_TRUE(WaitForTimers(2));                 // the second has joined
@@ -134,6 +135,57 @@ TEST_F(CacheServiceDeadlineTest, AWaiterLeavingAtItsDeadlineDoesNotCancelAnother
   ASSERT_TRUE(second->done.WaitForNotificationWithTimeout(absl::Seconds(20)));
   EXPECT_TRUE(second->status.ok());
   EXPECT_EQ(second->response.source(), v1::SOURCE_COALESCED);
+}
+
+// BatchGet: at the deadline every key still waiting leaves its flight; keys already answered
+// keep their results, and the call ends DEADLINE_EXCEEDED.
+TEST_F(CacheServiceDeadlineTest, BatchGetLeavesEveryWaitingKeyAtTheDeadline) {
+  origin_.set_auto_answer(nullptr);
+  v1::BatchGetRequest request;
+  request.add_keys("slow-1");
+  request.add_keys("slow-2");
+  v1::BatchGetResponse response;
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::minutes(1));
+  absl::Notification done;
+  grpc::Status status;
+  stub_->async()->BatchGet(&context, &request, &response, [&](grpc::Status s) {
+    status = std::move(s);
+    done.Notify();
+  });
+  origin_.WaitForFetches(2);
+  ASSERT_TRUE(WaitForTimers(1));             // one timer for the whole call
+  ASSERT_TRUE(origin_.AnswerValue(0, "v"));  // one key answered before the deadline
+  EXPECT_FALSE(done.HasBeenNotified());
+
+  deadline_timers_.Advance(absl::Minutes(2));
+  ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(20)));
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  EXPECT_TRUE(origin_.cancelled(1));  // the key still waiting: its load is cancelled
+  EXPECT_EQ(deadline_timers_.pending(), 0u);
+}
+
+TEST_F(CacheServiceDeadlineTest, AnsweredBatchGetDisarmsItsTimer) {
+  v1::BatchGetRequest request;
+  request.add_keys("a");
+  request.add_keys("b");
+  v1::BatchGetResponse response;
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::minutes(1));
+  absl::Notification done;
+  grpc::Status status;
+  stub_->async()->BatchGet(&context, &request, &response, [&](grpc::Status s) {
+    status = std::move(s);
+    done.Notify();
+  });
+  origin_.WaitForFetches(2);
+  ASSERT_TRUE(WaitForTimers(1));
+  ASSERT_TRUE(origin_.AnswerValue(0, "va"));
+  ASSERT_TRUE(origin_.AnswerValue(1, "vb"));
+  ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(20)));
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  ASSERT_EQ(response.results_size(), 2);
+  EXPECT_EQ(deadline_timers_.pending(), 0u);
 }
 
 }  // namespace
