@@ -68,6 +68,27 @@ class CacheServiceDeadlineTest : public ::testing::Test {
     return call;
   }
 
+  // A BatchGet with a deadline a minute away, left running.
+  struct BatchCall {
+    grpc::ClientContext context;
+    v1::BatchGetRequest request;
+    v1::BatchGetResponse response;
+    grpc::Status status;
+    absl::Notification done;
+  };
+  std::unique_ptr<BatchCall> StartBatchGet(std::initializer_list<std::string> keys) {
+    auto call = std::make_unique<BatchCall>();
+    for (const std::string& key : keys) call->request.add_keys(key);
+    call->context.set_deadline(std::chrono::system_clock::now() + std::chrono::minutes(1));
+    BatchCall* raw = call.get();
+    stub_->async()->BatchGet(&raw->context, &raw->request, &raw->response,
+                             [raw](grpc::Status status) {
+                               raw->status = std::move(status);
+                               raw->done.Notify();
+                             });
+    return call;
+  }
+
   // A Get's timer is armed once its Get has returned (after the load started): wait for it.
   bool WaitForTimers(size_t n) {
     for (int i = 0; i < 4000 && deadline_timers_.pending() < n; ++i) {
@@ -140,51 +161,28 @@ TEST_F(CacheServiceDeadlineTest, AWaiterLeavingAtItsDeadlineDoesNotCancelAnother
 // BatchGet: at the deadline every key still waiting leaves its flight; keys already answered
 // keep their results, and the call ends DEADLINE_EXCEEDED.
 TEST_F(CacheServiceDeadlineTest, BatchGetLeavesEveryWaitingKeyAtTheDeadline) {
-  origin_.set_auto_answer(nullptr);
-  v1::BatchGetRequest request;
-  request.add_keys("slow-1");
-  request.add_keys("slow-2");
-  v1::BatchGetResponse response;
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + std::chrono::minutes(1));
-  absl::Notification done;
-  grpc::Status status;
-  stub_->async()->BatchGet(&context, &request, &response, [&](grpc::Status s) {
-    status = std::move(s);
-    done.Notify();
-  });
+  std::unique_ptr<BatchCall> call = StartBatchGet({"slow-1", "slow-2"});
   origin_.WaitForFetches(2);
   ASSERT_TRUE(WaitForTimers(1));             // one timer for the whole call
   ASSERT_TRUE(origin_.AnswerValue(0, "v"));  // one key answered before the deadline
-  EXPECT_FALSE(done.HasBeenNotified());
+  EXPECT_FALSE(call->done.HasBeenNotified());
 
   deadline_timers_.Advance(absl::Minutes(2));
-  ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(20)));
-  EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  ASSERT_TRUE(call->done.WaitForNotificationWithTimeout(absl::Seconds(20)));
+  EXPECT_EQ(call->status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
   EXPECT_TRUE(origin_.cancelled(1));  // the key still waiting: its load is cancelled
   EXPECT_EQ(deadline_timers_.pending(), 0u);
 }
 
 TEST_F(CacheServiceDeadlineTest, AnsweredBatchGetDisarmsItsTimer) {
-  v1::BatchGetRequest request;
-  request.add_keys("a");
-  request.add_keys("b");
-  v1::BatchGetResponse response;
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + std::chrono::minutes(1));
-  absl::Notification done;
-  grpc::Status status;
-  stub_->async()->BatchGet(&context, &request, &response, [&](grpc::Status s) {
-    status = std::move(s);
-    done.Notify();
-  });
+  std::unique_ptr<BatchCall> call = StartBatchGet({"a", "b"});
   origin_.WaitForFetches(2);
   ASSERT_TRUE(WaitForTimers(1));
   ASSERT_TRUE(origin_.AnswerValue(0, "va"));
   ASSERT_TRUE(origin_.AnswerValue(1, "vb"));
-  ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(20)));
-  EXPECT_TRUE(status.ok()) << status.error_message();
-  ASSERT_EQ(response.results_size(), 2);
+  ASSERT_TRUE(call->done.WaitForNotificationWithTimeout(absl::Seconds(20)));
+  EXPECT_TRUE(call->status.ok()) << call->status.error_message();
+  ASSERT_EQ(call->response.results_size(), 2);
   EXPECT_EQ(deadline_timers_.pending(), 0u);
 }
 
