@@ -10,7 +10,7 @@
 #   - throughput and p99 of each; ratio flightcache / no-op throughput: target >= 0.9.
 # Usage: bench/e2e/hits.sh [--strict] [--keep] [BUILD_DIR]
 source "$(dirname "$0")/common.sh"
-bench_init hits 500 "$@"
+bench_init hits 560 "$@"
 require_bins "$SERVER_BIN" "$LOADGEN_BIN" "$CLI_BIN" "$NOOP_BIN" "$FILL_BIN"
 
 KEYS="${KEYS:-10000}"
@@ -38,6 +38,16 @@ run_loadgen() { # NAME PORT ROUND
     --json="$WORK/$1.$3.json" >"$WORK/$1.$3.txt"
   cat "$WORK/$1.$3.txt"
 }
+
+# Warm-up, not counted: a short run against each server first. The first seconds of a server's
+# life (threads, allocator, connection) made round 1 consistently the slowest.
+WARMUP="${WARMUP:-3s}"
+for target in "fc $fc_PORT" "noop $noop_PORT"; do
+  read -r name port <<<"$target"
+  bench_log "warm-up against $name ($WARMUP, not counted)"
+  bounded 60 "$LOADGEN_BIN" --target="127.0.0.1:$port" --keys="$KEYS" --distribution=uniform \
+    --concurrency=$CONCURRENCY --duration="$WARMUP" --deadline=1s --progress=off >/dev/null
+done
 
 for ((r = 1; r <= ROUNDS; r++)); do
   if ((r % 2 == 1)); then
