@@ -11,39 +11,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
+#include "client/common/json_writer.h"
 
 namespace flightcache {
 namespace {
-
-void AppendJsonString(std::string& out, absl::string_view s) {
-  out.push_back('"');
-  for (const char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          absl::StrAppendFormat(&out, "\\u%04x", static_cast<unsigned char>(c));
-        } else {
-          out.push_back(c);
-        }
-    }
-  }
-  out.push_back('"');
-}
 
 // One JSON object per line, so a log collector never has to guess where a message ends.
 class JsonFormatter final : public spdlog::formatter {
@@ -99,11 +70,11 @@ void GprToSpdlog(gpr_log_func_args* args) {
 
 std::string FormatJsonLogLine(absl::Time ts, absl::string_view level, absl::string_view message) {
   std::string line = "{\"ts\":";
-  AppendJsonString(line, absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ", ts, absl::UTCTimeZone()));
+  client::AppendJsonQuoted(line, absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ", ts, absl::UTCTimeZone()));
   line += ",\"level\":";
-  AppendJsonString(line, level);
+  client::AppendJsonQuoted(line, level);
   line += ",\"msg\":";
-  AppendJsonString(line, message);
+  client::AppendJsonQuoted(line, message);
   line.push_back('}');
   return line;
 }

@@ -8,8 +8,8 @@
 
 namespace flightcache::client {
 
-std::string JsonQuote(absl::string_view s) {
-  std::string out = "\"";
+void AppendJsonQuoted(std::string& out, absl::string_view s) {
+  out.push_back('"');
   for (const char c : s) {
     switch (c) {
       case '"':
@@ -31,11 +31,16 @@ std::string JsonQuote(absl::string_view s) {
         if (static_cast<unsigned char>(c) < 0x20) {
           absl::StrAppendFormat(&out, "\\u%04x", static_cast<unsigned char>(c));
         } else {
-          out += c;
+          out.push_back(c);
         }
     }
   }
-  out += '"';
+  out.push_back('"');
+}
+
+std::string JsonQuote(absl::string_view s) {
+  std::string out;
+  AppendJsonQuoted(out, s);
   return out;
 }
 

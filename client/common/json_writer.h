@@ -1,5 +1,6 @@
 // JsonObjectWriter: builds one flat-or-nested JSON object as a string, for --json reports,
-// the demo origin's stats file and its final stdout line.
+// the demo origin's stats file and its final stdout line. JsonQuote / AppendJsonQuoted are also
+// what flightcache-server's --log-format=json uses for its strings.
 //
 // Not thread-safe; a small value type. Keys are added in call order and are not de-duplicated.
 // Non-finite doubles are written as null (JSON has no NaN).
@@ -21,6 +22,8 @@ namespace flightcache::client {
 
 // `s` as a quoted JSON string with the required escapes.
 std::string JsonQuote(absl::string_view s);
+// The same, appended to `out`.
+void AppendJsonQuoted(std::string& out, absl::string_view s);
 
 class JsonObjectWriter final {
  public:
