@@ -318,7 +318,9 @@ GetHandle FlightCache::Get(std::string_view key, Callback done) {
                        options_.max_key_bytes))});
     return {};
   }
-  if (std::optional<CacheHit> hit = impl.cache.Peek(key)) {
+  // Lookup, not Peek: a hit is an access the eviction policy must see, or hot keys would be
+  // evicted like one-hit keys.
+  if (std::optional<CacheHit> hit = impl.cache.Lookup(key)) {
     done(impl.FromCacheHit(*hit));
     return {};
   }
@@ -340,7 +342,7 @@ GetHandle FlightCache::Get(std::string_view key, Callback done) {
       case Group::Outcome::kAnsweredByRecheck:
         // A load stored the key between our miss and Join's lock. Serve it as a hit; if it was
         // evicted again in that instant, go round and join or start a flight after all.
-        if (std::optional<CacheHit> hit = impl.cache.Peek(key)) {
+        if (std::optional<CacheHit> hit = impl.cache.Lookup(key)) {
           impl.requests.Add(Impl::kMisses, -1);  // it was a hit after all
           on_load(impl.HitAsResult(*hit), Group::Outcome::kAnsweredByRecheck);
           return {};

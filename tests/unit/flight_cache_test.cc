@@ -130,6 +130,31 @@ TEST_F(FlightCacheTest, ReadHitShowsCachedEntriesAndCountsThemAsHits) {
   EXPECT_EQ(origin_.fetches(), 2);
 }
 
+// Hits through Get() count as accesses for the eviction policy: a key read again keeps its place
+// while a stream of one-hit keys passes through the cache (S3-FIFO promotes it out of the small
+// queue; an unread key is evicted from there).
+TEST_F(FlightCacheTest, KeysReadThroughGetSurviveAScanOfOneHitKeys) {
+  FlightCacheOptions o = Options();
+  o.cache.capacity_bytes = 64 * 1024;  // ~400 entries of this size in total
+  o.cache.shard_count = 1;
+  auto cache = Make(o);
+  origin_.set_auto_answer(
+      [](const FetchRequest&) { return FetchResult{.value = std::string(50, 'v')}; });
+  Reply hot;
+  cache->Get("hot", hot.Callback());
+  ASSERT_EQ(hot.result.source, Source::kLoaded);
+  Reply hit;
+  cache->Get("hot", hit.Callback());
+  ASSERT_EQ(hit.result.source, Source::kHit);
+  for (int i = 0; i < 2000; ++i) {
+    Reply cold;
+    cache->Get("cold-" + std::to_string(i), cold.Callback());
+  }
+  Reply again;
+  cache->Get("hot", again.Callback());
+  EXPECT_EQ(again.result.source, Source::kHit) << "the key read again was evicted by the scan";
+}
+
 TEST_F(FlightCacheTest, ConcurrentMissesShareOneFetch) {
   auto cache = Make();
   constexpr int kCallers = 100;
