@@ -108,7 +108,7 @@ class CacheServiceDeadlineTest : public ::testing::Test {
 
 TEST_F(CacheServiceDeadlineTest, AtTheDeadlineTheLastWaiterLeavesAndTheLoadIsCancelled) {
   std::unique_ptr<Call> call = StartGet("k");
-  origin_.WaitForFetches(1);
+  ASSERT_TRUE(origin_.WaitForFetches(1));
   ASSERT_TRUE(WaitForTimers(1));  // one timer, at the caller's deadline
   EXPECT_FALSE(call->done.HasBeenNotified());
 
@@ -120,7 +120,7 @@ TEST_F(CacheServiceDeadlineTest, AtTheDeadlineTheLastWaiterLeavesAndTheLoadIsCan
 
 TEST_F(CacheServiceDeadlineTest, AnAnsweredGetDisarmsItsTimer) {
   std::unique_ptr<Call> call = StartGet("k");
-  origin_.WaitForFetches(1);
+  ASSERT_TRUE(origin_.WaitForFetches(1));
   ASSERT_TRUE(WaitForTimers(1));
   ASSERT_TRUE(origin_.AnswerValue(0, "v"));
   ASSERT_TRUE(call->done.WaitForNotificationWithTimeout(absl::Seconds(20)));
@@ -143,7 +143,7 @@ TEST_F(CacheServiceDeadlineTest, AHitArmsNoTimer) {
 // Another waiter keeps the load: the expired caller leaves, the load goes on for the other.
 TEST_F(CacheServiceDeadlineTest, AWaiterLeavingAtItsDeadlineDoesNotCancelAnotherWaitersLoad) {
   std::unique_ptr<Call> first = StartGet("k");
-  origin_.WaitForFetches(1);
+  ASSERT_TRUE(origin_.WaitForFetches(1));
   ASSERT_TRUE(WaitForTimers(1));                 // the first's timer is armed at its deadline
   deadline_timers_.Advance(absl::Seconds(30));   // nobody's deadline yet
   std::unique_ptr<Call> second = StartGet("k");  // joins; its deadline is 30 s after the first's
@@ -162,7 +162,7 @@ TEST_F(CacheServiceDeadlineTest, AWaiterLeavingAtItsDeadlineDoesNotCancelAnother
 // keep their results, and the call ends DEADLINE_EXCEEDED.
 TEST_F(CacheServiceDeadlineTest, BatchGetLeavesEveryWaitingKeyAtTheDeadline) {
   std::unique_ptr<BatchCall> call = StartBatchGet({"slow-1", "slow-2"});
-  origin_.WaitForFetches(2);
+  ASSERT_TRUE(origin_.WaitForFetches(2));
   ASSERT_TRUE(WaitForTimers(1));             // one timer for the whole call
   ASSERT_TRUE(origin_.AnswerValue(0, "v"));  // one key answered before the deadline
   EXPECT_FALSE(call->done.HasBeenNotified());
@@ -176,7 +176,7 @@ TEST_F(CacheServiceDeadlineTest, BatchGetLeavesEveryWaitingKeyAtTheDeadline) {
 
 TEST_F(CacheServiceDeadlineTest, AnsweredBatchGetDisarmsItsTimer) {
   std::unique_ptr<BatchCall> call = StartBatchGet({"a", "b"});
-  origin_.WaitForFetches(2);
+  ASSERT_TRUE(origin_.WaitForFetches(2));
   ASSERT_TRUE(WaitForTimers(1));
   ASSERT_TRUE(origin_.AnswerValue(0, "va"));
   ASSERT_TRUE(origin_.AnswerValue(1, "vb"));

@@ -75,11 +75,12 @@ class FakeOrigin final : public Origin {
     return Answer(i, FetchResult{std::move(value), ttl});
   }
 
-  // Blocks until at least `n` fetches were made (for tests that answer from another thread).
-  void WaitForFetches(size_t n) const {
+  // Waits until at least `n` fetches were made (for tests that answer from another thread).
+  // False if `timeout` passed first.
+  [[nodiscard]] bool WaitForFetches(size_t n, absl::Duration timeout = absl::Seconds(30)) const {
     absl::MutexLock lock(&mu_);
     auto enough = [this, n]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return calls_.size() >= n; };
-    mu_.Await(absl::Condition(&enough));
+    return mu_.AwaitWithTimeout(absl::Condition(&enough), timeout);
   }
 
   FetchRequest request(size_t i) const {

@@ -9,10 +9,10 @@
 #include <vector>
 
 #include "absl/synchronization/barrier.h"
-#include "absl/synchronization/blocking_counter.h"
 #include "absl/synchronization/mutex.h"
 #include "gtest/gtest.h"
 #include "tests/testing/fake_clock.h"
+#include "tests/testing/latch.h"
 
 namespace flightcache {
 namespace {
@@ -111,7 +111,7 @@ TEST_F(SingleFlightGroupTest, ThousandThreadsJoiningOneKeyStartExactlyOneLoad) {
   std::atomic<int> delivered{0};
   constexpr int kThreads = 1000;
   absl::Barrier* start = new absl::Barrier(kThreads);
-  absl::BlockingCounter joined(kThreads);
+  testing::Latch joined(kThreads);
   std::optional<LoadHandle<std::string>> held;
   absl::Mutex held_mu;
   std::vector<std::thread> threads;
@@ -131,10 +131,10 @@ TEST_F(SingleFlightGroupTest, ThousandThreadsJoiningOneKeyStartExactlyOneLoad) {
             delivered++;
           });
       waiters[i] = std::move(j.waiter);
-      joined.DecrementCount();
+      joined.CountDown();
     });
   }
-  joined.Wait();
+  ASSERT_TRUE(joined.WaitFor()) << "a joining thread did not finish";
   for (auto& t : threads) t.join();
   EXPECT_EQ(loads.load(), 1);
   {

@@ -5,11 +5,11 @@
 #include <thread>
 #include <vector>
 
-#include "absl/synchronization/blocking_counter.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
+#include "tests/testing/latch.h"
 
 namespace flightcache {
 namespace {
@@ -20,18 +20,19 @@ TEST(ThisThreadStripeTest, LiveThreadsOwnDistinctStripesUntilTheyRunOutThenShare
 
   constexpr int kThreads = kStripes + 2;  // more than there are stripes to own
   std::vector<ThreadStripe> seen(kThreads);
-  absl::BlockingCounter taken(kThreads);
+  testing::Latch taken(kThreads);
   absl::Notification release;
   std::vector<std::thread> threads;
   for (int i = 0; i < kThreads; ++i) {
     threads.emplace_back([&, i] {
       seen[i] = ThisThreadStripe();
-      taken.DecrementCount();
+      taken.CountDown();
       release.WaitForNotification();  // every thread alive at once
     });
   }
-  taken.Wait();
+  const bool all_taken = taken.WaitFor();
   release.Notify();
+  ASSERT_TRUE(all_taken) << "not every thread took a stripe";
   for (std::thread& t : threads) t.join();
 
   std::set<int> owned;
