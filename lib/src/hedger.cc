@@ -1,7 +1,6 @@
 #include "flightcache/hedger.h"
 
 #include <algorithm>
-#include <cmath>
 #include <exception>
 #include <memory>
 #include <optional>
@@ -109,9 +108,8 @@ Hedger::Hedger(HedgeOptions options, TimerQueue& timers, ConcurrencyLimiter* lim
     : options_(std::move(options)),
       timers_(timers),
       limiter_(limiter),
-      tokens_(options_.max_tokens) {
-  if (options_.percentile > 0) window_.reserve(static_cast<size_t>(options_.window_size));
-}
+      tokens_(options_.max_tokens),
+      window_(options_.percentile > 0 ? static_cast<size_t>(options_.window_size) : 1) {}
 
 void Hedger::Run(std::stop_token cancel, Attempt attempt, FetchCallback done) {
   if (cancel.stop_requested()) {
@@ -216,7 +214,10 @@ void Hedger::RunState::OnAttemptDone(uint32_t attempt, absl::StatusOr<FetchResul
       if (IsAnswer(result)) {
         outcome = std::move(result);
         if (is_primary && hedge_sent && !hedge_done) loser = &hedge_stop;
-        if (!is_primary && !primary_done) loser = &primary_stop;
+        if (!is_primary && !primary_done) {
+          loser = &primary_stop;
+          record_latency = true;  // censored: the primary would have taken at least this long
+        }
       } else if (is_primary) {
         primary_error = result.status();
         // An error waits for a hedge in flight; with none, it is the result.
@@ -263,22 +264,11 @@ void Hedger::RunState::OnRunCancelled() {
 
 absl::Duration Hedger::CurrentDelay() const {
   if (options_.percentile <= 0) return options_.delay;
-  std::vector<absl::Duration> samples;
-  {
-    absl::MutexLock lock(&mu_);
-    if (static_cast<int64_t>(window_.size()) < options_.min_samples) {
-      return options_.adaptive_fallback_delay;
-    }
-    samples = window_;
+  absl::MutexLock lock(&mu_);
+  if (static_cast<int64_t>(window_.size()) < options_.min_samples) {
+    return options_.adaptive_fallback_delay;
   }
-  // Nearest-rank percentile: the smallest sample with at least p% of samples at or below it.
-  const size_t n = samples.size();
-  size_t rank =
-      static_cast<size_t>(std::ceil(options_.percentile / 100.0 * static_cast<double>(n)));
-  rank = std::clamp<size_t>(rank, 1, n);
-  std::nth_element(samples.begin(), samples.begin() + static_cast<std::ptrdiff_t>(rank - 1),
-                   samples.end());
-  return std::max(samples[rank - 1], kMinAdaptiveDelay);
+  return std::max(window_.Percentile(options_.percentile), kMinAdaptiveDelay);
 }
 
 HedgeStats Hedger::stats() const {
@@ -307,13 +297,7 @@ void Hedger::EarnToken() {
 void Hedger::RecordPrimaryLatency(absl::Duration latency) {
   if (options_.percentile <= 0) return;
   absl::MutexLock lock(&mu_);
-  const size_t capacity = static_cast<size_t>(options_.window_size);
-  if (window_.size() < capacity) {
-    window_.push_back(latency);
-  } else {
-    window_[window_next_] = latency;
-    window_next_ = (window_next_ + 1) % capacity;
-  }
+  window_.Add(latency);
 }
 
 }  // namespace flightcache

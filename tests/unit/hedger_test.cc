@@ -15,13 +15,13 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
-#include "absl/synchronization/blocking_counter.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "flightcache/concurrency_limiter.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/fake_clock.h"
+#include "tests/testing/latch.h"
 
 namespace flightcache {
 namespace {
@@ -409,11 +409,42 @@ TEST(HedgerTest, AdaptiveDelayIsThePercentileOfRecentPrimaryLatencies) {
   EXPECT_EQ(origin.count(), 1u);
   timers.Advance(absl::Milliseconds(1));
   ASSERT_EQ(origin.count(), 2u);
-  // The hedge wins; the cancelled primary's time is not a latency sample.
+  // The hedge wins at 30 ms: the beaten primary is a censored 30 ms sample; its late CANCELLED
+  // is not a second one.
   origin.Complete(1, Value("h"));
   timers.Advance(absl::Seconds(5));
   origin.Complete(0, absl::CancelledError("stopped"));
-  EXPECT_EQ(hedger.CurrentDelay(), absl::Milliseconds(30));
+  EXPECT_EQ(hedger.CurrentDelay(), absl::Milliseconds(30));  // p50 of {30,40,50,30}
+}
+
+// Primaries beaten by their hedge are the slow tail; left out of the window, the "p90" would
+// stay at the fast primaries' latency and hedge ever more loads.
+TEST(HedgerTest, BeatenPrimariesCountAsCensoredLatencies) {
+  FakeTimerQueue timers;
+  HedgeOptions options;
+  options.enabled = true;
+  options.percentile = 90;
+  options.min_samples = 10;
+  options.window_size = 100;
+  options.budget = 1;  // every primary pays for a hedge: the budget is not under test
+  Hedger hedger(options, timers, nullptr);
+  for (int i = 0; i < 10; ++i) RunLoad(hedger, timers, absl::Milliseconds(10));
+  ASSERT_EQ(hedger.CurrentDelay(), absl::Milliseconds(10));
+  // Ten loads whose primary hangs: each hedge fires at the delay then answers 50 ms later.
+  for (int i = 0; i < 10; ++i) {
+    FakeAttempts origin;
+    DoneRecorder done;
+    const absl::Duration delay = hedger.CurrentDelay();
+    hedger.Run({}, origin.fn(), done.fn());
+    timers.Advance(delay);
+    ASSERT_EQ(origin.count(), 2u) << "load " << i;
+    timers.Advance(absl::Milliseconds(50));
+    origin.Complete(1, Value("h"));
+    ASSERT_TRUE(origin.cancelled(0));
+    origin.Complete(0, absl::CancelledError("stopped"));
+  }
+  // Half the window is now primaries that took at least 60 ms.
+  EXPECT_GE(hedger.CurrentDelay(), absl::Milliseconds(60));
 }
 
 TEST(HedgerTest, AdaptiveP95) {
@@ -599,7 +630,7 @@ TEST(HedgerTest, ConcurrentRunsDeliverExactlyOnce) {
   std::atomic<int> attempts_started{0};
   std::atomic<int> attempts_finished{0};
   std::vector<std::atomic<int>> done_calls(kRuns);
-  absl::BlockingCounter all_done(kRuns);
+  testing::Latch all_done(kRuns);
 
   // Answers after 0-600us on the timer thread; reports CANCELLED if cancelled by then.
   auto attempt_for = [&](int run) -> Hedger::Attempt {
@@ -637,7 +668,7 @@ TEST(HedgerTest, ConcurrentRunsDeliverExactlyOnce) {
         hedger.Run(stops[run].get_token(), attempt_for(run),
                    [&, run](absl::StatusOr<FetchResult> r) {
                      EXPECT_EQ(done_calls[run].fetch_add(1), 0) << "run " << run;
-                     all_done.DecrementCount();
+                     all_done.CountDown();
                    });
         if (rng() % 8 == 0) stops[t * kRunsPerThread + rng() % (i + 1)].request_stop();
         if (rng() % 4 == 0) std::this_thread::sleep_for(std::chrono::microseconds(100));
@@ -645,12 +676,14 @@ TEST(HedgerTest, ConcurrentRunsDeliverExactlyOnce) {
     });
   }
   for (auto& th : threads) th.join();
-  all_done.Wait();
+  ASSERT_TRUE(all_done.WaitFor()) << "a run never delivered";
   // A run still uses the hedger until its losing attempt has reported: let the attempts end
   // (cancelled ones report CANCELLED), then stop the timer thread so nothing runs any more.
-  while (attempts_finished.load() < attempts_started.load()) {
+  const absl::Time give_up = absl::Now() + testing::kTestWait;
+  while (attempts_finished.load() < attempts_started.load() && absl::Now() < give_up) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
+  ASSERT_EQ(attempts_finished.load(), attempts_started.load()) << "an attempt never reported";
   timers.reset();
   for (int i = 0; i < kRuns; ++i) ASSERT_EQ(done_calls[i].load(), 1) << "run " << i;
   const HedgeStats stats = hedger.stats();

@@ -7,6 +7,11 @@
 // for the other; if both fail, the primary's error is reported (no error is swallowed). Cancelling
 // the run's token cancels both attempts.
 //
+// The latency window sees every primary that ran to its end, and a primary beaten by its hedge
+// as the time until it was beaten (a censored sample: it would have taken at least that long).
+// Leaving beaten primaries out would drop exactly the slow tail the percentile must see, and the
+// delay would drift down until far more than (100 - N)% of loads were hedged.
+//
 // Token bucket (as gRPC retry throttling): holds at most `max_tokens` (10), starts full; every
 // primary fetch adds `budget` (0.05); a hedge spends 1. So hedges stay at ~5% of fetches in steady
 // state, after an initial burst of up to 10.
@@ -30,6 +35,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "flightcache/concurrency_limiter.h"
+#include "flightcache/latency_window.h"
 #include "flightcache/origin.h"
 #include "flightcache/timer_queue.h"
 
@@ -88,8 +94,7 @@ class Hedger final {
 
   mutable absl::Mutex mu_;
   double tokens_ ABSL_GUARDED_BY(mu_);
-  std::vector<absl::Duration> window_ ABSL_GUARDED_BY(mu_);  // ring buffer of latencies
-  size_t window_next_ ABSL_GUARDED_BY(mu_) = 0;
+  LatencyWindow window_ ABSL_GUARDED_BY(mu_);  // recent primary latencies
   HedgeStats stats_ ABSL_GUARDED_BY(mu_);
 };
 
