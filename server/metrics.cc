@@ -112,6 +112,13 @@ class Metrics::Collector final : public prometheus::Collectable {
       m.counter.value = static_cast<double>(value);
       families.back().metric.push_back(std::move(m));
     }
+    families.push_back(Single("flightcache_loads_too_late_to_fetch_total",
+                              "Queued loads failed without a fetch: too little of their timeout "
+                              "was left for a typical fetch",
+                              counter, static_cast<double>(s.loads_too_late_to_fetch)));
+    families.push_back(Single("flightcache_fetches_cut_by_load_timeout_total",
+                              "Loads whose origin fetch was still running when the load timed out",
+                              counter, static_cast<double>(s.fetches_cut_by_load_timeout)));
     families.push_back(Single("flightcache_loads_inflight", "Loads started and not finished", gauge,
                               static_cast<double>(s.loads_inflight)));
     families.push_back(Single("flightcache_loads_queued", "Loads waiting for a concurrency permit",

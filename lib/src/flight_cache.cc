@@ -1,11 +1,11 @@
 #include "flightcache/flight_cache.h"
 
-#include <exception>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "flightcache/flight.h"
+#include "flightcache/latency_window.h"
 #include "flightcache/striped.h"
 
 namespace flightcache {
@@ -41,25 +41,10 @@ absl::Status MapOriginError(const absl::Status& status, const std::string& origi
   }
 }
 
-// Calls a FetchCallback at most once, whichever of two paths (the origin's answer, or our catch
-// of its exception) gets there first.
-class OnceFetchCallback final {
- public:
-  explicit OnceFetchCallback(FetchCallback done) : done_(std::move(done)) {}
-  void Run(absl::StatusOr<FetchResult> result) {
-    FetchCallback done;
-    {
-      absl::MutexLock lock(&mu_);
-      done = std::move(done_);
-      done_ = nullptr;
-    }
-    if (done) done(std::move(result));
-  }
-
- private:
-  absl::Mutex mu_;
-  FetchCallback done_ ABSL_GUARDED_BY(mu_);
-};
+// The typical fetch time is the median of this many recent answered fetches, once there are at
+// least kMinFetchSamples of them (before that, every load that gets a permit fetches).
+constexpr size_t kFetchLatencyWindow = 101;
+constexpr size_t kMinFetchSamples = 10;
 
 }  // namespace
 
@@ -176,6 +161,11 @@ struct FlightCache::Impl {
         return;
       }
       if (load->cancelled()) return;  // the permit is released as `permit` goes out of scope
+      if (absl::Status late = TooLateToFetch(load->deadline()); !late.ok()) {
+        loads_too_late_to_fetch.fetch_add(1, std::memory_order_relaxed);
+        load->Complete(std::move(late));
+        return;
+      }
       auto held = std::make_shared<ConcurrencyLimiter::Permit>(*std::move(permit));
       hedger.Run(
           load->stop_token(),
@@ -193,32 +183,58 @@ struct FlightCache::Impl {
             Fetch(FetchRequest{key, attempt, deadline}, std::move(cancel), std::move(done), pin);
           },
           [this, load, pin](absl::StatusOr<FetchResult> result) {
+            if (CutByLoadTimeout(result.status(), load->deadline())) {
+              fetches_cut_by_load_timeout.fetch_add(1, std::memory_order_relaxed);
+            }
             load->Complete(ToLoadedValue(std::move(result)));
           });
     });
   }
 
-  // One origin attempt, timed for the observer and shielded from exceptions. `pin` keeps this
+  // Not OK when less of the load's timeout is left than a typical answered fetch takes.
+  absl::Status TooLateToFetch(absl::Time deadline) {
+    const absl::Duration left = deadline - timers.clock().Now();
+    absl::Duration typical;
+    {
+      absl::MutexLock lock(&fetch_latency_mu);
+      if (fetch_latency.size() < kMinFetchSamples) return absl::OkStatus();
+      typical = fetch_latency.Percentile(50);
+    }
+    if (left >= typical) return absl::OkStatus();
+    return absl::UnavailableError(
+        absl::StrCat("origin ", origin_name, " not asked: the load waited in the queue until ",
+                     absl::FormatDuration(left), " of its timeout was left, and the origin takes ",
+                     absl::FormatDuration(typical), " to answer (median)"));
+  }
+
+  // The run ended because the load's own timeout stopped it (our timer, or the origin client's
+  // deadline, which is the same instant) while the origin was still working on it.
+  bool CutByLoadTimeout(const absl::Status& status, absl::Time deadline) const {
+    return (absl::IsCancelled(status) || absl::IsDeadlineExceeded(status)) &&
+           timers.clock().Now() >= deadline;
+  }
+
+  // One origin attempt, timed for the observer. An origin that throws is the hedger's to catch
+  // (it reports INTERNAL for the attempt): that is the one place an attempt's exception is
+  // caught, because a hedge starts on a timer thread where nobody else could. `pin` keeps this
   // object alive (see ~Impl) until the origin has answered.
   void Fetch(const FetchRequest& request, std::stop_token cancel, FetchCallback done, PinRef pin) {
     const absl::Time start = timers.clock().Now();
-    auto once = std::make_shared<OnceFetchCallback>(
-        [this, start, attempt = request.attempt, pin = std::move(pin),
-         done = std::move(done)](absl::StatusOr<FetchResult> result) mutable {
-          if (observer != nullptr) {
-            observer->OnFetchDone(attempt, timers.clock().Now() - start, result.status());
-          }
-          done(std::move(result));
-          done = nullptr;  // before `pin` goes, with this closure
-        });
-    try {
-      origin.Fetch(request, std::move(cancel),
-                   [once](absl::StatusOr<FetchResult> result) { once->Run(std::move(result)); });
-    } catch (const std::exception& e) {
-      once->Run(absl::InternalError(absl::StrCat("origin threw: ", e.what())));
-    } catch (...) {
-      once->Run(absl::InternalError("origin threw a non-standard exception"));
-    }
+    origin.Fetch(request, std::move(cancel),
+                 [this, start, attempt = request.attempt, pin = std::move(pin),
+                  done = std::move(done)](absl::StatusOr<FetchResult> result) mutable {
+                   // Released when this call ends, even if the origin keeps the callback.
+                   const PinRef held_pin = std::move(pin);
+                   const absl::Duration latency = timers.clock().Now() - start;
+                   if (IsAnswer(result.status())) {
+                     absl::MutexLock lock(&fetch_latency_mu);
+                     fetch_latency.Add(latency);
+                   }
+                   if (observer != nullptr)
+                     observer->OnFetchDone(attempt, latency, result.status());
+                   done(std::move(result));
+                   done = nullptr;  // before `held_pin` goes
+                 });
   }
 
   absl::StatusOr<LoadedValue> ToLoadedValue(absl::StatusOr<FetchResult> result) const {
@@ -292,6 +308,10 @@ struct FlightCache::Impl {
   enum RequestCounter { kRequests, kHits, kNegativeHits, kMisses, kCoalesced, kCounterCount };
   StripedCounters<kCounterCount> requests;
   std::atomic<int64_t> loads_succeeded{0}, loads_failed{0}, loads_cancelled{0};
+  std::atomic<int64_t> loads_too_late_to_fetch{0}, fetches_cut_by_load_timeout{0};
+  absl::Mutex fetch_latency_mu;
+  LatencyWindow fetch_latency ABSL_GUARDED_BY(fetch_latency_mu) =
+      LatencyWindow(kFetchLatencyWindow);
   absl::Mutex pins_mu;
   int64_t pins ABSL_GUARDED_BY(pins_mu) = 0;  // live Pins
   Group group;
@@ -404,6 +424,8 @@ FlightCacheStats FlightCache::stats() const {
   s.loads_succeeded = load(impl.loads_succeeded);
   s.loads_failed = load(impl.loads_failed);
   s.loads_cancelled = load(impl.loads_cancelled);
+  s.loads_too_late_to_fetch = load(impl.loads_too_late_to_fetch);
+  s.fetches_cut_by_load_timeout = load(impl.fetches_cut_by_load_timeout);
   const HedgeStats hedges = impl.hedger.stats();
   s.origin_fetches = hedges.fetches;
   s.hedges_sent = hedges.hedges_sent;

@@ -364,6 +364,64 @@ TEST_F(FlightCacheTest, LoadTimeoutIsUnavailableAndCancelsTheFetch) {
   EXPECT_EQ(cache->stats().loads_failed, 1);
 }
 
+// Answers `n` loads of distinct keys, each after `latency`: the cache learns a typical fetch time.
+void WarmUp(FlightCache& cache, FakeOrigin& origin, FakeTimerQueue& timers, int n,
+            absl::Duration latency) {
+  for (int i = 0; i < n; ++i) {
+    const size_t fetch = static_cast<size_t>(origin.fetches());
+    cache.Get("warm-" + std::to_string(i), [](GetResult) {});
+    timers.Advance(latency);
+    ASSERT_TRUE(origin.AnswerValue(fetch, "w"));
+  }
+}
+
+TEST_F(FlightCacheTest, QueuedLoadThatCannotFinishInTimeFailsWithoutFetching) {
+  FlightCacheOptions o = Options();
+  o.max_concurrent_loads = 1;
+  o.load_timeout = absl::Seconds(1);
+  auto cache = Make(o);
+  WarmUp(*cache, origin_, timers_, 10, absl::Milliseconds(400));
+  const int64_t warm_fetches = origin_.fetches();
+  Reply a, b, c, d;
+  cache->Get("a", a.Callback());
+  cache->Get("b", b.Callback());  // queued behind "a"
+  timers_.Advance(absl::Milliseconds(700));
+  origin_.AnswerValue(warm_fetches, "va");  // "b" gets the permit with 300 ms left of its 1 s
+  EXPECT_EQ(a.value(), "va");
+  ASSERT_EQ(b.calls, 1);
+  EXPECT_EQ(b.code(), absl::StatusCode::kUnavailable);
+  EXPECT_NE(b.result.status.message().find("fake://"), absl::string_view::npos) << b.result.status;
+  EXPECT_EQ(origin_.fetches(), warm_fetches + 1) << "a fetch that could not finish was started";
+  EXPECT_EQ(cache->stats().loads_too_late_to_fetch, 1);
+  EXPECT_EQ(cache->stats().loads_queued, 0);
+
+  // With 500 ms left of its timeout, a queued load still fetches.
+  cache->Get("c", c.Callback());
+  cache->Get("d", d.Callback());
+  timers_.Advance(absl::Milliseconds(500));
+  origin_.AnswerValue(warm_fetches + 1, "vc");
+  EXPECT_EQ(origin_.fetches(), warm_fetches + 3);
+  origin_.AnswerValue(warm_fetches + 2, "vd");
+  EXPECT_EQ(d.value(), "vd");
+  EXPECT_EQ(cache->stats().loads_too_late_to_fetch, 1);
+}
+
+TEST_F(FlightCacheTest, FetchesCutOffByTheLoadTimeoutAreCounted) {
+  FlightCacheOptions o = Options();
+  o.load_timeout = absl::Seconds(2);
+  auto cache = Make(o);
+  Reply abandoned, timed_out;
+  GetHandle h = cache->Get("abandoned", abandoned.Callback());
+  h.Cancel();  // the origin's work is cancelled, but not by the timeout
+  EXPECT_TRUE(origin_.cancelled(0));
+  EXPECT_EQ(cache->stats().fetches_cut_by_load_timeout, 0);
+  cache->Get("slow", timed_out.Callback());
+  timers_.Advance(absl::Seconds(2));
+  EXPECT_EQ(timed_out.code(), absl::StatusCode::kUnavailable);
+  EXPECT_TRUE(origin_.cancelled(1));
+  EXPECT_EQ(cache->stats().fetches_cut_by_load_timeout, 1);
+}
+
 TEST_F(FlightCacheTest, InvalidateDuringALoadKeepsTheNewerValue) {
   auto cache = Make();
   Reply old_waiter, new_waiter, after;

@@ -4,8 +4,11 @@
 // starts one (SingleFlightGroup); the load waits for a ConcurrencyLimiter permit, then fetches
 // from the Origin through the Hedger, under its own `load_timeout` — never under any caller's
 // deadline. When the last waiter of a load leaves, the load is cancelled (AbandonPolicy::kCancel)
-// or runs on to fill the cache (kFinish). Invalidate() removes entries and detaches loads in
-// flight so their results are not stored and later Gets start new loads.
+// or runs on to fill the cache (kFinish). A load that gets its permit with less of its timeout
+// left than a typical fetch takes (the median of recent answered fetches) fails UNAVAILABLE
+// without fetching: under overload, starting it would only make the origin do work that is
+// cancelled half way while the loads behind it wait. Invalidate() removes entries and detaches
+// loads in flight so their results are not stored and later Gets start new loads.
 //
 // Non-blocking: Get() returns at once; `done` runs exactly once — inline for a hit or an error
 // known at once, otherwise on the thread that completes the load (an origin or timer thread).
@@ -90,6 +93,11 @@ struct FlightCacheStats {
   int64_t bytes = 0;
   int64_t evictions = 0;
   int64_t negative_hits = 0;
+  // Origin work that could not help (metrics only, not in the wire Stats):
+  // loads that left the queue without fetching because too little of their timeout was left for a
+  // typical fetch to answer, and loads whose fetch was still running when their timeout passed.
+  int64_t loads_too_late_to_fetch = 0;
+  int64_t fetches_cut_by_load_timeout = 0;
 };
 
 // Observes loads, for metrics and logs. Called without locks held; must be cheap and thread-safe.
