@@ -157,6 +157,38 @@ TEST(PitfallTest, P08HedgeFiresOnlyAfterDelayWithinBudgetAndKeepsErrors) {
   }
 
   {
+    SCOPED_TRACE("a hedge counts against the concurrency limit for its whole origin call");
+    FakeTimerQueue timers;
+    ConcurrencyLimiter limiter(2, 0);
+    Hedger hedger(options, timers, &limiter);
+    std::optional<Permit> primary_permit = limiter.TryAcquire();  // the caller holds the primary's
+    ManualOrigin origin;
+    int done_calls = 0;
+    hedger.Run({}, origin.fn(), [&](absl::StatusOr<FetchResult>) { ++done_calls; });
+    timers.Advance(kDelay);
+    ASSERT_EQ(origin.count(), 2u);
+    EXPECT_EQ(limiter.in_use(), 2);
+    origin.Complete(0, FetchResult{"v"});  // the primary wins; the hedge is told to stop...
+    primary_permit.reset();
+    ASSERT_EQ(done_calls, 1);
+    ASSERT_TRUE(origin.cancelled(1));
+    EXPECT_EQ(limiter.in_use(), 1) << "...but the origin still works on it";
+    origin.Complete(1, absl::CancelledError("stopped"));
+    EXPECT_EQ(limiter.in_use(), 0);
+
+    // No free permit: no hedge, and it does not queue for one.
+    ConcurrencyLimiter full(1, 0);
+    Hedger starved(options, timers, &full);
+    std::optional<Permit> only = full.TryAcquire();
+    ManualOrigin slow;
+    starved.Run({}, slow.fn(), [&](absl::StatusOr<FetchResult>) { ++done_calls; });
+    timers.Advance(kDelay * 10);
+    EXPECT_EQ(slow.count(), 1u) << "a hedge was sent without a permit";
+    slow.Complete(0, FetchResult{"v"});
+    EXPECT_EQ(done_calls, 2);
+  }
+
+  {
     SCOPED_TRACE("errors are returned, never swallowed");
     FakeTimerQueue timers;
     Hedger hedger(options, timers, nullptr);
