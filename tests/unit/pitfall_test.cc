@@ -1,4 +1,4 @@
-// One regression test per item of the twenty pitfalls of futures (docs/DESIGN.md lists them),
+// One regression test per item of the twenty pitfalls of futures (docs/TESTING.md lists them),
 // plus the core's own guarantees that the same mistakes would break: refcounted cancellation
 // and the Invalidate fence. Items 7 and 8 live in pitfall_limiter_hedger_test.cc, item 15 in
 // sharded_cache_test.cc. Every wait is bounded; time is a FakeTimerQueue wherever the test is
@@ -338,18 +338,27 @@ TEST(PitfallTest, P12LastWaiterLeavingCancelsTheLoadAndLateCallersStartAFreshOne
   std::vector<LoadHandle<std::string>> loads;
   auto loader = [&loads](LoadHandle<std::string>&& h) { loads.push_back(std::move(h)); };
   std::vector<SharedResult<std::string>> early, late;
+  std::optional<Group::Joined> fresh;
   Group::Joined first = group.Join("k", loader, Record(&early));
-  Group::Joined second = group.Join("k", loader, Record(&early));
+  // The last waiter's own answer runs after the group saw the waiter count reach zero and before
+  // the load is finished: a caller arriving just then (here, from inside that answer) must start
+  // a fresh load, not join the doomed one and be answered CANCELLED.
+  Group::Joined second =
+      group.Join("k", loader, [&](const SharedResult<std::string>& r, Group::Outcome) {
+        early.push_back(r);
+        fresh.emplace(group.Join("k", loader, Record(&late)));
+      });
   EXPECT_EQ(second.outcome, Group::Outcome::kJoined);
   first.waiter.Cancel();
   ASSERT_EQ(loads.size(), 1u);
   EXPECT_FALSE(loads[0].cancelled()) << "a waiter is still there";
   second.waiter.Cancel();
   EXPECT_TRUE(loads[0].cancelled()) << "the last waiter left: the load must stop";
-  EXPECT_EQ(group.size(), 0u);
-
-  Group::Joined fresh = group.Join("k", loader, Record(&late));
-  EXPECT_EQ(fresh.outcome, Group::Outcome::kStarted) << "joined a cancelled load";
+  ASSERT_TRUE(fresh.has_value());
+  EXPECT_EQ(fresh->outcome, Group::Outcome::kStarted) << "joined a cancelled load";
+  EXPECT_TRUE(late.empty()) << "the late caller was answered by the cancelled load: "
+                            << (late.empty() ? "" : late[0]->status().ToString());
+  EXPECT_EQ(group.size(), 1u);
   ASSERT_EQ(loads.size(), 2u);
   EXPECT_FALSE(loads[0].Complete(std::string("old")));
   EXPECT_TRUE(loads[1].Complete(std::string("new")));
