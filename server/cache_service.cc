@@ -112,11 +112,13 @@ class CallWait final {
     absl::MutexLock lock(&wait->mu_);
     if (wait->answered_) return;
     wait->handles_ = std::move(handles);
-    const auto remaining = deadline - std::chrono::system_clock::now();
-    if (timers == nullptr || remaining >= std::chrono::hours(24)) return;
+    // Compared before subtracting, so that no deadline gRPC reports can overflow the difference.
+    const auto now = std::chrono::system_clock::now();
+    if (timers == nullptr || deadline >= now + std::chrono::hours(24)) return;
+    const absl::Duration remaining =
+        deadline <= now ? absl::ZeroDuration() : absl::FromChrono(deadline - now);
     wait->timers_ = timers;
-    wait->timer_ = timers->RunAfter(absl::FromChrono(remaining),
-                                    [wait] { wait->Leave(/*because_deadline=*/true); });
+    wait->timer_ = timers->RunAfter(remaining, [wait] { wait->Leave(/*because_deadline=*/true); });
   }
 
   // Leaves every flight (their callbacks then run with CANCELLED) unless the call has answered.

@@ -14,6 +14,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "flightcache/clock.h"
 #include "flightcache/v1/origin.grpc.pb.h"
@@ -151,9 +152,11 @@ void GrpcOrigin::Fetch(const FetchRequest& request, std::stop_token cancel, Fetc
   fetch.set_attempt(request.attempt);
   call->request = Serialize(fetch);
   if (request.deadline != absl::InfiniteFuture()) {
-    // The deadline is in SystemClock (monotonic) time; gRPC wants wall-clock time.
+    // The deadline is in SystemClock (monotonic) time; gRPC wants wall-clock time. Computed in
+    // absl::Time, which saturates: std::chrono's now() + nanoseconds overflows for a deadline
+    // beyond 2262 (signed overflow; gRPC then took the wrapped, negative time for no deadline).
     const absl::Duration left = request.deadline - SystemClock::Get().Now();
-    call->context.set_deadline(std::chrono::system_clock::now() + absl::ToChronoNanoseconds(left));
+    call->context.set_deadline(absl::ToChronoTime(absl::Now() + left));
   }
   // Registered before the call starts: a TryCancel before the start is remembered by the
   // ClientContext and applied when the call begins.
