@@ -1,5 +1,8 @@
 #include "server/cache_service.h"
 
+#include <grpcpp/impl/codegen/proto_utils.h>
+#include <grpcpp/support/proto_buffer_reader.h>
+
 #include <chrono>
 #include <memory>
 #include <string>
@@ -17,10 +20,6 @@ namespace {
 // Protobuf cannot serialise a message of 2 GiB or more; stay well below.
 constexpr int64_t kMaxResponseBytes = (int64_t{2} << 30) - (int64_t{64} << 20);
 
-grpc::Status DrainingStatus() {
-  return grpc::Status(grpc::StatusCode::UNAVAILABLE, "server is draining for shutdown");
-}
-
 // A call that ended because its client went away: DEADLINE_EXCEEDED if its deadline is the
 // reason, else CANCELLED. Only metrics see this — the client has already stopped listening.
 absl::Status WhyCallEnded(const grpc::CallbackServerContext& context) {
@@ -28,6 +27,19 @@ absl::Status WhyCallEnded(const grpc::CallbackServerContext& context) {
     return absl::DeadlineExceededError("call deadline exceeded");
   }
   return absl::CancelledError("call cancelled by the client");
+}
+
+// Parses a request's bytes into `message`; INVALID_ARGUMENT naming the message type if they are not
+// one.
+absl::Status ParseRequest(const grpc::ByteBuffer& bytes, google::protobuf::Message& message) {
+  grpc::ByteBuffer shared(bytes);  // the reader wants a mutable buffer; this one shares the slices
+  grpc::ProtoBufferReader reader(&shared);
+  if (!reader.status().ok() || !message.ParseFromZeroCopyStream(&reader)) {
+    return absl::InvalidArgumentError(absl::StrCat("the request (", bytes.Length(),
+                                                   " bytes) is not a valid ",
+                                                   message.GetDescriptor()->full_name()));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status CheckKey(const std::string& key, int64_t max_key_bytes) {
@@ -45,16 +57,22 @@ absl::Status CheckKey(const std::string& key, int64_t max_key_bytes) {
 // and deletes itself when gRPC is done with it. Used as is for calls that finish at once.
 class CacheService::Reactor : public grpc::ServerUnaryReactor {
  public:
-  Reactor(CacheService& service, RpcMethod method) : service_(service), method_(method) {
+  Reactor(CacheService& service, RpcMethod method, grpc::ByteBuffer* reply)
+      : service_(service), method_(method), reply_(*reply) {
     service_.in_flight_.fetch_add(1, std::memory_order_acq_rel);
   }
 
-  // Records the call in the metrics and finishes it. After this, gRPC may run OnDone (and delete
-  // the reactor) on another thread at any moment: it must be the caller's last use of `this`.
-  void FinishWith(grpc::Status status) {
-    if (service_.metrics_ != nullptr)
-      service_.metrics_->RecordRequest(method_, status.error_code());
-    Finish(std::move(status));
+  // Records the call in the metrics and finishes it with an error. After this, gRPC may run
+  // OnDone (and delete the reactor) on another thread at any moment: it must be the caller's last
+  // use of `this`.
+  void FinishWithError(grpc::Status error) { Done(std::move(error)); }
+
+  // Finishes the call OK with `response` as its reply (as FinishWithError: the last use of
+  // `this`).
+  void FinishWith(const google::protobuf::MessageLite& response) {
+    bool own_buffer = false;
+    Done(grpc::SerializationTraits<google::protobuf::MessageLite>::Serialize(response, &reply_,
+                                                                             &own_buffer));
   }
 
   void OnDone() override {
@@ -69,7 +87,14 @@ class CacheService::Reactor : public grpc::ServerUnaryReactor {
   CacheService& service_;
 
  private:
+  void Done(grpc::Status status) {
+    if (service_.metrics_ != nullptr)
+      service_.metrics_->RecordRequest(method_, status.error_code());
+    Finish(std::move(status));
+  }
+
   const RpcMethod method_;
+  grpc::ByteBuffer& reply_;  // gRPC's, valid until the call is finished
 };
 
 namespace {
@@ -87,11 +112,13 @@ class CallWait final {
     absl::MutexLock lock(&wait->mu_);
     if (wait->answered_) return;
     wait->handles_ = std::move(handles);
-    const auto remaining = deadline - std::chrono::system_clock::now();
-    if (timers == nullptr || remaining >= std::chrono::hours(24)) return;
+    // Compared before subtracting, so that no deadline gRPC reports can overflow the difference.
+    const auto now = std::chrono::system_clock::now();
+    if (timers == nullptr || deadline >= now + std::chrono::hours(24)) return;
+    const absl::Duration remaining =
+        deadline <= now ? absl::ZeroDuration() : absl::FromChrono(deadline - now);
     wait->timers_ = timers;
-    wait->timer_ = timers->RunAfter(absl::FromChrono(remaining),
-                                    [wait] { wait->Leave(/*because_deadline=*/true); });
+    wait->timer_ = timers->RunAfter(remaining, [wait] { wait->Leave(/*because_deadline=*/true); });
   }
 
   // Leaves every flight (their callbacks then run with CANCELLED) unless the call has answered.
@@ -151,8 +178,8 @@ absl::Status WhyCallEnded(const grpc::CallbackServerContext& context, const Call
 
 class CacheService::GetReactor final : public Reactor {
  public:
-  GetReactor(CacheService& service, grpc::CallbackServerContext* context, v1::GetResponse* response)
-      : Reactor(service, RpcMethod::kGet), context_(*context), response_(*response) {}
+  GetReactor(CacheService& service, grpc::CallbackServerContext* context, grpc::ByteBuffer* reply)
+      : Reactor(service, RpcMethod::kGet, reply), context_(*context) {}
 
   // May finish the call before it returns (a hit, or a bad key).
   void Start(const std::string& key) {
@@ -187,12 +214,11 @@ class CacheService::GetReactor final : public Reactor {
       return false;
     }
     if (negative) {
-      response_.Clear();
-      FinishWith(ToGrpcStatus(absl::NotFoundError("key not found (cached)")));
+      FinishWithError(ToGrpcStatus(absl::NotFoundError("key not found (cached)")));
       return true;
     }
     response_.set_source(v1::SOURCE_HIT);
-    FinishWith(grpc::Status::OK);
+    FinishWith(response_);
     return true;
   }
 
@@ -200,35 +226,36 @@ class CacheService::GetReactor final : public Reactor {
     const CallWait::End end = wait_->Answer();
     if (!result.status.ok()) {
       if (absl::IsCancelled(result.status)) result.status = WhyCallEnded(context_, end);
-      FinishWith(ToGrpcStatus(result.status));
+      FinishWithError(ToGrpcStatus(result.status));
       return;
     }
     if (result.value != nullptr) response_.set_value(result.value.data(), result.value.size());
     response_.set_source(ToProtoSource(result.source));
     response_.set_ttl_remaining_ms(absl::ToInt64Milliseconds(result.ttl_remaining));
-    FinishWith(grpc::Status::OK);
+    FinishWith(response_);
   }
 
   const grpc::CallbackServerContext& context_;
-  v1::GetResponse& response_;
+  v1::GetResponse response_;
   std::shared_ptr<CallWait> wait_;  // set by Start() unless the cache answered at once
 };
 
 class CacheService::BatchGetReactor final : public Reactor {
  public:
   BatchGetReactor(CacheService& service, grpc::CallbackServerContext* context,
-                  v1::BatchGetResponse* response)
-      : Reactor(service, RpcMethod::kBatchGet), context_(*context), response_(*response) {}
+                  grpc::ByteBuffer* reply)
+      : Reactor(service, RpcMethod::kBatchGet, reply), context_(*context) {}
 
   // May finish the call before it returns (every key a hit, or a bad request).
   void Start(const v1::BatchGetRequest& request) {
     const int n = request.keys_size();
     if (n == 0) {
-      FinishWith(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "BatchGet needs at least 1 key"));
+      FinishWithError(
+          grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "BatchGet needs at least 1 key"));
       return;
     }
     if (n > service_.options_.max_batch_keys) {
-      FinishWith(
+      FinishWithError(
           grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                        absl::StrCat("BatchGet of ", n, " keys; the limit (--max-batch-keys) is ",
                                     service_.options_.max_batch_keys)));
@@ -287,21 +314,21 @@ class CacheService::BatchGetReactor final : public Reactor {
 
   void Complete() {
     if (const CallWait::End end = wait_->Answer(); end.left) {
-      FinishWith(ToGrpcStatus(WhyCallEnded(context_, end)));
+      FinishWithError(ToGrpcStatus(WhyCallEnded(context_, end)));
       return;
     }
     if (response_bytes_.load(std::memory_order_relaxed) > kMaxResponseBytes) {
-      response_.Clear();
-      FinishWith(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                              "BatchGet response would exceed the 2 GiB message limit; ask for "
-                              "fewer keys at a time"));
+      FinishWithError(
+          grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                       "BatchGet response would exceed the 2 GiB message limit; ask for "
+                       "fewer keys at a time"));
       return;
     }
-    FinishWith(grpc::Status::OK);
+    FinishWith(response_);
   }
 
   const grpc::CallbackServerContext& context_;
-  v1::BatchGetResponse& response_;
+  v1::BatchGetResponse response_;
   std::vector<v1::KeyResult*> slots_;  // written before the first Get, then read-only
   std::shared_ptr<CallWait> wait_;     // set by Start() before the first Get
   // Keys not yet answered.
@@ -313,88 +340,97 @@ class CacheService::BatchGetReactor final : public Reactor {
 CacheService::CacheService(FlightCache& cache, CacheServiceOptions options, Metrics* metrics)
     : cache_(cache), options_(options), metrics_(metrics) {}
 
+absl::Status CacheService::Admit(const grpc::ByteBuffer& request,
+                                 google::protobuf::Message& message) const {
+  if (draining()) return absl::UnavailableError("server is draining for shutdown");
+  return ParseRequest(request, message);
+}
+
+grpc::ServerUnaryReactor* CacheService::Refuse(RpcMethod method, grpc::ByteBuffer* reply,
+                                               const absl::Status& error) {
+  auto* reactor = new Reactor(*this, method, reply);
+  reactor->FinishWithError(ToGrpcStatus(error));
+  return reactor;
+}
+
 grpc::ServerUnaryReactor* CacheService::Get(grpc::CallbackServerContext* context,
-                                            const v1::GetRequest* request,
-                                            v1::GetResponse* response) {
-  if (draining()) {
-    auto* reactor = new Reactor(*this, RpcMethod::kGet);
-    reactor->FinishWith(DrainingStatus());
-    return reactor;
-  }
-  auto* reactor = new GetReactor(*this, context, response);
-  reactor->Start(request->key());
+                                            const grpc::ByteBuffer* request,
+                                            grpc::ByteBuffer* reply) {
+  v1::GetRequest get;
+  if (absl::Status s = Admit(*request, get); !s.ok()) return Refuse(RpcMethod::kGet, reply, s);
+  auto* reactor = new GetReactor(*this, context, reply);
+  reactor->Start(get.key());
   return reactor;
 }
 
 grpc::ServerUnaryReactor* CacheService::BatchGet(grpc::CallbackServerContext* context,
-                                                 const v1::BatchGetRequest* request,
-                                                 v1::BatchGetResponse* response) {
-  if (draining()) {
-    auto* reactor = new Reactor(*this, RpcMethod::kBatchGet);
-    reactor->FinishWith(DrainingStatus());
-    return reactor;
+                                                 const grpc::ByteBuffer* request,
+                                                 grpc::ByteBuffer* reply) {
+  v1::BatchGetRequest batch;
+  if (absl::Status s = Admit(*request, batch); !s.ok()) {
+    return Refuse(RpcMethod::kBatchGet, reply, s);
   }
-  auto* reactor = new BatchGetReactor(*this, context, response);
-  reactor->Start(*request);
+  auto* reactor = new BatchGetReactor(*this, context, reply);
+  reactor->Start(batch);
   return reactor;
 }
 
-grpc::ServerUnaryReactor* CacheService::Invalidate(grpc::CallbackServerContext* context,
-                                                   const v1::InvalidateRequest* request,
-                                                   v1::InvalidateResponse* response) {
-  auto* reactor = new Reactor(*this, RpcMethod::kInvalidate);
-  if (draining()) {
-    reactor->FinishWith(DrainingStatus());
-    return reactor;
+grpc::ServerUnaryReactor* CacheService::Invalidate(grpc::CallbackServerContext* /*context*/,
+                                                   const grpc::ByteBuffer* request,
+                                                   grpc::ByteBuffer* reply) {
+  v1::InvalidateRequest invalidate;
+  if (absl::Status s = Admit(*request, invalidate); !s.ok()) {
+    return Refuse(RpcMethod::kInvalidate, reply, s);
   }
-  if (request->keys_size() > options_.max_batch_keys) {
-    reactor->FinishWith(grpc::Status(
-        grpc::StatusCode::INVALID_ARGUMENT,
-        absl::StrCat("Invalidate of ", request->keys_size(),
-                     " keys; the limit (--max-batch-keys) is ", options_.max_batch_keys)));
-    return reactor;
+  if (invalidate.keys_size() > options_.max_batch_keys) {
+    return Refuse(RpcMethod::kInvalidate, reply,
+                  absl::InvalidArgumentError(absl::StrCat("Invalidate of ", invalidate.keys_size(),
+                                                          " keys; the limit (--max-batch-keys) is ",
+                                                          options_.max_batch_keys)));
   }
   std::vector<std::string> keys;
-  keys.reserve(request->keys_size());
-  for (const std::string& key : request->keys()) {
+  keys.reserve(invalidate.keys_size());
+  for (std::string& key : *invalidate.mutable_keys()) {
     if (absl::Status s = CheckKey(key, options_.max_key_bytes); !s.ok()) {
-      reactor->FinishWith(ToGrpcStatus(s));
-      return reactor;
+      return Refuse(RpcMethod::kInvalidate, reply, s);
     }
-    keys.push_back(key);
+    keys.push_back(std::move(key));
   }
-  response->set_removed(cache_.Invalidate(keys));
-  reactor->FinishWith(grpc::Status::OK);
+  v1::InvalidateResponse response;
+  response.set_removed(cache_.Invalidate(keys));
+  auto* reactor = new Reactor(*this, RpcMethod::kInvalidate, reply);
+  reactor->FinishWith(response);
   return reactor;
 }
 
-grpc::ServerUnaryReactor* CacheService::Stats(grpc::CallbackServerContext* context,
-                                              const v1::StatsRequest* request,
-                                              v1::StatsResponse* response) {
-  auto* reactor = new Reactor(*this, RpcMethod::kStats);
-  if (draining()) {
-    reactor->FinishWith(DrainingStatus());
-    return reactor;
+grpc::ServerUnaryReactor* CacheService::Stats(grpc::CallbackServerContext* /*context*/,
+                                              const grpc::ByteBuffer* request,
+                                              grpc::ByteBuffer* reply) {
+  v1::StatsRequest stats_request;
+  if (absl::Status s = Admit(*request, stats_request); !s.ok()) {
+    return Refuse(RpcMethod::kStats, reply, s);
   }
   const FlightCacheStats s = cache_.stats();
-  response->set_requests(s.requests);
-  response->set_hits(s.hits);
-  response->set_misses(s.misses);
-  response->set_coalesced(s.coalesced);
-  response->set_loads_started(s.loads_started);
-  response->set_loads_succeeded(s.loads_succeeded);
-  response->set_loads_failed(s.loads_failed);
-  response->set_loads_cancelled(s.loads_cancelled);
-  response->set_origin_fetches(s.origin_fetches);
-  response->set_hedges_sent(s.hedges_sent);
-  response->set_hedges_won(s.hedges_won);
-  response->set_loads_inflight(s.loads_inflight);
-  response->set_loads_queued(s.loads_queued);
-  response->set_entries(s.entries);
-  response->set_bytes(s.bytes);
-  response->set_evictions(s.evictions);
-  response->set_negative_hits(s.negative_hits);
-  reactor->FinishWith(grpc::Status::OK);
+  v1::StatsResponse response;
+  response.set_requests(s.requests);
+  response.set_hits(s.hits);
+  response.set_misses(s.misses);
+  response.set_coalesced(s.coalesced);
+  response.set_loads_started(s.loads_started);
+  response.set_loads_succeeded(s.loads_succeeded);
+  response.set_loads_failed(s.loads_failed);
+  response.set_loads_cancelled(s.loads_cancelled);
+  response.set_origin_fetches(s.origin_fetches);
+  response.set_hedges_sent(s.hedges_sent);
+  response.set_hedges_won(s.hedges_won);
+  response.set_loads_inflight(s.loads_inflight);
+  response.set_loads_queued(s.loads_queued);
+  response.set_entries(s.entries);
+  response.set_bytes(s.bytes);
+  response.set_evictions(s.evictions);
+  response.set_negative_hits(s.negative_hits);
+  auto* reactor = new Reactor(*this, RpcMethod::kStats, reply);
+  reactor->FinishWith(response);
   return reactor;
 }
 

@@ -2,9 +2,13 @@
 // and FlightCache.
 //
 // Each RPC is a ServerUnaryReactor that converts the request, calls the core, and finishes from
-// the core's completion callback; it deletes itself in OnDone(). Waiting for a load therefore
-// never blocks a thread. When a call ends early (client cancel or deadline), OnCancel() cancels
-// its GetHandle(s): that waiter leaves the flight, and the last waiter to leave cancels the load.
+// the core's completion callback; it deletes itself in OnDone(). The methods are gRPC's raw
+// (ByteBuffer) callback methods: the service parses each request and serialises each response
+// itself, so that a request that is not a valid protobuf gets INVALID_ARGUMENT with a message
+// (gRPC's typed handlers answer it UNIMPLEMENTED with none, as if the method did not exist).
+// Waiting for a load therefore never blocks a thread. When a call ends early (client cancel or
+// deadline), OnCancel() cancels its GetHandle(s): that waiter leaves the flight, and the last
+// waiter to leave cancels the load.
 //
 // - Get: one FlightCache::Get.
 // - BatchGet: one reactor, one FlightCache::Get per key (so each key goes through the same
@@ -23,6 +27,7 @@
 #define FLIGHTCACHE_SERVER_CACHE_SERVICE_H_
 
 #include <grpcpp/server_context.h>
+#include <grpcpp/support/byte_buffer.h>
 #include <grpcpp/support/server_callback.h>
 
 #include <atomic>
@@ -44,24 +49,30 @@ struct CacheServiceOptions {
   TimerQueue* deadline_timers = nullptr;
 };
 
-class CacheService final : public v1::Cache::CallbackService {
+// Every method of flightcache.v1.Cache as a raw callback method.
+using RawCacheService = v1::Cache::WithRawCallbackMethod_Get<
+    v1::Cache::WithRawCallbackMethod_BatchGet<v1::Cache::WithRawCallbackMethod_Invalidate<
+        v1::Cache::WithRawCallbackMethod_Stats<v1::Cache::Service>>>>;
+
+class CacheService final : public RawCacheService {
  public:
   // `metrics` may be null.
   CacheService(FlightCache& cache, CacheServiceOptions options, Metrics* metrics);
   CacheService(const CacheService&) = delete;
   CacheService& operator=(const CacheService&) = delete;
 
-  grpc::ServerUnaryReactor* Get(grpc::CallbackServerContext* context, const v1::GetRequest* request,
-                                v1::GetResponse* response) override;
+  // Each request is a serialised v1::<Method>Request, each reply a v1::<Method>Response.
+  grpc::ServerUnaryReactor* Get(grpc::CallbackServerContext* context,
+                                const grpc::ByteBuffer* request, grpc::ByteBuffer* reply) override;
   grpc::ServerUnaryReactor* BatchGet(grpc::CallbackServerContext* context,
-                                     const v1::BatchGetRequest* request,
-                                     v1::BatchGetResponse* response) override;
+                                     const grpc::ByteBuffer* request,
+                                     grpc::ByteBuffer* reply) override;
   grpc::ServerUnaryReactor* Invalidate(grpc::CallbackServerContext* context,
-                                       const v1::InvalidateRequest* request,
-                                       v1::InvalidateResponse* response) override;
+                                       const grpc::ByteBuffer* request,
+                                       grpc::ByteBuffer* reply) override;
   grpc::ServerUnaryReactor* Stats(grpc::CallbackServerContext* context,
-                                  const v1::StatsRequest* request,
-                                  v1::StatsResponse* response) override;
+                                  const grpc::ByteBuffer* request,
+                                  grpc::ByteBuffer* reply) override;
 
   // From now on, new calls get UNAVAILABLE. Idempotent; true for the call that began draining.
   bool BeginDrain() { return !draining_.exchange(true, std::memory_order_acq_rel); }
@@ -74,6 +85,13 @@ class CacheService final : public v1::Cache::CallbackService {
   class Reactor;
   class GetReactor;
   class BatchGetReactor;
+
+  // OK if a new call may start: the server is not draining (else UNAVAILABLE) and `request`
+  // parses into `message` (else INVALID_ARGUMENT).
+  absl::Status Admit(const grpc::ByteBuffer& request, google::protobuf::Message& message) const;
+  // A call answered `error` at once.
+  grpc::ServerUnaryReactor* Refuse(RpcMethod method, grpc::ByteBuffer* reply,
+                                   const absl::Status& error);
 
   FlightCache& cache_;
   const CacheServiceOptions options_;

@@ -21,6 +21,12 @@ constexpr int64_t kRequestSlackBytes = 64 << 10;
 constexpr int64_t kOriginResponseSlackBytes = 1 << 20;
 constexpr int64_t kMaxMessageBytes = std::numeric_limits<int32_t>::max();
 
+// Upper bounds of the duration and size flags: far above any sensible setting, low enough that
+// no deadline or expiry computed from them can overflow (and a typo such as 3000000h is caught).
+constexpr absl::Duration kMaxTtl = absl::Hours(8760);  // a year
+constexpr absl::Duration kMaxTimeout = absl::Hours(24);
+constexpr absl::Duration kMaxCancelledFetchGrace = absl::Minutes(1);
+constexpr int64_t kMaxCapacityBytes = int64_t{1} << 40;  // 1 TiB
 constexpr int64_t kMaxKeyBytesLimit = int64_t{16} << 20;
 constexpr int64_t kMaxValueBytesLimit = int64_t{1} << 30;
 constexpr int64_t kMaxBatchKeysLimit = 1'000'000;
@@ -33,20 +39,26 @@ bool Finite(absl::Duration d) {
   return d != absl::InfiniteDuration() && d != -absl::InfiniteDuration();
 }
 
-absl::Status CheckPositiveDuration(absl::string_view flag, absl::Duration d) {
+absl::Status CheckPositiveDuration(absl::string_view flag, absl::Duration d, absl::Duration max) {
   if (d <= absl::ZeroDuration() || !Finite(d)) {
     return FlagError(
         flag, absl::StrCat("must be a positive, finite duration, got ", absl::FormatDuration(d)));
   }
+  if (d > max) {
+    return FlagError(flag, absl::StrCat("must be at most ", absl::FormatDuration(max), ", got ",
+                                        absl::FormatDuration(d)));
+  }
   return absl::OkStatus();
 }
 
-absl::Status CheckNonNegativeDuration(absl::string_view flag, absl::Duration d) {
+absl::Status CheckNonNegativeDuration(absl::string_view flag, absl::Duration d,
+                                      absl::Duration max) {
+  if (d == absl::ZeroDuration()) return absl::OkStatus();
   if (d < absl::ZeroDuration() || !Finite(d)) {
     return FlagError(flag,
                      absl::StrCat("must be a finite duration >= 0, got ", absl::FormatDuration(d)));
   }
-  return absl::OkStatus();
+  return CheckPositiveDuration(flag, d, max);
 }
 
 absl::Status CheckRange(absl::string_view flag, int64_t v, int64_t lo, int64_t hi) {
@@ -104,22 +116,28 @@ absl::Status ServerConfig::Validate() const {
   if (absl::StatusOr<OriginSpec> spec = ParseOriginUrl(origin); !spec.ok()) {
     return FlagError("--origin", spec.status().message());
   }
-  if (absl::Status s = CheckPositiveDuration("--ttl", cache.default_ttl); !s.ok()) return s;
-  if (absl::Status s = CheckNonNegativeDuration("--negative-ttl", cache.negative_ttl); !s.ok()) {
+  if (absl::Status s = CheckPositiveDuration("--ttl", cache.default_ttl, kMaxTtl); !s.ok()) {
     return s;
   }
-  if (absl::Status s = CheckPositiveDuration("--load-timeout", cache.load_timeout); !s.ok()) {
-    return s;
-  }
-  if (absl::Status s = CheckNonNegativeDuration("--drain-timeout", drain_timeout); !s.ok()) {
-    return s;
-  }
-  if (absl::Status s = CheckNonNegativeDuration("--cancelled-fetch-grace", cancelled_fetch_grace);
+  if (absl::Status s = CheckNonNegativeDuration("--negative-ttl", cache.negative_ttl, kMaxTtl);
       !s.ok()) {
     return s;
   }
-  if (absl::Status s = CheckRange("--capacity-bytes", cache.cache.capacity_bytes, 1,
-                                  std::numeric_limits<int64_t>::max());
+  if (absl::Status s = CheckPositiveDuration("--load-timeout", cache.load_timeout, kMaxTimeout);
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = CheckNonNegativeDuration("--drain-timeout", drain_timeout, kMaxTimeout);
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = CheckNonNegativeDuration("--cancelled-fetch-grace", cancelled_fetch_grace,
+                                                kMaxCancelledFetchGrace);
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s =
+          CheckRange("--capacity-bytes", cache.cache.capacity_bytes, 1, kMaxCapacityBytes);
       !s.ok()) {
     return s;
   }
@@ -128,7 +146,8 @@ absl::Status ServerConfig::Validate() const {
       if (!(cache.hedge.percentile < 100)) {
         return FlagError("--hedge-delay", "the percentile must be in (0, 100)");
       }
-    } else if (absl::Status s = CheckPositiveDuration("--hedge-delay", cache.hedge.delay);
+    } else if (absl::Status s =
+                   CheckPositiveDuration("--hedge-delay", cache.hedge.delay, kMaxTimeout);
                !s.ok()) {
       return s;
     }

@@ -3,7 +3,9 @@
 #include <grpcpp/client_context.h>
 #include <grpcpp/create_channel.h>
 #include <grpcpp/security/credentials.h>
+#include <grpcpp/support/byte_buffer.h>
 #include <grpcpp/support/channel_arguments.h>
+#include <grpcpp/support/proto_buffer_reader.h>
 
 #include <atomic>
 #include <chrono>
@@ -12,8 +14,10 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "flightcache/clock.h"
+#include "flightcache/v1/origin.grpc.pb.h"
 #include "server/status_mapping.h"
 
 namespace flightcache {
@@ -35,9 +39,9 @@ struct GrpcOrigin::Call {
   };
 
   grpc::ClientContext context;
-  v1::FetchRequest request;
-  v1::FetchResponse response;
-  FetchCallback done;  // touched only by the completion callback
+  grpc::ByteBuffer request;   // a serialised FetchRequest
+  grpc::ByteBuffer response;  // the reply's bytes, parsed by ToFetchResult
+  FetchCallback done;         // touched only by the completion callback
   // Release/acquire: the completion that sees CANCELLED also sees that we asked for it.
   std::atomic<bool> cancelled_by_us{false};
   // Emplaced before the call starts; destroyed with the Call.
@@ -46,9 +50,42 @@ struct GrpcOrigin::Call {
 
 namespace {
 
+// gRPC's name for Origin/Fetch, as the generic stub wants it.
+const std::string& FetchMethod() {
+  static const std::string* const method =
+      new std::string(absl::StrCat("/", v1::Origin::service_full_name(), "/Fetch"));
+  return *method;
+}
+
+grpc::ByteBuffer Serialize(const v1::FetchRequest& request) {
+  grpc::Slice slice(request.SerializeAsString());
+  return grpc::ByteBuffer(&slice, 1);
+}
+
+// The reply of a call that ended OK, parsed; garbage is INTERNAL naming what is wrong with it.
+absl::StatusOr<FetchResult> ParseReply(const std::string& origin, grpc::ByteBuffer& reply) {
+  if (!reply.Valid()) {
+    return absl::InternalError(
+        absl::StrCat("origin ", origin, " returned garbage: an OK status without a reply"));
+  }
+  const size_t bytes = reply.Length();
+  v1::FetchResponse response;
+  grpc::ProtoBufferReader reader(&reply);
+  if (!reader.status().ok() || !response.ParseFromZeroCopyStream(&reader)) {
+    return absl::InternalError(
+        absl::StrCat("origin ", origin, " returned garbage: its reply (", bytes,
+                     " bytes) does not parse as a flightcache.v1.FetchResponse"));
+  }
+  if (response.ttl_ms() < 0) {
+    return absl::InternalError(absl::StrCat(
+        "origin ", origin, " returned garbage: ttl_ms=", response.ttl_ms(), " (must be >= 0)"));
+  }
+  return FetchResult{std::move(*response.mutable_value()), absl::Milliseconds(response.ttl_ms())};
+}
+
 // The origin's answer as the core wants it (see grpc_origin.h for the policy).
 absl::StatusOr<FetchResult> ToFetchResult(const std::string& origin, const grpc::Status& status,
-                                          bool cancelled_by_us, v1::FetchResponse& response) {
+                                          bool cancelled_by_us, grpc::ByteBuffer& reply) {
   if (!status.ok()) {
     if (status.error_code() == grpc::StatusCode::CANCELLED && cancelled_by_us) {
       return absl::CancelledError("origin call cancelled: the load was abandoned");
@@ -67,11 +104,7 @@ absl::StatusOr<FetchResult> ToFetchResult(const std::string& origin, const grpc:
     }
     return remote;
   }
-  if (response.ttl_ms() < 0) {
-    return absl::InternalError(absl::StrCat(
-        "origin ", origin, " returned garbage: ttl_ms=", response.ttl_ms(), " (must be >= 0)"));
-  }
-  return FetchResult{std::move(*response.mutable_value()), absl::Milliseconds(response.ttl_ms())};
+  return ParseReply(origin, reply);
 }
 
 }  // namespace
@@ -103,8 +136,9 @@ GrpcOrigin::GrpcOrigin(std::string target, std::shared_ptr<grpc::Channel> channe
     : target_(std::move(target)),
       timers_(options.timers),
       cancelled_fetch_grace_(options.cancelled_fetch_grace),
+      on_garbage_reply_(options.on_garbage_reply),
       channel_(std::move(channel)),
-      stub_(v1::Origin::NewStub(channel_)) {}
+      stub_(std::make_unique<grpc::GenericStub>(channel_)) {}
 
 void GrpcOrigin::Fetch(const FetchRequest& request, std::stop_token cancel, FetchCallback done) {
   if (cancel.stop_requested()) {
@@ -113,36 +147,44 @@ void GrpcOrigin::Fetch(const FetchRequest& request, std::stop_token cancel, Fetc
   }
   auto call = std::make_shared<Call>();
   call->done = std::move(done);
-  call->request.set_key(request.key);
-  call->request.set_attempt(request.attempt);
+  v1::FetchRequest fetch;
+  fetch.set_key(request.key);
+  fetch.set_attempt(request.attempt);
+  call->request = Serialize(fetch);
   if (request.deadline != absl::InfiniteFuture()) {
-    // The deadline is in SystemClock (monotonic) time; gRPC wants wall-clock time.
+    // The deadline is in SystemClock (monotonic) time; gRPC wants wall-clock time. Computed in
+    // absl::Time, which saturates: std::chrono's now() + nanoseconds overflows for a deadline
+    // beyond 2262 (signed overflow; gRPC then took the wrapped, negative time for no deadline).
     const absl::Duration left = request.deadline - SystemClock::Get().Now();
-    call->context.set_deadline(std::chrono::system_clock::now() + absl::ToChronoNanoseconds(left));
+    call->context.set_deadline(absl::ToChronoTime(absl::Now() + left));
   }
   // Registered before the call starts: a TryCancel before the start is remembered by the
   // ClientContext and applied when the call begins.
   call->on_cancel.emplace(std::move(cancel), Call::OnCancel{call});
-  v1::FetchRequest* req = &call->request;
-  v1::FetchResponse* resp = &call->response;
+  const grpc::ByteBuffer* req = &call->request;
+  grpc::ByteBuffer* resp = &call->response;
   grpc::ClientContext* ctx = &call->context;
-  stub_->async()->Fetch(ctx, req, resp, [this, call = std::move(call)](grpc::Status status) {
-    const bool cancelled_by_us = call->cancelled_by_us.load(std::memory_order_acquire);
-    absl::StatusOr<FetchResult> result =
-        ToFetchResult(Describe(), status, cancelled_by_us, call->response);
-    FetchCallback done = std::move(call->done);
-    if (cancelled_by_us && absl::IsCancelled(result.status()) && timers_ != nullptr &&
-        cancelled_fetch_grace_ > absl::ZeroDuration()) {
-      // Still in flight at the origin until its server has seen the RST_STREAM (see the header).
-      // The timer owns `done` and touches nothing of this GrpcOrigin.
-      timers_->RunAfter(cancelled_fetch_grace_,
-                        [done = std::move(done), result = std::move(result)]() mutable {
-                          done(std::move(result));
-                        });
-      return;
-    }
-    done(std::move(result));
-  });
+  stub_->UnaryCall(
+      ctx, FetchMethod(), grpc::StubOptions(), req, resp,
+      [this, call = std::move(call)](grpc::Status status) {
+        const bool cancelled_by_us = call->cancelled_by_us.load(std::memory_order_acquire);
+        absl::StatusOr<FetchResult> result =
+            ToFetchResult(Describe(), status, cancelled_by_us, call->response);
+        if (status.ok() && absl::IsInternal(result.status()) && on_garbage_reply_)
+          on_garbage_reply_();
+        FetchCallback done = std::move(call->done);
+        if (cancelled_by_us && absl::IsCancelled(result.status()) && timers_ != nullptr &&
+            cancelled_fetch_grace_ > absl::ZeroDuration()) {
+          // Still in flight at the origin until its server has seen the RST_STREAM (see the
+          // header). The timer owns `done` and touches nothing of this GrpcOrigin.
+          timers_->RunAfter(cancelled_fetch_grace_,
+                            [done = std::move(done), result = std::move(result)]() mutable {
+                              done(std::move(result));
+                            });
+          return;
+        }
+        done(std::move(result));
+      });
 }
 
 }  // namespace flightcache

@@ -1,15 +1,19 @@
 // GrpcOrigin: an Origin that calls a remote flightcache.v1.Origin service over gRPC
 // (`--origin=grpc://HOST:PORT`).
 //
-// Each Fetch is one asynchronous unary call on the callback stub: no thread waits for it. The
+// Each Fetch is one asynchronous unary call on a generic (ByteBuffer) callback stub: no thread
+// waits for it, and the reply's bytes reach us unparsed, so a reply that is not a FetchResponse is
+// seen as such (gRPC's typed callback stub reports such a reply as OK with a half-parsed, empty
+// message: the garbage would be answered and cached as an empty value). The
 // load's timeout becomes the call's deadline, and the load's stop token cancels the call
 // (ClientContext::TryCancel), so the origin sees CANCELLED when the last waiter has gone. The
 // channel accepts responses up to `max_response_bytes`, which the server sets above
 // --max-value-bytes so an oversized value reaches the core and is reported as RESOURCE_EXHAUSTED.
 //
-// Results: the value and ttl_ms; NOT_FOUND passes through; a response with ttl_ms < 0 is garbage
-// (INTERNAL). A value too large for the channel is RESOURCE_EXHAUSTED. Any other remote status is
-// a failed fetch and passes through with its code and message (the core reports it as
+// Results: the value and ttl_ms; NOT_FOUND passes through; a reply that does not parse as a
+// FetchResponse (or has no message), or one with ttl_ms < 0, is garbage (INTERNAL, counted through
+// `on_garbage_reply`). A value too large for the channel is RESOURCE_EXHAUSTED. Any other remote
+// status is a failed fetch and passes through with its code and message (the core reports it as
 // UNAVAILABLE) — except INTERNAL and RESOURCE_EXHAUSTED, which origin.h reserves for "garbage" and
 // "value too large": a remote origin sending them has failed, so they arrive as UNAVAILABLE
 // naming the remote code. A call we cancelled ourselves answers CANCELLED.
@@ -36,7 +40,9 @@
 #define FLIGHTCACHE_SERVER_GRPC_ORIGIN_H_
 
 #include <grpcpp/channel.h>
+#include <grpcpp/generic/generic_stub.h>
 
+#include <functional>
 #include <memory>
 #include <stop_token>
 #include <string>
@@ -45,7 +51,6 @@
 #include "absl/time/time.h"
 #include "flightcache/origin.h"
 #include "flightcache/timer_queue.h"
-#include "flightcache/v1/origin.grpc.pb.h"
 
 namespace flightcache {
 
@@ -58,6 +63,9 @@ struct GrpcOriginOptions {
   // How long a call we cancelled is still reported in flight after gRPC completed it (see
   // above): --cancelled-fetch-grace.
   absl::Duration cancelled_fetch_grace = absl::Milliseconds(20);
+  // Called once for every reply that is garbage (see above), before its fetch is done; may be
+  // empty. Runs on a gRPC thread.
+  std::function<void()> on_garbage_reply;
 };
 
 class GrpcOrigin final : public Origin {
@@ -80,8 +88,9 @@ class GrpcOrigin final : public Origin {
   const std::string target_;
   TimerQueue* const timers_;
   const absl::Duration cancelled_fetch_grace_;
+  const std::function<void()> on_garbage_reply_;
   const std::shared_ptr<grpc::Channel> channel_;
-  const std::unique_ptr<v1::Origin::Stub> stub_;
+  const std::unique_ptr<grpc::GenericStub> stub_;
 };
 
 }  // namespace flightcache

@@ -153,7 +153,13 @@ Metrics::Metrics()
       fetch_duration_(prometheus::BuildHistogram()
                           .Name("flightcache_origin_fetch_duration_seconds")
                           .Help("Origin fetch latency by attempt (primary, hedge) and result")
-                          .Register(*registry_)) {}
+                          .Register(*registry_)),
+      origin_garbage_replies_(
+          prometheus::BuildCounter()
+              .Name("flightcache_origin_garbage_replies_total")
+              .Help("Origin replies that were garbage (not a FetchResponse, or ttl_ms < 0)")
+              .Register(*registry_)
+              .Add({})) {}
 
 Metrics::~Metrics() = default;
 
@@ -173,6 +179,8 @@ void Metrics::RecordBatchKey(grpc::StatusCode code) {
     return &batch_keys_.Add({{"code", GrpcCodeName(code)}});
   })->Increment();
 }
+
+void Metrics::RecordOriginGarbageReply() { origin_garbage_replies_.Increment(); }
 
 void Metrics::OnFetchDone(uint32_t attempt, absl::Duration latency, const absl::Status& status) {
   const int attempt_index = attempt >= 2 ? 1 : 0;

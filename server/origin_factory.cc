@@ -6,7 +6,6 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
-#include "server/grpc_origin.h"
 
 namespace flightcache {
 namespace {
@@ -79,14 +78,12 @@ absl::StatusOr<OriginSpec> ParseOriginUrl(absl::string_view url) {
 }
 
 absl::StatusOr<std::unique_ptr<Origin>> CreateOrigin(const OriginSpec& spec, TimerQueue& timers,
-                                                     int max_response_bytes,
-                                                     absl::Duration cancelled_fetch_grace) {
+                                                     GrpcOriginOptions grpc) {
   switch (spec.kind) {
     case OriginSpec::Kind::kGrpc: {
+      grpc.timers = &timers;
       absl::StatusOr<std::unique_ptr<GrpcOrigin>> origin =
-          GrpcOrigin::Create(spec.grpc_target, {.max_response_bytes = max_response_bytes,
-                                                .timers = &timers,
-                                                .cancelled_fetch_grace = cancelled_fetch_grace});
+          GrpcOrigin::Create(spec.grpc_target, grpc);
       if (!origin.ok()) return origin.status();
       return std::unique_ptr<Origin>(*std::move(origin));
     }

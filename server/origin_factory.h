@@ -11,7 +11,8 @@
 //
 // Usage:
 //   absl::StatusOr<OriginSpec> spec = ParseOriginUrl(config.origin);
-//   absl::StatusOr<std::unique_ptr<Origin>> origin = CreateOrigin(*spec, timers, 5 << 20);
+//   absl::StatusOr<std::unique_ptr<Origin>> origin =
+//       CreateOrigin(*spec, timers, {.max_response_bytes = 5 << 20});
 #ifndef FLIGHTCACHE_SERVER_ORIGIN_FACTORY_H_
 #define FLIGHTCACHE_SERVER_ORIGIN_FACTORY_H_
 
@@ -20,9 +21,9 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "absl/time/time.h"
 #include "flightcache/origin.h"
 #include "flightcache/timer_queue.h"
+#include "server/grpc_origin.h"
 #include "server/sim_origin.h"
 
 namespace flightcache {
@@ -39,11 +40,9 @@ struct OriginSpec {
 absl::StatusOr<OriginSpec> ParseOriginUrl(absl::string_view url);
 
 // `timers` drives the simulated origin and the grpc:// origin's grace pauses, and must outlive the
-// origin. `max_response_bytes` is the grpc:// channel's receive limit; `cancelled_fetch_grace`
-// how long a grpc:// fetch we cancelled stays in flight (see GrpcOriginOptions).
-absl::StatusOr<std::unique_ptr<Origin>> CreateOrigin(
-    const OriginSpec& spec, TimerQueue& timers, int max_response_bytes,
-    absl::Duration cancelled_fetch_grace = absl::Milliseconds(20));
+// origin. `grpc` is what a grpc:// origin is built with (its `timers` is replaced by `timers`).
+absl::StatusOr<std::unique_ptr<Origin>> CreateOrigin(const OriginSpec& spec, TimerQueue& timers,
+                                                     GrpcOriginOptions grpc);
 
 }  // namespace flightcache
 

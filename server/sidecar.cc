@@ -62,13 +62,16 @@ absl::StatusOr<std::unique_ptr<Sidecar>> Sidecar::Start(const ServerConfig& conf
   std::unique_ptr<Sidecar> sidecar(new Sidecar(config));
   Sidecar& s = *sidecar;
   s.timers_ = std::make_unique<ThreadTimerQueue>();
+  s.metrics_ = std::make_unique<Metrics>();
   absl::StatusOr<std::unique_ptr<Origin>> origin = CreateOrigin(
-      *spec, *s.timers_, config.OriginMaxResponseBytes(), config.cancelled_fetch_grace);
+      *spec, *s.timers_,
+      {.max_response_bytes = config.OriginMaxResponseBytes(),
+       .cancelled_fetch_grace = config.cancelled_fetch_grace,
+       .on_garbage_reply = [metrics = s.metrics_.get()] { metrics->RecordOriginGarbageReply(); }});
   if (!origin.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("--origin: ", origin.status().message()));
   }
   s.origin_ = *std::move(origin);
-  s.metrics_ = std::make_unique<Metrics>();
   s.failure_log_ = std::make_unique<OriginFailureLog>(s.origin_->Describe());
   s.observer_ = std::make_unique<Observer>(*s.metrics_, *s.failure_log_);
   // TTL checks on the hit path read the coarse clock: a few ms of expiry slack for a cheaper read.

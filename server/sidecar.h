@@ -11,7 +11,8 @@
 // left is cancelled and the server stops; finally a summary of the stats is logged.
 //
 // Thread-safety: every method is thread-safe. Lifetime: the destructor calls Shutdown() and then
-// tears down in dependency order (metrics endpoint, server, service, cache, origin, timers).
+// tears down in dependency order (metrics endpoint, server, service, cache, origin, metrics,
+// timers).
 //
 // Usage:
 //   absl::StatusOr<std::unique_ptr<Sidecar>> sidecar = Sidecar::Start(config);
@@ -75,8 +76,8 @@ class Sidecar final {
   const ServerConfig config_;
   // Declared in dependency order: destroyed from the bottom up.
   std::unique_ptr<ThreadTimerQueue> timers_;
+  std::unique_ptr<Metrics> metrics_;  // the origin counts garbage replies in it
   std::unique_ptr<Origin> origin_;
-  std::unique_ptr<Metrics> metrics_;
   std::unique_ptr<OriginFailureLog> failure_log_;
   std::unique_ptr<Observer> observer_;
   std::unique_ptr<FlightCache> cache_;

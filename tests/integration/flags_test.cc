@@ -4,10 +4,15 @@
 
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/config.h"
@@ -207,6 +212,59 @@ TEST_F(FlagsTest, EveryBadValueIsOneLineNamingItsFlag) {
     const std::string error = Error({arg});
     EXPECT_THAT(error, StartsWith(prefix)) << arg;
     EXPECT_EQ(error.find('\n'), std::string::npos) << arg;
+  }
+}
+
+// Every flag that takes a number (duration, size, count, fraction) has an upper bound checked at
+// start-up: its limit is accepted, anything above it is one line naming the flag and the bound.
+// A new flag must be added to one of the two lists below.
+TEST_F(FlagsTest, EveryDurationAndSizeFlagHasAnUpperBound) {
+  struct Bound {
+    std::string flag;
+    std::string at_limit;
+    std::string over_limit;
+    std::vector<std::string> also = {};  // flags the limit needs to be valid
+  };
+  const std::vector<Bound> bounds = {
+      {"ttl", "8760h", "8760h1ms"},
+      {"negative-ttl", "8760h", "8760h1ms"},
+      {"load-timeout", "24h", "24h1ms"},
+      {"hedge-delay", "24h", "24h1ms"},
+      {"drain-timeout", "24h", "24h1ms"},
+      {"cancelled-fetch-grace", "1m", "1m1ms"},
+      {"capacity-bytes", "1024GiB", "1099511627777"},
+      {"max-key-bytes", "16MiB", "16777217", {"--max-batch-keys=100"}},
+      {"max-value-bytes", "1GiB", "1073741825"},
+      {"max-concurrent-loads", "1000000", "1000001"},
+      {"max-queued-loads", "100000000", "100000001"},
+      {"max-batch-keys", "1000000", "1000001", {"--max-key-bytes=1KiB"}},
+      {"hedge-budget", "1", "1.001"},
+  };
+  const std::set<std::string> not_numbers = {"listen",         "origin",    "abandoned-loads",
+                                             "metrics-listen", "log-level", "log-format",
+                                             "check-config"};
+  std::set<std::string> covered = not_numbers;
+  for (const Bound& b : bounds) {
+    covered.insert(b.flag);
+    std::vector<std::string> at = b.also;
+    at.push_back(absl::StrCat("--", b.flag, "=", b.at_limit));
+    EXPECT_EQ(Error(at), "") << b.flag << "=" << b.at_limit;
+    std::vector<std::string> over = b.also;
+    over.push_back(absl::StrCat("--", b.flag, "=", b.over_limit));
+    const std::string error = Error(over);
+    EXPECT_THAT(error, StartsWith(absl::StrCat("--", b.flag, ": "))) << b.over_limit;
+    EXPECT_EQ(error.find('\n'), std::string::npos) << b.flag;
+  }
+  // The durations' messages name the bound.
+  EXPECT_THAT(Error({"--load-timeout=3000000h"}),
+              StartsWith("--load-timeout: must be at most 24h, got 3000000h"));
+  EXPECT_THAT(Error({"--ttl=999999999999h"}), StartsWith("--ttl: must be at most 8760h"));
+  EXPECT_THAT(Error({"--capacity-bytes=2048GiB"}), HasSubstr("1099511627776"));
+  // Every flag --help lists is in one of the lists above.
+  const std::string usage = ServerUsage("flightcache-server");
+  for (absl::string_view line : absl::StrSplit(usage, '\n')) {
+    if (!absl::ConsumePrefix(&line, "  --") || absl::StartsWith(line, "help")) continue;
+    EXPECT_TRUE(covered.contains(std::string(line))) << "--" << line << " has no bound here";
   }
 }
 

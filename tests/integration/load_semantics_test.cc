@@ -19,10 +19,14 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "flightcache/clock.h"
+#include "flightcache/timer_queue.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/grpc_origin.h"
 #include "tests/integration/server_test_util.h"
 
 namespace flightcache::testing {
@@ -521,6 +525,52 @@ TEST_F(LoadSemanticsTest, OriginTtlExpiresTheEntry) {
   EXPECT_EQ(response.value(), key + "#2");
   EXPECT_EQ(origin_->fetches(key), 2);
   EXPECT_GE(answered - start, kTtl);
+}
+
+// --- Deadlines at the flags' limits
+// ---------------------------------------------------------------
+
+// --load-timeout at its upper bound (24h) still fetches, and the origin call carries a deadline a
+// day ahead. GrpcOrigin itself takes any deadline the core computes: one 3,000,000 hours ahead
+// (what --load-timeout=3000000h produced before the flag had a bound) still fetches, with a
+// deadline no earlier than the load's. Its wall-clock deadline was computed in std::chrono
+// nanoseconds, which overflowed (UBSan: signed integer overflow) into a time in 1734; gRPC 1.51
+// takes a negative time point for "no deadline", so the call still went out. It is now computed
+// in absl::Time, which saturates.
+TEST_F(LoadSemanticsTest, TheLongestLoadTimeoutStillFetches) {
+  ServerConfig config = BaseConfig();
+  config.cache.load_timeout = absl::Hours(24);
+  ASSERT_TRUE(config.Validate().ok()) << config.Validate();
+  StartServer(config);
+  const absl::Time before = absl::Now();
+  v1::GetResponse response;
+  const grpc::Status status = Get("k", &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(response.value(), "k#1");
+  std::vector<FetchRecord> records = origin_->records();
+  ASSERT_EQ(records.size(), 1u);
+  EXPECT_GT(records[0].deadline, before + absl::Hours(23));
+  EXPECT_LT(records[0].deadline, absl::Now() + absl::Hours(25));
+
+  ThreadTimerQueue timers;
+  absl::StatusOr<std::unique_ptr<GrpcOrigin>> grpc_origin =
+      GrpcOrigin::Create(origin_->address(), {.timers = &timers});
+  ASSERT_TRUE(grpc_origin.ok()) << grpc_origin.status();
+  absl::Notification done;
+  absl::StatusOr<FetchResult> result;
+  (*grpc_origin)
+      ->Fetch({.key = "far", .deadline = SystemClock::Get().Now() + absl::Hours(3'000'000)},
+              std::stop_token(), [&](absl::StatusOr<FetchResult> r) {
+                result = std::move(r);
+                done.Notify();
+              });
+  ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->value, "far#1");
+  records = origin_->records();
+  ASSERT_EQ(records.size(), 2u);
+  EXPECT_GT(records[1].deadline, absl::Now() + absl::Hours(24 * 365 * 100))
+      << "the origin saw the deadline " << records[1].deadline;
 }
 
 // --- Origin down ---------------------------------------------------------------------------------

@@ -366,6 +366,52 @@ TEST_F(ServerTest, EmptyOrOverlongKeyIsInvalidArgument) {
   EXPECT_EQ(origin_->fetches(), 1);
 }
 
+// Bytes that are not the method's request message (sent raw, through a generic stub): every
+// method answers INVALID_ARGUMENT naming the message it wanted, never UNIMPLEMENTED (which says
+// the method does not exist), and nothing reaches the origin.
+TEST_F(ServerTest, ARequestThatIsNotProtobufIsInvalidArgumentWithAMessage) {
+  ServerConfig config = BaseConfig();
+  config.metrics_listen = "127.0.0.1:0";
+  StartServer(config);
+  // Field 1 (a string) claiming a length far past the end; a key that is not UTF-8 (proto3
+  // strings must be); a tag with wire type 7, which does not exist.
+  const std::string truncated("\x0a\xff\xff\xff\xff\x0f", 6);
+  const std::string not_utf8("\x0a\x01\xff", 3);
+  const std::string bad_wire_type("\x0f", 1);
+  const std::vector<std::pair<std::string, std::string>> calls = {
+      {"Get", truncated},       {"Get", not_utf8},        {"Get", bad_wire_type},
+      {"BatchGet", truncated},  {"BatchGet", not_utf8},   {"Invalidate", truncated},
+      {"Invalidate", not_utf8}, {"Stats", bad_wire_type},
+  };
+  for (const auto& [method, bytes] : calls) {
+    const grpc::Status status =
+        RawUnaryCall(channel_, absl::StrCat("/flightcache.v1.Cache/", method), bytes);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+        << method << ": " << status.error_message();
+    EXPECT_THAT(status.error_message(),
+                HasSubstr(absl::StrCat("is not a valid flightcache.v1.", method, "Request")))
+        << method;
+  }
+  EXPECT_EQ(origin_->fetches(), 0);
+
+  // The same path with well-formed bytes (GetRequest{key: "k"}) is an ordinary Get, and its
+  // reply parses as a GetResponse.
+  std::string reply;
+  ASSERT_TRUE(RawUnaryCall(channel_, "/flightcache.v1.Cache/Get", "\x0a\x01k", &reply).ok());
+  v1::GetResponse response;
+  ASSERT_TRUE(response.ParseFromString(reply));
+  EXPECT_EQ(response.value(), "k#1");
+  EXPECT_EQ(response.source(), v1::SOURCE_LOADED);
+  // A method the server does not have is still UNIMPLEMENTED.
+  EXPECT_EQ(RawUnaryCall(channel_, "/flightcache.v1.Cache/Put", "").error_code(),
+            grpc::StatusCode::UNIMPLEMENTED);
+
+  absl::StatusOr<std::string> body = ScrapeMetrics(sidecar_->metrics_port());
+  ASSERT_TRUE(body.ok()) << body.status();
+  EXPECT_THAT(*body,
+              HasSubstr("flightcache_requests_total{code=\"INVALID_ARGUMENT\",method=\"Get\"} 3"));
+}
+
 TEST_F(ServerTest, NotFoundIsServedFromTheNegativeCache) {
   origin_->SetBehavior("gone", {.status = grpc::Status(grpc::StatusCode::NOT_FOUND, "no such")});
   StartServer();

@@ -28,26 +28,10 @@ absl::StatusOr<int> CheckHealth(const std::shared_ptr<grpc::Channel>& channel,
     request_bytes.push_back(static_cast<char>(service.size()));
     request_bytes += service;
   }
-  grpc::Slice slice(request_bytes);
-  grpc::ByteBuffer request(&slice, 1);
-  grpc::ByteBuffer response;
-  grpc::ClientContext context;
-  SetTimeout(context, absl::Seconds(10));
-  grpc::GenericStub stub(channel);
-  grpc::Status status;
-  absl::Notification done;
-  stub.UnaryCall(&context, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request, &response,
-                 [&](grpc::Status s) {
-                   status = std::move(s);
-                   done.Notify();
-                 });
-  done.WaitForNotification();
-  if (!status.ok()) return FromGrpcStatus(status);
-  std::vector<grpc::Slice> slices;
-  if (!response.Dump(&slices).ok()) return absl::InternalError("cannot read the health response");
   std::string bytes;
-  for (const grpc::Slice& s : slices)
-    bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  const grpc::Status status =
+      RawUnaryCall(channel, "/grpc.health.v1.Health/Check", request_bytes, &bytes);
+  if (!status.ok()) return FromGrpcStatus(status);
   // HealthCheckResponse{ServingStatus status = 1}: tag 0x08, varint. Absent means UNKNOWN (0).
   if (bytes.empty()) return 0;
   if (bytes.size() != 2 || bytes[0] != '\x08') {
@@ -67,6 +51,34 @@ std::string Flatten(const grpc::ByteBuffer& buffer) {
   }
   return bytes;
 }
+
+}  // namespace
+
+grpc::Status RawUnaryCall(const std::shared_ptr<grpc::Channel>& channel, const std::string& method,
+                          const std::string& request, std::string* reply, absl::Duration timeout) {
+  grpc::Slice slice(request);
+  grpc::ByteBuffer request_buffer(&slice, 1);
+  grpc::ByteBuffer reply_buffer;
+  grpc::ClientContext context;
+  SetTimeout(context, timeout);
+  grpc::GenericStub stub(channel);
+  grpc::Status status;
+  absl::Notification done;
+  stub.UnaryCall(&context, method, grpc::StubOptions(), &request_buffer, &reply_buffer,
+                 [&](grpc::Status s) {
+                   status = std::move(s);
+                   done.Notify();
+                 });
+  // The call's deadline bounds this wait; the margin covers a completion that runs late.
+  if (!done.WaitForNotificationWithTimeout(timeout + absl::Seconds(10))) {
+    context.TryCancel();
+    done.WaitForNotification();
+  }
+  if (reply != nullptr) *reply = Flatten(reply_buffer);
+  return status;
+}
+
+namespace {
 
 // One request, one response, then done.
 class ReflectionCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {

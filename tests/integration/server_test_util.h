@@ -52,6 +52,12 @@ using PendingBatchGet = PendingCall<v1::BatchGetRequest, v1::BatchGetResponse>;
 absl::StatusOr<int> CheckHealth(const std::shared_ptr<grpc::Channel>& channel,
                                 const std::string& service = "");
 
+// One unary call of `method` ("/package.Service/Method") whose request is `request`'s bytes as
+// they are, over a generic stub; the reply's bytes go to *reply (if not null).
+grpc::Status RawUnaryCall(const std::shared_ptr<grpc::Channel>& channel, const std::string& method,
+                          const std::string& request, std::string* reply = nullptr,
+                          absl::Duration timeout = absl::Seconds(10));
+
 // Asks grpc.reflection.v1alpha.ServerReflection for list_services (a bidi stream over a generic
 // stub) and returns the raw response bytes, which contain every service name.
 absl::StatusOr<std::string> ReflectionListServices(const std::shared_ptr<grpc::Channel>& channel);
