@@ -22,6 +22,11 @@
 namespace flightcache {
 namespace {
 
+// A connection that has not completed its HTTP/2 handshake (the client's preface and SETTINGS)
+// by then is closed: idle connections that never speak gRPC cost a descriptor each, and gRPC's
+// default keeps them for 120 s.
+constexpr int kHandshakeTimeoutMs = 10'000;
+
 std::string FormatStats(const FlightCacheStats& s) {
   return absl::StrCat("requests=", s.requests, " hits=", s.hits, " negative_hits=", s.negative_hits,
                       " misses=", s.misses, " coalesced=", s.coalesced,
@@ -103,6 +108,7 @@ absl::StatusOr<std::unique_ptr<Sidecar>> Sidecar::Start(const ServerConfig& conf
   builder.SetMaxReceiveMessageSize(config.MaxRequestBytes());
   // gRPC sets SO_REUSEPORT by default, which would let a second server bind our port silently.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  builder.AddChannelArgument(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS, kHandshakeTimeoutMs);
   s.server_ = builder.BuildAndStart();
   if (s.server_ == nullptr || s.port_ == 0) {
     return absl::UnavailableError(absl::StrCat("--listen: cannot listen on ", config.listen,

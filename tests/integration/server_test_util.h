@@ -56,6 +56,9 @@ absl::StatusOr<int> CheckHealth(const std::shared_ptr<grpc::Channel>& channel,
 // stub) and returns the raw response bytes, which contain every service name.
 absl::StatusOr<std::string> ReflectionListServices(const std::shared_ptr<grpc::Channel>& channel);
 
+// A TCP connection to 127.0.0.1:`port` (close-on-exec), or -1 if connect() failed.
+int ConnectLoopback(int port);
+
 // GET http://127.0.0.1:port/metrics; the body, or an error.
 absl::StatusOr<std::string> ScrapeMetrics(int port);
 
