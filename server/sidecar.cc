@@ -27,6 +27,14 @@ namespace {
 // default keeps them for 120 s.
 constexpr int kHandshakeTimeoutMs = 10'000;
 
+// /metrics (civetweb behind prometheus::Exposer) serves one connection per worker thread, and a
+// worker waits for a connection's request for up to request_timeout_ms (civetweb's default:
+// 30 s). With prometheus-cpp's 2 threads, two idle connections made every scrape wait ~30 s.
+// More workers let a scrape through while some clients are slow or idle; the timeout bounds how
+// long even more of them can hold every worker (below Prometheus's default scrape timeout, 10 s).
+constexpr int kMetricsWorkerThreads = 32;
+constexpr int kMetricsRequestTimeoutMs = 5'000;
+
 std::string FormatStats(const FlightCacheStats& s) {
   return absl::StrCat("requests=", s.requests, " hits=", s.hits, " negative_hits=", s.negative_hits,
                       " misses=", s.misses, " coalesced=", s.coalesced,
@@ -89,7 +97,10 @@ absl::StatusOr<std::unique_ptr<Sidecar>> Sidecar::Start(const ServerConfig& conf
 
   if (!config.metrics_listen.empty()) {
     try {
-      s.exposer_ = std::make_unique<prometheus::Exposer>(config.metrics_listen, /*num_threads=*/2);
+      s.exposer_ = std::make_unique<prometheus::Exposer>(
+          std::vector<std::string>{"listening_ports", config.metrics_listen, "num_threads",
+                                   std::to_string(kMetricsWorkerThreads), "request_timeout_ms",
+                                   std::to_string(kMetricsRequestTimeoutMs)});
     } catch (const std::exception& e) {
       return absl::UnavailableError(absl::StrCat("--metrics-listen: cannot listen on ",
                                                  config.metrics_listen, ": ", e.what()));

@@ -132,9 +132,12 @@ int ConnectLoopback(int port) {
   return fd;
 }
 
-absl::StatusOr<std::string> ScrapeMetrics(int port) {
+absl::StatusOr<std::string> ScrapeMetrics(int port, absl::Duration timeout) {
   const int fd = ConnectLoopback(port);
   if (fd < 0) return absl::UnavailableError(absl::StrCat("cannot connect to 127.0.0.1:", port));
+  const timeval read_timeout = absl::ToTimeval(timeout);
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &read_timeout, sizeof(read_timeout));
+  const absl::Time deadline = absl::Now() + timeout;
   const std::string request = "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
   if (write(fd, request.data(), request.size()) != static_cast<ssize_t>(request.size())) {
     close(fd);
@@ -143,8 +146,15 @@ absl::StatusOr<std::string> ScrapeMetrics(int port) {
   std::string reply;
   char buffer[4096];
   ssize_t n = 0;
-  while ((n = read(fd, buffer, sizeof(buffer))) > 0) reply.append(buffer, static_cast<size_t>(n));
+  while (absl::Now() < deadline && (n = read(fd, buffer, sizeof(buffer))) > 0) {
+    reply.append(buffer, static_cast<size_t>(n));
+  }
   close(fd);
+  if (n != 0) {
+    return absl::DeadlineExceededError(absl::StrCat("no whole /metrics reply within ",
+                                                    absl::FormatDuration(timeout), ": ",
+                                                    reply.substr(0, 100)));
+  }
   const size_t body = reply.find("\r\n\r\n");
   if (reply.rfind("HTTP/1.", 0) != 0 || body == std::string::npos) {
     return absl::InternalError(absl::StrCat("not an HTTP reply: ", reply.substr(0, 100)));

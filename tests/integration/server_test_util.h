@@ -59,8 +59,9 @@ absl::StatusOr<std::string> ReflectionListServices(const std::shared_ptr<grpc::C
 // A TCP connection to 127.0.0.1:`port` (close-on-exec), or -1 if connect() failed.
 int ConnectLoopback(int port);
 
-// GET http://127.0.0.1:port/metrics; the body, or an error.
-absl::StatusOr<std::string> ScrapeMetrics(int port);
+// GET http://127.0.0.1:port/metrics; the body, or an error (DEADLINE_EXCEEDED if the reply did
+// not come within `timeout`).
+absl::StatusOr<std::string> ScrapeMetrics(int port, absl::Duration timeout = absl::Seconds(30));
 
 class SidecarTest : public ::testing::Test {
  protected:
