@@ -8,6 +8,7 @@
 #include <memory>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
@@ -48,6 +49,17 @@ spdlog::level::level_enum ToSpdlogLevel(LogLevel level) {
   return spdlog::level::info;
 }
 
+struct ListenerFailureHandler {
+  absl::Mutex mu;
+  std::function<void(absl::string_view)> handler ABSL_GUARDED_BY(mu);
+};
+
+// Never destroyed: gRPC threads may still log while the process exits.
+ListenerFailureHandler& GetListenerFailureHandler() {
+  static ListenerFailureHandler* const handler = new ListenerFailureHandler;
+  return *handler;
+}
+
 // gRPC's own log lines (gpr_log) go through spdlog too, so --log-format=json holds for every
 // line the process writes.
 void GprToSpdlog(gpr_log_func_args* args) {
@@ -64,6 +76,12 @@ void GprToSpdlog(gpr_log_func_args* args) {
       break;
   }
   spdlog::log(level, "grpc {}:{}: {}", args->file, args->line, args->message);
+  if (args->severity == GPR_LOG_SEVERITY_ERROR &&
+      absl::StartsWith(args->message, kGrpcAcceptFailurePrefix)) {
+    ListenerFailureHandler& failure = GetListenerFailureHandler();
+    absl::MutexLock lock(&failure.mu);
+    if (failure.handler) failure.handler(args->message);
+  }
 }
 
 }  // namespace
@@ -91,6 +109,12 @@ void InitLogging(LogLevel level, LogFormat format) {
   logger->flush_on(spdlog::level::info);
   spdlog::set_default_logger(std::move(logger));
   gpr_set_log_function(&GprToSpdlog);
+}
+
+void SetGrpcListenerFailureHandler(std::function<void(absl::string_view message)> handler) {
+  ListenerFailureHandler& failure = GetListenerFailureHandler();
+  absl::MutexLock lock(&failure.mu);
+  failure.handler = std::move(handler);
 }
 
 std::optional<int64_t> LogRateLimiter::Admit() {

@@ -17,6 +17,7 @@
 #define FLIGHTCACHE_SERVER_LOGGING_H_
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -31,6 +32,15 @@
 namespace flightcache {
 
 void InitLogging(LogLevel level, LogFormat format);
+
+// gRPC 1.51's TCP listener gives up for good when accept4() fails with anything but EAGAIN or
+// EINTR (EMFILE: out of file descriptors): it logs "Failed accept4: <error>" and never accepts
+// again, even after descriptors are freed. gRPC offers no other signal of it, so the log line is
+// the signal: after InitLogging, `handler` is called with the message (on the gRPC thread that
+// logged it, after the line is written) each time gRPC logs such a failure. It must not block.
+// One handler per process; a later call replaces it.
+inline constexpr char kGrpcAcceptFailurePrefix[] = "Failed accept4";
+void SetGrpcListenerFailureHandler(std::function<void(absl::string_view message)> handler);
 
 // The JSON line InitLogging's json format writes for one message (without the newline); exposed
 // for tests. `ts` is wall-clock time.

@@ -1,7 +1,9 @@
-// flightcache-server: parses flags, validates, starts the Sidecar, waits for SIGTERM/SIGINT,
-// drains and exits 0. Exit status 2: a bad flag or configuration (nothing was bound); 1: the
-// server could not start (e.g. its address is in use), or a second SIGTERM/SIGINT cut the drain
-// short.
+// flightcache-server: parses flags, validates, raises its open-file limit, starts the Sidecar,
+// waits for SIGTERM/SIGINT, drains and exits 0. Exit status 2: a bad flag or configuration
+// (nothing was bound); 1: the server could not start (e.g. its address is in use), a second
+// SIGTERM/SIGINT cut the drain short, or the gRPC listener failed (it accepts no connection any
+// more, e.g. after running out of file descriptors: drained, then exit 1 so the orchestrator
+// restarts the process).
 #include <pthread.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
@@ -9,15 +11,19 @@
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "server/config.h"
 #include "server/flags.h"
 #include "server/logging.h"
+#include "server/open_file_limit.h"
 #include "server/sidecar.h"
 
 namespace {
@@ -25,6 +31,35 @@ namespace {
 const char* SignalName(int signal_number) {
   return signal_number == SIGTERM ? "SIGTERM" : "SIGINT";
 }
+
+// Why the server stops: a signal, or a failed gRPC listener.
+struct StopReason {
+  int signal_number = 0;         // SIGTERM or SIGINT, or 0
+  std::string listener_failure;  // gRPC's message, when the listener failed
+};
+
+// The first reason to stop wins; main waits for it. Thread-safe.
+class StopRequest {
+ public:
+  // False if a stop was already requested.
+  bool Request(StopReason reason) {
+    absl::MutexLock lock(&mu_);
+    if (reason_.has_value()) return false;
+    reason_ = std::move(reason);
+    return true;
+  }
+
+  StopReason Wait() {
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(
+        +[](std::optional<StopReason>* reason) { return reason->has_value(); }, &reason_));
+    return *reason_;
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::optional<StopReason> reason_ ABSL_GUARDED_BY(mu_);
+};
 
 }  // namespace
 
@@ -56,6 +91,8 @@ int main(int argc, char** argv) {
     return 0;
   }
   flightcache::InitLogging(cl->config.log_level, cl->config.log_format);
+  // Every connection costs a descriptor, and gRPC's listener does not survive running out.
+  spdlog::info("{}", flightcache::RaiseOpenFileLimit().Describe());
 
   // SIGTERM and SIGINT are blocked before any thread starts (threads inherit the mask) and taken
   // synchronously with sigwait below: no signal handler runs, so nothing async-signal-unsafe can.
@@ -65,27 +102,45 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
+  // Never destroyed: the signal thread and gRPC's threads may use it while the process exits.
+  StopRequest& stop = *new StopRequest;
+  // The first SIGTERM/SIGINT stops the server. A signal after a stop was requested ends the
+  // process at once, as Ctrl-C pressed twice does: an operator who signals again does not want
+  // to wait for the drain. The thread is never joined: the process ends it.
+  std::thread([&stop, signals] {
+    for (;;) {
+      int signal_number = 0;
+      sigwait(&signals, &signal_number);
+      if (stop.Request(StopReason{.signal_number = signal_number})) continue;
+      spdlog::warn("received {} again: exiting now, without waiting for calls in flight",
+                   SignalName(signal_number));
+      spdlog::default_logger()->flush();
+      std::_Exit(1);
+    }
+  }).detach();
+  // Installed before the listener exists, so no failure goes unseen.
+  flightcache::SetGrpcListenerFailureHandler([&stop](absl::string_view message) {
+    stop.Request(StopReason{.listener_failure = std::string(message)});
+  });
+
   absl::StatusOr<std::unique_ptr<flightcache::Sidecar>> sidecar =
       flightcache::Sidecar::Start(cl->config);
   if (!sidecar.ok()) {
     spdlog::error("flightcache-server cannot start: {}", sidecar.status().ToString());
     return 1;
   }
-  int signal_number = 0;
-  sigwait(&signals, &signal_number);
-  spdlog::info("received {}: shutting down gracefully (drain timeout {})",
-               SignalName(signal_number), absl::FormatDuration(cl->config.drain_timeout));
-  // As with Ctrl-C pressed twice: an operator who signals again does not want to wait for the
-  // drain. The thread is never joined: either it ends the process or the process ends it.
-  std::thread([signals] {
-    int again = 0;
-    sigwait(&signals, &again);
-    spdlog::warn("received {} again: exiting now, without waiting for calls in flight",
-                 SignalName(again));
-    spdlog::default_logger()->flush();
-    std::_Exit(1);
-  }).detach();
+  const StopReason reason = stop.Wait();
+  if (!reason.listener_failure.empty()) {
+    (*sidecar)->BeginDrain();
+    spdlog::error(
+        "the gRPC listener failed ({}) and accepts no more connections: health is NOT_SERVING; "
+        "draining (drain timeout {}), then exiting 1 so that the server is restarted",
+        reason.listener_failure, absl::FormatDuration(cl->config.drain_timeout));
+  } else {
+    spdlog::info("received {}: shutting down gracefully (drain timeout {})",
+                 SignalName(reason.signal_number), absl::FormatDuration(cl->config.drain_timeout));
+  }
   (*sidecar)->Shutdown();
   sidecar->reset();
-  return 0;
+  return reason.listener_failure.empty() ? 0 : 1;
 }

@@ -22,6 +22,19 @@
 namespace flightcache {
 namespace {
 
+// A connection that has not completed its HTTP/2 handshake (the client's preface and SETTINGS)
+// by then is closed: idle connections that never speak gRPC cost a descriptor each, and gRPC's
+// default keeps them for 120 s.
+constexpr int kHandshakeTimeoutMs = 10'000;
+
+// /metrics (civetweb behind prometheus::Exposer) serves one connection per worker thread, and a
+// worker waits for a connection's request for up to request_timeout_ms (civetweb's default:
+// 30 s). With prometheus-cpp's 2 threads, two idle connections made every scrape wait ~30 s.
+// More workers let a scrape through while some clients are slow or idle; the timeout bounds how
+// long even more of them can hold every worker (below Prometheus's default scrape timeout, 10 s).
+constexpr int kMetricsWorkerThreads = 32;
+constexpr int kMetricsRequestTimeoutMs = 5'000;
+
 std::string FormatStats(const FlightCacheStats& s) {
   return absl::StrCat("requests=", s.requests, " hits=", s.hits, " negative_hits=", s.negative_hits,
                       " misses=", s.misses, " coalesced=", s.coalesced,
@@ -87,7 +100,10 @@ absl::StatusOr<std::unique_ptr<Sidecar>> Sidecar::Start(const ServerConfig& conf
 
   if (!config.metrics_listen.empty()) {
     try {
-      s.exposer_ = std::make_unique<prometheus::Exposer>(config.metrics_listen, /*num_threads=*/2);
+      s.exposer_ = std::make_unique<prometheus::Exposer>(
+          std::vector<std::string>{"listening_ports", config.metrics_listen, "num_threads",
+                                   std::to_string(kMetricsWorkerThreads), "request_timeout_ms",
+                                   std::to_string(kMetricsRequestTimeoutMs)});
     } catch (const std::exception& e) {
       return absl::UnavailableError(absl::StrCat("--metrics-listen: cannot listen on ",
                                                  config.metrics_listen, ": ", e.what()));
@@ -106,6 +122,7 @@ absl::StatusOr<std::unique_ptr<Sidecar>> Sidecar::Start(const ServerConfig& conf
   builder.SetMaxReceiveMessageSize(config.MaxRequestBytes());
   // gRPC sets SO_REUSEPORT by default, which would let a second server bind our port silently.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  builder.AddChannelArgument(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS, kHandshakeTimeoutMs);
   s.server_ = builder.BuildAndStart();
   if (s.server_ == nullptr || s.port_ == 0) {
     return absl::UnavailableError(absl::StrCat("--listen: cannot listen on ", config.listen,

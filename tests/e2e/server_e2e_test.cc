@@ -29,8 +29,7 @@
 #include "flightcache/v1/cache.grpc.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-
-extern char** environ;
+#include "tests/e2e/server_process.h"
 
 namespace flightcache {
 namespace {
@@ -56,11 +55,7 @@ class ServerProcess {
     std::vector<char*> argv;
     for (std::string& a : argv_strings) argv.push_back(a.data());
     argv.push_back(nullptr);
-    // The test's own FLIGHTCACHE_* variables would leak into the child: leave them out.
-    std::vector<std::string> env_strings;
-    for (char** e = environ; *e != nullptr; ++e) {
-      if (std::strncmp(*e, "FLIGHTCACHE_", 12) != 0) env_strings.push_back(*e);
-    }
+    std::vector<std::string> env_strings = e2e::ServerEnvironment();
     env_strings.insert(env_strings.end(), extra_env.begin(), extra_env.end());
     std::vector<char*> envp;
     for (std::string& e : env_strings) envp.push_back(e.data());

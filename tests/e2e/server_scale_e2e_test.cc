@@ -10,43 +10,30 @@
 // The callers are callback-API calls from this one process over several channels (each its own
 // TCP connection), so the test itself needs no thread per call either.
 #include <dirent.h>
-#include <fcntl.h>
 #include <grpcpp/channel.h>
 #include <grpcpp/client_context.h>
 #include <grpcpp/create_channel.h>
 #include <grpcpp/security/credentials.h>
 #include <grpcpp/support/channel_arguments.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <cstring>
-#include <fstream>
 #include <functional>
 #include <memory>
-#include <optional>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
-#include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "flightcache/v1/cache.grpc.pb.h"
 #include "gtest/gtest.h"
+#include "tests/e2e/server_process.h"
 #include "tests/testing/test_origin.h"
-
-extern char** environ;
 
 namespace flightcache {
 namespace {
@@ -64,112 +51,9 @@ constexpr bool kServerUnderAsan = false;
 constexpr bool kServerUnderAsan = false;
 #endif
 
+using e2e::ResidentKb;
+using e2e::ServerProcess;
 using testing::TestOrigin;
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
-}
-
-// flightcache-server as a child process, its output in files under the test's temp dir. Killed
-// (SIGKILL) and reaped on destruction if still running, so a failing test leaves nothing behind.
-class ServerProcess final {
- public:
-  explicit ServerProcess(const std::vector<std::string>& flags) {
-    static int counter = 0;
-    const std::string stem =
-        absl::StrCat(::testing::TempDir(), "fc_scale_", getpid(), "_", counter++);
-    err_path_ = stem + ".err";
-    std::vector<std::string> argv_strings = {FLIGHTCACHE_SERVER_BIN};
-    argv_strings.insert(argv_strings.end(), flags.begin(), flags.end());
-    std::vector<char*> argv;
-    for (std::string& a : argv_strings) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    // The test's own FLIGHTCACHE_* variables would configure the child too: leave them out.
-    std::vector<std::string> env_strings;
-    for (char** e = environ; *e != nullptr; ++e) {
-      if (std::strncmp(*e, "FLIGHTCACHE_", 12) != 0) env_strings.push_back(*e);
-    }
-    std::vector<char*> envp;
-    for (std::string& e : env_strings) envp.push_back(e.data());
-    envp.push_back(nullptr);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
-    posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, err_path_.c_str(),
-                                     O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    // gRPC threads in this process may have signals blocked: give the child a clean mask.
-    posix_spawnattr_t attr;
-    posix_spawnattr_init(&attr);
-    sigset_t empty;
-    sigemptyset(&empty);
-    posix_spawnattr_setsigmask(&attr, &empty);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
-    const int rc = posix_spawn(&pid_, argv[0], &actions, &attr, argv.data(), envp.data());
-    posix_spawnattr_destroy(&attr);
-    posix_spawn_file_actions_destroy(&actions);
-    EXPECT_EQ(rc, 0) << "cannot start " << FLIGHTCACHE_SERVER_BIN << ": " << std::strerror(rc);
-    if (rc != 0) pid_ = -1;
-  }
-
-  ~ServerProcess() {
-    if (pid_ <= 0 || exited_) return;
-    kill(pid_, SIGKILL);
-    int status = 0;
-    waitpid(pid_, &status, 0);
-  }
-  ServerProcess(const ServerProcess&) = delete;
-  ServerProcess& operator=(const ServerProcess&) = delete;
-
-  pid_t pid() const { return pid_; }
-  std::string err() const { return ReadFile(err_path_); }
-
-  // The gRPC port from the start-up line "... listening on ADDR (port N) ...", or 0 if the line
-  // did not appear within `timeout` (or the process exited).
-  int WaitForPort(absl::Duration timeout = absl::Seconds(30)) {
-    const absl::Time deadline = absl::Now() + timeout;
-    while (absl::Now() < deadline && pid_ > 0) {
-      const std::string text = err();
-      const size_t at = text.find("(port ");
-      if (at != std::string::npos) {
-        const std::string rest = text.substr(at + 6);
-        int port = 0;
-        if (absl::SimpleAtoi(rest.substr(0, rest.find(')')), &port)) return port;
-      }
-      int status = 0;
-      if (waitpid(pid_, &status, WNOHANG) == pid_) {
-        exited_ = true;
-        return 0;
-      }
-      absl::SleepFor(absl::Milliseconds(10));
-    }
-    return 0;
-  }
-
-  // SIGTERM, then the exit code (-1 if it did not exit within `timeout` or died by a signal).
-  int Terminate(absl::Duration timeout = absl::Seconds(30)) {
-    if (pid_ <= 0 || exited_) return -1;
-    kill(pid_, SIGTERM);
-    const absl::Time deadline = absl::Now() + timeout;
-    while (absl::Now() < deadline) {
-      int status = 0;
-      if (waitpid(pid_, &status, WNOHANG) == pid_) {
-        exited_ = true;
-        return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-      }
-      absl::SleepFor(absl::Milliseconds(10));
-    }
-    return -1;
-  }
-
- private:
-  pid_t pid_ = -1;
-  bool exited_ = false;
-  std::string err_path_;
-};
 
 // Threads of process `pid`: the entries of /proc/PID/task.
 int CountThreads(pid_t pid) {
@@ -192,19 +76,6 @@ int PeakThreads(pid_t pid, int samples = 20, absl::Duration every = absl::Millis
     absl::SleepFor(every);
   }
   return peak;
-}
-
-// VmRSS of process `pid` in kB, or -1.
-int64_t ResidentKb(pid_t pid) {
-  const std::string status = ReadFile(absl::StrCat("/proc/", pid, "/status"));
-  for (absl::string_view line : absl::StrSplit(status, '\n')) {
-    if (!absl::ConsumePrefix(&line, "VmRSS:")) continue;
-    line = absl::StripAsciiWhitespace(line);
-    absl::ConsumeSuffix(&line, "kB");
-    int64_t kb = -1;
-    if (absl::SimpleAtoi(absl::StripAsciiWhitespace(line), &kb)) return kb;
-  }
-  return -1;
 }
 
 void SetTimeout(grpc::ClientContext& context, absl::Duration timeout) {

@@ -2,8 +2,10 @@
 // Covers the Cache service (sources, coalescing, detached deadlines, refcounted cancellation,
 // BatchGet, Invalidate, Stats), the spec's status table, health, drain and metrics.
 #include <grpcpp/create_channel.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <map>
 #include <memory>
 #include <string>
@@ -624,6 +626,52 @@ TEST_F(ServerTest, MetricsCountRequestsAndServeThemOverHttp) {
               HasSubstr("flightcache_origin_fetch_duration_seconds_count{attempt=\"primary\","
                         "result=\"ok\"} 1"));
   EXPECT_THAT(*body, HasSubstr("flightcache_hedges_total{outcome=\"won\"} 0"));
+}
+
+// Idle HTTP clients on /metrics (connected, sending nothing) must not stop a scrape: civetweb
+// gives each connection a worker thread until its request arrives or times out.
+class MetricsUnderIdleConnectionsTest : public SidecarTest {
+ protected:
+  void SetUp() override {
+    SidecarTest::SetUp();
+    ServerConfig config = BaseConfig();
+    config.metrics_listen = "127.0.0.1:0";
+    StartServer(config);
+    ASSERT_GT(sidecar_->metrics_port(), 0);
+  }
+  void TearDown() override {
+    for (int fd : idle_) close(fd);
+    SidecarTest::TearDown();
+  }
+
+  // Opens `idle` connections that send nothing, then scrapes; the scrape must succeed within
+  // `bound`. Prints how long it took.
+  void ScrapeBesideIdleConnections(int idle, absl::Duration bound) {
+    for (int i = 0; i < idle; ++i) {
+      const int fd = ConnectLoopback(sidecar_->metrics_port());
+      ASSERT_GE(fd, 0);
+      idle_.push_back(fd);
+    }
+    absl::SleepFor(absl::Milliseconds(100));  // let the server hand them to its workers
+    const absl::Time start = absl::Now();
+    absl::StatusOr<std::string> body = ScrapeMetrics(sidecar_->metrics_port(), bound);
+    ASSERT_TRUE(body.ok()) << body.status();
+    EXPECT_THAT(*body, HasSubstr("flightcache_cache_hits_total"));
+    std::printf("scrape beside %d idle connections: %s\n", idle,
+                absl::FormatDuration(absl::Now() - start).c_str());
+  }
+
+  std::vector<int> idle_;
+};
+
+TEST_F(MetricsUnderIdleConnectionsTest, AScrapeSucceedsWhileSeveralClientsSitIdle) {
+  ScrapeBesideIdleConnections(8, absl::Seconds(3));
+}
+
+// More idle clients than worker threads: each is cut after the request timeout (5 s), so a
+// scrape waits at most that long instead of civetweb's default 30 s.
+TEST_F(MetricsUnderIdleConnectionsTest, IdleClientsBeyondTheWorkersDelayAScrapeByAtMostTheTimeout) {
+  ScrapeBesideIdleConnections(40, absl::Seconds(9));
 }
 
 TEST_F(ServerTest, StartFailsWhenTheAddressIsTaken) {

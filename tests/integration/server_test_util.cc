@@ -130,17 +130,26 @@ absl::StatusOr<std::string> ReflectionListServices(const std::shared_ptr<grpc::C
   return call.Result();
 }
 
-absl::StatusOr<std::string> ScrapeMetrics(int port) {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return absl::InternalError("socket failed");
+int ConnectLoopback(int port) {
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = htons(static_cast<uint16_t>(port));
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
     close(fd);
-    return absl::UnavailableError(absl::StrCat("cannot connect to 127.0.0.1:", port));
+    return -1;
   }
+  return fd;
+}
+
+absl::StatusOr<std::string> ScrapeMetrics(int port, absl::Duration timeout) {
+  const int fd = ConnectLoopback(port);
+  if (fd < 0) return absl::UnavailableError(absl::StrCat("cannot connect to 127.0.0.1:", port));
+  const timeval read_timeout = absl::ToTimeval(timeout);
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &read_timeout, sizeof(read_timeout));
+  const absl::Time deadline = absl::Now() + timeout;
   const std::string request = "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
   if (write(fd, request.data(), request.size()) != static_cast<ssize_t>(request.size())) {
     close(fd);
@@ -149,8 +158,15 @@ absl::StatusOr<std::string> ScrapeMetrics(int port) {
   std::string reply;
   char buffer[4096];
   ssize_t n = 0;
-  while ((n = read(fd, buffer, sizeof(buffer))) > 0) reply.append(buffer, static_cast<size_t>(n));
+  while (absl::Now() < deadline && (n = read(fd, buffer, sizeof(buffer))) > 0) {
+    reply.append(buffer, static_cast<size_t>(n));
+  }
   close(fd);
+  if (n != 0) {
+    return absl::DeadlineExceededError(absl::StrCat("no whole /metrics reply within ",
+                                                    absl::FormatDuration(timeout), ": ",
+                                                    reply.substr(0, 100)));
+  }
   const size_t body = reply.find("\r\n\r\n");
   if (reply.rfind("HTTP/1.", 0) != 0 || body == std::string::npos) {
     return absl::InternalError(absl::StrCat("not an HTTP reply: ", reply.substr(0, 100)));

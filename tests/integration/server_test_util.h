@@ -62,8 +62,12 @@ grpc::Status RawUnaryCall(const std::shared_ptr<grpc::Channel>& channel, const s
 // stub) and returns the raw response bytes, which contain every service name.
 absl::StatusOr<std::string> ReflectionListServices(const std::shared_ptr<grpc::Channel>& channel);
 
-// GET http://127.0.0.1:port/metrics; the body, or an error.
-absl::StatusOr<std::string> ScrapeMetrics(int port);
+// A TCP connection to 127.0.0.1:`port` (close-on-exec), or -1 if connect() failed.
+int ConnectLoopback(int port);
+
+// GET http://127.0.0.1:port/metrics; the body, or an error (DEADLINE_EXCEEDED if the reply did
+// not come within `timeout`).
+absl::StatusOr<std::string> ScrapeMetrics(int port, absl::Duration timeout = absl::Seconds(30));
 
 class SidecarTest : public ::testing::Test {
  protected:
