@@ -46,6 +46,13 @@ struct BatchGetCall {
   CallDone done;
 };
 
+struct InvalidateCall {
+  grpc::ClientContext context;
+  pb::InvalidateRequest request;
+  pb::InvalidateResponse response;
+  CallDone done;
+};
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<GrpcTarget>> GrpcTarget::Connect(const GrpcTargetOptions& options) {
@@ -71,7 +78,25 @@ pb::Cache::Stub& GrpcTarget::NextStub() {
 }
 
 void GrpcTarget::Start(CallSpec call, CallDone done) {
-  if (!call.batch) {
+  if (call.kind == CallKind::kInvalidate) {
+    auto* invalidate = new InvalidateCall;
+    invalidate->context.set_deadline(DeadlineAfter(call.deadline));
+    for (std::string& key : call.keys) invalidate->request.add_keys(std::move(key));
+    invalidate->done = std::move(done);
+    NextStub().async()->Invalidate(
+        &invalidate->context, &invalidate->request, &invalidate->response,
+        [invalidate](grpc::Status status) {
+          std::unique_ptr<InvalidateCall> owned(invalidate);
+          std::vector<ItemResult> results(
+              owned->request.keys_size(),
+              ItemResult{FromGrpc(status.error_code()), Source::kUnspecified});
+          CallDone callback = std::move(owned->done);
+          owned.reset();
+          callback(std::move(results));
+        });
+    return;
+  }
+  if (call.kind == CallKind::kGet) {
     auto* get = new GetCall;
     get->context.set_deadline(DeadlineAfter(call.deadline));
     get->request.set_key(std::move(call.keys.front()));

@@ -1,5 +1,6 @@
-// GrpcTarget: the load generator's Target over gRPC — flightcache.v1.Cache Get/BatchGet through
-// the callback API, so one process keeps thousands of calls in flight without a thread each.
+// GrpcTarget: the load generator's Target over gRPC — flightcache.v1.Cache Get, BatchGet and
+// Invalidate through the callback API, so one process keeps thousands of calls in flight without
+// a thread each.
 //
 // Calls are spread round-robin over `channels` channels, each with its own TCP connection (a
 // local subchannel pool), because one HTTP/2 connection can become the bottleneck at high rates.

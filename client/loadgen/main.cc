@@ -2,12 +2,14 @@
 // cache saved. This file only maps flags onto options, validates, wires the parts and waits.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/usage.h"
@@ -43,8 +45,18 @@ ABSL_FLAG(std::string, distribution, "uniform",
           "Key popularity: 'uniform'; 'zipf:S' (rank r has weight 1/(r+1)^S); 'hot:F[:P]' (the "
           "first F of the keys get a share P of the requests; P defaults to 1-F).");
 ABSL_FLAG(std::string, key_prefix, "key-", "Prefix of every key name.");
-ABSL_FLAG(int, batch, 1, "Keys per call; above 1 the calls are BatchGet.");
+ABSL_FLAG(int, batch, 1,
+          "Keys per BatchGet call. Above 1 without --batch-share, every call (but the "
+          "--invalidate-share) is a BatchGet.");
+ABSL_FLAG(double, batch_share, 0,
+          "Share of calls that are BatchGet of --batch keys (needs --batch >= 2); the rest, "
+          "after --invalidate-share, are Get.");
+ABSL_FLAG(double, invalidate_share, 0,
+          "Share of calls that are Invalidate of one key (drawn like any other key).");
 ABSL_FLAG(absl::Duration, deadline, absl::Seconds(1), "Deadline of each call.");
+ABSL_FLAG(absl::Duration, max_deadline, absl::ZeroDuration(),
+          "Instead of --deadline: each call's deadline drawn uniformly from (0, D], so callers "
+          "give up at every stage of a load (0: off).");
 ABSL_FLAG(std::string, scenario, "steady",
           "'steady' (closed or open loop) or 'herd' (--herd-size callers ask for one cold key at "
           "the same instant, --waves times, with fresh keys).");
@@ -68,10 +80,13 @@ constexpr char kUsage[] =
     "\n"
     "  flightcache-loadgen --target=HOST:PORT --duration=10s --concurrency=64 --keys=N\n"
     "      --distribution=uniform|zipf:S|hot:F --deadline=D [--rate=N] [--batch=N] [--json=F]\n"
+    "      [--invalidate-share=F] [--batch-share=F] [--max-deadline=D]\n"
     "  flightcache-loadgen --scenario=herd --herd-size=N --waves=W\n"
     "\n"
     "Closed loop by default; --rate makes it open loop, with latency measured from each call's\n"
-    "scheduled send time (no coordinated omission). The report gives calls, throughput, every\n"
+    "scheduled send time (no coordinated omission). A mixed workload sends a share of Invalidate\n"
+    "and BatchGet calls among the Gets, and --max-deadline gives each call a random deadline.\n"
+    "The report gives calls (by kind when mixed), throughput, every\n"
     "status code's count, latency p50/p90/p99/p99.9/max (histogram, <=1% relative error), and the\n"
     "server's Stats deltas: hit ratio, coalescing ratio, origin fetches per request, hedges.\n"
     "SIGINT/SIGTERM end the run early and still print the report.\n"
@@ -109,6 +124,12 @@ Config ConfigFromFlags() {
   c.workload.num_keys = absl::GetFlag(FLAGS_keys);
   c.workload.distribution = *distribution;
   c.workload.batch_size = absl::GetFlag(FLAGS_batch);
+  c.workload.invalidate_share = absl::GetFlag(FLAGS_invalidate_share);
+  // Without --batch-share, --batch=N alone keeps its old meaning: every Get becomes a BatchGet.
+  c.workload.batch_share =
+      client::WasFlagGiven("batch_share")
+          ? absl::GetFlag(FLAGS_batch_share)
+          : (c.workload.batch_size > 1 ? std::max(0.0, 1 - c.workload.invalidate_share) : 0.0);
   c.workload.key_prefix = absl::GetFlag(FLAGS_key_prefix);
   c.workload.seed = seed;
   if (absl::Status s = c.workload.Validate(); !s.ok()) client::ExitUsageError(s.message());
@@ -118,6 +139,12 @@ Config ConfigFromFlags() {
   if (scenario == "herd") {
     c.runner.mode = LoopMode::kHerd;
     if (c.workload.batch_size != 1) client::ExitUsageError("--batch cannot be used with herd");
+    for (const auto& [flag, name] : {std::pair{"batch_share", "--batch-share"},
+                                     {"invalidate_share", "--invalidate-share"},
+                                     {"max_deadline", "--max-deadline"}}) {
+      if (client::WasFlagGiven(flag))
+        client::ExitUsageError(absl::StrCat(name, " cannot be used with herd"));
+    }
     if (rate != 0) client::ExitUsageError("--rate cannot be used with --scenario=herd");
   } else if (scenario == "steady") {
     c.runner.mode = rate == 0 ? LoopMode::kClosed : LoopMode::kOpen;
@@ -136,6 +163,10 @@ Config ConfigFromFlags() {
   c.runner.duration = absl::GetFlag(FLAGS_duration);
   c.runner.max_requests = absl::GetFlag(FLAGS_requests);
   c.runner.deadline = absl::GetFlag(FLAGS_deadline);
+  c.runner.max_deadline = absl::GetFlag(FLAGS_max_deadline);
+  if (client::WasFlagGiven("deadline") && client::WasFlagGiven("max_deadline")) {
+    client::ExitUsageError("--deadline and --max-deadline exclude each other");
+  }
   c.runner.herd_size = absl::GetFlag(FLAGS_herd_size);
   c.runner.waves = absl::GetFlag(FLAGS_waves);
   c.runner.seed = seed ^ 0x9e3779b97f4a7c15ULL;

@@ -36,8 +36,11 @@ double RunTotals::error_rate() const {
 }
 
 void LatencyRecorder::Add(RunTotals& totals, uint64_t latency_ns,
-                          absl::Span<const ItemResult> items) {
+                          absl::Span<const ItemResult> items, CallKind kind) {
   ++totals.calls;
+  int kind_index = static_cast<int>(kind);
+  if (kind_index < 0 || kind_index >= kCallKindCount) kind_index = 0;
+  ++totals.kinds[kind_index];
   totals.latency_ns.Record(latency_ns);
   for (const ItemResult& item : items) {
     ++totals.items;
@@ -52,13 +55,14 @@ void LatencyRecorder::Add(RunTotals& totals, uint64_t latency_ns,
   }
 }
 
-void LatencyRecorder::Record(absl::Duration latency, absl::Span<const ItemResult> items) {
+void LatencyRecorder::Record(absl::Duration latency, absl::Span<const ItemResult> items,
+                             CallKind kind) {
   // A latency can come out negative only if a fake clock went backwards; clamp rather than wrap.
   const uint64_t ns =
       static_cast<uint64_t>(std::max<int64_t>(0, absl::ToInt64Nanoseconds(latency)));
   absl::MutexLock lock(&mu_);
-  Add(total_, ns, items);
-  Add(interval_, ns, items);
+  Add(total_, ns, items, kind);
+  Add(interval_, ns, items, kind);
 }
 
 RunTotals LatencyRecorder::Totals() const {

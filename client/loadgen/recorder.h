@@ -1,9 +1,10 @@
 // LatencyRecorder: the thread-safe sink for every finished call of a load run — part of the
 // loadgen's "stats" third, with Histogram and Report.
 //
-// A call is one RPC (Get, or BatchGet of several keys). Its latency goes into the latency
-// histogram once; each of its keys ("items") adds one to the count of its status code and,
-// when OK, of its Source. A failed BatchGet RPC gives all its keys the RPC's code.
+// A call is one RPC (Get, BatchGet of several keys, or Invalidate). Its latency goes into the
+// latency histogram once and it counts once under its CallKind; each of its keys ("items") adds
+// one to the count of its status code and, when OK, of its Source (an Invalidate has none). A
+// failed BatchGet RPC gives all its keys the RPC's code.
 // Besides the run's totals the recorder keeps an interval view that TakeInterval() returns and
 // resets, for the once-a-second progress line.
 //
@@ -25,6 +26,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
+#include "client/loadgen/call_kind.h"
 #include "client/loadgen/histogram.h"
 
 namespace flightcache::loadgen {
@@ -48,8 +50,9 @@ struct ItemResult {
 bool IsError(absl::StatusCode code);
 
 struct RunTotals {
-  int64_t calls = 0;  // RPCs finished
-  int64_t items = 0;  // keys answered (== calls without --batch)
+  int64_t calls = 0;                            // RPCs finished
+  int64_t items = 0;                            // keys answered (== calls without --batch)
+  std::array<int64_t, kCallKindCount> kinds{};  // calls by CallKind
   std::array<int64_t, kStatusCodeCount> codes{};
   std::array<int64_t, kSourceCount> sources{};
   Histogram latency_ns;
@@ -64,14 +67,16 @@ class LatencyRecorder final {
   LatencyRecorder(const LatencyRecorder&) = delete;
   LatencyRecorder& operator=(const LatencyRecorder&) = delete;
 
-  void Record(absl::Duration latency, absl::Span<const ItemResult> items);
+  void Record(absl::Duration latency, absl::Span<const ItemResult> items,
+              CallKind kind = CallKind::kGet);
 
   RunTotals Totals() const;
   // What was recorded since the previous call (or since construction), then starts a new one.
   RunTotals TakeInterval();
 
  private:
-  static void Add(RunTotals& totals, uint64_t latency_ns, absl::Span<const ItemResult> items);
+  static void Add(RunTotals& totals, uint64_t latency_ns, absl::Span<const ItemResult> items,
+                  CallKind kind);
 
   mutable absl::Mutex mu_;
   RunTotals total_ ABSL_GUARDED_BY(mu_);

@@ -84,6 +84,13 @@ std::string FormatText(const Report& r) {
   if (t.items != t.calls) absl::StrAppendFormat(&out, " (%d keys)", t.items);
   absl::StrAppendFormat(&out, " in %.3fs = %.1f calls/s\n", absl::ToDoubleSeconds(r.elapsed),
                         r.throughput());
+  if (t.kinds[static_cast<int>(CallKind::kGet)] != t.calls) {  // a mix: say what it was
+    absl::StrAppend(&out, "calls      ");
+    for (int kind = 0; kind < kCallKindCount; ++kind) {
+      absl::StrAppend(&out, " ", CallKindName(static_cast<CallKind>(kind)), "=", t.kinds[kind]);
+    }
+    absl::StrAppend(&out, "\n");
+  }
   absl::StrAppend(&out, "status     ");
   for (int code = 0; code < kStatusCodeCount; ++code) {
     if (t.codes[code] > 0) absl::StrAppend(&out, " ", CodeName(code), "=", t.codes[code]);
@@ -132,6 +139,10 @@ std::string FormatJson(const Report& r) {
   for (int code = 0; code < kStatusCodeCount; ++code) {
     if (t.codes[code] > 0) codes.Add(CodeName(code), t.codes[code]);
   }
+  JsonObjectWriter kinds;
+  for (int kind = 0; kind < kCallKindCount; ++kind) {
+    kinds.Add(CallKindName(static_cast<CallKind>(kind)), t.kinds[kind]);
+  }
   JsonObjectWriter sources;
   for (int source = 1; source < kSourceCount; ++source) {
     sources.Add(SourceName(static_cast<Source>(source)), t.sources[source]);
@@ -151,6 +162,7 @@ std::string FormatJson(const Report& r) {
       .Add("elapsed_s", absl::ToDoubleSeconds(r.elapsed))
       .Add("requests", t.calls)
       .Add("keys", t.items)
+      .AddRaw("calls_by_kind", kinds.Build())
       .Add("throughput_rps", r.throughput())
       .AddRaw("status_codes", codes.Build())
       .Add("errors", t.errors())

@@ -6,6 +6,8 @@
 #include <string>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
+
 namespace flightcache::loadgen {
 namespace {
 
@@ -16,6 +18,9 @@ constexpr int kAnsweredInline = 2;  // answered before Start() returned: IssueFr
 
 // A send later than this behind its schedule counts as late in the open-loop report.
 constexpr absl::Duration kLateSend = absl::Milliseconds(1);
+
+// --max-deadline's upper bound: far beyond any useful call, far below any overflow.
+constexpr absl::Duration kMaxRandomDeadline = absl::Hours(1);
 
 }  // namespace
 
@@ -28,6 +33,11 @@ absl::Status RunnerOptions::Validate() const {
   if (deadline <= absl::ZeroDuration()) return absl::InvalidArgumentError("--deadline must be > 0");
   if (duration <= absl::ZeroDuration()) return absl::InvalidArgumentError("--duration must be > 0");
   if (max_requests < 0) return absl::InvalidArgumentError("--requests must be >= 0");
+  if (max_deadline < absl::ZeroDuration() || max_deadline > kMaxRandomDeadline) {
+    return absl::InvalidArgumentError(absl::StrCat("--max-deadline must be in [0, ",
+                                                   absl::FormatDuration(kMaxRandomDeadline),
+                                                   "] (0: every call gets --deadline)"));
+  }
   switch (mode) {
     case LoopMode::kClosed:
       if (concurrency < 1) return absl::InvalidArgumentError("--concurrency must be at least 1");
@@ -123,10 +133,16 @@ bool Runner::ClaimCall() {
 }
 
 CallSpec Runner::NextCall() {
+  Operation op = workload_.NextOperation();
   CallSpec call;
-  call.keys = workload_.NextKeys();
-  call.batch = workload_.options().batch_size > 1;
+  call.kind = op.kind;
+  call.keys = std::move(op.keys);
   call.deadline = options_.deadline;
+  if (options_.max_deadline > absl::ZeroDuration()) {
+    absl::MutexLock lock(&mu_);
+    call.deadline = absl::Nanoseconds(std::uniform_int_distribution<int64_t>(
+        1, absl::ToInt64Nanoseconds(options_.max_deadline))(rng_));
+  }
   inflight_.fetch_add(1, std::memory_order_relaxed);
   sent_.fetch_add(1, std::memory_order_relaxed);
   return call;
@@ -146,10 +162,11 @@ void Runner::IssueFrom(Slot& slot) {
       return;
     }
     CallSpec call = NextCall();
+    const CallKind kind = call.kind;
     const absl::Time sent = clock_.Now();
     slot.phase.store(kStarting, std::memory_order_release);
-    target_.Start(std::move(call), [this, &slot, sent](std::vector<ItemResult> results) {
-      SlotDone(slot, sent, std::move(results));
+    target_.Start(std::move(call), [this, &slot, sent, kind](std::vector<ItemResult> results) {
+      SlotDone(slot, sent, kind, std::move(results));
     });
     int expected = kStarting;
     if (slot.phase.compare_exchange_strong(expected, kIdle, std::memory_order_acq_rel)) {
@@ -159,8 +176,8 @@ void Runner::IssueFrom(Slot& slot) {
   }
 }
 
-void Runner::SlotDone(Slot& slot, absl::Time sent, std::vector<ItemResult> results) {
-  recorder_.Record(clock_.Now() - sent, results);
+void Runner::SlotDone(Slot& slot, absl::Time sent, CallKind kind, std::vector<ItemResult> results) {
+  recorder_.Record(clock_.Now() - sent, results, kind);
   inflight_.fetch_sub(1, std::memory_order_relaxed);
   int expected = kStarting;
   if (slot.phase.compare_exchange_strong(expected, kAnsweredInline, std::memory_order_acq_rel)) {
@@ -222,16 +239,18 @@ void Runner::Tick() {
       if (notify) done_.Notify();
       return;
     }
-    target_.Start(NextCall(), [this, at = *scheduled](std::vector<ItemResult> results) {
-      OpenDone(at, std::move(results));
+    CallSpec call = NextCall();
+    const CallKind kind = call.kind;
+    target_.Start(std::move(call), [this, at = *scheduled, kind](std::vector<ItemResult> results) {
+      OpenDone(at, kind, std::move(results));
     });
   }
 }
 
-void Runner::OpenDone(absl::Time scheduled, std::vector<ItemResult> results) {
+void Runner::OpenDone(absl::Time scheduled, CallKind kind, std::vector<ItemResult> results) {
   const absl::Time now = clock_.Now();
   // From the scheduled time, not the actual send: the heart of avoiding coordinated omission.
-  recorder_.Record(now - scheduled, results);
+  recorder_.Record(now - scheduled, results, kind);
   inflight_.fetch_sub(1, std::memory_order_relaxed);
   bool notify = false;
   {

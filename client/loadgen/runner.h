@@ -1,6 +1,9 @@
 // Runner: drives a Target with calls from a Workload and records them — the "runner" third of
 // the load generator. Three modes:
 //
+// Closed and open loop take each call's kind (Get, BatchGet, Invalidate) and keys from the
+// Workload, and its deadline from `deadline` or, with `max_deadline`, uniformly at random.
+//
 //   closed  `concurrency` callers, each sending its next call as soon as the previous answered.
 //           Latency runs from the actual send.
 //   open    calls leave on a fixed schedule (`rate` per second, evenly spaced or Poisson), no
@@ -57,9 +60,12 @@ struct RunnerOptions {
   absl::Duration duration = absl::Seconds(10);  // InfiniteDuration(): until max_requests
   int64_t max_requests = 0;  // closed/open: stop after this many calls; 0 = no limit
   absl::Duration deadline = absl::Seconds(1);  // per call
+  // Closed/open: when > 0, each call's deadline is drawn uniformly from (0, max_deadline]
+  // instead of `deadline` (callers that give up at every stage of a load).
+  absl::Duration max_deadline = absl::ZeroDuration();
   int herd_size = 100;
   int waves = 5;
-  uint64_t seed = 1;  // Poisson gaps
+  uint64_t seed = 1;  // Poisson gaps and random deadlines
 
   absl::Status Validate() const;
 };
@@ -103,13 +109,13 @@ class Runner final {
 
   // Closed loop.
   void IssueFrom(Slot& slot);
-  void SlotDone(Slot& slot, absl::Time sent, std::vector<ItemResult> results);
+  void SlotDone(Slot& slot, absl::Time sent, CallKind kind, std::vector<ItemResult> results);
 
   // Open loop.
   void Tick();
   void ScheduleTickLocked(absl::Time when) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void AdvanceScheduleLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void OpenDone(absl::Time scheduled, std::vector<ItemResult> results);
+  void OpenDone(absl::Time scheduled, CallKind kind, std::vector<ItemResult> results);
 
   // Herd.
   void StartWave(int wave);
@@ -151,7 +157,7 @@ class Runner final {
   TimerId tick_timer_ ABSL_GUARDED_BY(mu_) = kNoTimer;
   int64_t late_sends_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Duration max_send_lag_ ABSL_GUARDED_BY(mu_);
-  std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_);
+  std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_);  // Poisson gaps and random deadlines
 };
 
 }  // namespace flightcache::loadgen

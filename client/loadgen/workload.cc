@@ -148,6 +148,21 @@ absl::Status WorkloadOptions::Validate() const {
   if (num_keys < 1) return absl::InvalidArgumentError("--keys must be at least 1");
   if (batch_size < 1) return absl::InvalidArgumentError("--batch must be at least 1");
   if (batch_size > 100000) return absl::InvalidArgumentError("--batch must be at most 100000");
+  if (!(invalidate_share >= 0 && invalidate_share <= 1)) {
+    return absl::InvalidArgumentError("--invalidate-share must be in [0, 1]");
+  }
+  if (!(batch_share >= 0 && batch_share <= 1)) {
+    return absl::InvalidArgumentError("--batch-share must be in [0, 1]");
+  }
+  // A small tolerance: 0.3 + 0.7 is 1.0000000000000002 in doubles.
+  if (invalidate_share + batch_share > 1 + 1e-9) {
+    return absl::InvalidArgumentError(
+        "--invalidate-share plus --batch-share must be at most 1 (the rest are Get calls)");
+  }
+  if (batch_share > 0 && batch_size < 2) {
+    return absl::InvalidArgumentError(
+        "--batch-share needs --batch of at least 2 keys per BatchGet");
+  }
   return absl::OkStatus();
 }
 
@@ -155,7 +170,8 @@ Workload::Workload(WorkloadOptions options)
     : options_(std::move(options)),
       herd_nonce_(
           absl::StrCat(absl::Hex(options_.seed), absl::Hex(absl::ToUnixNanos(absl::Now())))),
-      chooser_(options_.distribution, options_.num_keys, options_.seed) {}
+      chooser_(options_.distribution, options_.num_keys, options_.seed),
+      mix_rng_(options_.seed ^ 0x5851f42d4c957f2dULL) {}
 
 std::string Workload::KeyName(uint64_t index) const {
   return absl::StrCat(options_.key_prefix, index);
@@ -171,6 +187,31 @@ std::vector<std::string> Workload::NextKeys() {
   keys.reserve(indices.size());
   for (const uint64_t index : indices) keys.push_back(KeyName(index));
   return keys;
+}
+
+Operation Workload::NextOperation() {
+  Operation op;
+  uint64_t index = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    if (options_.batch_share >= 1) {
+      op.kind = CallKind::kBatchGet;
+    } else if (options_.invalidate_share > 0 || options_.batch_share > 0) {
+      const double coin = std::uniform_real_distribution<double>(0, 1)(mix_rng_);
+      if (coin < options_.invalidate_share) {
+        op.kind = CallKind::kInvalidate;
+      } else if (coin < options_.invalidate_share + options_.batch_share) {
+        op.kind = CallKind::kBatchGet;
+      }
+    }
+    if (op.kind != CallKind::kBatchGet) index = chooser_.Next();
+  }
+  if (op.kind == CallKind::kBatchGet) {
+    op.keys = NextKeys();
+  } else {
+    op.keys.push_back(KeyName(index));
+  }
+  return op;
 }
 
 std::string Workload::HerdKey(int wave) const {

@@ -8,7 +8,9 @@
 //                P = 1-F, so hot:0.2 is the 80/20 rule), the rest go uniformly to the other keys.
 // KeyChooser draws key indices from it (zipf uses Hörmann–Derflinger rejection-inversion: O(1)
 // per draw and no table, so --keys may be in the billions). Workload turns indices into key
-// names, batches them for BatchGet, and names the fresh cold keys of the herd scenario.
+// names, draws each call's kind from the operation mix (a share of Invalidate calls of one key,
+// a share of BatchGet calls of batch_size keys, the rest Get), and names the fresh cold keys of
+// the herd scenario.
 //
 // Thread-safety: KeyChooser is not thread-safe. Workload is thread-safe (an internal lock around
 // its chooser; the runner calls it from many completion threads).
@@ -17,6 +19,7 @@
 //   auto dist = KeyDistribution::Parse("zipf:0.99");
 //   Workload workload({.num_keys = 100000, .distribution = *dist, .batch_size = 1});
 //   std::vector<std::string> keys = workload.NextKeys();
+//   Operation op = workload.NextOperation();  // kind and keys of the next call
 #ifndef FLIGHTCACHE_CLIENT_LOADGEN_WORKLOAD_H_
 #define FLIGHTCACHE_CLIENT_LOADGEN_WORKLOAD_H_
 
@@ -30,6 +33,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "client/loadgen/call_kind.h"
 
 namespace flightcache::loadgen {
 
@@ -89,11 +93,21 @@ class KeyChooser final {
 struct WorkloadOptions {
   uint64_t num_keys = 10000;
   KeyDistribution distribution;
-  int batch_size = 1;  // keys per call; > 1 uses BatchGet
+  int batch_size = 1;  // keys per BatchGet call
+  // The operation mix, as shares of all calls: Invalidate (one key each) and BatchGet
+  // (batch_size keys each); the rest are Get. Their sum is at most 1.
+  double invalidate_share = 0;
+  double batch_share = 0;
   std::string key_prefix = "key-";
   uint64_t seed = 1;
 
   absl::Status Validate() const;
+};
+
+// One call as the workload chose it.
+struct Operation {
+  CallKind kind = CallKind::kGet;
+  std::vector<std::string> keys;  // one key for Get and Invalidate, batch_size for BatchGet
 };
 
 class Workload final {
@@ -103,8 +117,10 @@ class Workload final {
   Workload(const Workload&) = delete;
   Workload& operator=(const Workload&) = delete;
 
-  // The keys of the next call: batch_size keys (duplicates possible, as with any random batch).
+  // batch_size keys from the distribution (duplicates possible, as with any random batch).
   std::vector<std::string> NextKeys();
+  // The next call: its kind drawn from the operation mix, its keys from the distribution.
+  Operation NextOperation();
 
   // The herd scenario's cold key for wave `wave`: unique to this Workload (its seed and the time
   // it was built), so repeated runs against one server never find it cached.
@@ -118,6 +134,7 @@ class Workload final {
   const std::string herd_nonce_;
   absl::Mutex mu_;
   KeyChooser chooser_ ABSL_GUARDED_BY(mu_);
+  std::mt19937_64 mix_rng_ ABSL_GUARDED_BY(mu_);  // the operation mix, apart from the keys
 };
 
 }  // namespace flightcache::loadgen

@@ -63,6 +63,11 @@ class FakeCacheServer final : public flightcache::v1::Cache::CallbackService {
     absl::MutexLock l(&mu_);
     return batch_gets_;
   }
+  // Invalidate calls received.
+  int64_t invalidates() const {
+    absl::MutexLock l(&mu_);
+    return invalidates_;
+  }
   int64_t peak_inflight() const {
     absl::MutexLock l(&mu_);
     return peak_inflight_;
@@ -106,6 +111,7 @@ class FakeCacheServer final : public flightcache::v1::Cache::CallbackService {
     int64_t removed = 0;
     {
       absl::MutexLock l(&mu_);
+      ++invalidates_;
       for (const std::string& key : request->keys()) {
         removed += static_cast<int64_t>(loaded_.erase(key));
       }
@@ -198,6 +204,7 @@ class FakeCacheServer final : public flightcache::v1::Cache::CallbackService {
   int64_t misses_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t gets_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t batch_gets_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t invalidates_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t inflight_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t peak_inflight_ ABSL_GUARDED_BY(mu_) = 0;
 };

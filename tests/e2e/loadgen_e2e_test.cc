@@ -82,6 +82,44 @@ TEST_F(LoadgenE2eTest, BatchUsesBatchGetAndCountsKeys) {
   EXPECT_EQ(JsonInt(Json(), "keys"), 400);
 }
 
+TEST_F(LoadgenE2eTest, MixedRunSendsInvalidationsAndBatchesAtTheirShares) {
+  FakeCacheServer server;
+  const ProgramResult r =
+      Loadgen(server, {"--requests=2000", "--invalidate-share=0.2", "--batch-share=0.3",
+                       "--batch=4", "--keys=100", "--seed=5", "--concurrency=8"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const int64_t gets = SectionInt("calls_by_kind", "Get");
+  const int64_t batches = SectionInt("calls_by_kind", "BatchGet");
+  const int64_t invalidations = SectionInt("calls_by_kind", "Invalidate");
+  EXPECT_EQ(gets + batches + invalidations, 2000);
+  // What the report says was sent is what the server received.
+  EXPECT_EQ(server.gets(), gets);
+  EXPECT_EQ(server.batch_gets(), batches);
+  EXPECT_EQ(server.invalidates(), invalidations);
+  EXPECT_EQ(JsonInt(Json(), "keys"), gets + 4 * batches + invalidations);
+  // Shares within ~4 binomial standard deviations (about 0.01 each at 2,000 calls).
+  EXPECT_NEAR(invalidations / 2000.0, 0.2, 0.04);
+  EXPECT_NEAR(batches / 2000.0, 0.3, 0.045);
+  // Invalidations make keys LOADED again (the fake server forgets them).
+  EXPECT_GT(SectionInt("sources", "LOADED"), 100);
+  EXPECT_THAT(r.out, HasSubstr("calls       Get="));
+}
+
+TEST_F(LoadgenE2eTest, MaxDeadlineGivesCallsRandomDeadlines) {
+  // Every call takes 100 ms at the server; deadlines uniform on (0, 200 ms]: about half expire.
+  FakeCacheServer server(absl::Milliseconds(100));
+  const ProgramResult r = Loadgen(
+      server, {"--requests=400", "--concurrency=100", "--max-deadline=200ms", "--keys=1000"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const int64_t ok = SectionInt("status_codes", "OK");
+  const int64_t expired = SectionInt("status_codes", "DEADLINE_EXCEEDED");
+  EXPECT_EQ(ok + expired, 400) << Json();
+  // A busy machine answers late, not early: more expiries, never fewer than the deadlines
+  // below 100 ms (~200, at least 150 by 5 standard deviations).
+  EXPECT_GE(expired, 150) << Json();
+  EXPECT_GE(ok, 40) << Json();  // deadlines above ~150 ms still succeed
+}
+
 TEST_F(LoadgenE2eTest, HerdAsksForOneFreshKeyPerWave) {
   FakeCacheServer server;
   const ProgramResult r =
@@ -151,6 +189,13 @@ TEST_F(LoadgenE2eTest, BadFlagsExitTwoWithOneLineNamingTheFlag) {
            {{"--keys=0"}, "--keys"},
            {{"--max-error-rate=1.5"}, "--max-error-rate"},
            {{"--concurrency=many"}, "--concurrency"},
+           {{"--invalidate-share=1.5"}, "--invalidate-share"},
+           {{"--batch-share=0.5"}, "--batch-share needs --batch"},
+           {{"--batch=4", "--batch-share=0.8", "--invalidate-share=0.5"}, "at most 1"},
+           {{"--max-deadline=-1s"}, "--max-deadline"},
+           {{"--max-deadline=2h"}, "--max-deadline"},
+           {{"--deadline=1s", "--max-deadline=1s"}, "exclude each other"},
+           {{"--scenario=herd", "--invalidate-share=0.1"}, "--invalidate-share"},
            {{"--bogus=1"}, "--bogus"}}) {
     std::vector<std::string> argv = {FLIGHTCACHE_LOADGEN_BIN};
     argv.insert(argv.end(), flags.begin(), flags.end());

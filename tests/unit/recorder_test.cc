@@ -1,5 +1,6 @@
 #include "client/loadgen/recorder.h"
 
+#include <array>
 #include <thread>
 #include <vector>
 
@@ -26,6 +27,23 @@ TEST(LatencyRecorderTest, CountsCallsItemsCodesAndSources) {
   EXPECT_EQ(t.sources[static_cast<int>(Source::kLoaded)], 1);
   EXPECT_EQ(t.latency_ns.count(), 2u);  // one latency per call, not per key
   EXPECT_EQ(t.latency_ns.max(), 2000000u);
+}
+
+TEST(LatencyRecorderTest, CountsCallsByKind) {
+  LatencyRecorder recorder;
+  recorder.Record(absl::Milliseconds(1), {{StatusCode::kOk, Source::kHit}});  // Get by default
+  recorder.Record(absl::Milliseconds(1),
+                  {{StatusCode::kOk, Source::kHit}, {StatusCode::kOk, Source::kLoaded}},
+                  CallKind::kBatchGet);
+  recorder.Record(absl::Milliseconds(1), {{StatusCode::kOk, Source::kUnspecified}},
+                  CallKind::kInvalidate);
+  recorder.Record(absl::Milliseconds(1), {{StatusCode::kOk, Source::kUnspecified}},
+                  CallKind::kInvalidate);
+  const RunTotals t = recorder.Totals();
+  EXPECT_EQ(t.kinds, (std::array<int64_t, kCallKindCount>{1, 1, 2}));
+  EXPECT_EQ(t.items, 5);
+  EXPECT_EQ(t.sources[static_cast<int>(Source::kHit)], 2);
+  EXPECT_EQ(recorder.TakeInterval().kinds[static_cast<int>(CallKind::kInvalidate)], 2);
 }
 
 TEST(LatencyRecorderTest, NotFoundIsAnAnswerNotAnError) {

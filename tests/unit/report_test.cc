@@ -108,6 +108,18 @@ TEST(ReportTest, JsonCarriesTheSameFigures) {
   EXPECT_EQ(json.back(), '\n');
 }
 
+TEST(ReportTest, AMixedRunShowsItsCallsByKind) {
+  Report r = SampleReport();
+  // Only Gets: no "calls" line in the text; the JSON always has the breakdown.
+  EXPECT_THAT(FormatText(r), Not(HasSubstr("Invalidate=")));
+  EXPECT_THAT(FormatJson(r),
+              HasSubstr("\"calls_by_kind\":{\"Get\":1000,\"BatchGet\":0,\"Invalidate\":0}"));
+  r.totals.kinds = {700, 200, 100};
+  EXPECT_THAT(FormatText(r), HasSubstr("calls       Get=700 BatchGet=200 Invalidate=100\n"));
+  EXPECT_THAT(FormatJson(r),
+              HasSubstr("\"calls_by_kind\":{\"Get\":700,\"BatchGet\":200,\"Invalidate\":100}"));
+}
+
 TEST(ReportTest, MissingServerStatsAreExplained) {
   Report r = SampleReport();
   r.server_delta.reset();

@@ -1,5 +1,6 @@
 #include "client/loadgen/runner.h"
 
+#include <array>
 #include <deque>
 #include <functional>
 #include <set>
@@ -35,6 +36,8 @@ class FakeTarget final : public Target {
       absl::MutexLock lock(&mu_);
       index = started_++;
       keys_.push_back(call.keys);
+      kinds_.push_back(call.kind);
+      deadlines_.push_back(call.deadline);
     }
     if (on_start) on_start(index, call);
     if (answer_inline) {
@@ -70,18 +73,29 @@ class FakeTarget final : public Target {
     absl::MutexLock lock(&mu_);
     return keys_;
   }
+  std::vector<CallKind> kinds() const {
+    absl::MutexLock lock(&mu_);
+    return kinds_;
+  }
+  std::vector<absl::Duration> deadlines() const {
+    absl::MutexLock lock(&mu_);
+    return deadlines_;
+  }
 
  private:
   mutable absl::Mutex mu_;
   int started_ ABSL_GUARDED_BY(mu_) = 0;
   std::deque<Call> held_ ABSL_GUARDED_BY(mu_);
   std::vector<std::vector<std::string>> keys_ ABSL_GUARDED_BY(mu_);
+  std::vector<CallKind> kinds_ ABSL_GUARDED_BY(mu_);
+  std::vector<absl::Duration> deadlines_ ABSL_GUARDED_BY(mu_);
 };
 
 WorkloadOptions SmallWorkload(int batch = 1) {
   WorkloadOptions w;
   w.num_keys = 100;
   w.batch_size = batch;
+  w.batch_share = batch > 1 ? 1 : 0;  // every call a BatchGet, as --batch=N alone
   return w;
 }
 
@@ -351,6 +365,78 @@ TEST(RunnerTest, HerdSendsWavesOfCallersForOneFreshKey) {
   EXPECT_EQ(totals.latency_ns.max(), Ms(10));  // from the wave's start
 }
 
+// Runs `requests` closed-loop calls against an inline-answering target.
+void RunClosed(RunnerOptions options, Workload& workload, FakeTarget& target,
+               LatencyRecorder& recorder, int64_t requests) {
+  FakeTimerQueue timers;
+  options.concurrency = 8;
+  options.duration = absl::InfiniteDuration();
+  options.max_requests = requests;
+  Runner runner(options, workload, target, recorder, timers);
+  runner.Start();
+  runner.Wait();
+}
+
+TEST(RunnerTest, MaxDeadlineDrawsEachCallsDeadlineUniformly) {
+  FakeTarget target;
+  Workload workload(SmallWorkload());
+  LatencyRecorder recorder;
+  RunnerOptions options;
+  options.deadline = absl::Seconds(7);  // not used once max_deadline is set
+  options.max_deadline = absl::Milliseconds(100);
+  RunClosed(options, workload, target, recorder, 10000);
+  const std::vector<absl::Duration> deadlines = target.deadlines();
+  ASSERT_EQ(deadlines.size(), 10000u);
+  absl::Duration sum;
+  int below_10ms = 0;
+  int above_90ms = 0;
+  for (const absl::Duration d : deadlines) {
+    ASSERT_GT(d, absl::ZeroDuration());
+    ASSERT_LE(d, absl::Milliseconds(100));
+    sum += d;
+    below_10ms += d < absl::Milliseconds(10) ? 1 : 0;
+    above_90ms += d > absl::Milliseconds(90) ? 1 : 0;
+  }
+  // Uniform on (0, 100 ms]: mean 50 ms (standard error 0.3 ms), 10% in each tenth.
+  EXPECT_NEAR(absl::ToDoubleMilliseconds(sum / 10000), 50, 2);
+  EXPECT_NEAR(below_10ms, 1000, 150);
+  EXPECT_NEAR(above_90ms, 1000, 150);
+}
+
+TEST(RunnerTest, WithoutMaxDeadlineEveryCallGetsTheDeadline) {
+  FakeTarget target;
+  Workload workload(SmallWorkload());
+  LatencyRecorder recorder;
+  RunnerOptions options;
+  options.deadline = absl::Milliseconds(250);
+  RunClosed(options, workload, target, recorder, 500);
+  for (const absl::Duration d : target.deadlines()) ASSERT_EQ(d, absl::Milliseconds(250));
+}
+
+TEST(RunnerTest, MixedCallsAreSentAndRecordedByKind) {
+  FakeTarget target;
+  WorkloadOptions mix = SmallWorkload(/*batch=*/4);
+  mix.invalidate_share = 0.2;
+  mix.batch_share = 0.3;
+  Workload workload(mix);
+  LatencyRecorder recorder;
+  RunClosed(RunnerOptions(), workload, target, recorder, 3000);
+  const std::vector<CallKind> kinds = target.kinds();
+  const std::vector<std::vector<std::string>> keys = target.keys();
+  ASSERT_EQ(kinds.size(), 3000u);
+  std::array<int64_t, kCallKindCount> sent{};
+  for (size_t i = 0; i < kinds.size(); ++i) {
+    ++sent[static_cast<int>(kinds[i])];
+    EXPECT_EQ(keys[i].size(), kinds[i] == CallKind::kBatchGet ? 4u : 1u);
+  }
+  EXPECT_EQ(recorder.Totals().kinds, sent);
+  for (const CallKind kind : {CallKind::kGet, CallKind::kBatchGet, CallKind::kInvalidate}) {
+    EXPECT_GT(sent[static_cast<int>(kind)], 300) << CallKindName(kind);
+  }
+  EXPECT_EQ(recorder.Totals().items,
+            sent[0] + 4 * sent[1] + sent[2]);  // every key of every call answered
+}
+
 TEST(RunnerTest, ValidateNamesTheFlag) {
   RunnerOptions options;
   options.concurrency = 0;
@@ -361,6 +447,14 @@ TEST(RunnerTest, ValidateNamesTheFlag) {
   options = RunnerOptions();
   options.deadline = absl::ZeroDuration();
   EXPECT_NE(options.Validate().message().find("--deadline"), absl::string_view::npos);
+  options = RunnerOptions();
+  options.max_deadline = -absl::Milliseconds(1);
+  EXPECT_NE(options.Validate().message().find("--max-deadline must be in [0, 1h]"),
+            absl::string_view::npos);
+  options.max_deadline = absl::Hours(2);
+  EXPECT_NE(options.Validate().message().find("--max-deadline"), absl::string_view::npos);
+  options.max_deadline = absl::Hours(1);
+  EXPECT_TRUE(options.Validate().ok());
   options = RunnerOptions();
   options.mode = LoopMode::kHerd;
   options.waves = 0;

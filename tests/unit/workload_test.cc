@@ -146,6 +146,66 @@ TEST(WorkloadTest, ValidateNamesTheFlag) {
   EXPECT_NE(options.Validate().message().find("--batch"), absl::string_view::npos);
 }
 
+TEST(WorkloadTest, ValidateChecksTheOperationMix) {
+  auto message = [](double invalidate, double batch, int batch_size) {
+    WorkloadOptions options;
+    options.invalidate_share = invalidate;
+    options.batch_share = batch;
+    options.batch_size = batch_size;
+    return std::string(options.Validate().message());
+  };
+  EXPECT_EQ(message(0.3, 0.7, 4), "");  // exactly 1 in sum, despite 0.3 + 0.7 > 1.0 in doubles
+  EXPECT_EQ(message(1, 0, 1), "");
+  EXPECT_EQ(message(0, 1, 2), "");
+  EXPECT_NE(message(-0.1, 0, 1).find("--invalidate-share must be in [0, 1]"), std::string::npos);
+  EXPECT_NE(message(1.5, 0, 1).find("--invalidate-share"), std::string::npos);
+  EXPECT_NE(message(NAN, 0, 1).find("--invalidate-share"), std::string::npos);
+  EXPECT_NE(message(0, 2, 4).find("--batch-share must be in [0, 1]"), std::string::npos);
+  EXPECT_NE(message(0, NAN, 4).find("--batch-share"), std::string::npos);
+  EXPECT_NE(message(0.6, 0.6, 4).find("at most 1"), std::string::npos);
+  EXPECT_NE(message(0, 0.5, 1).find("--batch-share needs --batch of at least 2"),
+            std::string::npos);
+}
+
+TEST(WorkloadTest, OperationsFollowTheMix) {
+  WorkloadOptions options;
+  options.num_keys = 1000;
+  options.batch_size = 5;
+  options.invalidate_share = 0.1;
+  options.batch_share = 0.3;
+  options.seed = 7;
+  Workload workload(options);
+  constexpr int kDraws = 20000;
+  std::map<CallKind, int> counts;
+  for (int i = 0; i < kDraws; ++i) {
+    const Operation op = workload.NextOperation();
+    ++counts[op.kind];
+    ASSERT_EQ(op.keys.size(), op.kind == CallKind::kBatchGet ? 5u : 1u);
+    for (const std::string& key : op.keys) ASSERT_EQ(key.rfind("key-", 0), 0u) << key;
+  }
+  // Binomial standard deviations are below 0.4% here; 1.5% is more than 4 of them.
+  EXPECT_NEAR(counts[CallKind::kInvalidate] / double{kDraws}, 0.1, 0.015);
+  EXPECT_NEAR(counts[CallKind::kBatchGet] / double{kDraws}, 0.3, 0.015);
+  EXPECT_NEAR(counts[CallKind::kGet] / double{kDraws}, 0.6, 0.015);
+}
+
+TEST(WorkloadTest, PureMixesNeverDrawOtherKinds) {
+  WorkloadOptions gets;
+  Workload get_workload(gets);
+  WorkloadOptions batches;
+  batches.batch_size = 3;
+  batches.batch_share = 1;
+  Workload batch_workload(batches);
+  WorkloadOptions invalidations;
+  invalidations.invalidate_share = 1;
+  Workload invalidate_workload(invalidations);
+  for (int i = 0; i < 1000; ++i) {
+    ASSERT_EQ(get_workload.NextOperation().kind, CallKind::kGet);
+    ASSERT_EQ(batch_workload.NextOperation().kind, CallKind::kBatchGet);
+    ASSERT_EQ(invalidate_workload.NextOperation().kind, CallKind::kInvalidate);
+  }
+}
+
 TEST(WorkloadTest, BatchesHaveBatchSizeKeysWithThePrefix) {
   WorkloadOptions options;
   options.num_keys = 50;
