@@ -340,9 +340,22 @@ class CacheService::BatchGetReactor final : public Reactor {
 CacheService::CacheService(FlightCache& cache, CacheServiceOptions options, Metrics* metrics)
     : cache_(cache), options_(options), metrics_(metrics) {}
 
-absl::Status CacheService::Admit(const grpc::ByteBuffer& request,
+absl::Status CacheService::Admit(RpcMethod method, const grpc::CallbackServerContext& context,
+                                 const grpc::ByteBuffer& request,
                                  google::protobuf::Message& message) const {
   if (draining()) return absl::UnavailableError("server is draining for shutdown");
+  if (!request.Valid()) {
+    // No request message at all. A gRPC client always sends one: its call ended (cancelled, or
+    // its deadline, which can fall before ours, passed) before the message arrived, even when
+    // gRPC has not marked the context cancelled yet. Not a bad request: counted as unread.
+    if (metrics_ != nullptr) metrics_->RecordUnreadRequest(method);
+    if (context.deadline() <= std::chrono::system_clock::now()) {
+      return absl::DeadlineExceededError("call deadline exceeded");
+    }
+    return absl::CancelledError(
+        absl::StrCat("no ", message.GetDescriptor()->full_name(),
+                     " arrived: the client cancelled the call or sent none"));
+  }
   return ParseRequest(request, message);
 }
 
@@ -357,7 +370,9 @@ grpc::ServerUnaryReactor* CacheService::Get(grpc::CallbackServerContext* context
                                             const grpc::ByteBuffer* request,
                                             grpc::ByteBuffer* reply) {
   v1::GetRequest get;
-  if (absl::Status s = Admit(*request, get); !s.ok()) return Refuse(RpcMethod::kGet, reply, s);
+  if (absl::Status s = Admit(RpcMethod::kGet, *context, *request, get); !s.ok()) {
+    return Refuse(RpcMethod::kGet, reply, s);
+  }
   auto* reactor = new GetReactor(*this, context, reply);
   reactor->Start(get.key());
   return reactor;
@@ -367,7 +382,7 @@ grpc::ServerUnaryReactor* CacheService::BatchGet(grpc::CallbackServerContext* co
                                                  const grpc::ByteBuffer* request,
                                                  grpc::ByteBuffer* reply) {
   v1::BatchGetRequest batch;
-  if (absl::Status s = Admit(*request, batch); !s.ok()) {
+  if (absl::Status s = Admit(RpcMethod::kBatchGet, *context, *request, batch); !s.ok()) {
     return Refuse(RpcMethod::kBatchGet, reply, s);
   }
   auto* reactor = new BatchGetReactor(*this, context, reply);
@@ -375,11 +390,11 @@ grpc::ServerUnaryReactor* CacheService::BatchGet(grpc::CallbackServerContext* co
   return reactor;
 }
 
-grpc::ServerUnaryReactor* CacheService::Invalidate(grpc::CallbackServerContext* /*context*/,
+grpc::ServerUnaryReactor* CacheService::Invalidate(grpc::CallbackServerContext* context,
                                                    const grpc::ByteBuffer* request,
                                                    grpc::ByteBuffer* reply) {
   v1::InvalidateRequest invalidate;
-  if (absl::Status s = Admit(*request, invalidate); !s.ok()) {
+  if (absl::Status s = Admit(RpcMethod::kInvalidate, *context, *request, invalidate); !s.ok()) {
     return Refuse(RpcMethod::kInvalidate, reply, s);
   }
   if (invalidate.keys_size() > options_.max_batch_keys) {
@@ -403,11 +418,11 @@ grpc::ServerUnaryReactor* CacheService::Invalidate(grpc::CallbackServerContext* 
   return reactor;
 }
 
-grpc::ServerUnaryReactor* CacheService::Stats(grpc::CallbackServerContext* /*context*/,
+grpc::ServerUnaryReactor* CacheService::Stats(grpc::CallbackServerContext* context,
                                               const grpc::ByteBuffer* request,
                                               grpc::ByteBuffer* reply) {
   v1::StatsRequest stats_request;
-  if (absl::Status s = Admit(*request, stats_request); !s.ok()) {
+  if (absl::Status s = Admit(RpcMethod::kStats, *context, *request, stats_request); !s.ok()) {
     return Refuse(RpcMethod::kStats, reply, s);
   }
   const FlightCacheStats s = cache_.stats();

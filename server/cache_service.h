@@ -87,8 +87,12 @@ class CacheService final : public RawCacheService {
   class BatchGetReactor;
 
   // OK if a new call may start: the server is not draining (else UNAVAILABLE) and `request`
-  // parses into `message` (else INVALID_ARGUMENT).
-  absl::Status Admit(const grpc::ByteBuffer& request, google::protobuf::Message& message) const;
+  // parses into `message` (else INVALID_ARGUMENT). A call without a request message is one whose
+  // client left before the message arrived: it is answered as it ended (DEADLINE_EXCEEDED, else
+  // CANCELLED; only metrics see it) and counted as unread, not blamed on the client as a bad
+  // request.
+  absl::Status Admit(RpcMethod method, const grpc::CallbackServerContext& context,
+                     const grpc::ByteBuffer& request, google::protobuf::Message& message) const;
   // A call answered `error` at once.
   grpc::ServerUnaryReactor* Refuse(RpcMethod method, grpc::ByteBuffer* reply,
                                    const absl::Status& error);

@@ -159,7 +159,12 @@ Metrics::Metrics()
               .Name("flightcache_origin_garbage_replies_total")
               .Help("Origin replies that were garbage (not a FetchResponse, or ttl_ms < 0)")
               .Register(*registry_)
-              .Add({})) {}
+              .Add({})),
+      unread_requests_(prometheus::BuildCounter()
+                           .Name("flightcache_requests_unread_total")
+                           .Help("Calls whose client left (cancelled, deadline passed) before "
+                                 "their request arrived; they never reached the cache")
+                           .Register(*registry_)) {}
 
 Metrics::~Metrics() = default;
 
@@ -181,6 +186,11 @@ void Metrics::RecordBatchKey(grpc::StatusCode code) {
 }
 
 void Metrics::RecordOriginGarbageReply() { origin_garbage_replies_.Increment(); }
+
+void Metrics::RecordUnreadRequest(RpcMethod method) {
+  // Rare (a client that gave up before its request arrived): the family's own lock is enough.
+  unread_requests_.Add({{"method", MethodName(method)}}).Increment();
+}
 
 void Metrics::OnFetchDone(uint32_t attempt, absl::Duration latency, const absl::Status& status) {
   const int attempt_index = attempt >= 2 ? 1 : 0;

@@ -4,7 +4,9 @@
 // - recorded as things happen: flightcache_requests_total{method,code} (one per finished RPC),
 //   flightcache_batch_keys_total{code} (one per BatchGet key), the origin fetch latency
 //   histogram flightcache_origin_fetch_duration_seconds{attempt,result} (this class is the
-//   FlightCache's LoadObserver) and flightcache_origin_garbage_replies_total (from GrpcOrigin);
+//   FlightCache's LoadObserver), flightcache_origin_garbage_replies_total (from GrpcOrigin) and
+//   flightcache_requests_unread_total{method} (calls whose client left before their request
+//   arrived);
 // - read from FlightCache::stats() at scrape time (the StatsSource): hits, misses, coalesced,
 //   loads by outcome, origin fetches, hedges by outcome, loads in flight and queued, cache bytes,
 //   entries and evictions. Reading at scrape time keeps the hot path free of extra counters and
@@ -57,6 +59,8 @@ class Metrics final : public LoadObserver {
   void RecordBatchKey(grpc::StatusCode code);
   // An origin reply that was garbage (not a FetchResponse, or a negative ttl_ms).
   void RecordOriginGarbageReply();
+  // A call whose client left before its request could be read (it never reached the cache).
+  void RecordUnreadRequest(RpcMethod method);
 
   // LoadObserver:
   void OnFetchDone(uint32_t attempt, absl::Duration latency, const absl::Status& status) override;
@@ -82,6 +86,7 @@ class Metrics final : public LoadObserver {
   prometheus::Family<prometheus::Counter>& batch_keys_;
   prometheus::Family<prometheus::Histogram>& fetch_duration_;
   prometheus::Counter& origin_garbage_replies_;
+  prometheus::Family<prometheus::Counter>& unread_requests_;
   // Series created on first use (Family::Add takes a lock); the pointers are then reused.
   // Acquire/release: a reader that sees the pointer sees the constructed series.
   std::array<std::atomic<prometheus::Counter*>, kRpcMethodCount * kCodeCount> request_series_{};

@@ -15,8 +15,9 @@
 # Afterwards, once the server is idle, from /metrics (and one Stats call) the script checks:
 #   - no load in flight or queued, and no fetch left running at the origin;
 #   - the counters' identities (derived from lib/src/flight_cache.cc and server/metrics.cc):
-#       Get RPCs + BatchGet keys (requests_total, batch_keys_total) == hits + negative hits +
-#         misses == Stats.requests            (every key asked is counted once by the cache)
+#       Get RPCs read + BatchGet keys (requests_total - requests_unread_total, batch_keys_total)
+#         == hits + negative hits + misses == Stats.requests  (every key asked is counted once
+#         by the cache; a call whose client left before its request arrived asks nothing)
 #       misses == coalesced + loads started   (a miss joins a load or starts one)
 #       loads started == loads succeeded + failed + cancelled   (every load ended once)
 #       origin fetches == fetches observed in the latency histogram (every fetch answered),
@@ -228,7 +229,10 @@ check("loads in flight / queued", inflight == 0 and queued == 0, f"{inflight} / 
 origin_inflight = origin2.get("inflight", "missing")
 check("fetches in flight at the origin", origin_inflight == 0, origin_inflight, "0")
 
-asked = total("flightcache_requests_total", method="Get") + total("flightcache_batch_keys_total")
+# A Get whose client left before its request arrived never reaches the cache (unread).
+asked = (total("flightcache_requests_total", method="Get")
+         - total("flightcache_requests_unread_total", method="Get")
+         + total("flightcache_batch_keys_total"))
 hits, neg = total("flightcache_cache_hits_total"), total("flightcache_cache_negative_hits_total")
 misses = total("flightcache_cache_misses_total")
 check("Get RPCs + BatchGet keys == hits + negative + misses", asked == hits + neg + misses,
