@@ -79,6 +79,9 @@ struct FlightCache::Impl {
       : options(options),
         origin(origin),
         origin_name(origin.Describe()),
+        load_timeout_message(absl::StrCat(
+            "origin ", origin_name,
+            " did not answer within --load-timeout=", absl::FormatDuration(options.load_timeout))),
         timers(timers),
         observer(observer),
         cache(options.cache, ttl_clock),
@@ -86,9 +89,7 @@ struct FlightCache::Impl {
         hedger(options.hedge, timers, &limiter),
         group({.abandon = options.abandoned_loads,
                .load_timeout = options.load_timeout,
-               .timeout_message =
-                   absl::StrCat("origin ", origin_name, " did not answer within --load-timeout=",
-                                absl::FormatDuration(options.load_timeout))},
+               .timeout_message = load_timeout_message},
               timers,
               {.recheck = [this](std::string_view key) { return cache.Peek(key).has_value(); },
                .store = [this](const std::string& key,
@@ -185,6 +186,10 @@ struct FlightCache::Impl {
           [this, load, pin](absl::StatusOr<FetchResult> result) {
             if (CutByLoadTimeout(result.status(), load->deadline())) {
               fetches_cut_by_load_timeout.fetch_add(1, std::memory_order_relaxed);
+              // Whichever fired first, our timer or the origin client's deadline, callers see
+              // the one load-timeout error.
+              load->Complete(absl::UnavailableError(load_timeout_message));
+              return;
             }
             load->Complete(ToLoadedValue(std::move(result)));
           });
@@ -208,10 +213,13 @@ struct FlightCache::Impl {
   }
 
   // The run ended because the load's own timeout stopped it (our timer, or the origin client's
-  // deadline, which is the same instant) while the origin was still working on it.
+  // deadline, which is the same instant) while the origin was still working on it. The origin
+  // client may keep that deadline on another clock (gRPC: wall-clock time) and fire a little
+  // before ours reaches it: hence the slack.
   bool CutByLoadTimeout(const absl::Status& status, absl::Time deadline) const {
+    constexpr absl::Duration kOtherClockSlack = absl::Milliseconds(2);
     return (absl::IsCancelled(status) || absl::IsDeadlineExceeded(status)) &&
-           timers.clock().Now() >= deadline;
+           timers.clock().Now() + kOtherClockSlack >= deadline;
   }
 
   // One origin attempt, timed for the observer. An origin that throws is the hedger's to catch
@@ -298,6 +306,7 @@ struct FlightCache::Impl {
   const FlightCacheOptions& options;
   Origin& origin;
   const std::string origin_name;
+  const std::string load_timeout_message;  // UNAVAILABLE text of a load that timed out
   TimerQueue& timers;
   LoadObserver* const observer;
   ShardedCache cache;

@@ -422,6 +422,32 @@ TEST_F(FlightCacheTest, FetchesCutOffByTheLoadTimeoutAreCounted) {
   EXPECT_EQ(cache->stats().fetches_cut_by_load_timeout, 1);
 }
 
+// The origin client holds the load's deadline on its own clock (gRPC: wall-clock time) and may
+// report DEADLINE_EXCEEDED a moment before our timer fires. Callers see the same load-timeout
+// error either way, and the fetch counts as cut by the timeout; a DEADLINE_EXCEEDED well before
+// the deadline is the origin's own error.
+TEST_F(FlightCacheTest, AnOriginDeadlineAtTheLoadTimeoutIsTheLoadTimeout) {
+  FlightCacheOptions o = Options();
+  o.load_timeout = absl::Seconds(2);
+  auto cache = Make(o);
+  Reply at_timeout, early;
+  cache->Get("at-timeout", at_timeout.Callback());
+  cache->Get("early", early.Callback());
+  timers_.Advance(absl::Milliseconds(500));
+  ASSERT_TRUE(origin_.Answer(1, absl::DeadlineExceededError("its backend timed out")));
+  timers_.Advance(absl::Milliseconds(1499));
+  ASSERT_TRUE(origin_.Answer(0, absl::DeadlineExceededError("Deadline Exceeded")));
+  EXPECT_EQ(at_timeout.code(), absl::StatusCode::kUnavailable);
+  EXPECT_NE(std::string(at_timeout.result.status.message()).find("--load-timeout=2s"),
+            std::string::npos)
+      << at_timeout.result.status;
+  EXPECT_EQ(early.code(), absl::StatusCode::kUnavailable);
+  EXPECT_NE(std::string(early.result.status.message()).find("its backend timed out"),
+            std::string::npos)
+      << early.result.status;
+  EXPECT_EQ(cache->stats().fetches_cut_by_load_timeout, 1);
+}
+
 TEST_F(FlightCacheTest, InvalidateDuringALoadKeepsTheNewerValue) {
   auto cache = Make();
   Reply old_waiter, new_waiter, after;
