@@ -89,7 +89,10 @@ class ClientServerE2eTest : public ::testing::Test {
 };
 
 TEST_F(ClientServerE2eTest, HerdCoalescesIntoOneOriginFetchPerWave) {
-  ASSERT_NO_FATAL_FAILURE(StartStack({"--latency=fixed:100ms"}));
+  // One fetch per wave. A caller of a wave that a busy machine sends after its load has already
+  // answered is a hit instead of a coalesced miss: both are "not an origin fetch", and the 300 ms
+  // origin keeps most of each wave joining the load in flight.
+  ASSERT_NO_FATAL_FAILURE(StartStack({"--latency=fixed:300ms"}));
   const ProgramResult r = Loadgen({"--scenario=herd", "--herd-size=200", "--waves=4"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_THAT(Report(), HasSubstr("\"status_codes\":{\"OK\":800}"));
@@ -97,9 +100,11 @@ TEST_F(ClientServerE2eTest, HerdCoalescesIntoOneOriginFetchPerWave) {
   const std::string report = Report();
   const size_t server = report.find("\"server\":");
   ASSERT_NE(server, std::string::npos) << report;
-  EXPECT_EQ(JsonInt(report.substr(server), "origin_fetches"), 4);
-  EXPECT_EQ(JsonInt(report.substr(server), "coalesced"), 796);
-  EXPECT_THAT(r.out, HasSubstr("LOADED=4 COALESCED=796"));
+  const std::string server_stats = report.substr(server);
+  EXPECT_EQ(JsonInt(server_stats, "origin_fetches"), 4);
+  EXPECT_EQ(JsonInt(server_stats, "coalesced") + JsonInt(server_stats, "hits"), 796);
+  EXPECT_GE(JsonInt(server_stats, "coalesced"), 400) << "most of each wave joins the load";
+  EXPECT_THAT(r.out, HasSubstr("LOADED=4 "));
 }
 
 TEST_F(ClientServerE2eTest, CliReadsValuesThatTheOriginVersions) {
