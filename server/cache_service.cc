@@ -67,6 +67,10 @@ class CacheService::Reactor : public grpc::ServerUnaryReactor {
   // use of `this`.
   void FinishWithError(grpc::Status error) { Done(std::move(error)); }
 
+  // Finishes the call without recording it in the metrics (as FinishWithError: the last use of
+  // `this`).
+  void FinishUncounted(grpc::Status status) { Finish(std::move(status)); }
+
   // Finishes the call OK with `response` as its reply (as FinishWithError: the last use of
   // `this`).
   void FinishWith(const google::protobuf::MessageLite& response) {
@@ -340,8 +344,17 @@ class CacheService::BatchGetReactor final : public Reactor {
 CacheService::CacheService(FlightCache& cache, CacheServiceOptions options, Metrics* metrics)
     : cache_(cache), options_(options), metrics_(metrics) {}
 
-absl::Status CacheService::Admit(const grpc::ByteBuffer& request,
+absl::Status CacheService::Admit(const grpc::CallbackServerContext& context,
+                                 const grpc::ByteBuffer& request,
                                  google::protobuf::Message& message) const {
+  if (!request.Valid()) {
+    // No message at all (not even an empty one): the client cancelled the call, or its deadline
+    // passed, before gRPC read the request (gRPC may not report the call cancelled yet). A client
+    // that half-closes a unary call without a message gets the same answer.
+    if (absl::Status ended = WhyCallEnded(context); absl::IsDeadlineExceeded(ended)) return ended;
+    return absl::CancelledError(
+        "no request message arrived: the client cancelled the call or sent none");
+  }
   if (draining()) return absl::UnavailableError("server is draining for shutdown");
   return ParseRequest(request, message);
 }
@@ -349,7 +362,14 @@ absl::Status CacheService::Admit(const grpc::ByteBuffer& request,
 grpc::ServerUnaryReactor* CacheService::Refuse(RpcMethod method, grpc::ByteBuffer* reply,
                                                const absl::Status& error) {
   auto* reactor = new Reactor(*this, method, reply);
-  reactor->FinishWithError(ToGrpcStatus(error));
+  if (absl::IsCancelled(error) || absl::IsDeadlineExceeded(error)) {
+    // A call whose request never arrived (see Admit): nothing was asked and nobody listens. Not
+    // counted, so that Get RPCs stay equal to the keys the cache was asked for (gRPC's typed
+    // handlers ended such calls before the service saw them).
+    reactor->FinishUncounted(ToGrpcStatus(error));
+  } else {
+    reactor->FinishWithError(ToGrpcStatus(error));
+  }
   return reactor;
 }
 
@@ -357,7 +377,8 @@ grpc::ServerUnaryReactor* CacheService::Get(grpc::CallbackServerContext* context
                                             const grpc::ByteBuffer* request,
                                             grpc::ByteBuffer* reply) {
   v1::GetRequest get;
-  if (absl::Status s = Admit(*request, get); !s.ok()) return Refuse(RpcMethod::kGet, reply, s);
+  if (absl::Status s = Admit(*context, *request, get); !s.ok())
+    return Refuse(RpcMethod::kGet, reply, s);
   auto* reactor = new GetReactor(*this, context, reply);
   reactor->Start(get.key());
   return reactor;
@@ -367,7 +388,7 @@ grpc::ServerUnaryReactor* CacheService::BatchGet(grpc::CallbackServerContext* co
                                                  const grpc::ByteBuffer* request,
                                                  grpc::ByteBuffer* reply) {
   v1::BatchGetRequest batch;
-  if (absl::Status s = Admit(*request, batch); !s.ok()) {
+  if (absl::Status s = Admit(*context, *request, batch); !s.ok()) {
     return Refuse(RpcMethod::kBatchGet, reply, s);
   }
   auto* reactor = new BatchGetReactor(*this, context, reply);
@@ -375,11 +396,11 @@ grpc::ServerUnaryReactor* CacheService::BatchGet(grpc::CallbackServerContext* co
   return reactor;
 }
 
-grpc::ServerUnaryReactor* CacheService::Invalidate(grpc::CallbackServerContext* /*context*/,
+grpc::ServerUnaryReactor* CacheService::Invalidate(grpc::CallbackServerContext* context,
                                                    const grpc::ByteBuffer* request,
                                                    grpc::ByteBuffer* reply) {
   v1::InvalidateRequest invalidate;
-  if (absl::Status s = Admit(*request, invalidate); !s.ok()) {
+  if (absl::Status s = Admit(*context, *request, invalidate); !s.ok()) {
     return Refuse(RpcMethod::kInvalidate, reply, s);
   }
   if (invalidate.keys_size() > options_.max_batch_keys) {
@@ -403,11 +424,11 @@ grpc::ServerUnaryReactor* CacheService::Invalidate(grpc::CallbackServerContext* 
   return reactor;
 }
 
-grpc::ServerUnaryReactor* CacheService::Stats(grpc::CallbackServerContext* /*context*/,
+grpc::ServerUnaryReactor* CacheService::Stats(grpc::CallbackServerContext* context,
                                               const grpc::ByteBuffer* request,
                                               grpc::ByteBuffer* reply) {
   v1::StatsRequest stats_request;
-  if (absl::Status s = Admit(*request, stats_request); !s.ok()) {
+  if (absl::Status s = Admit(*context, *request, stats_request); !s.ok()) {
     return Refuse(RpcMethod::kStats, reply, s);
   }
   const FlightCacheStats s = cache_.stats();

@@ -86,10 +86,12 @@ class CacheService final : public RawCacheService {
   class GetReactor;
   class BatchGetReactor;
 
-  // OK if a new call may start: the server is not draining (else UNAVAILABLE) and `request`
-  // parses into `message` (else INVALID_ARGUMENT).
-  absl::Status Admit(const grpc::ByteBuffer& request, google::protobuf::Message& message) const;
-  // A call answered `error` at once.
+  // OK if a new call may start: its request arrived (else CANCELLED or DEADLINE_EXCEEDED), the
+  // server is not draining (else UNAVAILABLE) and `request` parses into `message` (else
+  // INVALID_ARGUMENT).
+  absl::Status Admit(const grpc::CallbackServerContext& context, const grpc::ByteBuffer& request,
+                     google::protobuf::Message& message) const;
+  // A call answered `error` at once (counted in the metrics unless its request never arrived).
   grpc::ServerUnaryReactor* Refuse(RpcMethod method, grpc::ByteBuffer* reply,
                                    const absl::Status& error);
 

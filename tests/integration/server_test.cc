@@ -2,6 +2,8 @@
 // Covers the Cache service (sources, coalescing, detached deadlines, refcounted cancellation,
 // BatchGet, Invalidate, Stats), the spec's status table, health, drain and metrics.
 #include <grpcpp/create_channel.h>
+#include <grpcpp/generic/generic_stub.h>
+#include <grpcpp/support/client_callback.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -14,6 +16,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -368,6 +371,36 @@ TEST_F(ServerTest, EmptyOrOverlongKeyIsInvalidArgument) {
   EXPECT_EQ(origin_->fetches(), 1);
 }
 
+// A unary method called as a stream that half-closes without sending any message.
+class CallWithoutARequest final
+    : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
+ public:
+  CallWithoutARequest(const std::shared_ptr<grpc::Channel>& channel, const std::string& method)
+      : stub_(channel) {
+    SetTimeout(context_, absl::Seconds(10));
+    stub_.PrepareBidiStreamingCall(&context_, method, grpc::StubOptions(), this);
+    StartWritesDone();
+    StartRead(&reply_);
+    StartCall();
+  }
+  void OnDone(const grpc::Status& status) override {
+    status_ = status;
+    done_.Notify();
+  }
+  // The call's 10 s deadline bounds the wait.
+  grpc::Status Result() {
+    done_.WaitForNotification();
+    return status_;
+  }
+
+ private:
+  grpc::GenericStub stub_;
+  grpc::ClientContext context_;
+  grpc::ByteBuffer reply_;
+  grpc::Status status_;
+  absl::Notification done_;
+};
+
 // Bytes that are not the method's request message (sent raw, through a generic stub): every
 // method answers INVALID_ARGUMENT naming the message it wanted, never UNIMPLEMENTED (which says
 // the method does not exist), and nothing reaches the origin.
@@ -404,6 +437,12 @@ TEST_F(ServerTest, ARequestThatIsNotProtobufIsInvalidArgumentWithAMessage) {
   ASSERT_TRUE(response.ParseFromString(reply));
   EXPECT_EQ(response.value(), "k#1");
   EXPECT_EQ(response.source(), v1::SOURCE_LOADED);
+  // No request message at all is what a call cancelled before gRPC read its request looks like:
+  // CANCELLED, and not counted (nothing was asked). gRPC's typed handlers said UNIMPLEMENTED.
+  const grpc::Status no_message =
+      CallWithoutARequest(channel_, "/flightcache.v1.Cache/Get").Result();
+  EXPECT_EQ(no_message.error_code(), grpc::StatusCode::CANCELLED) << no_message.error_message();
+  EXPECT_THAT(no_message.error_message(), HasSubstr("no request message"));
   // A method the server does not have is still UNIMPLEMENTED.
   EXPECT_EQ(RawUnaryCall(channel_, "/flightcache.v1.Cache/Put", "").error_code(),
             grpc::StatusCode::UNIMPLEMENTED);
@@ -412,6 +451,7 @@ TEST_F(ServerTest, ARequestThatIsNotProtobufIsInvalidArgumentWithAMessage) {
   ASSERT_TRUE(body.ok()) << body.status();
   EXPECT_THAT(*body,
               HasSubstr("flightcache_requests_total{code=\"INVALID_ARGUMENT\",method=\"Get\"} 3"));
+  EXPECT_THAT(*body, ::testing::Not(HasSubstr("code=\"CANCELLED\",method=\"Get\"")));
 }
 
 TEST_F(ServerTest, NotFoundIsServedFromTheNegativeCache) {
