@@ -39,9 +39,10 @@ struct GrpcOrigin::Call {
   };
 
   grpc::ClientContext context;
-  grpc::ByteBuffer request;   // a serialised FetchRequest
-  grpc::ByteBuffer response;  // the reply's bytes, parsed by ToFetchResult
-  FetchCallback done;         // touched only by the completion callback
+  grpc::ByteBuffer request;                      // a serialised FetchRequest
+  grpc::ByteBuffer response;                     // the reply's bytes, parsed by ToFetchResult
+  FetchCallback done;                            // touched only by the completion callback
+  absl::Time deadline = absl::InfiniteFuture();  // the load's, in SystemClock time
   // Release/acquire: the completion that sees CANCELLED also sees that we asked for it.
   std::atomic<bool> cancelled_by_us{false};
   // Emplaced before the call starts; destroyed with the Call.
@@ -81,6 +82,21 @@ absl::StatusOr<FetchResult> ParseReply(const std::string& origin, grpc::ByteBuff
         "origin ", origin, " returned garbage: ttl_ms=", response.ttl_ms(), " (must be >= 0)"));
   }
   return FetchResult{std::move(*response.mutable_value()), absl::Milliseconds(response.ttl_ms())};
+}
+
+// Whether gRPC ended the call on our side, before the origin can know: we cancelled it, or its
+// deadline (the load's timeout) passed. The origin learns of either only when its server reads the
+// RST_STREAM. A DEADLINE_EXCEEDED that comes before our deadline is the origin's own answer. The
+// 1 ms allows for gRPC's timer and our clock being read separately.
+bool EndedHereFirst(absl::Time deadline, const grpc::Status& status, bool cancelled_by_us) {
+  switch (status.error_code()) {
+    case grpc::StatusCode::CANCELLED:
+      return cancelled_by_us;
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return SystemClock::Get().Now() >= deadline - absl::Milliseconds(1);
+    default:
+      return false;
+  }
 }
 
 // The origin's answer as the core wants it (see grpc_origin.h for the policy).
@@ -151,6 +167,7 @@ void GrpcOrigin::Fetch(const FetchRequest& request, std::stop_token cancel, Fetc
   fetch.set_key(request.key);
   fetch.set_attempt(request.attempt);
   call->request = Serialize(fetch);
+  call->deadline = request.deadline;
   if (request.deadline != absl::InfiniteFuture()) {
     // The deadline is in SystemClock (monotonic) time; gRPC wants wall-clock time. Computed in
     // absl::Time, which saturates: std::chrono's now() + nanoseconds overflows for a deadline
@@ -173,7 +190,7 @@ void GrpcOrigin::Fetch(const FetchRequest& request, std::stop_token cancel, Fetc
         if (status.ok() && absl::IsInternal(result.status()) && on_garbage_reply_)
           on_garbage_reply_();
         FetchCallback done = std::move(call->done);
-        if (cancelled_by_us && absl::IsCancelled(result.status()) && timers_ != nullptr &&
+        if (EndedHereFirst(call->deadline, status, cancelled_by_us) && timers_ != nullptr &&
             cancelled_fetch_grace_ > absl::ZeroDuration()) {
           // Still in flight at the origin until its server has seen the RST_STREAM (see the
           // header). The timer owns `done` and touches nothing of this GrpcOrigin.

@@ -18,8 +18,9 @@
 // "value too large": a remote origin sending them has failed, so they arrive as UNAVAILABLE
 // naming the remote code. A call we cancelled ourselves answers CANCELLED.
 //
-// A call we cancelled is reported done only `cancelled_fetch_grace` after gRPC completed it. gRPC
-// completes a call cancelled with TryCancel locally, at once; the origin learns of it later, when
+// A call we cancelled, or that its deadline (the load's timeout) ended, is reported done only
+// `cancelled_fetch_grace` after gRPC completed it. gRPC completes a call cancelled with TryCancel,
+// or past its deadline, locally, at once; the origin learns of it later, when
 // its server has read the RST_STREAM and run the handler's OnCancel (measured on loopback: about
 // 0.2 ms typically, 2-4 ms under load, 15 ms while a process starts its threads, and more for
 // an overloaded origin: the overload benchmark still saw 11 with a limit of 8 and a 5 ms pause).
@@ -28,7 +29,8 @@
 // one, and the origin has more than the limit in flight (the overload benchmark saw 16 with a limit
 // of 8). No protocol signal tells a client when the origin has processed a cancellation, so the
 // pause is a bound, not a handshake. It delays only the permit: the load itself was already
-// completed.
+// completed (a cancelled load), or is completed by the load's own timer, which is due at the same
+// moment as the call's deadline.
 //
 // Thread-safety: thread-safe. Lifetime: the GrpcOrigin must outlive every fetch's `done` (the
 // FlightCache waits for its fetches in its destructor). Destroying it does not wait for calls.

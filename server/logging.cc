@@ -1,5 +1,6 @@
 #include "server/logging.h"
 
+#include <google/protobuf/stubs/logging.h>
 #include <grpc/support/log.h>
 #include <spdlog/formatter.h>
 #include <spdlog/sinks/stdout_sinks.h>
@@ -84,6 +85,34 @@ void GprToSpdlog(gpr_log_func_args* args) {
   }
 }
 
+// Protobuf's own log lines (its parser's, for one) go through spdlog too, at most one a second: a
+// client can make the parser log once per request (a proto3 string that is not UTF-8).
+void ProtobufToSpdlog(google::protobuf::LogLevel severity, const char* file, int line,
+                      const std::string& message) {
+  spdlog::level::level_enum level = spdlog::level::info;
+  switch (severity) {
+    case google::protobuf::LOGLEVEL_INFO:
+      level = spdlog::level::info;
+      break;
+    case google::protobuf::LOGLEVEL_WARNING:
+      level = spdlog::level::warn;
+      break;
+    case google::protobuf::LOGLEVEL_ERROR:
+      level = spdlog::level::err;
+      break;
+    case google::protobuf::LOGLEVEL_FATAL:
+      level = spdlog::level::critical;
+      break;
+  }
+  static LogRateLimiter* const limiter = new LogRateLimiter(absl::Seconds(1));  // never destroyed
+  const std::optional<int64_t> suppressed = limiter->Admit();
+  if (!suppressed.has_value() && severity != google::protobuf::LOGLEVEL_FATAL) return;
+  spdlog::log(level, "protobuf {}:{}: {}{}", file, line, message,
+              suppressed.value_or(0) > 0
+                  ? absl::StrCat(" (", *suppressed, " more protobuf messages suppressed)")
+                  : "");
+}
+
 }  // namespace
 
 std::string FormatJsonLogLine(absl::Time ts, absl::string_view level, absl::string_view message) {
@@ -109,6 +138,7 @@ void InitLogging(LogLevel level, LogFormat format) {
   logger->flush_on(spdlog::level::info);
   spdlog::set_default_logger(std::move(logger));
   gpr_set_log_function(&GprToSpdlog);
+  google::protobuf::SetLogHandler(&ProtobufToSpdlog);
 }
 
 void SetGrpcListenerFailureHandler(std::function<void(absl::string_view message)> handler) {

@@ -4,6 +4,8 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <grpcpp/create_channel.h>
+#include <grpcpp/generic/generic_stub.h>
+#include <grpcpp/support/byte_buffer.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -298,6 +300,50 @@ TEST(ServerE2eTest, ServesThenDrainsOnSigtermAndExitsZero) {
   }
   EXPECT_THAT(lines.back(), HasSubstr("stopped"));
   EXPECT_THAT(lines.back(), HasSubstr("requests=1"));
+}
+
+// A key that is not UTF-8 (proto3 strings must be) is INVALID_ARGUMENT, and protobuf's parser's
+// complaint about it goes through the server's logger (JSON here), at most once a second: not a
+// raw stderr line per request, which any client could make the server write as fast as it likes.
+TEST(ServerE2eTest, KeysThatAreNotUtf8AreRefusedWithoutALogLineEach) {
+  ServerProcess server({"--listen=127.0.0.1:0", "--metrics-listen=", "--log-format=json",
+                        "--origin=sim://?latency_ms=1&jitter_ms=0&value_bytes=32"},
+                       {});
+  const int port = StartAndFindPort(server);
+  ASSERT_GT(port, 0) << server.err();
+  grpc::GenericStub stub(
+      grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials()));
+  const std::string not_utf8_key("\x0a\x01\xff", 3);  // GetRequest{key: "\xff"}, by hand
+  constexpr int kCalls = 200;
+  const absl::Time start = absl::Now();
+  for (int i = 0; i < kCalls; ++i) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    grpc::Slice slice(not_utf8_key);
+    grpc::ByteBuffer request(&slice, 1);
+    grpc::ByteBuffer reply;
+    grpc::Status status;
+    absl::Notification done;
+    stub.UnaryCall(&context, "/flightcache.v1.Cache/Get", grpc::StubOptions(), &request, &reply,
+                   [&](grpc::Status s) {
+                     status = std::move(s);
+                     done.Notify();
+                   });
+    ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(20))) << i;
+    ASSERT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << status.error_message();
+  }
+  const absl::Duration took = absl::Now() - start;
+  server.Signal(SIGTERM);
+  EXPECT_EQ(server.Wait(absl::Seconds(20)), 0) << server.err();
+  const std::string err = server.err();
+  int complaints = 0;
+  const std::vector<std::string> lines = absl::StrSplit(err, '\n', absl::SkipEmpty());
+  for (const std::string& line : lines) {
+    EXPECT_THAT(line, StartsWith("{\"ts\":\"")) << line;
+    if (absl::StrContains(line, "invalid UTF-8")) ++complaints;
+  }
+  EXPECT_GE(complaints, 1) << err;
+  EXPECT_LE(complaints, 2 + absl::ToInt64Seconds(took)) << complaints << " lines in " << took;
 }
 
 // A second signal during the drain ends the process at once (exit 1) instead of waiting for the
