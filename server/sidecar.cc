@@ -36,7 +36,7 @@ constexpr int kHandshakeTimeoutMs = 10'000;
 constexpr int kMetricsWorkerThreads = 32;
 constexpr int kMetricsRequestTimeoutMs = 5'000;
 
-// How often freed heap is handed back to the kernel (see memory_trimmer.h).
+// How often the trimmer looks at RSS to decide whether to trim (see memory_trimmer.h).
 constexpr absl::Duration kMemoryTrimInterval = absl::Seconds(5);
 
 std::string FormatStats(const FlightCacheStats& s) {

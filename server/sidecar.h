@@ -4,8 +4,8 @@
 // Start() validates the config, builds the origin, the FlightCache, the metrics and the
 // flightcache.v1.Cache service, then serves it with grpc.health.v1.Health (SERVING) and server
 // reflection on --listen (gRPC bounded by --max-concurrent-streams and --grpc-memory-limit), and
-// /metrics on --metrics-listen; a MemoryTrimmer hands freed heap back to the kernel every 5 s. Port
-// 0 picks a free port; port() and metrics_port() report the bound ones.
+// /metrics on --metrics-listen; a MemoryTrimmer hands freed heap back to the kernel after RSS grew.
+// Port 0 picks a free port; port() and metrics_port() report the bound ones.
 //
 // Shutdown() drains as the spec says: health turns NOT_SERVING and new calls get UNAVAILABLE
 // (BeginDrain), calls in flight may finish until --drain-timeout has passed, then whatever is
