@@ -250,6 +250,8 @@ TEST_F(FlagsTest, EveryDurationAndSizeFlagHasAnUpperBound) {
       {"max-queued-loads", "100000000", "100000001"},
       {"max-batch-keys", "1000000", "1000001", {"--max-key-bytes=1KiB"}},
       {"hedge-budget", "1", "1.001"},
+      {"max-concurrent-streams", "1000000", "1000001"},
+      {"grpc-memory-limit", "1024GiB", "1099511627777"},
   };
   const std::set<std::string> not_numbers = {"listen",         "origin",    "abandoned-loads",
                                              "metrics-listen", "log-level", "log-format",
