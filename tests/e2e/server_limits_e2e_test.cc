@@ -295,7 +295,8 @@ bool WaitForPingAck(int fd, const std::string& payload, absl::Duration timeout) 
 // 10,000 streams opened and cancelled at once on one connection. Before the limits, gRPC 1.51
 // took ~180 MiB for them and kept it (glibc does not hand the freed call state back by itself).
 // Now the server answers a Get afterwards, stays SERVING, and its RSS returns to within 48 MiB of
-// where it was within 30 s (the trimmer runs every 5 s).
+// where it was (the trimmer looks every 5 s; usually 5-10 s, bounded at 60 s for a machine so
+// busy that the burst's memory is still in use at the first looks and the trimmer backs off).
 TEST(ServerLimitsE2eTest, RapidResetBurstIsSurvivedAndItsMemoryHandedBack) {
   constexpr int kPairs = 10'000;
   constexpr int64_t kRssBoundKb = 48 * 1024;
@@ -347,7 +348,7 @@ TEST(ServerLimitsE2eTest, RapidResetBurstIsSurvivedAndItsMemoryHandedBack) {
 
   // Handed back: RSS returns near where it was.
   int64_t peak = rss_before, rss = ResidentKb(server.pid());
-  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  const absl::Time deadline = absl::Now() + absl::Seconds(60);
   while (rss - rss_before > kRssBoundKb && absl::Now() < deadline) {
     absl::SleepFor(absl::Milliseconds(100));
     rss = ResidentKb(server.pid());
@@ -361,7 +362,7 @@ TEST(ServerLimitsE2eTest, RapidResetBurstIsSurvivedAndItsMemoryHandedBack) {
   if (kServerUnderAsan) {
     std::printf("AddressSanitizer build: the VmRSS bound is not checked\n");
   } else {
-    EXPECT_LE(rss - rss_before, kRssBoundKb) << "the burst's memory was not handed back in 30 s";
+    EXPECT_LE(rss - rss_before, kRssBoundKb) << "the burst's memory was not handed back in 60 s";
   }
   EXPECT_EQ(server.Terminate(), 0) << server.err();
 }
