@@ -30,6 +30,10 @@ constexpr int64_t kMaxCapacityBytes = int64_t{1} << 40;  // 1 TiB
 constexpr int64_t kMaxKeyBytesLimit = int64_t{16} << 20;
 constexpr int64_t kMaxValueBytesLimit = int64_t{1} << 30;
 constexpr int64_t kMaxBatchKeysLimit = 1'000'000;
+constexpr int64_t kMaxConcurrentStreamsLimit = 1'000'000;
+// Below a few MiB gRPC cannot hold one large request; above 1 TiB is a typo.
+constexpr int64_t kMinGrpcMemoryLimit = int64_t{16} << 20;
+constexpr int64_t kMaxGrpcMemoryLimit = int64_t{1} << 40;
 
 absl::Status FlagError(absl::string_view flag, absl::string_view what) {
   return absl::InvalidArgumentError(absl::StrCat(flag, ": ", what));
@@ -178,6 +182,16 @@ absl::Status ServerConfig::Validate() const {
       !s.ok()) {
     return s;
   }
+  if (absl::Status s = CheckRange("--max-concurrent-streams", max_concurrent_streams, 1,
+                                  kMaxConcurrentStreamsLimit);
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = CheckRange("--grpc-memory-limit", grpc_memory_limit_bytes,
+                                  kMinGrpcMemoryLimit, kMaxGrpcMemoryLimit);
+      !s.ok()) {
+    return s;
+  }
   if (max_batch_keys * (cache.max_key_bytes + kPerKeyFramingBytes) + kRequestSlackBytes >
       kMaxMessageBytes) {
     return FlagError("--max-batch-keys",
@@ -216,6 +230,8 @@ std::string ServerConfig::Describe() const {
       " max-concurrent-loads=", cache.max_concurrent_loads,
       " max-queued-loads=", cache.max_queued_loads, " max-key-bytes=", cache.max_key_bytes,
       " max-value-bytes=", cache.max_value_bytes, " max-batch-keys=", max_batch_keys,
+      " max-concurrent-streams=", max_concurrent_streams,
+      " grpc-memory-limit=", grpc_memory_limit_bytes,
       " drain-timeout=", absl::FormatDuration(drain_timeout),
       " cancelled-fetch-grace=", absl::FormatDuration(cancelled_fetch_grace),
       " log-level=", LogLevelName(log_level), " log-format=", LogFormatName(log_format));

@@ -45,6 +45,11 @@ struct ServerConfig {
   // GrpcOriginOptions and docs/OPERATIONS.md for the measurements behind the default).
   absl::Duration cancelled_fetch_grace = absl::Milliseconds(20);
   int64_t max_batch_keys = 1000;
+  // gRPC's HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS: streams one client connection may have open.
+  int64_t max_concurrent_streams = 10000;
+  // gRPC's resource quota: the memory its transports and calls may take before it pushes back
+  // (smaller read buffers, then refusing new streams and connections). Not the cache's bytes.
+  int64_t grpc_memory_limit_bytes = int64_t{1} << 30;
   LogLevel log_level = LogLevel::kInfo;
   LogFormat log_format = LogFormat::kText;
   // The core's options: --ttl, --negative-ttl, --capacity-bytes, --load-timeout,

@@ -221,6 +221,10 @@ ABSL_FLAG(ft::ByteSize, max_value_bytes, ft::ByteSize{kDefaults.cache.max_value_
           "largest origin value accepted (larger: RESOURCE_EXHAUSTED)");
 ABSL_FLAG(ft::Count, max_batch_keys, ft::Count{kDefaults.max_batch_keys},
           "most keys in one BatchGet or Invalidate");
+ABSL_FLAG(ft::Count, max_concurrent_streams, ft::Count{kDefaults.max_concurrent_streams},
+          "HTTP/2 streams (calls) one client connection may have open at once");
+ABSL_FLAG(ft::ByteSize, grpc_memory_limit, ft::ByteSize{kDefaults.grpc_memory_limit_bytes},
+          "memory gRPC's transports and calls may use (its resource quota); not the cache");
 ABSL_FLAG(std::string, metrics_listen, kDefaults.metrics_listen,
           "Prometheus /metrics address HOST:PORT; empty disables it");
 ABSL_FLAG(ft::Duration, drain_timeout, ft::Duration{kDefaults.drain_timeout},
@@ -261,6 +265,8 @@ constexpr FlagEntry kFlags[] = {
     {"max_key_bytes", true},
     {"max_value_bytes", true},
     {"max_batch_keys", true},
+    {"max_concurrent_streams", true},
+    {"grpc_memory_limit", true},
     {"metrics_listen", true},
     {"drain_timeout", true},
     {"cancelled_fetch_grace", true},
@@ -318,6 +324,8 @@ ServerConfig ConfigFromFlags() {
   c.drain_timeout = absl::GetFlag(FLAGS_drain_timeout).value;
   c.cancelled_fetch_grace = absl::GetFlag(FLAGS_cancelled_fetch_grace).value;
   c.max_batch_keys = absl::GetFlag(FLAGS_max_batch_keys).value;
+  c.max_concurrent_streams = absl::GetFlag(FLAGS_max_concurrent_streams).value;
+  c.grpc_memory_limit_bytes = absl::GetFlag(FLAGS_grpc_memory_limit).bytes;
   c.log_level = absl::GetFlag(FLAGS_log_level).level;
   c.log_format = absl::GetFlag(FLAGS_log_format).format;
   c.cache.default_ttl = absl::GetFlag(FLAGS_ttl).value;

@@ -2,6 +2,7 @@
 
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/resource_quota.h>
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server_builder.h>
 #include <prometheus/exposer.h>
@@ -34,6 +35,9 @@ constexpr int kHandshakeTimeoutMs = 10'000;
 // long even more of them can hold every worker (below Prometheus's default scrape timeout, 10 s).
 constexpr int kMetricsWorkerThreads = 32;
 constexpr int kMetricsRequestTimeoutMs = 5'000;
+
+// How often the trimmer looks at RSS to decide whether to trim (see memory_trimmer.h).
+constexpr absl::Duration kMemoryTrimInterval = absl::Seconds(5);
 
 std::string FormatStats(const FlightCacheStats& s) {
   return absl::StrCat("requests=", s.requests, " hits=", s.hits, " negative_hits=", s.negative_hits,
@@ -123,11 +127,17 @@ absl::StatusOr<std::unique_ptr<Sidecar>> Sidecar::Start(const ServerConfig& conf
   // gRPC sets SO_REUSEPORT by default, which would let a second server bind our port silently.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.AddChannelArgument(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS, kHandshakeTimeoutMs);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,
+                             static_cast<int>(config.max_concurrent_streams));
+  grpc::ResourceQuota quota("flightcache-server");
+  quota.Resize(static_cast<size_t>(config.grpc_memory_limit_bytes));
+  builder.SetResourceQuota(quota);
   s.server_ = builder.BuildAndStart();
   if (s.server_ == nullptr || s.port_ == 0) {
     return absl::UnavailableError(absl::StrCat("--listen: cannot listen on ", config.listen,
                                                " (address in use or not local?)"));
   }
+  s.trimmer_ = std::make_unique<MemoryTrimmer>(kMemoryTrimInterval);
   // "" is the whole server; the Cache service is named too, for clients that check it by name.
   grpc::HealthCheckServiceInterface* health = s.server_->GetHealthCheckService();
   health->SetServingStatus(v1::Cache::service_full_name(), true);

@@ -3,8 +3,9 @@
 //
 // Start() validates the config, builds the origin, the FlightCache, the metrics and the
 // flightcache.v1.Cache service, then serves it with grpc.health.v1.Health (SERVING) and server
-// reflection on --listen, and /metrics on --metrics-listen. Port 0 picks a free port; port() and
-// metrics_port() report the bound ones.
+// reflection on --listen (gRPC bounded by --max-concurrent-streams and --grpc-memory-limit), and
+// /metrics on --metrics-listen; a MemoryTrimmer hands freed heap back to the kernel after RSS grew.
+// Port 0 picks a free port; port() and metrics_port() report the bound ones.
 //
 // Shutdown() drains as the spec says: health turns NOT_SERVING and new calls get UNAVAILABLE
 // (BeginDrain), calls in flight may finish until --drain-timeout has passed, then whatever is
@@ -36,6 +37,7 @@
 #include "server/cache_service.h"
 #include "server/config.h"
 #include "server/logging.h"
+#include "server/memory_trimmer.h"
 #include "server/metrics.h"
 
 namespace prometheus {
@@ -84,6 +86,7 @@ class Sidecar final {
   std::unique_ptr<CacheService> service_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<prometheus::Exposer> exposer_;
+  std::unique_ptr<MemoryTrimmer> trimmer_;
   int port_ = 0;
   int metrics_port_ = 0;
 

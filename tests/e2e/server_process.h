@@ -35,6 +35,19 @@ extern char** environ;
 
 namespace flightcache::e2e {
 
+// The server binary is built with the same sanitizer flags as this test.
+#if defined(__SANITIZE_ADDRESS__)
+inline constexpr bool kServerUnderAsan = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+inline constexpr bool kServerUnderAsan = true;
+#else
+inline constexpr bool kServerUnderAsan = false;
+#endif
+#else
+inline constexpr bool kServerUnderAsan = false;
+#endif
+
 inline std::string ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   std::stringstream buffer;

@@ -38,19 +38,7 @@
 namespace flightcache {
 namespace {
 
-// The server binary is built with the same sanitizer flags as this test.
-#if defined(__SANITIZE_ADDRESS__)
-constexpr bool kServerUnderAsan = true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-constexpr bool kServerUnderAsan = true;
-#else
-constexpr bool kServerUnderAsan = false;
-#endif
-#else
-constexpr bool kServerUnderAsan = false;
-#endif
-
+using e2e::kServerUnderAsan;
 using e2e::ResidentKb;
 using e2e::ServerProcess;
 using testing::TestOrigin;

@@ -67,6 +67,8 @@ TEST_F(FlagsTest, NoFlagsGiveTheSpecDefaults) {
   EXPECT_EQ(c.cache.max_key_bytes, 4096);
   EXPECT_EQ(c.cache.max_value_bytes, int64_t{4} << 20);
   EXPECT_EQ(c.max_batch_keys, 1000);
+  EXPECT_EQ(c.max_concurrent_streams, 10000);
+  EXPECT_EQ(c.grpc_memory_limit_bytes, int64_t{1} << 30);
   EXPECT_EQ(c.drain_timeout, absl::Seconds(10));
   EXPECT_EQ(c.log_level, LogLevel::kInfo);
   EXPECT_EQ(c.log_format, LogFormat::kText);
@@ -76,12 +78,13 @@ TEST_F(FlagsTest, NoFlagsGiveTheSpecDefaults) {
 
 TEST_F(FlagsTest, EveryFlagMapsOntoTheConfig) {
   absl::StatusOr<CommandLine> cl = Parse(
-      {"--listen=0.0.0.0:7000", "--origin=grpc://origin:9000", "--ttl=90s", "--negative-ttl=0s",
-       "--capacity-bytes=64MiB", "--load-timeout=250ms", "--abandoned-loads=finish",
-       "--hedge-delay=20ms", "--hedge-budget=0.1", "--max-concurrent-loads=8",
-       "--max-queued-loads=0", "--max-key-bytes=1KiB", "--max-value-bytes=1048576",
-       "--max-batch-keys=50", "--metrics-listen=", "--drain-timeout=1m", "--log-level=debug",
-       "--log-format=json", "--check-config"});
+      {"--listen=0.0.0.0:7000",     "--origin=grpc://origin:9000", "--ttl=90s",
+       "--negative-ttl=0s",         "--capacity-bytes=64MiB",      "--load-timeout=250ms",
+       "--abandoned-loads=finish",  "--hedge-delay=20ms",          "--hedge-budget=0.1",
+       "--max-concurrent-loads=8",  "--max-queued-loads=0",        "--max-key-bytes=1KiB",
+       "--max-value-bytes=1048576", "--max-batch-keys=50",         "--max-concurrent-streams=100",
+       "--grpc-memory-limit=64MiB", "--metrics-listen=",           "--drain-timeout=1m",
+       "--log-level=debug",         "--log-format=json",           "--check-config"});
   ASSERT_TRUE(cl.ok()) << cl.status();
   const ServerConfig& c = cl->config;
   EXPECT_EQ(c.listen, "0.0.0.0:7000");
@@ -100,6 +103,8 @@ TEST_F(FlagsTest, EveryFlagMapsOntoTheConfig) {
   EXPECT_EQ(c.cache.max_key_bytes, 1024);
   EXPECT_EQ(c.cache.max_value_bytes, 1048576);
   EXPECT_EQ(c.max_batch_keys, 50);
+  EXPECT_EQ(c.max_concurrent_streams, 100);
+  EXPECT_EQ(c.grpc_memory_limit_bytes, int64_t{64} << 20);
   EXPECT_EQ(c.metrics_listen, "");
   EXPECT_EQ(c.drain_timeout, absl::Minutes(1));
   EXPECT_EQ(c.log_level, LogLevel::kDebug);
@@ -186,6 +191,12 @@ TEST_F(FlagsTest, EveryBadValueIsOneLineNamingItsFlag) {
       {"--max-value-bytes=0", "--max-value-bytes: "},
       {"--max-value-bytes=2GiB", "--max-value-bytes: "},
       {"--max-batch-keys=0", "--max-batch-keys: "},
+      {"--max-concurrent-streams=0", "--max-concurrent-streams: "},
+      {"--max-concurrent-streams=1000001", "--max-concurrent-streams: "},
+      {"--max-concurrent-streams=many", "--max-concurrent-streams: "},
+      {"--grpc-memory-limit=1MiB", "--grpc-memory-limit: "},
+      {"--grpc-memory-limit=2000GiB", "--grpc-memory-limit: "},
+      {"--grpc-memory-limit=lots", "--grpc-memory-limit: "},
       {"--log-level=loud", "--log-level: "},
       {"--log-format=xml", "--log-format: "},
       {"--listen=localhost", "--listen: "},
@@ -239,6 +250,8 @@ TEST_F(FlagsTest, EveryDurationAndSizeFlagHasAnUpperBound) {
       {"max-queued-loads", "100000000", "100000001"},
       {"max-batch-keys", "1000000", "1000001", {"--max-key-bytes=1KiB"}},
       {"hedge-budget", "1", "1.001"},
+      {"max-concurrent-streams", "1000000", "1000001"},
+      {"grpc-memory-limit", "1024GiB", "1099511627777"},
   };
   const std::set<std::string> not_numbers = {"listen",         "origin",    "abandoned-loads",
                                              "metrics-listen", "log-level", "log-format",
