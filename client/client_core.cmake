@@ -1,7 +1,7 @@
 # The gRPC-free client libraries: loadgen workload / runner / stats, the demo origin's model, and
 # small common helpers. Included from client/CMakeLists.txt, and from tests/unit/CMakeLists.txt
-# when the client directory is not built (the sanitizer presets set FLIGHTCACHE_BUILD_SERVER=OFF
-# and have no gRPC), so that these units are tested under TSan and ASan too.
+# when the client directory is not built (the tsan preset sets FLIGHTCACHE_BUILD_SERVER=OFF and
+# has no gRPC), so that these units are tested under TSan too.
 include_guard(GLOBAL)
 set(FLIGHTCACHE_CLIENT_DIR ${CMAKE_CURRENT_LIST_DIR})
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs what is missing, builds, and runs every test: the whole ctest suite in release, then
-# the core's unit tests again under ThreadSanitizer and AddressSanitizer+UBSan.
+# Installs what is missing, builds, and runs every test: the whole ctest suite in release, the
+# core's unit tests again under ThreadSanitizer, and the whole suite again under
+# AddressSanitizer+UBSan (see CMakePresets.json for the one test the asan preset leaves out).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs="$(nproc)"

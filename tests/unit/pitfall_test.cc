@@ -440,6 +440,8 @@ TEST(PitfallTest, InvalidateCannotSlipBetweenALoadsStoreAndItsEnd) {
   FakeOrigin origin;
   FakeTimerQueue timers;
   GateClock ttl_clock(timers.clock(), /*patience=*/absl::Milliseconds(300));
+  // Before the cache: its destructor answers the last Get (CANCELLED) into this vector.
+  std::vector<GetResult> got;
   FlightCache cache(FlightCacheOptions(), origin, timers, nullptr, &ttl_clock);
   cache.Get("k", [](GetResult) {});
   std::thread completer([&] {
@@ -450,7 +452,6 @@ TEST(PitfallTest, InvalidateCannotSlipBetweenALoadsStoreAndItsEnd) {
   if (entered) cache.Invalidate({std::string("k")});
   completer.join();
   ASSERT_TRUE(entered) << "the load never stored its value";
-  std::vector<GetResult> got;
   cache.Get("k", [&](GetResult r) { got.push_back(std::move(r)); });
   EXPECT_TRUE(got.empty()) << "a value loaded before Invalidate returned was served after it";
   EXPECT_EQ(origin.fetches(), 2);
