@@ -66,6 +66,8 @@ class CacheService::Reactor : public grpc::ServerUnaryReactor {
   // OnDone (and delete the reactor) on another thread at any moment: it must be the caller's last
   // use of `this`.
   void FinishWithError(grpc::Status error) { Done(std::move(error)); }
+  // The same without recording it: for a call that never carried a request (see Admit).
+  void FinishUnrecorded(grpc::Status error) { Finish(std::move(error)); }
 
   // Finishes the call OK with `response` as its reply (as FinishWithError: the last use of
   // `this`).
@@ -340,9 +342,15 @@ class CacheService::BatchGetReactor final : public Reactor {
 CacheService::CacheService(FlightCache& cache, CacheServiceOptions options, Metrics* metrics)
     : cache_(cache), options_(options), metrics_(metrics) {}
 
-absl::Status CacheService::Admit(const grpc::ByteBuffer& request,
+absl::Status CacheService::Admit(const grpc::CallbackServerContext& context,
+                                 const grpc::ByteBuffer& request,
                                  google::protobuf::Message& message) const {
   if (draining()) return absl::UnavailableError("server is draining for shutdown");
+  // No request at all (an empty message still has a buffer): the call ended before its request
+  // arrived, by its deadline or its client's cancel, and gRPC runs the method anyway. Say so;
+  // INVALID_ARGUMENT would report a caller bug that never happened. (Refuse leaves such calls
+  // out of the metrics, as gRPC did when it answered them itself: nothing was asked.)
+  if (!request.Valid()) return WhyCallEnded(context);
   return ParseRequest(request, message);
 }
 
@@ -353,11 +361,20 @@ grpc::ServerUnaryReactor* CacheService::Refuse(RpcMethod method, grpc::ByteBuffe
   return reactor;
 }
 
+grpc::ServerUnaryReactor* CacheService::Refuse(RpcMethod method, const grpc::ByteBuffer& request,
+                                               grpc::ByteBuffer* reply, const absl::Status& error) {
+  if (request.Valid()) return Refuse(method, reply, error);
+  auto* reactor = new Reactor(*this, method, reply);
+  reactor->FinishUnrecorded(ToGrpcStatus(error));
+  return reactor;
+}
+
 grpc::ServerUnaryReactor* CacheService::Get(grpc::CallbackServerContext* context,
                                             const grpc::ByteBuffer* request,
                                             grpc::ByteBuffer* reply) {
   v1::GetRequest get;
-  if (absl::Status s = Admit(*request, get); !s.ok()) return Refuse(RpcMethod::kGet, reply, s);
+  if (absl::Status s = Admit(*context, *request, get); !s.ok())
+    return Refuse(RpcMethod::kGet, *request, reply, s);
   auto* reactor = new GetReactor(*this, context, reply);
   reactor->Start(get.key());
   return reactor;
@@ -367,20 +384,20 @@ grpc::ServerUnaryReactor* CacheService::BatchGet(grpc::CallbackServerContext* co
                                                  const grpc::ByteBuffer* request,
                                                  grpc::ByteBuffer* reply) {
   v1::BatchGetRequest batch;
-  if (absl::Status s = Admit(*request, batch); !s.ok()) {
-    return Refuse(RpcMethod::kBatchGet, reply, s);
+  if (absl::Status s = Admit(*context, *request, batch); !s.ok()) {
+    return Refuse(RpcMethod::kBatchGet, *request, reply, s);
   }
   auto* reactor = new BatchGetReactor(*this, context, reply);
   reactor->Start(batch);
   return reactor;
 }
 
-grpc::ServerUnaryReactor* CacheService::Invalidate(grpc::CallbackServerContext* /*context*/,
+grpc::ServerUnaryReactor* CacheService::Invalidate(grpc::CallbackServerContext* context,
                                                    const grpc::ByteBuffer* request,
                                                    grpc::ByteBuffer* reply) {
   v1::InvalidateRequest invalidate;
-  if (absl::Status s = Admit(*request, invalidate); !s.ok()) {
-    return Refuse(RpcMethod::kInvalidate, reply, s);
+  if (absl::Status s = Admit(*context, *request, invalidate); !s.ok()) {
+    return Refuse(RpcMethod::kInvalidate, *request, reply, s);
   }
   if (invalidate.keys_size() > options_.max_batch_keys) {
     return Refuse(RpcMethod::kInvalidate, reply,
@@ -403,12 +420,12 @@ grpc::ServerUnaryReactor* CacheService::Invalidate(grpc::CallbackServerContext* 
   return reactor;
 }
 
-grpc::ServerUnaryReactor* CacheService::Stats(grpc::CallbackServerContext* /*context*/,
+grpc::ServerUnaryReactor* CacheService::Stats(grpc::CallbackServerContext* context,
                                               const grpc::ByteBuffer* request,
                                               grpc::ByteBuffer* reply) {
   v1::StatsRequest stats_request;
-  if (absl::Status s = Admit(*request, stats_request); !s.ok()) {
-    return Refuse(RpcMethod::kStats, reply, s);
+  if (absl::Status s = Admit(*context, *request, stats_request); !s.ok()) {
+    return Refuse(RpcMethod::kStats, *request, reply, s);
   }
   const FlightCacheStats s = cache_.stats();
   v1::StatsResponse response;

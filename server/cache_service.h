@@ -86,12 +86,17 @@ class CacheService final : public RawCacheService {
   class GetReactor;
   class BatchGetReactor;
 
-  // OK if a new call may start: the server is not draining (else UNAVAILABLE) and `request`
-  // parses into `message` (else INVALID_ARGUMENT).
-  absl::Status Admit(const grpc::ByteBuffer& request, google::protobuf::Message& message) const;
+  // OK if a new call may start: the server is not draining (else UNAVAILABLE), the request
+  // arrived before the call ended (else DEADLINE_EXCEEDED or CANCELLED) and it parses into
+  // `message` (else INVALID_ARGUMENT).
+  absl::Status Admit(const grpc::CallbackServerContext& context, const grpc::ByteBuffer& request,
+                     google::protobuf::Message& message) const;
   // A call answered `error` at once.
   grpc::ServerUnaryReactor* Refuse(RpcMethod method, grpc::ByteBuffer* reply,
                                    const absl::Status& error);
+  // The same for a call that Admit() refused, recorded only if it carried a request.
+  grpc::ServerUnaryReactor* Refuse(RpcMethod method, const grpc::ByteBuffer& request,
+                                   grpc::ByteBuffer* reply, const absl::Status& error);
 
   FlightCache& cache_;
   const CacheServiceOptions options_;
