@@ -22,6 +22,7 @@
 #       origin fetches == fetches observed in the latency histogram (every fetch answered),
 #         hedge fetches observed == hedges won + lost
 #       cache bytes <= --capacity-bytes
+#       no origin reply counted as garbage (flightcache-origin sends none)
 #       OK answers the clients saw <= OK answers the server sent
 #   - the run exercised what it claims: invalidations, origin errors, expired deadlines,
 #     evictions, and the origin restart (a fetch reached the new origin);
@@ -270,6 +271,8 @@ won, lost = total("flightcache_hedges_total", outcome="won"), total("flightcache
 hedge_observed = total("flightcache_origin_fetch_duration_seconds_count", attempt="hedge")
 check("hedge fetches answered == hedges won + lost", hedge_observed == won + lost and lost >= 0,
       f"{hedge_observed} vs {won}+{lost}", "equal")
+garbage = total("flightcache_origin_garbage_replies_total")
+check("garbage origin replies (flightcache-origin sends none)", garbage == 0, garbage, "0")
 cache_bytes = total("flightcache_cache_bytes")
 check("cache bytes <= capacity", 0 <= cache_bytes <= capacity, f"{cache_bytes}", f"<= {capacity}")
 
