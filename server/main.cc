@@ -112,8 +112,11 @@ int main(int argc, char** argv) {
       int signal_number = 0;
       sigwait(&signals, &signal_number);
       if (stop.Request(StopReason{.signal_number = signal_number})) continue;
-      spdlog::warn("received {} again: exiting now, without waiting for calls in flight",
-                   SignalName(signal_number));
+      // "while shutting down", not "again": the stop may have come from a failed listener.
+      spdlog::warn(
+          "received {} while shutting down: exiting now, without waiting for calls in "
+          "flight",
+          SignalName(signal_number));
       spdlog::default_logger()->flush();
       std::_Exit(1);
     }

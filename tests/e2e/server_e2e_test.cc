@@ -382,7 +382,7 @@ TEST(ServerE2eTest, SecondSignalDuringTheDrainExitsAtOnce) {
   EXPECT_EQ(server.Wait(absl::Seconds(2)), -1) << "the drain should still be waiting for the Get";
   server.Signal(SIGTERM);
   EXPECT_EQ(server.Wait(absl::Seconds(10)), 1) << server.err();
-  EXPECT_THAT(server.err(), HasSubstr("received SIGTERM again"));
+  EXPECT_THAT(server.err(), HasSubstr("received SIGTERM while shutting down"));
   EXPECT_TRUE(answered.WaitForNotificationWithTimeout(absl::Seconds(30)));
 }
 
