@@ -1,4 +1,5 @@
-// Pitfalls 7 and 8 of docs/TESTING.md: unbounded fan-out, and hedges that always fire or drop errors.
+// Pitfalls 7 and 8 of docs/TESTING.md: unbounded fan-out, and hedges that always fire or drop
+// errors.
 #include <deque>
 #include <optional>
 #include <stop_token>
