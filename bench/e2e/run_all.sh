@@ -2,6 +2,8 @@
 # Runs every end-to-end benchmark in turn and prints all their verdicts together.
 # Usage: bench/e2e/run_all.sh [--strict] [--keep] [BUILD_DIR] [-- NAME...]
 #   NAME...  a subset of: herd hits tail overload memory cancellation (default: all, that order).
+#   (soak.sh is not one of them: a million calls take ~4 min and it has its own 1,200 s
+#   watchdog; run it alone, see docs/BENCHMARKS.md "Soak".)
 # Each benchmark bounds itself (its own watchdog) and is also run under `timeout` here. Exit 0
 # unless --strict and a target was missed (1), or a benchmark could not run (3).
 set -uo pipefail
