@@ -23,8 +23,17 @@ function(flightcache_apply_sanitizers)
     add_compile_options(-fsanitize=address,undefined -fno-omit-frame-pointer
                         -fno-sanitize-recover=undefined -g -O1)
     add_link_options(-fsanitize=address,undefined)
+  elseif(FLIGHTCACHE_SANITIZE STREQUAL "fuzzer")
+    # The fuzz preset (tests/fuzz): every object gets libFuzzer's coverage instrumentation and
+    # ASan+UBSan; only the fuzz targets link libFuzzer's main (flightcache_fuzzer adds it).
+    if(NOT CMAKE_CXX_COMPILER_ID STREQUAL "Clang")
+      message(FATAL_ERROR "FLIGHTCACHE_SANITIZE=fuzzer needs clang (the fuzz preset uses clang++-14)")
+    endif()
+    add_compile_options(-fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer
+                        -fno-sanitize-recover=undefined -g -O1)
+    add_link_options(-fsanitize=address,undefined)
   elseif(NOT FLIGHTCACHE_SANITIZE STREQUAL "")
-    message(FATAL_ERROR "FLIGHTCACHE_SANITIZE must be '', 'thread' or 'address'")
+    message(FATAL_ERROR "FLIGHTCACHE_SANITIZE must be '', 'thread', 'address' or 'fuzzer'")
   endif()
 endfunction()
 
@@ -72,5 +81,40 @@ function(flightcache_unit name)
     add_library(${name} INTERFACE)
     target_include_directories(${name} INTERFACE ${PROJECT_SOURCE_DIR}/lib/include)
     target_link_libraries(${name} INTERFACE ${ARG_DEPS})
+  endif()
+endfunction()
+
+# flightcache_fuzzer(NAME SOURCE LIBS...): a libFuzzer target tests/fuzz/SOURCE whose seed corpus
+# is tests/fuzz/corpus/NAME (and dictionary tests/fuzz/NAME.dict, if present).
+# - fuzz preset (FLIGHTCACHE_SANITIZE=fuzzer): links libFuzzer; the ctest entry fuzz_NAME (label
+#   "fuzz") fuzzes for 15 s. New inputs go to the build tree (build/fuzz/tests/fuzz/corpus/NAME),
+#   crashes to build/fuzz/tests/fuzz/artifacts/, never into the repository.
+# - every other preset: links a replay main instead; the ctest entry fuzz_corpus_NAME (label
+#   "fuzz-corpus") runs each seed once, so a kept crash input is a regression test everywhere.
+function(flightcache_fuzzer name source)
+  set(target fuzz_${name})
+  set(seeds ${PROJECT_SOURCE_DIR}/tests/fuzz/corpus/${name})
+  add_executable(${target} ${source})
+  target_include_directories(${target} PRIVATE ${PROJECT_SOURCE_DIR})
+  target_link_libraries(${target} PRIVATE ${ARGN})
+  flightcache_link_sanitizer_support(${target})
+  flightcache_warnings(${target})
+  if(FLIGHTCACHE_SANITIZE STREQUAL "fuzzer")
+    target_link_options(${target} PRIVATE -fsanitize=fuzzer)
+    set(work ${CMAKE_CURRENT_BINARY_DIR}/corpus/${name})
+    set(artifacts ${CMAKE_CURRENT_BINARY_DIR}/artifacts)
+    file(MAKE_DIRECTORY ${work} ${artifacts})
+    set(dict)
+    if(EXISTS ${PROJECT_SOURCE_DIR}/tests/fuzz/${name}.dict)
+      set(dict -dict=${PROJECT_SOURCE_DIR}/tests/fuzz/${name}.dict)
+    endif()
+    add_test(NAME ${target}
+             COMMAND ${target} -max_total_time=15 -timeout=10 -print_final_stats=1
+                     -artifact_prefix=${artifacts}/${name}- ${dict} ${work} ${seeds})
+    set_tests_properties(${target} PROPERTIES LABELS fuzz TIMEOUT 120)
+  else()
+    target_sources(${target} PRIVATE ${PROJECT_SOURCE_DIR}/tests/fuzz/replay_main.cc)
+    add_test(NAME fuzz_corpus_${name} COMMAND ${target} ${seeds})
+    set_tests_properties(fuzz_corpus_${name} PROPERTIES LABELS fuzz-corpus TIMEOUT 300)
   endif()
 endfunction()

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian bookworm packages flightcache needs, and only those that are missing.
 # Idempotent and non-interactive; does nothing (and needs no root) when everything is present.
+# Usage: scripts/install-deps.sh [fuzz]   (fuzz: also clang-14 and libFuzzer, for the fuzz preset)
 set -euo pipefail
 
 packages=(
@@ -10,6 +11,12 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 procps curl python3-yaml
 )
+case "${1:-}" in
+  "") ;;
+  # libFuzzer ships in libclang-rt-14-dev; llvm-14 has llvm-symbolizer-14 for readable reports.
+  fuzz) packages+=(clang-14 libclang-rt-14-dev llvm-14) ;;
+  *) echo "usage: $0 [fuzz]" >&2; exit 2 ;;
+esac
 
 missing=()
 for pkg in "${packages[@]}"; do

@@ -144,7 +144,13 @@ absl::StatusOr<std::unique_ptr<GrpcOrigin>> GrpcOrigin::Create(const std::string
   if (channel == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat("cannot create a channel to ", target));
   }
-  return std::unique_ptr<GrpcOrigin>(new GrpcOrigin(target, std::move(channel), options));
+  return CreateWithChannel(target, std::move(channel), options);
+}
+
+std::unique_ptr<GrpcOrigin> GrpcOrigin::CreateWithChannel(std::string name,
+                                                          std::shared_ptr<grpc::Channel> channel,
+                                                          const GrpcOriginOptions& options) {
+  return std::unique_ptr<GrpcOrigin>(new GrpcOrigin(std::move(name), std::move(channel), options));
 }
 
 GrpcOrigin::GrpcOrigin(std::string target, std::shared_ptr<grpc::Channel> channel,

@@ -76,6 +76,12 @@ class GrpcOrigin final : public Origin {
   // here; its fetches fail with UNAVAILABLE.
   static absl::StatusOr<std::unique_ptr<GrpcOrigin>> Create(const std::string& target,
                                                             const GrpcOriginOptions& options);
+  // Over a channel the caller made, e.g. a grpc::Server's InProcessChannel (the origin-reply fuzz
+  // target); `name` is what Describe() shows after grpc://. options.max_response_bytes is not
+  // applied: the channel's own arguments decide.
+  static std::unique_ptr<GrpcOrigin> CreateWithChannel(std::string name,
+                                                       std::shared_ptr<grpc::Channel> channel,
+                                                       const GrpcOriginOptions& options);
   GrpcOrigin(const GrpcOrigin&) = delete;
   GrpcOrigin& operator=(const GrpcOrigin&) = delete;
 
