@@ -23,7 +23,8 @@ struct LaterFirst {
 
 }  // namespace
 
-ThreadTimerQueue::ThreadTimerQueue(const Clock& clock) : clock_(clock) {
+ThreadTimerQueue::ThreadTimerQueue(const Clock& clock, TimerQueueObserver* observer)
+    : clock_(clock), observer_(observer) {
   thread_ = std::thread([this] { Loop(); });
 }
 
@@ -109,6 +110,11 @@ void ThreadTimerQueue::Loop() {
       // A timer callback must report its own errors; swallowing here keeps the queue alive.
     }
     fn = nullptr;  // destroy captures outside the lock
+    if (observer_ != nullptr) {
+      // `now` was read when the timer was taken: lateness costs no extra clock read.
+      observer_->OnTimerFired(
+          {.lateness = now - top.when, .callback_duration = clock_.Now() - now});
+    }
     mu_.Lock();
   }
 }

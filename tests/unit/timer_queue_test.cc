@@ -80,6 +80,56 @@ TEST(ThreadTimerQueueTest, CallbackMayScheduleAndCancelTimers) {
   EXPECT_TRUE(second.WaitForNotificationWithTimeout(absl::Seconds(10)));
 }
 
+// Records what ThreadTimerQueue reports; Wait bounds the wait for the n-th firing.
+class RecordingTimerObserver final : public TimerQueueObserver {
+ public:
+  void OnTimerFired(const TimerFiring& firing) override {
+    absl::MutexLock lock(&mu_);
+    firings_.push_back(firing);
+  }
+  std::vector<TimerFiring> WaitFor(size_t n) {
+    absl::MutexLock lock(&mu_);
+    auto enough = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return firings_.size() >= n; };
+    EXPECT_TRUE(mu_.AwaitWithTimeout(absl::Condition(&enough), absl::Seconds(10)))
+        << "only " << firings_.size() << " of " << n << " timer firings reported";
+    return firings_;
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::vector<TimerFiring> firings_ ABSL_GUARDED_BY(mu_);
+};
+
+// On a fake clock that moves only inside callbacks, lateness and callback duration are exact.
+TEST(ThreadTimerQueueTest, ReportsLatenessAndCallbackDurationOfEachTimer) {
+  testing::FakeClock clock;
+  RecordingTimerObserver observer;
+  ThreadTimerQueue timers(clock, &observer);
+  const absl::Time start = clock.Now();
+  // Already 15 ms overdue when scheduled; its callback holds the thread for 7 ms of clock time.
+  timers.RunAt(start - absl::Milliseconds(15), [&] { clock.Advance(absl::Milliseconds(7)); });
+  // Due 5 ms ago: it waits behind the first callback, so it is taken 5 + 7 ms late.
+  timers.RunAt(start - absl::Milliseconds(5), [] {});
+  const std::vector<TimerFiring> firings = observer.WaitFor(2);
+  ASSERT_EQ(firings.size(), 2u);
+  EXPECT_EQ(firings[0].lateness, absl::Milliseconds(15));
+  EXPECT_EQ(firings[0].callback_duration, absl::Milliseconds(7));
+  EXPECT_EQ(firings[1].lateness, absl::Milliseconds(12));
+  EXPECT_EQ(firings[1].callback_duration, absl::ZeroDuration());
+}
+
+TEST(ThreadTimerQueueTest, CancelledTimersAreNotReported) {
+  testing::FakeClock clock;
+  RecordingTimerObserver observer;
+  ThreadTimerQueue timers(clock, &observer);
+  const TimerId never = timers.RunAt(clock.Now() + absl::Hours(1), [] {});
+  ASSERT_TRUE(timers.Cancel(never));
+  absl::Notification ran;
+  timers.RunAt(clock.Now(), [&] { ran.Notify(); });
+  ASSERT_TRUE(ran.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  EXPECT_EQ(observer.WaitFor(1).size(), 1u);
+}
+
 TEST(FakeTimerQueueTest, AdvanceRunsDueTimersOnly) {
   testing::FakeTimerQueue timers;
   int ran = 0;

@@ -49,12 +49,32 @@ class TimerQueue {
   }
 };
 
+// How late a ThreadTimerQueue ran one timer, and for how long its callback held the thread.
+struct TimerFiring {
+  // From the timer's due time to the moment the thread took it: waiting for the thread (earlier
+  // callbacks still running, the thread not scheduled) plus the wake-up's own slack.
+  absl::Duration lateness;
+  // The callback plus the destruction of its captures: every later timer waits for it.
+  absl::Duration callback_duration;
+};
+
+// Told about every timer a ThreadTimerQueue runs (not about cancelled ones), on the timer thread,
+// after the callback, with no lock held. Must be cheap and must not block: it delays every later
+// timer. Must outlive the queue.
+class TimerQueueObserver {
+ public:
+  virtual ~TimerQueueObserver() = default;
+  virtual void OnTimerFired(const TimerFiring& firing) = 0;
+};
+
 // Runs callbacks on one background thread. An exception thrown by a callback is caught and
 // dropped (callbacks must report their own errors), so one bad callback cannot stop the others.
-// The destructor drops pending timers and joins the thread.
+// The destructor drops pending timers and joins the thread. `observer` (may be null) is told the
+// lateness and callback duration of each timer run: one extra clock read per timer.
 class ThreadTimerQueue final : public TimerQueue {
  public:
-  explicit ThreadTimerQueue(const Clock& clock = SystemClock::Get());
+  explicit ThreadTimerQueue(const Clock& clock = SystemClock::Get(),
+                            TimerQueueObserver* observer = nullptr);
   ~ThreadTimerQueue() override;
   ThreadTimerQueue(const ThreadTimerQueue&) = delete;
   ThreadTimerQueue& operator=(const ThreadTimerQueue&) = delete;
@@ -74,6 +94,7 @@ class ThreadTimerQueue final : public TimerQueue {
   void Loop();
 
   const Clock& clock_;
+  TimerQueueObserver* const observer_;
   mutable absl::Mutex mu_;
   std::vector<HeapItem> heap_ ABSL_GUARDED_BY(mu_);  // min-heap on `when`
   absl::flat_hash_map<TimerId, absl::AnyInvocable<void()>> callbacks_ ABSL_GUARDED_BY(mu_);
