@@ -54,6 +54,12 @@ T* LoadOrCreate(std::atomic<T*>& slot, absl::FunctionRef<T*()> create) {
   return series;
 }
 
+// From the timer thread's wake-up slack (tens of microseconds) to stalls long enough to matter
+// to a caller's deadline.
+prometheus::Histogram::BucketBoundaries TimerBuckets() {
+  return {0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1};
+}
+
 }  // namespace
 
 // The registry's series plus the figures read from FlightCache::stats() at scrape time.
@@ -164,7 +170,19 @@ Metrics::Metrics()
                            .Name("flightcache_requests_unread_total")
                            .Help("Calls whose client left (cancelled, deadline passed) before "
                                  "their request arrived; they never reached the cache")
-                           .Register(*registry_)) {}
+                           .Register(*registry_)),
+      timer_lateness_(prometheus::BuildHistogram()
+                          .Name("flightcache_timer_lateness_seconds")
+                          .Help("How late the timer thread ran each timer (caller deadlines, load "
+                                "timeouts, hedges, cancelled-fetch grace) after its due time")
+                          .Register(*registry_)
+                          .Add({}, TimerBuckets())),
+      timer_callback_(prometheus::BuildHistogram()
+                          .Name("flightcache_timer_callback_seconds")
+                          .Help("How long each timer callback held the one timer thread; every "
+                                "later timer waits for it")
+                          .Register(*registry_)
+                          .Add({}, TimerBuckets())) {}
 
 Metrics::~Metrics() = default;
 
@@ -214,6 +232,11 @@ void Metrics::OnFetchDone(uint32_t attempt, absl::Duration latency, const absl::
                                                     0.1, 0.25, 0.5, 1, 2.5, 5, 10});
       });
   series->Observe(absl::ToDoubleSeconds(latency));
+}
+
+void Metrics::OnTimerFired(const TimerFiring& firing) {
+  timer_lateness_.Observe(absl::ToDoubleSeconds(firing.lateness));
+  timer_callback_.Observe(absl::ToDoubleSeconds(firing.callback_duration));
 }
 
 void Metrics::SetStatsSource(StatsSource source) {

@@ -6,7 +6,8 @@
 //   histogram flightcache_origin_fetch_duration_seconds{attempt,result} (this class is the
 //   FlightCache's LoadObserver), flightcache_origin_garbage_replies_total (from GrpcOrigin) and
 //   flightcache_requests_unread_total{method} (calls whose client left before their request
-//   arrived);
+//   arrived), and the timer thread's flightcache_timer_lateness_seconds and
+//   flightcache_timer_callback_seconds (this class is the ThreadTimerQueue's observer);
 // - read from FlightCache::stats() at scrape time (the StatsSource): hits, misses, coalesced,
 //   loads by outcome, origin fetches, hedges by outcome, loads in flight and queued, cache bytes,
 //   entries and evictions. Reading at scrape time keeps the hot path free of extra counters and
@@ -40,13 +41,14 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "flightcache/flight_cache.h"
+#include "flightcache/timer_queue.h"
 
 namespace flightcache {
 
 enum class RpcMethod { kGet = 0, kBatchGet, kInvalidate, kStats };
 inline constexpr int kRpcMethodCount = 4;
 
-class Metrics final : public LoadObserver {
+class Metrics final : public LoadObserver, public TimerQueueObserver {
  public:
   using StatsSource = std::function<FlightCacheStats()>;
 
@@ -64,6 +66,10 @@ class Metrics final : public LoadObserver {
 
   // LoadObserver:
   void OnFetchDone(uint32_t attempt, absl::Duration latency, const absl::Status& status) override;
+
+  // TimerQueueObserver (the server's one timer thread: caller deadlines, load timeouts, hedges,
+  // cancelled-fetch grace):
+  void OnTimerFired(const TimerFiring& firing) override;
 
   // Where scrape-time figures come from; until set, they are left out.
   void SetStatsSource(StatsSource source);
@@ -87,6 +93,8 @@ class Metrics final : public LoadObserver {
   prometheus::Family<prometheus::Histogram>& fetch_duration_;
   prometheus::Counter& origin_garbage_replies_;
   prometheus::Family<prometheus::Counter>& unread_requests_;
+  prometheus::Histogram& timer_lateness_;
+  prometheus::Histogram& timer_callback_;
   // Series created on first use (Family::Add takes a lock); the pointers are then reused.
   // Acquire/release: a reader that sees the pointer sees the constructed series.
   std::array<std::atomic<prometheus::Counter*>, kRpcMethodCount * kCodeCount> request_series_{};

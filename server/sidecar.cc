@@ -78,8 +78,8 @@ absl::StatusOr<std::unique_ptr<Sidecar>> Sidecar::Start(const ServerConfig& conf
 
   std::unique_ptr<Sidecar> sidecar(new Sidecar(config));
   Sidecar& s = *sidecar;
-  s.timers_ = std::make_unique<ThreadTimerQueue>();
   s.metrics_ = std::make_unique<Metrics>();
+  s.timers_ = std::make_unique<ThreadTimerQueue>(SystemClock::Get(), s.metrics_.get());
   absl::StatusOr<std::unique_ptr<Origin>> origin = CreateOrigin(
       *spec, *s.timers_,
       {.max_response_bytes = config.OriginMaxResponseBytes(),

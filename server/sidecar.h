@@ -77,8 +77,8 @@ class Sidecar final {
 
   const ServerConfig config_;
   // Declared in dependency order: destroyed from the bottom up.
+  std::unique_ptr<Metrics> metrics_;  // the timer thread and the origin report into it
   std::unique_ptr<ThreadTimerQueue> timers_;
-  std::unique_ptr<Metrics> metrics_;  // the origin counts garbage replies in it
   std::unique_ptr<Origin> origin_;
   std::unique_ptr<OriginFailureLog> failure_log_;
   std::unique_ptr<Observer> observer_;

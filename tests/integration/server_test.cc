@@ -179,6 +179,38 @@ TEST_F(ServerTest, AbandonedLoadFinishesAndFillsTheCacheWithFinishPolicy) {
   EXPECT_EQ(origin_->cancellations(), 0);
 }
 
+// The count of a metric without labels in the exposition text (e.g. a histogram's _count), or -1.
+int64_t MetricValue(const std::string& text, const std::string& name) {
+  const std::string line_start = "\n" + name + " ";
+  const size_t at = text.find(line_start);
+  if (at == std::string::npos) return -1;
+  return std::atoll(text.c_str() + at + line_start.size());
+}
+
+// A caller's deadline is a timer on the server's timer thread: once it has fired, both timer
+// histograms have an observation.
+TEST_F(ServerTest, TheTimerThreadReportsLatenessAndCallbackDurationAsMetrics) {
+  origin_->SetBehavior("k", {.hold = true});
+  StartServer();
+  const std::string before = sidecar_->metrics().ExpositionText();
+  EXPECT_EQ(MetricValue(before, "flightcache_timer_lateness_seconds_count"), 0) << before;
+  EXPECT_EQ(MetricValue(before, "flightcache_timer_callback_seconds_count"), 0) << before;
+  auto call = StartGet("k", absl::Milliseconds(100));
+  ASSERT_TRUE(call->Wait());
+  EXPECT_EQ(call->status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  // The client may see its own deadline first; the server's timer reports after its callback.
+  const absl::Time give_up = absl::Now() + absl::Seconds(10);
+  std::string text;
+  do {
+    text = sidecar_->metrics().ExpositionText();
+    if (MetricValue(text, "flightcache_timer_callback_seconds_count") >= 1) break;
+    absl::SleepFor(absl::Milliseconds(2));
+  } while (absl::Now() < give_up);
+  EXPECT_GE(MetricValue(text, "flightcache_timer_lateness_seconds_count"), 1) << text;
+  EXPECT_GE(MetricValue(text, "flightcache_timer_callback_seconds_count"), 1) << text;
+  origin_->Release("k");
+}
+
 TEST_F(ServerTest, OriginCallCarriesTheLoadTimeoutAsItsDeadline) {
   ServerConfig config = BaseConfig();
   config.cache.load_timeout = absl::Seconds(7);
