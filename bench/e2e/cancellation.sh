@@ -15,7 +15,13 @@
 # cancellations on this machine. CASES="name:spread:mode ..." picks other runs (mode one: the
 # probe's origin and client in one process).
 #   - cancel latency = (origin saw CANCELLED) - (the waiter's deadline): target p99 < 5 ms;
-#   - flights left afterwards: Stats.loads_inflight (and loads_queued): target 0.
+#   - flights left afterwards: Stats.loads_inflight (and loads_queued): target 0;
+#   - the server's timer thread (every caller deadline is a timer on it): /metrics is scraped
+#     after each run into $WORK/NAME.metrics and the tails of flightcache_timer_lateness_seconds
+#     and flightcache_timer_callback_seconds are printed, to set beside the cancel latency.
+#     TIMER_SAMPLE_MS=25 also scrapes every 25 ms during the run and lines the slow
+#     cancellations up with the late timers in time (bench/e2e/timer_windows.py).
+# SERVER_FLAGS="--cancelled-fetch-grace=0 ..." adds flags to flightcache-server.
 # The server runs with --max-concurrent-loads=5000 so that every load reaches the origin
 # (a load still queued for a permit is dropped from the queue instead, which the origin never
 # sees) and --load-timeout=60s so that only the waiters' deadlines can end a load.
@@ -27,16 +33,38 @@ require_bins "$SERVER_BIN" "$CLI_BIN" "$CANCEL_BIN"
 LOADS="${LOADS:-1000}"
 DEADLINE="${DEADLINE:-100ms}"
 
+# timer_tails PORT FILE: scrape the server's /metrics into FILE; print how many timers ran late
+# (and how many callbacks ran long) by more than each threshold.
+timer_tails() {
+  bounded 15 python3 - "$1" "$2" <<'PY'
+import re, sys, urllib.request
+text = urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/metrics", timeout=10).read().decode()
+open(sys.argv[2], "w").write(text)
+for metric, what in (("flightcache_timer_lateness_seconds", "late"),
+                     ("flightcache_timer_callback_seconds", "callback")):
+    buckets = {float(le): float(v) for le, v in
+               re.findall(metric + r'_bucket\{le="([^"+]+)"\} (\S+)', text)}
+    total = float(re.search(metric + r"_count (\S+)", text).group(1))
+    tails = " ".join(f">{t * 1000:g}ms={total - buckets[t]:.0f}"
+                     for t in (0.001, 0.005, 0.01, 0.02, 0.05) if t in buckets)
+    print(f"server timers {what}: n={total:.0f} {tails}")
+PY
+}
+
 run_case() { # NAME SPREAD MODE(one|two|direct)
   local name="$1" spread="$2" mode="$3"
-  local origin_port target_port="" server_pid="" extra=()
+  local origin_port target_port="" server_pid="" metrics_port="" extra=()
   origin_port="$(free_port)"
   if [[ "$mode" == direct ]]; then
     extra=(--direct)
   else
     # The server connects to the origin lazily; the probe checks the path before measuring.
+    metrics_port="$(free_port)"
+    local server_flags=()
+    read -r -a server_flags <<<"${SERVER_FLAGS:-}"
     start_server "${name}_server" --origin="grpc://127.0.0.1:$origin_port" \
-      --max-concurrent-loads=5000 --max-queued-loads=10000 --load-timeout=60s
+      --metrics-listen="127.0.0.1:$metrics_port" --max-concurrent-loads=5000 \
+      --max-queued-loads=10000 --load-timeout=60s "${server_flags[@]}"
     local spv="${name}_server_PORT" sidv="${name}_server_PID"
     target_port="${!spv}"
     server_pid="${!sidv}"
@@ -51,12 +79,24 @@ run_case() { # NAME SPREAD MODE(one|two|direct)
   else
     "$CANCEL_BIN" "${common[@]}" --role=origin --records="$WORK/$name.records" \
       2>"$WORK/$name.origin.log" &
-    local origin_pid=$!
+    local origin_pid=$! sampler_pid=""
     BENCH_PIDS+=("$origin_pid")
+    if [[ -n "${TIMER_SAMPLE_MS:-}" && -n "$metrics_port" ]]; then
+      python3 "$BENCH_REPO_ROOT/bench/e2e/timer_windows.py" sample "$metrics_port" \
+        "$WORK/$name.timer_samples" "$TIMER_SAMPLE_MS" &
+      sampler_pid=$!
+      BENCH_PIDS+=("$sampler_pid")
+    fi
     bounded 90 "$CANCEL_BIN" "${common[@]}" --role=client --calls="$WORK/$name.calls" --wait=3s
+    [[ -z "$sampler_pid" ]] || stop_pid "$sampler_pid"
     stop_pid "$origin_pid"
     bounded 30 "$CANCEL_BIN" "${common[@]}" --role=report --records="$WORK/$name.records" \
       --calls="$WORK/$name.calls" --json="$WORK/$name.json" | tee "$WORK/$name.txt"
+  fi
+  [[ -z "$metrics_port" ]] || timer_tails "$metrics_port" "$WORK/$name.metrics" | tee -a "$WORK/$name.txt"
+  if [[ -n "${TIMER_SAMPLE_MS:-}" && -n "$metrics_port" && "$mode" != one ]]; then
+    bounded 30 python3 "$BENCH_REPO_ROOT/bench/e2e/timer_windows.py" compare "$WORK" "$name" |
+      tee -a "$WORK/$name.txt"
   fi
   [[ -z "$server_pid" ]] || stop_pid "$server_pid"
 }
