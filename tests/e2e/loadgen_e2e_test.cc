@@ -106,18 +106,18 @@ TEST_F(LoadgenE2eTest, MixedRunSendsInvalidationsAndBatchesAtTheirShares) {
 }
 
 TEST_F(LoadgenE2eTest, MaxDeadlineGivesCallsRandomDeadlines) {
-  // Every call takes 100 ms at the server; deadlines uniform on (0, 200 ms]: about half expire.
+  // Every call takes 100 ms at the server; deadlines uniform on (0, 1 s]: the ~10% below 100 ms
+  // expire, the ~70% above 300 ms succeed even when a busy machine (or a sanitizer) adds 200 ms.
+  // One deadline for all would make them all expire or all succeed.
   FakeCacheServer server(absl::Milliseconds(100));
-  const ProgramResult r = Loadgen(
-      server, {"--requests=400", "--concurrency=100", "--max-deadline=200ms", "--keys=1000"});
+  const ProgramResult r =
+      Loadgen(server, {"--requests=400", "--concurrency=100", "--max-deadline=1s", "--keys=1000"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const int64_t ok = SectionInt("status_codes", "OK");
   const int64_t expired = SectionInt("status_codes", "DEADLINE_EXCEEDED");
   EXPECT_EQ(ok + expired, 400) << Json();
-  // A busy machine answers late, not early: more expiries, never fewer than the deadlines
-  // below 100 ms (~200, at least 150 by 5 standard deviations).
-  EXPECT_GE(expired, 150) << Json();
-  EXPECT_GE(ok, 40) << Json();  // deadlines above ~150 ms still succeed
+  EXPECT_GE(expired, 15) << Json();  // ~40 expected; 15 is 4 standard deviations below
+  EXPECT_GE(ok, 100) << Json();      // ~280 expected
 }
 
 TEST_F(LoadgenE2eTest, HerdAsksForOneFreshKeyPerWave) {
