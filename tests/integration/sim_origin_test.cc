@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/blocking_counter.h"
 #include "flightcache/timer_queue.h"
@@ -79,6 +80,19 @@ TEST(SimOriginTest, OriginUrlsParse) {
   EXPECT_TRUE(ParseOriginUrl("grpc://origin.internal:9000").ok());
   EXPECT_FALSE(ParseOriginUrl("grpc://origin.internal").ok());
   EXPECT_FALSE(ParseOriginUrl("http://x:1/p").ok());
+}
+
+// A URL with a control character is refused, and the message shows it escaped on one line.
+TEST(SimOriginTest, AnOriginUrlWithAControlCharacterIsRefusedOnOneLine) {
+  for (const std::string url :
+       {std::string("grpc://origin:9000\nFAKE log line"), std::string("sim://?latency_ms=1\r"),
+        std::string("grpc://origin\t:9000"), std::string("sim://?x=\x7f")}) {
+    absl::StatusOr<OriginSpec> spec = ParseOriginUrl(url);
+    ASSERT_FALSE(spec.ok()) << absl::CHexEscape(url);
+    const std::string message(spec.status().message());
+    EXPECT_EQ(message.find_first_of("\n\r\t\x7f"), std::string::npos) << message;
+    EXPECT_NE(message.find("control character"), std::string::npos) << message;
+  }
 }
 
 TEST(SimOriginTest, AnswersAfterItsLatencyWithAValueNamingKeyAndVersion) {
