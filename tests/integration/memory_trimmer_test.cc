@@ -12,6 +12,14 @@
 namespace flightcache {
 namespace {
 
+// Polls `trims` every millisecond until it is above 0 or `limit` passed (the caller asserts).
+void WaitForATrim(const std::atomic<int>& trims, absl::Duration limit) {
+  for (const absl::Time deadline = absl::Now() + limit;
+       trims.load() == 0 && absl::Now() < deadline;) {
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+}
+
 constexpr int64_t kMiB = int64_t{1} << 20;
 
 // One look of the policy at `rss`; if it trims, the trim leaves `after`. Returns whether it did.
@@ -78,8 +86,7 @@ TEST(MemoryTrimmerTest, TrimsOnItsThreadWhenTheResidentSizeGrew) {
     absl::SleepFor(absl::Milliseconds(20));
     EXPECT_EQ(trims.load(), 0) << "trimmed a steady process";
     rss = 500 * kMiB;
-    const absl::Time deadline = absl::Now() + absl::Seconds(10);
-    while (trims.load() == 0 && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(1));
+    WaitForATrim(trims, absl::Seconds(10));
   }
   EXPECT_GE(trims.load(), 1) << "no trim within 10 s of 400 MiB of growth";
 }
@@ -93,8 +100,7 @@ TEST(MemoryTrimmerTest, GrowthBeforeTheFirstIntervalCountsToo) {
     MemoryTrimmer trimmer(
         absl::Milliseconds(50), [&] { trims.fetch_add(1); }, [&] { return rss.load(); });
     rss = 500 * kMiB;
-    const absl::Time deadline = absl::Now() + absl::Seconds(10);
-    while (trims.load() == 0 && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(1));
+    WaitForATrim(trims, absl::Seconds(10));
   }
   EXPECT_GE(trims.load(), 1) << "the growth before the first look was taken as the baseline";
 }
