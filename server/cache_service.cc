@@ -112,10 +112,12 @@ namespace {
 // under the lock before they are cancelled.
 class CallWait final {
  public:
-  // Keeps `handles` for Leave() and arms a timer at `deadline` (none if `timers` is null or the
-  // deadline is not a real one), unless the call has answered already.
+  // Keeps `handles` for Leave() and arms a timer at `deadline` (none if `options` has no timers
+  // or the deadline is not a real one), unless the call has answered already.
   static void Arm(const std::shared_ptr<CallWait>& wait, std::vector<GetHandle> handles,
-                  TimerQueue* timers, std::chrono::system_clock::time_point deadline) {
+                  const CacheServiceOptions& options,
+                  std::chrono::system_clock::time_point deadline) {
+    TimerQueue* const timers = options.deadline_timers;
     absl::MutexLock lock(&wait->mu_);
     if (wait->answered_) return;
     wait->handles_ = std::move(handles);
@@ -125,7 +127,15 @@ class CallWait final {
     const absl::Duration remaining =
         deadline <= now ? absl::ZeroDuration() : absl::FromChrono(deadline - now);
     wait->timers_ = timers;
-    wait->timer_ = timers->RunAfter(remaining, [wait] { wait->Leave(/*because_deadline=*/true); });
+    wait->timer_ = timers->RunAfter(remaining, [wait, workers = options.deadline_workers] {
+      if (workers == nullptr) {
+        wait->Leave(/*because_deadline=*/true);
+        return;
+      }
+      // Leaving may wait inside gRPC (the origin call's cancellation, the reactor's Finish): off
+      // the timer thread, that wait cannot hold back the deadlines due behind this one.
+      workers->Post([wait] { wait->Leave(/*because_deadline=*/true); });
+    });
   }
 
   // Leaves every flight (their callbacks then run with CANCELLED) unless the call has answered.
@@ -198,8 +208,7 @@ class CacheService::GetReactor final : public Reactor {
     std::vector<GetHandle> handles;
     handles.push_back(
         service_.cache_.Get(key, [this](GetResult result) { OnResult(std::move(result)); }));
-    CallWait::Arm(wait_, std::move(handles), service_.options_.deadline_timers,
-                  context_.deadline());
+    CallWait::Arm(wait_, std::move(handles), service_.options_, context_.deadline());
   }
 
   // The client cancelled or its deadline passed: leave the flight (the load goes on for others,
@@ -284,8 +293,7 @@ class CacheService::BatchGetReactor final : public Reactor {
       handles.push_back(service_.cache_.Get(
           request.keys(i), [this, i](GetResult result) { OnResult(i, std::move(result)); }));
     }
-    CallWait::Arm(wait_, std::move(handles), service_.options_.deadline_timers,
-                  context_.deadline());
+    CallWait::Arm(wait_, std::move(handles), service_.options_, context_.deadline());
   }
 
   // The client cancelled or its deadline passed: every key still waiting leaves its flight.

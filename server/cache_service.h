@@ -36,6 +36,7 @@
 #include "flightcache/flight_cache.h"
 #include "flightcache/timer_queue.h"
 #include "flightcache/v1/cache.grpc.pb.h"
+#include "flightcache/worker_pool.h"
 #include "server/metrics.h"
 
 namespace flightcache {
@@ -47,6 +48,11 @@ struct CacheServiceOptions {
   // instead of when gRPC reports the deadline (milliseconds later under load): the origin call
   // of a load whose last waiter that was is cancelled sooner. Must outlive the service's calls.
   TimerQueue* deadline_timers = nullptr;
+  // If set, what a caller's deadline triggers (leaving its flights: the origin call's
+  // cancellation, the reactor's Finish) runs on these workers instead of the timer's thread, so
+  // that one wait inside gRPC does not delay every deadline due behind it. Must outlive the
+  // deadline timers' thread.
+  WorkerPool* deadline_workers = nullptr;
 };
 
 // Every method of flightcache.v1.Cache as a raw callback method.

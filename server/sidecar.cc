@@ -34,6 +34,9 @@ constexpr int kHandshakeTimeoutMs = 10'000;
 // More workers let a scrape through while some clients are slow or idle; the timeout bounds how
 // long even more of them can hold every worker (below Prometheus's default scrape timeout, 10 s).
 constexpr int kMetricsWorkerThreads = 32;
+// Threads that run what callers' deadlines trigger (see CacheServiceOptions::deadline_workers).
+// A leave is short unless it waits inside gRPC; four let three such waits pass at once.
+constexpr int kDeadlineWorkerThreads = 4;
 constexpr int kMetricsRequestTimeoutMs = 5'000;
 
 // How often the trimmer looks at RSS to decide whether to trim (see memory_trimmer.h).
@@ -79,6 +82,7 @@ absl::StatusOr<std::unique_ptr<Sidecar>> Sidecar::Start(const ServerConfig& conf
   std::unique_ptr<Sidecar> sidecar(new Sidecar(config));
   Sidecar& s = *sidecar;
   s.metrics_ = std::make_unique<Metrics>();
+  s.deadline_workers_ = std::make_unique<WorkerPool>(kDeadlineWorkerThreads);
   s.timers_ = std::make_unique<ThreadTimerQueue>(SystemClock::Get(), s.metrics_.get());
   absl::StatusOr<std::unique_ptr<Origin>> origin = CreateOrigin(
       *spec, *s.timers_,
@@ -99,7 +103,8 @@ absl::StatusOr<std::unique_ptr<Sidecar>> Sidecar::Start(const ServerConfig& conf
       *s.cache_,
       CacheServiceOptions{.max_batch_keys = config.max_batch_keys,
                           .max_key_bytes = config.cache.max_key_bytes,
-                          .deadline_timers = s.timers_.get()},
+                          .deadline_timers = s.timers_.get(),
+                          .deadline_workers = s.deadline_workers_.get()},
       s.metrics_.get());
 
   if (!config.metrics_listen.empty()) {

@@ -34,6 +34,7 @@
 #include "flightcache/flight_cache.h"
 #include "flightcache/origin.h"
 #include "flightcache/timer_queue.h"
+#include "flightcache/worker_pool.h"
 #include "server/cache_service.h"
 #include "server/config.h"
 #include "server/logging.h"
@@ -78,6 +79,9 @@ class Sidecar final {
   const ServerConfig config_;
   // Declared in dependency order: destroyed from the bottom up.
   std::unique_ptr<Metrics> metrics_;  // the timer thread and the origin report into it
+  // Outlives the timer thread, which posts to it; its tasks left at shutdown only find their
+  // calls answered (every call has finished by then).
+  std::unique_ptr<WorkerPool> deadline_workers_;
   std::unique_ptr<ThreadTimerQueue> timers_;
   std::unique_ptr<Origin> origin_;
   std::unique_ptr<OriginFailureLog> failure_log_;

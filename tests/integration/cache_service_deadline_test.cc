@@ -11,16 +11,19 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "flightcache/flight_cache.h"
 #include "flightcache/timer_queue.h"
 #include "flightcache/v1/cache.grpc.pb.h"
+#include "flightcache/worker_pool.h"
 #include "gtest/gtest.h"
 #include "server/cache_service.h"
 #include "tests/testing/fake_clock.h"
 #include "tests/testing/fake_origin.h"
+#include "tests/testing/latch.h"
 
 namespace flightcache::testing {
 namespace {
@@ -29,9 +32,14 @@ class CacheServiceDeadlineTest : public ::testing::Test {
  protected:
   void SetUp() override {
     absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
-    cache_ = std::make_unique<FlightCache>(FlightCacheOptions{}, origin_, load_timers_);
-    service_ = std::make_unique<CacheService>(
-        *cache_, CacheServiceOptions{.deadline_timers = &deadline_timers_}, nullptr);
+    // The loads' own timeout is never reached here: only a caller's deadline ends a load.
+    cache_ = std::make_unique<FlightCache>(FlightCacheOptions{.load_timeout = absl::Hours(1)},
+                                           origin_, load_timers_);
+    service_ =
+        std::make_unique<CacheService>(*cache_,
+                                       CacheServiceOptions{.deadline_timers = &deadline_timers_,
+                                                           .deadline_workers = &deadline_workers_},
+                                       nullptr);
     grpc::ServerBuilder builder;
     int port = 0;
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
@@ -89,6 +97,16 @@ class CacheServiceDeadlineTest : public ::testing::Test {
     return call;
   }
 
+  // Polls `done` every 5 ms for up to kTestWait; its last answer.
+  template <typename Predicate>
+  static bool PollFor(Predicate done) {
+    for (const absl::Time end = absl::Now() + kTestWait; absl::Now() < end;) {
+      if (done()) return true;
+      absl::SleepFor(absl::Milliseconds(5));
+    }
+    return done();
+  }
+
   // A Get's timer is armed once its Get has returned (after the load started): wait for it.
   bool WaitForTimers(size_t n) {
     for (int i = 0; i < 4000 && deadline_timers_.pending() < n; ++i) {
@@ -99,6 +117,7 @@ class CacheServiceDeadlineTest : public ::testing::Test {
 
   FakeOrigin origin_;
   ThreadTimerQueue load_timers_;    // the load's own timeout (never reached here)
+  WorkerPool deadline_workers_{2};  // where what a deadline triggers runs
   FakeTimerQueue deadline_timers_;  // the callers' deadlines
   std::unique_ptr<FlightCache> cache_;
   std::unique_ptr<CacheService> service_;
@@ -116,6 +135,35 @@ TEST_F(CacheServiceDeadlineTest, AtTheDeadlineTheLastWaiterLeavesAndTheLoadIsCan
   ASSERT_TRUE(call->done.WaitForNotificationWithTimeout(absl::Seconds(20)));
   EXPECT_EQ(call->status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
   EXPECT_TRUE(origin_.cancelled(0));  // it was the load's last waiter: the fetch is cancelled
+}
+
+// Leaving at a deadline can wait inside gRPC (the origin call's TryCancel under load). That wait
+// must hold back only its own call: the next caller's deadline still cancels its load on time.
+TEST_F(CacheServiceDeadlineTest, ASlowLeaveDoesNotHoldBackTheNextDeadline) {
+  absl::Notification release_stuck;
+  origin_.set_cancel_hook([&release_stuck](const FetchRequest& request) {
+    if (request.key == "stuck") release_stuck.WaitForNotificationWithTimeout(kTestWait);
+  });
+  std::unique_ptr<Call> stuck = StartGet("stuck");
+  ASSERT_TRUE(origin_.WaitForFetches(1));
+  ASSERT_TRUE(WaitForTimers(1));
+  std::unique_ptr<Call> free = StartGet("free");  // its deadline is due after the stuck one's
+  ASSERT_TRUE(origin_.WaitForFetches(2));
+  ASSERT_TRUE(WaitForTimers(2));
+
+  // Both deadlines pass. Advanced on a thread of its own: run on the timer's thread, the stuck
+  // leave would block the advance itself.
+  std::thread advance([this] { deadline_timers_.Advance(absl::Minutes(2)); });
+  const bool free_cancelled = PollFor([this] { return origin_.cancelled(1); });
+  release_stuck.Notify();
+  advance.join();
+  EXPECT_TRUE(free_cancelled) << "the second deadline waited for the first, stuck leave";
+  ASSERT_TRUE(free->done.WaitForNotificationWithTimeout(kTestWait));
+  EXPECT_EQ(free->status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  ASSERT_TRUE(stuck->done.WaitForNotificationWithTimeout(kTestWait));
+  EXPECT_EQ(stuck->status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  EXPECT_TRUE(PollFor([this] { return origin_.cancelled(0); }))
+      << "the stuck load was not cancelled once its cancellation was let through";
 }
 
 TEST_F(CacheServiceDeadlineTest, AnAnsweredGetDisarmsItsTimer) {

@@ -32,6 +32,14 @@ class FakeOrigin final : public Origin {
     auto_answer_ = std::move(answer);
   }
 
+  // When set, runs on the cancelling thread each time a fetch's stop token fires, before the
+  // fake answers CANCELLED: a test can make cancelling slow, as gRPC's TryCancel can be under load.
+  using CancelHook = std::function<void(const FetchRequest&)>;
+  void set_cancel_hook(CancelHook hook) {
+    absl::MutexLock lock(&mu_);
+    cancel_hook_ = std::move(hook);
+  }
+
   void Fetch(const FetchRequest& request, std::stop_token cancel, FetchCallback done) override {
     fetches_.fetch_add(1);
     AutoAnswer answer;
@@ -52,6 +60,12 @@ class FakeOrigin final : public Origin {
     }
     // A raw pointer: `calls_` owns the call, and the call owns this stop_callback.
     call->on_cancel.emplace(std::move(cancel), [this, raw = call.get()] {
+      CancelHook hook;
+      {
+        absl::MutexLock lock(&mu_);
+        hook = cancel_hook_;
+      }
+      if (hook) hook(raw->request);
       if (Finish(*raw, absl::CancelledError("fake origin: fetch cancelled"))) {
         cancellations_.fetch_add(1);
       }
@@ -124,6 +138,7 @@ class FakeOrigin final : public Origin {
 
   mutable absl::Mutex mu_;
   AutoAnswer auto_answer_ ABSL_GUARDED_BY(mu_);
+  CancelHook cancel_hook_ ABSL_GUARDED_BY(mu_);
   std::vector<std::shared_ptr<Call>> calls_ ABSL_GUARDED_BY(mu_);
   std::atomic<int64_t> fetches_{0};
   std::atomic<int64_t> cancellations_{0};
