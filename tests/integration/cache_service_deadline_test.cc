@@ -21,6 +21,7 @@
 #include "flightcache/worker_pool.h"
 #include "gtest/gtest.h"
 #include "server/cache_service.h"
+#include "server/grpc_listener.h"
 #include "tests/testing/fake_clock.h"
 #include "tests/testing/fake_origin.h"
 #include "tests/testing/latch.h"
@@ -41,12 +42,11 @@ class CacheServiceDeadlineTest : public ::testing::Test {
                                                            .deadline_workers = &deadline_workers_},
                                        nullptr);
     grpc::ServerBuilder builder;
-    int port = 0;
-    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
     builder.RegisterService(service_.get());
-    server_ = builder.BuildAndStart();
-    ASSERT_NE(server_, nullptr);
-    stub_ = v1::Cache::NewStub(grpc::CreateChannel("127.0.0.1:" + std::to_string(port),
+    absl::StatusOr<GrpcServer> server = StartGrpcServer(builder, "127.0.0.1:0");
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = std::move(server->server);
+    stub_ = v1::Cache::NewStub(grpc::CreateChannel("127.0.0.1:" + std::to_string(server->port),
                                                    grpc::InsecureChannelCredentials()));
   }
 
