@@ -6,7 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "client/origin/origin_model.h"
+#include "flightcache/sim/origin_model.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/e2e/client_e2e_util.h"
@@ -100,20 +100,19 @@ TEST_F(ClientServerE2eTest, HerdCoalescesIntoOneOriginFetchPerWave) {
 TEST_F(ClientServerE2eTest, CliReadsValuesThatTheOriginVersions) {
   ASSERT_NO_FATAL_FAILURE(StartStack({"--latency=fixed:1ms"}));
   EXPECT_EQ(Cli({"health"}).exit_code, 0);
-  auto version_of = [&](const std::string& key) -> int64_t {
+  auto version_of = [&](const std::string& key) -> uint64_t {
     const ProgramResult r = Cli({"get", key, "--raw"});
     EXPECT_EQ(r.exit_code, 0) << r.err;
-    std::string decoded;
-    int64_t version = -1;
-    EXPECT_TRUE(demo_origin::DecodeValue(r.out, &decoded, &version)) << r.out;
-    EXPECT_EQ(decoded, key);
-    return version;
+    const std::optional<sim::SimValueInfo> info = sim::DecodeSimValue(r.out);
+    EXPECT_TRUE(info.has_value()) << r.out;
+    EXPECT_EQ(info.has_value() ? info->key : "", key);
+    return info.has_value() ? info->version : 0;
   };
-  EXPECT_EQ(version_of("user:7"), 1);
-  EXPECT_EQ(version_of("user:7"), 1);  // a hit: same value
+  EXPECT_EQ(version_of("user:7"), 1u);
+  EXPECT_EQ(version_of("user:7"), 1u);  // a hit: same value
   const ProgramResult invalidated = Cli({"invalidate", "user:7"});
   EXPECT_EQ(invalidated.out, "removed 1\n");
-  EXPECT_EQ(version_of("user:7"), 2);  // loaded again: the origin's next version
+  EXPECT_EQ(version_of("user:7"), 2u);  // loaded again: the origin's next version
   const ProgramResult stats = Cli({"stats", "--json"});
   EXPECT_EQ(JsonInt(stats.out, "requests"), 3);
   EXPECT_EQ(JsonInt(stats.out, "origin_fetches"), 2);

@@ -9,11 +9,13 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
-#include "client/origin/origin_model.h"
+#include "flightcache/sim/origin_model.h"
+#include "flightcache/sim/sim_origin.h"
 #include "flightcache/v1/origin.grpc.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/e2e/client_e2e_util.h"
+#include "tests/testing/fake_clock.h"
 
 namespace flightcache::e2e {
 namespace {
@@ -105,14 +107,13 @@ struct AsyncFetch {
 TEST(OriginE2eTest, ServesVersionedValuesAndReportsCountersOnExit) {
   Origin origin({"--latency=fixed:1ms", "--value-bytes=64", "--ttl=30s"});
   for (const auto& [key, version] :
-       std::vector<std::pair<std::string, int64_t>>{{"a", 1}, {"a", 2}, {"b", 1}, {"a", 3}}) {
+       std::vector<std::pair<std::string, uint64_t>>{{"a", 1}, {"a", 2}, {"b", 1}, {"a", 3}}) {
     pb::FetchResponse response;
     ASSERT_TRUE(origin.Fetch(key, &response).ok());
-    std::string decoded_key;
-    int64_t decoded_version = 0;
-    ASSERT_TRUE(demo_origin::DecodeValue(response.value(), &decoded_key, &decoded_version));
-    EXPECT_EQ(decoded_key, key);
-    EXPECT_EQ(decoded_version, version);
+    const std::optional<sim::SimValueInfo> info = sim::DecodeSimValue(response.value());
+    ASSERT_TRUE(info.has_value()) << response.value();
+    EXPECT_EQ(info->key, key);
+    EXPECT_EQ(info->version, version);
     EXPECT_EQ(response.value().size(), 64u);
     EXPECT_EQ(response.ttl_ms(), 30000);
   }
@@ -145,10 +146,10 @@ TEST(OriginE2eTest, NotFoundAndErrorRatesAreRoughlyAsConfigured) {
     const grpc::Status status = origin.Fetch(key, &response);
     if (status.error_code() == grpc::StatusCode::NOT_FOUND) {
       ++not_found;
-      EXPECT_TRUE(demo_origin::KeyIsMissing(key, 0.2)) << key;
+      EXPECT_TRUE(sim::KeyIsMissing(key, 0.2)) << key;
     } else if (status.error_code() == grpc::StatusCode::UNAVAILABLE) {
       ++errors;
-      EXPECT_FALSE(demo_origin::KeyIsMissing(key, 0.2)) << key;
+      EXPECT_FALSE(sim::KeyIsMissing(key, 0.2)) << key;
     } else {
       ASSERT_TRUE(status.ok()) << status.error_message();
       ++values;
@@ -160,6 +161,46 @@ TEST(OriginE2eTest, NotFoundAndErrorRatesAreRoughlyAsConfigured) {
   EXPECT_EQ(JsonInt(last, "not_found"), not_found);
   EXPECT_EQ(JsonInt(last, "errors"), errors);
   EXPECT_EQ(JsonInt(last, "values"), values);
+}
+
+// flightcache-origin and the server's sim:// origin run one model: with the same settings and seed,
+// the same fetches in the same order get the same answers — the same value bytes, the same keys
+// NOT_FOUND, the same fetches failing.
+TEST(OriginE2eTest, AnswersAsTheServersSimOriginDoesForTheSameSeed) {
+  Origin origin({"--latency=fixed:0ms", "--value-bytes=48", "--error-rate=0.2",
+                 "--not-found-rate=0.3", "--ttl=2s", "--seed=5"});
+  absl::StatusOr<sim::OriginModelOptions> options = sim::ParseSimOriginQuery(
+      "latency_ms=0&jitter_ms=0&value_bytes=48&error_rate=0.2&not_found_rate=0.3&ttl_ms=2000&"
+      "seed=5");
+  ASSERT_TRUE(options.ok()) << options.status();
+  testing::FakeTimerQueue timers;
+  sim::SimOrigin sim_origin(*options, timers);
+  int values = 0, not_found = 0, errors = 0;
+  for (int i = 0; i < 60; ++i) {
+    const std::string key = absl::StrCat("key-", i % 20);  // each key three times: versions
+    pb::FetchResponse response;
+    const grpc::Status status = origin.Fetch(key, &response);
+    std::optional<absl::StatusOr<FetchResult>> sim_answer;
+    sim_origin.Fetch({.key = key}, {},
+                     [&](absl::StatusOr<FetchResult> r) { sim_answer = std::move(r); });
+    timers.Advance(absl::ZeroDuration());
+    ASSERT_TRUE(sim_answer.has_value()) << key;
+    ASSERT_EQ(static_cast<int>(status.error_code()), static_cast<int>(sim_answer->status().code()))
+        << key << ": flightcache-origin says " << status.error_message() << ", sim:// says "
+        << sim_answer->status();
+    if (status.ok()) {
+      EXPECT_EQ(response.value(), (*sim_answer)->value) << key;
+      EXPECT_EQ(absl::Milliseconds(response.ttl_ms()), (*sim_answer)->ttl) << key;
+      ++values;
+    }
+    not_found += status.error_code() == grpc::StatusCode::NOT_FOUND;
+    errors += status.error_code() == grpc::StatusCode::UNAVAILABLE;
+  }
+  // Every kind of answer was compared.
+  EXPECT_GT(values, 10);
+  EXPECT_GT(not_found, 3);
+  EXPECT_GT(errors, 3);
+  origin.Terminate();
 }
 
 TEST(OriginE2eTest, ReportsCancellationsWhenTheClientCancelsOrItsDeadlinePasses) {
