@@ -11,7 +11,7 @@
 //
 // Usage:
 //   absl::Notification stop;
-//   client::SignalWatcher signals([&](int) { if (!stop.HasBeenNotified()) stop.Notify(); });
+//   support::SignalWatcher signals([&](int) { if (!stop.HasBeenNotified()) stop.Notify(); });
 #ifndef FLIGHTCACHE_SUPPORT_SIGNAL_WATCHER_H_
 #define FLIGHTCACHE_SUPPORT_SIGNAL_WATCHER_H_
 
