@@ -8,6 +8,8 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/reflection.h"
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -69,6 +71,10 @@ TEST(CommandLineFlagsTest, UnknownFlagIsNamedWithDashes) {
 }
 
 TEST(CommandLineFlagsTest, AbslOwnFlagsAreNotAProgramsFlags) {
+  // absl's own parser defines --flagfile; a reference to it links it in.
+  auto* volatile parse_command_line = &absl::ParseCommandLine;
+  ASSERT_NE(parse_command_line, nullptr);
+  ASSERT_NE(absl::FindCommandLineFlag("flagfile"), nullptr);
   EXPECT_EQ(Check({"--flagfile=/dev/null"}).message(), "unknown flag --flagfile");
   EXPECT_EQ(Check({"--version"}).message(), "unknown flag --version");
 }
