@@ -31,7 +31,7 @@ class Origin {
                                      "--port-file=" + dir_ + "/port",
                                      "--stats-file=" + stats_file(), "--stats-interval=20ms"};
     argv.insert(argv.end(), flags.begin(), flags.end());
-    process_ = std::make_unique<Subprocess>(argv, dir_);
+    process_ = std::make_unique<ChildProcess>(argv, ChildOptions{.dir = dir_});
     const std::optional<std::string> port = WaitForFile(dir_ + "/port");
     EXPECT_TRUE(port.has_value()) << process_->err();
     port_ = port.has_value() ? std::stoi(*port) : 0;
@@ -41,7 +41,7 @@ class Origin {
   }
 
   pb::Origin::Stub& stub() { return *stub_; }
-  Subprocess& process() { return *process_; }
+  ChildProcess& process() { return *process_; }
   int port() const { return port_; }
   std::string stats_file() const { return dir_ + "/stats.json"; }
   const std::string& dir() const { return dir_; }
@@ -69,13 +69,13 @@ class Origin {
   // SIGTERM; returns the final JSON line of stdout after a clean exit.
   std::string Terminate() {
     process_->Signal(SIGTERM);
-    EXPECT_EQ(process_->Wait(absl::Seconds(30)), 0) << process_->err();
+    EXPECT_EQ(process_->WaitForExit(absl::Seconds(30)), 0) << process_->err();
     return LastLine(process_->out());
   }
 
  private:
   std::string dir_;
-  std::unique_ptr<Subprocess> process_;
+  std::unique_ptr<ChildProcess> process_;
   int port_ = 0;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<pb::Origin::Stub> stub_;
@@ -296,13 +296,13 @@ TEST(OriginE2eTest, BadFlagsExit2WithOneLineNamingTheFlag) {
                                                         {"--error-rate=2", "--error-rate"},
                                                         {"--drain-timeout=10", "--drain-timeout"},
                                                         {"--no-such-flag", "--no-such-flag"}}) {
-    const ProgramResult r = RunProgram({FLIGHTCACHE_ORIGIN_BIN, flag}, dir);
+    const ProgramResult r = RunProgram({FLIGHTCACHE_ORIGIN_BIN, flag}, {.dir = dir});
     EXPECT_EQ(r.exit_code, 2) << flag << ": " << r.err;
     EXPECT_THAT(r.err, HasSubstr(name)) << flag;
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
     EXPECT_EQ(r.out, "") << flag;
   }
-  const ProgramResult help = RunProgram({FLIGHTCACHE_ORIGIN_BIN, "--help"}, dir);
+  const ProgramResult help = RunProgram({FLIGHTCACHE_ORIGIN_BIN, "--help"}, {.dir = dir});
   EXPECT_EQ(help.exit_code, 0);
   EXPECT_THAT(help.out, HasSubstr("Exit codes"));
   EXPECT_THAT(help.out, HasSubstr("--overload-threshold"));
@@ -311,13 +311,13 @@ TEST(OriginE2eTest, BadFlagsExit2WithOneLineNamingTheFlag) {
 TEST(OriginE2eTest, BusyPortOrUnwritablePortFileExits3) {
   Origin first({});
   const std::string dir = MakeTempDir();
-  const ProgramResult busy =
-      RunProgram({FLIGHTCACHE_ORIGIN_BIN, absl::StrCat("--listen=127.0.0.1:", first.port())}, dir);
+  const ProgramResult busy = RunProgram(
+      {FLIGHTCACHE_ORIGIN_BIN, absl::StrCat("--listen=127.0.0.1:", first.port())}, {.dir = dir});
   EXPECT_EQ(busy.exit_code, 3) << busy.err;
   EXPECT_THAT(busy.err, HasSubstr("cannot listen"));
   const ProgramResult no_dir = RunProgram(
       {FLIGHTCACHE_ORIGIN_BIN, "--listen=127.0.0.1:0", "--port-file=" + dir + "/missing/dir/port"},
-      dir);
+      {.dir = dir});
   EXPECT_EQ(no_dir.exit_code, 3) << no_dir.err;
   first.Terminate();
 }
