@@ -68,24 +68,23 @@ function(flightcache_benchmark name source)
   flightcache_warnings(${name})
 endfunction()
 
-# flightcache_unit(NAME [SOURCES a.cc ...] [DEPS target ...] [INCLUDE_DIRS dir ...]): one library
-# per unit of lib/. Its headers are under INCLUDE_DIRS; by default the core's: lib/include and
-# lib/src, which holds the internal headers (lib/src/internal/*.h, included as "internal/x.h").
-# lib/support passes its own. A unit without sources (header-only templates) becomes an INTERFACE
-# library.
+# flightcache_unit(NAME [SOURCES a.cc ...] [DEPS target ...] [INCLUDE_DIR dir]): one library per
+# unit of lib/. Its headers are under INCLUDE_DIR (default lib/include, the core's; lib/support
+# passes its own). A unit without sources (header-only templates) becomes an INTERFACE library.
 function(flightcache_unit name)
-  cmake_parse_arguments(ARG "" "" "SOURCES;DEPS;INCLUDE_DIRS" ${ARGN})
-  if(NOT ARG_INCLUDE_DIRS)
-    set(ARG_INCLUDE_DIRS ${PROJECT_SOURCE_DIR}/lib/include ${PROJECT_SOURCE_DIR}/lib/src)
+  cmake_parse_arguments(ARG "" "" "SOURCES;DEPS;INCLUDE_DIR" ${ARGN})
+  if(NOT ARG_INCLUDE_DIR)
+    # The core's public headers, and lib/src for its internal ones (included as "internal/x.h").
+    set(ARG_INCLUDE_DIR ${PROJECT_SOURCE_DIR}/lib/include ${PROJECT_SOURCE_DIR}/lib/src)
   endif()
   if(ARG_SOURCES)
     add_library(${name} STATIC ${ARG_SOURCES})
-    target_include_directories(${name} PUBLIC ${ARG_INCLUDE_DIRS})
+    target_include_directories(${name} PUBLIC ${ARG_INCLUDE_DIR})
     target_link_libraries(${name} PUBLIC ${ARG_DEPS})
     flightcache_warnings(${name})
   else()
     add_library(${name} INTERFACE)
-    target_include_directories(${name} INTERFACE ${ARG_INCLUDE_DIRS})
+    target_include_directories(${name} INTERFACE ${ARG_INCLUDE_DIR})
     target_link_libraries(${name} INTERFACE ${ARG_DEPS})
   endif()
 endfunction()

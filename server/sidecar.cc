@@ -141,7 +141,9 @@ absl::StatusOr<std::unique_ptr<Sidecar>> Sidecar::Start(const ServerConfig& conf
   }
   s.server_ = std::move(grpc_server->server);
   s.port_ = grpc_server->port;
-  s.trimmer_ = std::make_unique<MemoryTrimmer>(kMemoryTrimInterval);
+  s.trimmer_ =
+      std::make_unique<MemoryTrimmer>(kMemoryTrimInterval, TrimMallocHeap, ResidentBytes,
+                                      [cache = s.cache_.get()] { return cache->stats().requests; });
   // "" is the whole server; the Cache service is named too, for clients that check it by name.
   grpc::HealthCheckServiceInterface* health = s.server_->GetHealthCheckService();
   health->SetServingStatus(v1::Cache::service_full_name(), true);
