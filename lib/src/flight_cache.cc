@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "flightcache/flight.h"
+#include "flightcache/option_checks.h"
 #include "flightcache/striped.h"
 #include "internal/origin_fetcher.h"
 
@@ -41,31 +42,42 @@ absl::Status MapOriginError(const absl::Status& status, const std::string& origi
   }
 }
 
+// Upper bounds of the options: far above any sensible setting, low enough that no deadline or
+// expiry computed from them can overflow (and a typo such as 3000000h is caught).
+constexpr absl::Duration kMaxTtl = absl::Hours(8760);  // a year
+constexpr absl::Duration kMaxLoadTimeout = absl::Hours(24);
+constexpr int64_t kMaxConcurrentLoads = 1'000'000;
+constexpr int64_t kMaxQueuedLoads = 100'000'000;
+
 }  // namespace
 
 absl::Status FlightCacheOptions::Validate() const {
-  if (absl::Status s = cache.Validate(); !s.ok()) return s;
-  if (default_ttl <= absl::ZeroDuration()) {
-    return absl::InvalidArgumentError("ttl must be positive");
+  if (absl::Status s = PrefixOptionError("cache.", cache.Validate()); !s.ok()) return s;
+  if (absl::Status s = CheckPositiveDuration("default_ttl", default_ttl, kMaxTtl); !s.ok()) {
+    return s;
   }
-  if (negative_ttl < absl::ZeroDuration()) {
-    return absl::InvalidArgumentError("negative-ttl must not be negative");
+  if (absl::Status s = CheckNonNegativeDuration("negative_ttl", negative_ttl, kMaxTtl); !s.ok()) {
+    return s;
   }
-  if (load_timeout <= absl::ZeroDuration()) {
-    return absl::InvalidArgumentError("load-timeout must be positive");
+  if (absl::Status s = CheckPositiveDuration("load_timeout", load_timeout, kMaxLoadTimeout);
+      !s.ok()) {
+    return s;
   }
-  if (max_concurrent_loads < 1) {
-    return absl::InvalidArgumentError("max-concurrent-loads must be at least 1");
+  if (absl::Status s =
+          CheckRange("max_concurrent_loads", max_concurrent_loads, 1, kMaxConcurrentLoads);
+      !s.ok()) {
+    return s;
   }
-  if (max_queued_loads < 0) {
-    return absl::InvalidArgumentError("max-queued-loads must not be negative");
+  if (absl::Status s = CheckRange("max_queued_loads", max_queued_loads, 0, kMaxQueuedLoads);
+      !s.ok()) {
+    return s;
   }
-  if (max_key_bytes < 1) return absl::InvalidArgumentError("max-key-bytes must be at least 1");
-  if (max_value_bytes < 1 || max_value_bytes > static_cast<int64_t>(Value::kMaxBytes)) {
-    return absl::InvalidArgumentError(absl::StrCat("max-value-bytes must be in [1, ",
-                                                   Value::kMaxBytes, "], got ", max_value_bytes));
+  const int64_t max_bytes = static_cast<int64_t>(Value::kMaxBytes);
+  if (absl::Status s = CheckRange("max_key_bytes", max_key_bytes, 1, max_bytes); !s.ok()) return s;
+  if (absl::Status s = CheckRange("max_value_bytes", max_value_bytes, 1, max_bytes); !s.ok()) {
+    return s;
   }
-  return hedge.Validate();
+  return PrefixOptionError("hedge.", hedge.Validate());
 }
 
 struct FlightCache::Impl {
@@ -75,7 +87,7 @@ struct FlightCache::Impl {
         origin_name(origin.Describe()),
         load_timeout_message(absl::StrCat(
             "origin ", origin_name,
-            " did not answer within --load-timeout=", absl::FormatDuration(options.load_timeout))),
+            " did not answer within load_timeout=", absl::FormatDuration(options.load_timeout))),
         observer(observer),
         cache(options.cache, ttl_clock),
         group({.abandon = options.abandoned_loads,
@@ -151,7 +163,7 @@ struct FlightCache::Impl {
     if (static_cast<int64_t>(result->value.size()) > options.max_value_bytes) {
       return absl::ResourceExhaustedError(
           absl::StrCat("origin value of ", result->value.size(),
-                       " bytes exceeds --max-value-bytes=", options.max_value_bytes));
+                       " bytes exceeds max_value_bytes=", options.max_value_bytes));
     }
     const absl::Duration ttl =
         result->ttl > absl::ZeroDuration() ? result->ttl : options.default_ttl;
@@ -235,9 +247,9 @@ GetHandle FlightCache::Get(std::string_view key, Callback done) {
     return {};
   }
   if (static_cast<int64_t>(key.size()) > options_.max_key_bytes) {
-    done(GetResult{.status = absl::InvalidArgumentError(absl::StrCat(
-                       "key is ", key.size(), " bytes; the limit (--max-key-bytes) is ",
-                       options_.max_key_bytes))});
+    done(GetResult{.status = absl::InvalidArgumentError(
+                       absl::StrCat("key is ", key.size(), " bytes; the limit (max_key_bytes) is ",
+                                    options_.max_key_bytes))});
     return {};
   }
   // Lookup, not Peek: a hit is an access the eviction policy must see, or hot keys would be

@@ -7,12 +7,15 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "flightcache/cache_shard.h"
+#include "flightcache/option_checks.h"
 #include "flightcache/striped.h"
 
 namespace flightcache {
 namespace {
 
 constexpr int kMaxShards = 1024;
+// Far above any sensible cache; low enough that a typo (a size in bits, a stray digit) is caught.
+constexpr int64_t kMaxCapacityBytes = int64_t{1} << 40;  // 1 TiB
 
 int RoundUpToPowerOfTwo(int n) {
   int p = 1;
@@ -23,15 +26,11 @@ int RoundUpToPowerOfTwo(int n) {
 }  // namespace
 
 absl::Status CacheOptions::Validate() const {
-  if (capacity_bytes <= 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("cache capacity_bytes must be > 0, got ", capacity_bytes));
+  if (absl::Status s = CheckRange("capacity_bytes", capacity_bytes, 1, kMaxCapacityBytes);
+      !s.ok()) {
+    return s;
   }
-  if (shard_count < 1 || shard_count > kMaxShards) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("cache shard_count must be in [1, ", kMaxShards, "], got ", shard_count));
-  }
-  return absl::OkStatus();
+  return CheckRange("shard_count", shard_count, 1, kMaxShards);
 }
 
 // Each shard is aligned to its own cache lines, so threads working on different shards never
