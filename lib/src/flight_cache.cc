@@ -6,8 +6,9 @@
 #include "absl/synchronization/mutex.h"
 #include "flightcache/flight.h"
 #include "flightcache/option_checks.h"
-#include "flightcache/striped.h"
 #include "internal/origin_fetcher.h"
+#include "internal/single_flight.h"
+#include "internal/striped.h"
 
 namespace flightcache {
 namespace {
@@ -94,7 +95,10 @@ struct FlightCache::Impl {
                .load_timeout = options.load_timeout,
                .timeout_message = load_timeout_message},
               timers,
-              {.recheck = [this](std::string_view key) { return cache.Peek(key).has_value(); },
+              {.recheck = [this](std::string_view key) -> SharedResult<LoadedValue> {
+                 std::optional<CacheHit> hit = cache.Lookup(key);
+                 return hit.has_value() ? HitAsResult(*hit) : nullptr;
+               },
                .store = [this](const std::string& key,
                                const absl::StatusOr<LoadedValue>& r) { Store(key, r); },
                .completed =
@@ -184,7 +188,7 @@ struct FlightCache::Impl {
     return r;
   }
 
-  // A hit found by the re-check, in the shape a load's waiters get (see Get()).
+  // A hit found by the group's recheck, counted, in the shape a load's waiters get (see Get()).
   SharedResult<LoadedValue> HitAsResult(const CacheHit& hit) {
     if (hit.negative()) {
       requests.Add(kNegativeHits);
@@ -252,38 +256,34 @@ GetHandle FlightCache::Get(std::string_view key, Callback done) {
                                     options_.max_key_bytes))});
     return {};
   }
-  // Lookup, not Peek: a hit is an access the eviction policy must see, or hot keys would be
-  // evicted like one-hit keys.
+  // One probe and one count per lookup: a hit here, or — under the key's group lock, where no
+  // load can store it unseen — the group's recheck, which counts the hit it finds.
   if (std::optional<CacheHit> hit = impl.cache.Lookup(key)) {
     done(impl.FromCacheHit(*hit));
     return {};
   }
-  impl.requests.Add(Impl::kMisses);
   Group::Callback on_load = [&impl, done = std::move(done)](const SharedResult<LoadedValue>& result,
                                                             Group::Outcome outcome) mutable {
     done(impl.FromLoad(result, outcome));
   };
-  while (true) {
-    Group::Joined joined = impl.group.Join(
-        key, [&impl](LoadHandle<LoadedValue>&& load) { impl.Load(std::move(load)); },
-        std::move(on_load));
-    switch (joined.outcome) {
-      case Group::Outcome::kJoined:
-        impl.requests.Add(Impl::kCoalesced);
-        return GetHandle(std::move(joined.waiter));
-      case Group::Outcome::kStarted:
-        return GetHandle(std::move(joined.waiter));
-      case Group::Outcome::kAnsweredByRecheck:
-        // A load stored the key between our miss and Join's lock. Serve it as a hit; if it was
-        // evicted again in that instant, go round and join or start a flight after all.
-        if (std::optional<CacheHit> hit = impl.cache.Lookup(key)) {
-          impl.requests.Add(Impl::kMisses, -1);  // it was a hit after all
-          on_load(impl.HitAsResult(*hit), Group::Outcome::kAnsweredByRecheck);
-          return {};
-        }
-        continue;
-    }
+  Group::Joined joined = impl.group.Join(
+      key, [&impl](LoadHandle<LoadedValue>&& load) { impl.Load(std::move(load)); },
+      std::move(on_load));
+  switch (joined.outcome) {
+    case Group::Outcome::kJoined:
+      impl.requests.Add(Impl::kMisses);
+      impl.requests.Add(Impl::kCoalesced);
+      return GetHandle(std::move(joined.waiter));
+    case Group::Outcome::kStarted:
+      impl.requests.Add(Impl::kMisses);
+      return GetHandle(std::move(joined.waiter));
+    case Group::Outcome::kAnsweredByRecheck:
+      // A load stored the key between our miss and Join's lock: a hit after all. Join did not
+      // take `on_load`.
+      on_load(joined.answer, Group::Outcome::kAnsweredByRecheck);
+      return {};
   }
+  return {};
 }
 
 bool FlightCache::ReadHit(std::string_view key,
