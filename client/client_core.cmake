@@ -1,7 +1,7 @@
-# The gRPC-free client libraries: loadgen workload / runner / stats, the demo origin's model, and
-# small common helpers. Included from client/CMakeLists.txt, and from tests/unit/CMakeLists.txt
-# when the client directory is not built (the tsan preset sets FLIGHTCACHE_BUILD_SERVER=OFF and
-# has no gRPC), so that these units are tested under TSan too.
+# The gRPC-free client libraries: loadgen workload / runner / stats, and small common helpers
+# (the demo origin's model is lib's flightcache_sim). Included from client/CMakeLists.txt, and
+# from tests/unit/CMakeLists.txt when the client directory is not built (the tsan preset sets
+# FLIGHTCACHE_BUILD_SERVER=OFF and has no gRPC), so that these units are tested under TSan too.
 include_guard(GLOBAL)
 set(FLIGHTCACHE_CLIENT_DIR ${CMAKE_CURRENT_LIST_DIR})
 
@@ -40,8 +40,3 @@ add_library(flightcache_loadgen_lib INTERFACE)
 target_link_libraries(flightcache_loadgen_lib INTERFACE flightcache_loadgen_histogram
                       flightcache_loadgen_workload flightcache_loadgen_stats
                       flightcache_loadgen_runner)
-
-flightcache_client_lib(flightcache_origin_model
-                       SOURCES origin/latency_distribution.cc origin/origin_model.cc
-                       DEPS absl::status absl::statusor absl::strings absl::synchronization
-                            absl::time absl::flat_hash_map)

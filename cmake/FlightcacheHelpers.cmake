@@ -74,12 +74,15 @@ function(flightcache_unit name)
   cmake_parse_arguments(ARG "" "" "SOURCES;DEPS" ${ARGN})
   if(ARG_SOURCES)
     add_library(${name} STATIC ${ARG_SOURCES})
-    target_include_directories(${name} PUBLIC ${PROJECT_SOURCE_DIR}/lib/include)
+    # lib/src holds the internal headers (lib/src/internal/*.h, included as "internal/x.h").
+    target_include_directories(${name} PUBLIC ${PROJECT_SOURCE_DIR}/lib/include
+                               ${PROJECT_SOURCE_DIR}/lib/src)
     target_link_libraries(${name} PUBLIC ${ARG_DEPS})
     flightcache_warnings(${name})
   else()
     add_library(${name} INTERFACE)
-    target_include_directories(${name} INTERFACE ${PROJECT_SOURCE_DIR}/lib/include)
+    target_include_directories(${name} INTERFACE ${PROJECT_SOURCE_DIR}/lib/include
+                               ${PROJECT_SOURCE_DIR}/lib/src)
     target_link_libraries(${name} INTERFACE ${ARG_DEPS})
   endif()
 endfunction()

@@ -14,6 +14,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_replace.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -21,8 +22,8 @@
 #include "client/common/flags.h"
 #include "client/common/json_writer.h"
 #include "client/common/signal_watcher.h"
-#include "client/origin/origin_model.h"
 #include "client/origin/origin_service.h"
+#include "flightcache/sim/origin_model.h"
 #include "flightcache/timer_queue.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:50052",
@@ -36,10 +37,12 @@ ABSL_FLAG(absl::Duration, stats_interval, absl::Seconds(1), "How often --stats-f
 ABSL_FLAG(absl::Duration, log_interval, absl::Seconds(10),
           "How often a counters line is logged to stderr (0: only on exit).");
 ABSL_FLAG(std::string, latency, "fixed:5ms",
-          "Fetch latency: fixed:D | uniform:MIN,MAX | lognormal:MEDIAN,SIGMA | "
-          "bimodal:FAST,SLOW,P (e.g. bimodal:5ms,200ms,0.02 = 98% 5 ms, 2% 200 ms).");
+          "Fetch latency: fixed:D | jitter:D,J (D +/- uniform J) | uniform:MIN,MAX | "
+          "lognormal:MEDIAN,SIGMA | bimodal:FAST,SLOW,P (e.g. bimodal:5ms,200ms,0.02 = 98% 5 ms, "
+          "2% 200 ms).");
 ABSL_FLAG(int64_t, value_bytes, 128,
-          "Value size; a value is 'v<version>:<len>:<key>;' padded with '.' to this size.");
+          "Value size; a value is 'sim-value v=<version> key=<len>:<key>\\n' padded with '.' to "
+          "this size (the server's sim:// origin answers the same).");
 ABSL_FLAG(double, error_rate, 0, "Share of fetches that fail with UNAVAILABLE.");
 ABSL_FLAG(double, not_found_rate, 0,
           "Share of keys that do not exist (NOT_FOUND), chosen by a stable hash of the key.");
@@ -52,12 +55,19 @@ ABSL_FLAG(int64_t, reject_above, 0,
           "Answer RESOURCE_EXHAUSTED at once when this many fetches are in flight (0: never).");
 ABSL_FLAG(absl::Duration, ttl, absl::ZeroDuration(),
           "TTL sent with each value as ttl_ms (0: let the server use its default TTL).");
-ABSL_FLAG(uint64_t, seed, 1, "Random seed for latencies and injected errors.");
+ABSL_FLAG(uint64_t, seed, 1,
+          "Random seed for latencies and injected errors (sim://'s seed=N: the same seed answers "
+          "the same fetches alike).");
 ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(5),
           "On SIGTERM/SIGINT, how long fetches in flight may take before they are cancelled.");
 
 namespace flightcache::demo_origin {
 namespace {
+
+using sim::LatencyDistribution;
+using sim::OriginCounters;
+using sim::OriginModel;
+using sim::OriginModelOptions;
 
 constexpr char kUsage[] =
     "flightcache-origin: a demo/test origin (flightcache.v1.Origin) with configurable latency,\n"
@@ -121,7 +131,14 @@ OriginModelOptions ModelOptionsFromFlags() {
   o.reject_above = absl::GetFlag(FLAGS_reject_above);
   o.ttl = absl::GetFlag(FLAGS_ttl);
   o.seed = absl::GetFlag(FLAGS_seed);
-  if (absl::Status s = o.Validate(); !s.ok()) client::ExitUsageError(s.message());
+  // Exact per-key versions (and the distinct-keys counter): a demo origin's keys are few.
+  o.version_slots = 0;
+  if (absl::Status s = o.Validate([](absl::string_view option) {
+        return absl::StrCat("--", absl::StrReplaceAll(option, {{"_", "-"}}));
+      });
+      !s.ok()) {
+    client::ExitUsageError(s.message());
+  }
   return o;
 }
 

@@ -5,8 +5,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "flightcache/flight.h"
-#include "flightcache/latency_window.h"
 #include "flightcache/striped.h"
+#include "internal/origin_fetcher.h"
 
 namespace flightcache {
 namespace {
@@ -41,11 +41,6 @@ absl::Status MapOriginError(const absl::Status& status, const std::string& origi
   }
 }
 
-// The typical fetch time is the median of this many recent answered fetches, once there are at
-// least kMinFetchSamples of them (before that, every load that gets a permit fetches).
-constexpr size_t kFetchLatencyWindow = 101;
-constexpr size_t kMinFetchSamples = 10;
-
 }  // namespace
 
 absl::Status FlightCacheOptions::Validate() const {
@@ -77,16 +72,12 @@ struct FlightCache::Impl {
   Impl(const FlightCacheOptions& options, Origin& origin, TimerQueue& timers,
        LoadObserver* observer, const Clock& ttl_clock)
       : options(options),
-        origin(origin),
         origin_name(origin.Describe()),
         load_timeout_message(absl::StrCat(
             "origin ", origin_name,
             " did not answer within --load-timeout=", absl::FormatDuration(options.load_timeout))),
-        timers(timers),
         observer(observer),
         cache(options.cache, ttl_clock),
-        limiter(options.max_concurrent_loads, options.max_queued_loads),
-        hedger(options.hedge, timers, &limiter),
         group({.abandon = options.abandoned_loads,
                .load_timeout = options.load_timeout,
                .timeout_message = load_timeout_message},
@@ -97,39 +88,22 @@ struct FlightCache::Impl {
                .completed =
                    [this](const std::string& key, const absl::StatusOr<LoadedValue>& r) {
                      CountCompletion(key, r.status());
-                   }}) {}
+                   }}),
+        fetcher(origin, timers,
+                {.max_concurrent = options.max_concurrent_loads,
+                 .max_queued = options.max_queued_loads},
+                options.hedge, FetchObserver(observer)) {}
 
-  // Cancels every load (detached ones too, and waits for load timeouts running now), then waits
-  // until no closure that can call into this object is left: queued grants, origin callbacks,
-  // hedge timers. Origins stop promptly once cancelled (the Origin contract), so this is short.
-  ~Impl() {
-    group.CancelAll();
-    absl::MutexLock lock(&pins_mu);
-    pins_mu.Await(absl::Condition(
-        +[](int64_t* n) { return *n == 0; }, &pins));
+  // Cancels every load (detached ones too, and waits for load timeouts running now); `fetcher`,
+  // destroyed first, then waits until none of its callbacks can reach this object any more.
+  ~Impl() { group.CancelAll(); }
+
+  static OriginFetcher::CallObserver FetchObserver(LoadObserver* observer) {
+    if (observer == nullptr) return nullptr;
+    return [observer](uint32_t attempt, absl::Duration latency, const absl::Status& status) {
+      observer->OnFetchDone(attempt, latency, status);
+    };
   }
-
-  // Held (through a PinRef) by every closure of a load that captures `this` and may run on
-  // another thread or after the caller returned. Counting origin fetches alone is not enough: a
-  // hedge timer that has decided to send a hedge, or a permit being handed to a queued load,
-  // runs between two fetches.
-  class Pin final {
-   public:
-    explicit Pin(Impl& impl) : impl_(impl) {
-      absl::MutexLock lock(&impl_.pins_mu);
-      ++impl_.pins;
-    }
-    ~Pin() {
-      absl::MutexLock lock(&impl_.pins_mu);
-      --impl_.pins;
-    }
-    Pin(const Pin&) = delete;
-    Pin& operator=(const Pin&) = delete;
-
-   private:
-    Impl& impl_;
-  };
-  using PinRef = std::shared_ptr<const Pin>;
 
   // Runs under the group's shard lock for the key: only answers are cached, failures never.
   void Store(const std::string& key, const absl::StatusOr<LoadedValue>& result) {
@@ -151,98 +125,25 @@ struct FlightCache::Impl {
     if (observer != nullptr) observer->OnLoadDone(key, status);
   }
 
-  // The loader every flight runs: a permit (FIFO queue), then the origin through the hedger.
+  // The loader every flight runs: the origin fetch under a permit, within the load's timeout.
   void Load(LoadHandle<LoadedValue>&& handle) {
     auto load = std::make_shared<LoadHandle<LoadedValue>>(std::move(handle));
-    auto pin = std::make_shared<const Pin>(*this);
-    limiter.Acquire(load->stop_token(), [this, load,
-                                         pin](absl::StatusOr<ConcurrencyLimiter::Permit> permit) {
-      if (!permit.ok()) {
-        load->Complete(permit.status());
-        return;
-      }
-      if (load->cancelled()) return;  // the permit is released as `permit` goes out of scope
-      if (absl::Status late = TooLateToFetch(load->deadline()); !late.ok()) {
-        loads_too_late_to_fetch.fetch_add(1, std::memory_order_relaxed);
-        load->Complete(std::move(late));
-        return;
-      }
-      auto held = std::make_shared<ConcurrencyLimiter::Permit>(*std::move(permit));
-      hedger.Run(
-          load->stop_token(),
-          [this, pin, held, key = load->key(), deadline = load->deadline()](
-              uint32_t attempt, std::stop_token cancel, FetchCallback done) {
-            if (attempt == 1) {
-              // The primary's permit comes free when its origin call has ended, not when the
-              // hedger decides: a cancelled or beaten primary is still in flight at the
-              // origin until it answers (the hedge's permit works the same way).
-              done = [held, done = std::move(done)](absl::StatusOr<FetchResult> r) mutable {
-                held->Release();
-                done(std::move(r));
-              };
-            }
-            Fetch(FetchRequest{key, attempt, deadline}, std::move(cancel), std::move(done), pin);
-          },
-          [this, load, pin](absl::StatusOr<FetchResult> result) {
-            if (CutByLoadTimeout(result.status(), load->deadline())) {
-              fetches_cut_by_load_timeout.fetch_add(1, std::memory_order_relaxed);
-              // Whichever fired first, our timer or the origin client's deadline, callers see
-              // the one load-timeout error.
-              load->Complete(absl::UnavailableError(load_timeout_message));
-              return;
-            }
-            load->Complete(ToLoadedValue(std::move(result)));
-          });
-    });
-  }
-
-  // Not OK when less of the load's timeout is left than a typical answered fetch takes.
-  absl::Status TooLateToFetch(absl::Time deadline) {
-    const absl::Duration left = deadline - timers.clock().Now();
-    absl::Duration typical;
-    {
-      absl::MutexLock lock(&fetch_latency_mu);
-      if (fetch_latency.size() < kMinFetchSamples) return absl::OkStatus();
-      typical = fetch_latency.Percentile(50);
-    }
-    if (left >= typical) return absl::OkStatus();
-    return absl::UnavailableError(
-        absl::StrCat("origin ", origin_name, " not asked: the load waited in the queue until ",
-                     absl::FormatDuration(left), " of its timeout was left, and the origin takes ",
-                     absl::FormatDuration(typical), " to answer (median)"));
-  }
-
-  // The run ended because the load's own timeout stopped it (our timer, or the origin client's
-  // deadline, which is the same instant) while the origin was still working on it. The origin
-  // client may keep that deadline on another clock (gRPC: wall-clock time) and fire a little
-  // before ours reaches it: hence the slack.
-  bool CutByLoadTimeout(const absl::Status& status, absl::Time deadline) const {
-    constexpr absl::Duration kOtherClockSlack = absl::Milliseconds(2);
-    return (absl::IsCancelled(status) || absl::IsDeadlineExceeded(status)) &&
-           timers.clock().Now() + kOtherClockSlack >= deadline;
-  }
-
-  // One origin attempt, timed for the observer. An origin that throws is the hedger's to catch
-  // (it reports INTERNAL for the attempt): that is the one place an attempt's exception is
-  // caught, because a hedge starts on a timer thread where nobody else could. `pin` keeps this
-  // object alive (see ~Impl) until the origin has answered.
-  void Fetch(const FetchRequest& request, std::stop_token cancel, FetchCallback done, PinRef pin) {
-    const absl::Time start = timers.clock().Now();
-    origin.Fetch(request, std::move(cancel),
-                 [this, start, attempt = request.attempt, pin = std::move(pin),
-                  done = std::move(done)](absl::StatusOr<FetchResult> result) mutable {
-                   // Released when this call ends, even if the origin keeps the callback.
-                   const PinRef held_pin = std::move(pin);
-                   const absl::Duration latency = timers.clock().Now() - start;
-                   if (IsAnswer(result.status())) {
-                     absl::MutexLock lock(&fetch_latency_mu);
-                     fetch_latency.Add(latency);
-                   }
-                   if (observer != nullptr)
-                     observer->OnFetchDone(attempt, latency, result.status());
-                   done(std::move(result));
-                   done = nullptr;  // before `held_pin` goes
-                 });
+    fetcher.Fetch(load->key(), load->deadline(), load->stop_token(),
+                  [this, load](FetchOutcome outcome) {
+                    switch (outcome.end) {
+                      case FetchOutcome::End::kNotSent:
+                        load->Complete(outcome.result.status());
+                        return;
+                      case FetchOutcome::End::kCutByDeadline:
+                        // Whichever fired first, our timer or the origin client's deadline,
+                        // callers see the one load-timeout error.
+                        load->Complete(absl::UnavailableError(load_timeout_message));
+                        return;
+                      case FetchOutcome::End::kAnswered:
+                        load->Complete(ToLoadedValue(std::move(outcome.result)));
+                        return;
+                    }
+                  });
   }
 
   absl::StatusOr<LoadedValue> ToLoadedValue(absl::StatusOr<FetchResult> result) const {
@@ -304,26 +205,18 @@ struct FlightCache::Impl {
   }
 
   const FlightCacheOptions& options;
-  Origin& origin;
   const std::string origin_name;
   const std::string load_timeout_message;  // UNAVAILABLE text of a load that timed out
-  TimerQueue& timers;
   LoadObserver* const observer;
   ShardedCache cache;
-  ConcurrencyLimiter limiter;
-  Hedger hedger;
   // Statistics only, never used to order other memory. The per-request ones are striped so that
   // hits on different cores do not share a written cache line.
   enum RequestCounter { kRequests, kHits, kNegativeHits, kMisses, kCoalesced, kCounterCount };
   StripedCounters<kCounterCount> requests;
   std::atomic<int64_t> loads_succeeded{0}, loads_failed{0}, loads_cancelled{0};
-  std::atomic<int64_t> loads_too_late_to_fetch{0}, fetches_cut_by_load_timeout{0};
-  absl::Mutex fetch_latency_mu;
-  LatencyWindow fetch_latency ABSL_GUARDED_BY(fetch_latency_mu) =
-      LatencyWindow(kFetchLatencyWindow);
-  absl::Mutex pins_mu;
-  int64_t pins ABSL_GUARDED_BY(pins_mu) = 0;  // live Pins
   Group group;
+  // Last: destroyed first, waiting for its callbacks while everything they use is still here.
+  OriginFetcher fetcher;
 };
 
 FlightCache::FlightCache(FlightCacheOptions options, Origin& origin, TimerQueue& timers,
@@ -433,13 +326,13 @@ FlightCacheStats FlightCache::stats() const {
   s.loads_succeeded = load(impl.loads_succeeded);
   s.loads_failed = load(impl.loads_failed);
   s.loads_cancelled = load(impl.loads_cancelled);
-  s.loads_too_late_to_fetch = load(impl.loads_too_late_to_fetch);
-  s.fetches_cut_by_load_timeout = load(impl.fetches_cut_by_load_timeout);
-  const HedgeStats hedges = impl.hedger.stats();
-  s.origin_fetches = hedges.fetches;
-  s.hedges_sent = hedges.hedges_sent;
-  s.hedges_won = hedges.hedges_won;
-  s.loads_queued = impl.limiter.queued();
+  const OriginFetcherStats fetches = impl.fetcher.stats();
+  s.loads_too_late_to_fetch = fetches.too_late;
+  s.fetches_cut_by_load_timeout = fetches.cut_by_deadline;
+  s.origin_fetches = fetches.fetches;
+  s.hedges_sent = fetches.hedges_sent;
+  s.hedges_won = fetches.hedges_won;
+  s.loads_queued = fetches.queued;
   const CacheStats cache = impl.cache.stats();
   s.entries = cache.entries;
   s.bytes = cache.bytes;

@@ -1,7 +1,6 @@
 #include "flightcache/hedger.h"
 
 #include <algorithm>
-#include <exception>
 #include <memory>
 #include <optional>
 #include <utility>
@@ -60,8 +59,8 @@ absl::Status HedgeOptions::Validate() const {
 
 // The state machine of one Run(). Shared by the two attempts' callbacks (strong references) and
 // by the hedge timer and the run's stop callback (weak references, so that neither keeps a
-// finished run alive). Every transition happens under `mu`; user callbacks, timer cancellation,
-// stop requests and permit releases happen after it is released, because each of them may call
+// finished run alive). Every transition happens under `mu`; attempts, user callbacks, timer
+// cancellation and stop requests happen after it is released, because each of them may call
 // straight back into this state on the same thread.
 struct Hedger::RunState final : std::enable_shared_from_this<RunState> {
   RunState(Hedger& hedger, FetchCallback done, absl::Time start)
@@ -71,12 +70,10 @@ struct Hedger::RunState final : std::enable_shared_from_this<RunState> {
   void OnHedgeTimer(const Attempt& attempt);
   // Attempt 1 (primary) or 2 (hedge) finished with `result`.
   void OnAttemptDone(uint32_t attempt, absl::StatusOr<FetchResult> result);
+  // The hedge's attempt refused to start: as if no hedge had been sent.
+  void OnHedgeRefused();
   // Run's own token fired.
   void OnRunCancelled();
-  // Calls `attempt`. One that throws instead of reporting is reported as INTERNAL: the origin's
-  // contract forbids throwing, but a hedge starts on a timer thread where nobody else could
-  // catch it, and an attempt that never reports would leave the run waiting forever.
-  void Start(const Attempt& attempt, uint32_t n, std::stop_token cancel, FetchCallback report);
 
   Hedger& hedger;
   const absl::Time start;
@@ -104,10 +101,9 @@ struct Hedger::RunState final : std::enable_shared_from_this<RunState> {
   std::optional<std::stop_callback<CancelFunctor>> on_cancel;
 };
 
-Hedger::Hedger(HedgeOptions options, TimerQueue& timers, ConcurrencyLimiter* limiter)
+Hedger::Hedger(HedgeOptions options, TimerQueue& timers)
     : options_(std::move(options)),
       timers_(timers),
-      limiter_(limiter),
       tokens_(options_.max_tokens),
       window_(options_.percentile > 0 ? static_cast<size_t>(options_.window_size) : 1) {}
 
@@ -128,10 +124,12 @@ void Hedger::Run(std::stop_token cancel, Attempt attempt, FetchCallback done) {
   // The timer needs the attempt after Run() returns.
   auto shared_attempt = std::make_shared<const Attempt>(std::move(attempt));
 
-  rs->Start(*shared_attempt, 1, rs->primary_stop.get_token(),
-            [rs](absl::StatusOr<FetchResult> result) {
-              rs->OnAttemptDone(/*attempt=*/1, std::move(result));
-            });
+  const bool started = (*shared_attempt)(
+      1, rs->primary_stop.get_token(),
+      [rs](absl::StatusOr<FetchResult> result) { rs->OnAttemptDone(1, std::move(result)); });
+  if (!started) {
+    rs->OnAttemptDone(1, absl::InternalError("the primary origin fetch refused to start"));
+  }
   if (!hedging) return;
 
   // Armed after the primary started, so a hedge can never precede it.
@@ -149,18 +147,10 @@ void Hedger::Run(std::stop_token cancel, Attempt attempt, FetchCallback done) {
 }
 
 void Hedger::RunState::OnHedgeTimer(const Attempt& attempt) {
-  // Declared before the lock so that a permit we end up not using is released after it.
-  std::optional<ConcurrencyLimiter::Permit> permit;
   {
     absl::MutexLock lock(&mu);
     hedge_timer = kNoTimer;
     if (delivered || primary_done) return;
-    // Hedges never queue: a permit now or no hedge. Taken before the token so that a missing
-    // permit does not spend one. Neither call blocks or runs callbacks.
-    if (hedger.limiter_ != nullptr) {
-      permit = hedger.limiter_->TryAcquire();
-      if (!permit.has_value()) return;
-    }
     if (!hedger.TrySpendToken()) return;
     hedge_sent = true;
   }
@@ -169,26 +159,33 @@ void Hedger::RunState::OnHedgeTimer(const Attempt& attempt) {
     ++hedger.stats_.fetches;
     ++hedger.stats_.hedges_sent;
   }
-  Start(attempt, 2, hedge_stop.get_token(),
-        [rs = shared_from_this(),
-         permit = std::move(permit)](absl::StatusOr<FetchResult> result) mutable {
-          rs->OnAttemptDone(/*attempt=*/2, std::move(result));
-          // The hedge's fetch has ended: only now does its concurrency slot come free.
-          permit.reset();
-        });
+  const bool started =
+      attempt(2, hedge_stop.get_token(), [rs = shared_from_this()](absl::StatusOr<FetchResult> r) {
+        rs->OnAttemptDone(2, std::move(r));
+      });
+  if (started) return;
+  {
+    absl::MutexLock lock(&hedger.mu_);
+    --hedger.stats_.fetches;
+    --hedger.stats_.hedges_sent;
+  }
+  hedger.RefundToken();
+  OnHedgeRefused();
 }
 
-void Hedger::RunState::Start(const Attempt& attempt, uint32_t n, std::stop_token cancel,
-                             FetchCallback report) {
-  try {
-    attempt(n, std::move(cancel), std::move(report));
-  } catch (const std::exception& e) {
-    OnAttemptDone(
-        n, absl::InternalError(absl::StrCat("origin fetch attempt ", n, " threw: ", e.what())));
-  } catch (...) {
-    OnAttemptDone(
-        n, absl::InternalError(absl::StrCat("origin fetch attempt ", n, " threw a non-exception")));
+void Hedger::RunState::OnHedgeRefused() {
+  FetchCallback deliver;
+  absl::Status error;
+  {
+    absl::MutexLock lock(&mu);
+    hedge_sent = false;
+    // A primary that answered has delivered; one that failed meanwhile waited for this hedge.
+    if (delivered || !primary_done) return;
+    delivered = true;
+    deliver = std::move(done);
+    error = primary_error;
   }
+  deliver(std::move(error));
 }
 
 void Hedger::RunState::OnAttemptDone(uint32_t attempt, absl::StatusOr<FetchResult> result) {
@@ -201,7 +198,7 @@ void Hedger::RunState::OnAttemptDone(uint32_t attempt, absl::StatusOr<FetchResul
   bool record_latency = false;
   {
     absl::MutexLock lock(&mu);
-    // Only the first report of an attempt counts (a throwing attempt may still report later).
+    // Only the first report of an attempt counts.
     if (is_primary ? primary_done : hedge_done) return;
     if (is_primary) {
       primary_done = true;
@@ -286,6 +283,11 @@ bool Hedger::TrySpendToken() {
   if (tokens_ < 1 - kTokenEpsilon) return false;
   tokens_ = std::max(0.0, tokens_ - 1);
   return true;
+}
+
+void Hedger::RefundToken() {
+  absl::MutexLock lock(&mu_);
+  tokens_ = std::min(options_.max_tokens, tokens_ + 1);
 }
 
 void Hedger::EarnToken() {

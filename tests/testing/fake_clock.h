@@ -2,6 +2,8 @@
 //
 // FakeTimerQueue::Advance(d) moves the clock forward and runs, in time order and on the calling
 // thread, every timer that has come due (including timers scheduled by those callbacks, if due).
+// RunEarliest() runs the earliest timer whatever its time: with a clock of the test's own (the
+// second constructor), the test drives timers one by one and Advance() is not used.
 //
 // Thread-safety: thread-safe; timers may be scheduled from any thread while a test advances.
 #ifndef FLIGHTCACHE_TESTS_TESTING_FAKE_CLOCK_H_
@@ -43,6 +45,8 @@ class FakeTimerQueue final : public TimerQueue {
  public:
   FakeTimerQueue() = default;
   explicit FakeTimerQueue(absl::Time start) : clock_(start) {}
+  // clock() reads `clock`, which must outlive this queue.
+  explicit FakeTimerQueue(const Clock& clock) : read_clock_(&clock) {}
 
   TimerId RunAt(absl::Time when, absl::AnyInvocable<void()> fn) override {
     absl::MutexLock lock(&mu_);
@@ -64,8 +68,21 @@ class FakeTimerQueue final : public TimerQueue {
     return false;
   }
 
-  const Clock& clock() const override { return clock_; }
+  const Clock& clock() const override { return *read_clock_; }
   FakeClock& fake_clock() { return clock_; }
+
+  // Runs the earliest pending timer (whatever its time); false if there is none.
+  bool RunEarliest() {
+    absl::AnyInvocable<void()> fn;
+    {
+      absl::MutexLock lock(&mu_);
+      if (timers_.empty()) return false;
+      fn = std::move(timers_.begin()->second);
+      timers_.erase(timers_.begin());
+    }
+    fn();
+    return true;
+  }
 
   // Moves time forward by `d`, running every timer that comes due on the way, in order.
   void Advance(absl::Duration d) {
@@ -92,6 +109,7 @@ class FakeTimerQueue final : public TimerQueue {
 
  private:
   FakeClock clock_;
+  const Clock* const read_clock_ = &clock_;
   mutable absl::Mutex mu_;
   std::map<std::pair<absl::Time, TimerId>, absl::AnyInvocable<void()>> timers_ ABSL_GUARDED_BY(mu_);
   TimerId next_id_ ABSL_GUARDED_BY(mu_) = 1;

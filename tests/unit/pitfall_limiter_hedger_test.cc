@@ -1,4 +1,4 @@
-// Pitfalls 7 and 8 of docs/TESTING.md: unbounded fan-out, and hedges that always fire or drop
+// Pitfalls 7 and 8 of docs/DESIGN.md: unbounded fan-out, and hedges that always fire or drop
 // errors.
 #include <deque>
 #include <optional>
@@ -13,11 +13,14 @@
 #include "flightcache/hedger.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "internal/origin_fetcher.h"
+#include "tests/testing/async_cancel_origin.h"
 #include "tests/testing/fake_clock.h"
 
 namespace flightcache {
 namespace {
 
+using ::flightcache::testing::AsyncCancelOrigin;
 using ::flightcache::testing::FakeTimerQueue;
 using ::testing::HasSubstr;
 using Permit = ConcurrencyLimiter::Permit;
@@ -81,6 +84,7 @@ class ManualOrigin {
   Hedger::Attempt fn() {
     return [this](uint32_t attempt, std::stop_token cancel, FetchCallback done) {
       calls_.push_back({attempt, std::move(cancel), std::move(done)});
+      return true;
     };
   }
   size_t count() const { return calls_.size(); }
@@ -115,8 +119,7 @@ TEST(PitfallTest, P08HedgeFiresOnlyAfterDelayWithinBudgetAndKeepsErrors) {
   {
     SCOPED_TRACE("fast primaries send zero hedges");
     FakeTimerQueue timers;
-    ConcurrencyLimiter limiter(64, 0);
-    Hedger hedger(options, timers, &limiter);
+    Hedger hedger(options, timers);
     for (int i = 0; i < 100; ++i) {
       ManualOrigin origin;
       int done_calls = 0;
@@ -139,8 +142,7 @@ TEST(PitfallTest, P08HedgeFiresOnlyAfterDelayWithinBudgetAndKeepsErrors) {
   {
     SCOPED_TRACE("slow primaries hedge within budget");
     FakeTimerQueue timers;
-    ConcurrencyLimiter limiter(64, 0);
-    Hedger hedger(options, timers, &limiter);
+    Hedger hedger(options, timers);
     constexpr int kLoads = 200;
     for (int i = 0; i < kLoads; ++i) {
       ManualOrigin origin;
@@ -154,45 +156,43 @@ TEST(PitfallTest, P08HedgeFiresOnlyAfterDelayWithinBudgetAndKeepsErrors) {
     const HedgeStats stats = hedger.stats();
     EXPECT_GE(stats.hedges_sent, 10) << "the bucket starts full";
     EXPECT_LE(stats.hedges_sent, 10 + 0.05 * kLoads + 1) << "hedges exceeded the budget";
-    EXPECT_EQ(limiter.in_use(), 0);
   }
 
   {
     SCOPED_TRACE("a hedge counts against the concurrency limit for its whole origin call");
     FakeTimerQueue timers;
-    ConcurrencyLimiter limiter(2, 0);
-    Hedger hedger(options, timers, &limiter);
-    std::optional<Permit> primary_permit = limiter.TryAcquire();  // the caller holds the primary's
-    ManualOrigin origin;
+    AsyncCancelOrigin origin;  // a cancelled call stays in flight until the origin answers
+    OriginFetcher fetcher(origin, timers, {.max_concurrent = 2, .max_queued = 10}, options);
     int done_calls = 0;
-    hedger.Run({}, origin.fn(), [&](absl::StatusOr<FetchResult>) { ++done_calls; });
+    auto count = [&](FetchOutcome) { ++done_calls; };
+    fetcher.Fetch("a", absl::InfiniteFuture(), {}, count);
     timers.Advance(kDelay);
-    ASSERT_EQ(origin.count(), 2u);
-    EXPECT_EQ(limiter.in_use(), 2);
-    origin.Complete(0, FetchResult{"v"});  // the primary wins; the hedge is told to stop...
-    primary_permit.reset();
+    ASSERT_EQ(origin.fetches(), 2u);
+    fetcher.Fetch("b", absl::InfiniteFuture(), {}, count);  // waits: both permits in use
+    origin.Answer(0, FetchResult{"v"});  // the primary wins; the hedge is told to stop...
     ASSERT_EQ(done_calls, 1);
-    ASSERT_TRUE(origin.cancelled(1));
-    EXPECT_EQ(limiter.in_use(), 1) << "...but the origin still works on it";
-    origin.Complete(1, absl::CancelledError("stopped"));
-    EXPECT_EQ(limiter.in_use(), 0);
+    ASSERT_TRUE(origin.cancel_seen(1));
+    EXPECT_EQ(origin.max_in_flight(), 2) << "...but the origin still works on it";
+    origin.Answer(1, absl::CancelledError("stopped"));
+    ASSERT_EQ(origin.fetches(), 3u) << "b starts once the hedge's call has ended";
+    origin.Answer(2, FetchResult{"v"});
+    EXPECT_EQ(done_calls, 2);
 
     // No free permit: no hedge, and it does not queue for one.
-    ConcurrencyLimiter full(1, 0);
-    Hedger starved(options, timers, &full);
-    std::optional<Permit> only = full.TryAcquire();
-    ManualOrigin slow;
-    starved.Run({}, slow.fn(), [&](absl::StatusOr<FetchResult>) { ++done_calls; });
+    AsyncCancelOrigin slow;
+    OriginFetcher starved(slow, timers, {.max_concurrent = 1, .max_queued = 10}, options);
+    starved.Fetch("s", absl::InfiniteFuture(), {}, count);
     timers.Advance(kDelay * 10);
-    EXPECT_EQ(slow.count(), 1u) << "a hedge was sent without a permit";
-    slow.Complete(0, FetchResult{"v"});
-    EXPECT_EQ(done_calls, 2);
+    EXPECT_EQ(slow.fetches(), 1u) << "a hedge was sent without a permit";
+    EXPECT_EQ(starved.stats().queued, 0);
+    slow.Answer(0, FetchResult{"v"});
+    EXPECT_EQ(done_calls, 3);
   }
 
   {
     SCOPED_TRACE("errors are returned, never swallowed");
     FakeTimerQueue timers;
-    Hedger hedger(options, timers, nullptr);
+    Hedger hedger(options, timers);
     // Both attempts fail: the primary's error is the result, not silence and not a hang.
     ManualOrigin origin;
     std::optional<absl::StatusOr<FetchResult>> result;

@@ -1,9 +1,11 @@
 #include "flightcache/single_flight.h"
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <random>
+#include <stop_token>
 #include <string>
 #include <thread>
 #include <vector>
@@ -19,6 +21,7 @@ namespace {
 
 using Group = SingleFlightGroup<std::string>;
 using Outcome = Group::Outcome;
+using testing::FakeTimerQueue;
 
 // Keeps the LoadHandles the group gave out, so a test can answer loads when it likes.
 class HeldLoads {
@@ -359,6 +362,62 @@ TEST_F(SingleFlightGroupTest, JoinRacingWithLastLeaveNeverJoinsADoomedFlight) {
   }
   EXPECT_EQ(group.stats().inflight, 0);
   EXPECT_EQ(group.size(), 0u);
+}
+
+// A detached (invalidated) flight is out of the table, but destroying the group must still cancel
+// and answer it: otherwise its waiters are stranded until the load answers, and the late answer
+// runs the hooks of a destroyed group (in FlightCache: members of the destroyed cache).
+TEST(SingleFlightGroupLifetimeTest, DestroyingTheGroupAlsoCancelsDetachedFlights) {
+  FakeTimerQueue timers;
+  std::unique_ptr<LoadHandle<std::string>> held;
+  std::atomic<int> waiter_calls{0};
+  absl::StatusCode waiter_code = absl::StatusCode::kOk;
+  std::atomic<int> completed_hook_calls{0};
+  {
+    Group group({.load_timeout = absl::Seconds(5)}, timers,
+                {.completed = [&](const std::string&, const absl::StatusOr<std::string>&) {
+                  completed_hook_calls++;
+                }});
+    group.Join(
+        "k",
+        [&](LoadHandle<std::string>&& load) {
+          held = std::make_unique<LoadHandle<std::string>>(std::move(load));
+        },
+        [&](const SharedResult<std::string>& r, Group::Outcome) {
+          waiter_code = r->status().code();
+          waiter_calls++;
+        });
+    ASSERT_TRUE(group.Detach("k"));  // an Invalidate while the load is in flight
+  }                                  // ~SingleFlightGroup: "cancels every flight"
+  EXPECT_EQ(waiter_calls, 1) << "the detached flight's waiter was not answered by the group's "
+                                "destruction: it hangs until the origin answers";
+  EXPECT_EQ(waiter_code, absl::StatusCode::kCancelled);
+  EXPECT_TRUE(held->cancelled()) << "the detached load's stop token never fired";
+  const int hooks_before = completed_hook_calls;
+  EXPECT_FALSE(held->Complete(std::string("late")))
+      << "completing a LoadHandle after its group was destroyed must be a no-op";
+  EXPECT_EQ(completed_hook_calls, hooks_before)
+      << "a late answer ran the `completed` hook of a destroyed group";
+}
+
+// A loader that reacts to its stop token at once (as the limiter does for a queued load: it
+// answers CANCELLED from inside the stop callback) completes the abandoned flight before Leave()
+// does; the flight must still be counted as abandoned.
+TEST(SingleFlightGroupLifetimeTest, AbandonedCountIncludesLoadsThatStopInline) {
+  FakeTimerQueue timers;
+  Group group({.load_timeout = absl::Seconds(5)}, timers);
+  std::optional<std::stop_callback<std::function<void()>>> on_stop;
+  auto joined = group.Join(
+      "k",
+      [&](LoadHandle<std::string>&& load) {
+        auto handle = std::make_shared<LoadHandle<std::string>>(std::move(load));
+        on_stop.emplace(handle->stop_token(),
+                        [handle] { handle->Complete(absl::CancelledError("left the queue")); });
+      },
+      [](const SharedResult<std::string>&, Group::Outcome) {});
+  joined.waiter.Cancel();  // the last (only) waiter leaves: the flight is abandoned
+  EXPECT_EQ(group.stats().abandoned, 1);
+  EXPECT_EQ(group.stats().inflight, 0);
 }
 
 }  // namespace

@@ -2,7 +2,8 @@
 //
 // Run() starts attempt 1 at once. If it has not answered after the hedge delay — fixed, or the
 // pN of a sliding window of recent primary latencies — attempt 2 is sent, but only if the token
-// bucket has a whole token and the limiter gives a permit without queueing. The first *answer*
+// bucket has a whole token and the attempt can start at once (the caller's attempt refuses when it
+// has no room for another origin call, e.g. no free concurrency permit). The first *answer*
 // (a value or NOT_FOUND) wins and the other attempt is cancelled. An error from one attempt waits
 // for the other; if both fail, the primary's error is reported (no error is swallowed). Cancelling
 // the run's token cancels both attempts.
@@ -19,7 +20,8 @@
 // Thread-safety: thread-safe; one Hedger serves every load. `done` runs exactly once, on the
 // thread that delivered the deciding result (or ran the cancellation).
 //
-// Lifetime: the Hedger, the limiter and the timer queue must outlive every Run().
+// Lifetime: the Hedger and the timer queue must outlive every Run(). The Hedger knows nothing of
+// permits: OriginFetcher (lib/src/origin_fetcher.h) runs it with attempts that hold their own.
 #ifndef FLIGHTCACHE_HEDGER_H_
 #define FLIGHTCACHE_HEDGER_H_
 
@@ -34,7 +36,6 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "flightcache/concurrency_limiter.h"
 #include "flightcache/latency_window.h"
 #include "flightcache/origin.h"
 #include "flightcache/timer_queue.h"
@@ -66,14 +67,16 @@ struct HedgeStats {
 
 class Hedger final {
  public:
-  // One fetch attempt: start it, stop it when `cancel` fires, call `done` exactly once.
-  using Attempt = std::function<void(uint32_t attempt, std::stop_token cancel, FetchCallback done)>;
+  // One fetch attempt: start it and return true, then stop it when `cancel` fires and call `done`
+  // exactly once; or return false without calling `done` when it cannot start now (only a hedge
+  // may be refused: then no hedge is sent and no token is spent). Must not throw.
+  using Attempt = std::function<bool(uint32_t attempt, std::stop_token cancel, FetchCallback done)>;
 
-  Hedger(HedgeOptions options, TimerQueue& timers, ConcurrencyLimiter* limiter);
+  Hedger(HedgeOptions options, TimerQueue& timers);
   Hedger(const Hedger&) = delete;
   Hedger& operator=(const Hedger&) = delete;
 
-  // REQUIRES: the caller already holds the primary's concurrency permit (if any).
+  // REQUIRES: `attempt` starts attempt 1 (returns true for it).
   void Run(std::stop_token cancel, Attempt attempt, FetchCallback done);
 
   // The delay a hedge would wait now.
@@ -85,12 +88,12 @@ class Hedger final {
   // Implementation is private to hedger.cc.
   struct RunState;
   bool TrySpendToken();
+  void RefundToken();
   void EarnToken();
   void RecordPrimaryLatency(absl::Duration latency);
 
   const HedgeOptions options_;
   TimerQueue& timers_;
-  ConcurrencyLimiter* const limiter_;  // may be null: no limit
 
   mutable absl::Mutex mu_;
   double tokens_ ABSL_GUARDED_BY(mu_);

@@ -1,5 +1,6 @@
-// server/sim_origin.cc: the simulated origin, on a fake clock.
-#include "server/sim_origin.h"
+// lib/src/sim/sim_origin.cc: the sim:// origin (an Origin over sim::OriginModel), on a fake
+// clock.
+#include "flightcache/sim/sim_origin.h"
 
 #include <atomic>
 #include <optional>
@@ -9,16 +10,14 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/blocking_counter.h"
 #include "flightcache/timer_queue.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/origin_factory.h"
 #include "tests/testing/fake_clock.h"
 
-namespace flightcache {
+namespace flightcache::sim {
 namespace {
 
 using ::flightcache::testing::FakeTimerQueue;
@@ -32,67 +31,47 @@ struct Answer {
   }
 };
 
-SimOriginOptions Options(absl::string_view query) {
-  absl::StatusOr<SimOriginOptions> options = ParseSimOriginQuery(query);
+OriginModelOptions Options(absl::string_view query) {
+  absl::StatusOr<OriginModelOptions> options = ParseSimOriginQuery(query);
   EXPECT_TRUE(options.ok()) << options.status();
-  return options.value_or(SimOriginOptions{});
+  return options.value_or(SimOriginDefaults());
 }
 
 TEST(SimOriginTest, ParsesEveryParameter) {
-  const SimOriginOptions o = Options(
+  const OriginModelOptions o = Options(
       "latency_ms=12.5&jitter_ms=2&value_bytes=64&error_rate=0.25&not_found_rate=0.5&ttl_ms=900&"
       "seed=7");
-  EXPECT_EQ(o.latency, absl::Microseconds(12500));
-  EXPECT_EQ(o.jitter, absl::Milliseconds(2));
+  EXPECT_EQ(o.latency.kind, LatencyDistribution::Kind::kJitter);
+  EXPECT_EQ(o.latency.a, absl::Microseconds(12500));
+  EXPECT_EQ(o.latency.b, absl::Milliseconds(2));
   EXPECT_EQ(o.value_bytes, 64);
   EXPECT_DOUBLE_EQ(o.error_rate, 0.25);
   EXPECT_DOUBLE_EQ(o.not_found_rate, 0.5);
   EXPECT_EQ(o.ttl, absl::Milliseconds(900));
   EXPECT_EQ(o.seed, 7u);
-  const SimOriginOptions defaults = Options("");
-  EXPECT_EQ(defaults.latency, absl::Milliseconds(20));
-  EXPECT_EQ(defaults.jitter, absl::Milliseconds(5));
+  const OriginModelOptions defaults = Options("");
+  EXPECT_EQ(defaults.latency.a, absl::Milliseconds(20));
+  EXPECT_EQ(defaults.latency.b, absl::Milliseconds(5));
   EXPECT_EQ(defaults.value_bytes, 128);
+  EXPECT_EQ(defaults.version_slots, 1 << 16);
+  EXPECT_FALSE(defaults.seed.has_value());
+  EXPECT_EQ(Options("latency_ms=7").latency.b, absl::Milliseconds(5));  // jitter's default kept
+  // Any latency shape, as flightcache-origin's --latency spells it.
+  const OriginModelOptions lognormal = Options("latency=lognormal:5ms,0.5");
+  EXPECT_EQ(lognormal.latency.kind, LatencyDistribution::Kind::kLognormal);
+  EXPECT_EQ(lognormal.latency.a, absl::Milliseconds(5));
 }
 
 TEST(SimOriginTest, RejectsUnknownParametersAndBadValues) {
   for (const char* query :
        {"latency=5", "latency_ms=x", "latency_ms=-1", "jitter_ms=nan", "value_bytes=-1",
         "value_bytes=1.5", "error_rate=2", "not_found_rate=-0.1", "ttl_ms=-1", "seed=-1",
-        "latency_ms", "latency_ms=1&latency_ms=2"}) {
+        "latency_ms", "latency_ms=1&latency_ms=2", "latency=fixed:5",
+        "latency=fixed:1ms&jitter_ms=1", "latency_ms=1&latency=fixed:1ms"}) {
     EXPECT_FALSE(ParseSimOriginQuery(query).ok()) << query;
   }
   EXPECT_THAT(std::string(ParseSimOriginQuery("colour=red").status().message()),
               HasSubstr("colour"));
-}
-
-TEST(SimOriginTest, OriginUrlsParse) {
-  absl::StatusOr<OriginSpec> sim = ParseOriginUrl("sim://?latency_ms=1");
-  ASSERT_TRUE(sim.ok());
-  EXPECT_EQ(sim->kind, OriginSpec::Kind::kSim);
-  EXPECT_EQ(sim->sim.latency, absl::Milliseconds(1));
-  ASSERT_TRUE(ParseOriginUrl("sim://").ok());
-  absl::StatusOr<OriginSpec> grpc = ParseOriginUrl("grpc://10.0.0.7:9000");
-  ASSERT_TRUE(grpc.ok());
-  EXPECT_EQ(grpc->kind, OriginSpec::Kind::kGrpc);
-  EXPECT_EQ(grpc->grpc_target, "10.0.0.7:9000");
-  EXPECT_TRUE(ParseOriginUrl("grpc://[::1]:9000").ok());
-  EXPECT_TRUE(ParseOriginUrl("grpc://origin.internal:9000").ok());
-  EXPECT_FALSE(ParseOriginUrl("grpc://origin.internal").ok());
-  EXPECT_FALSE(ParseOriginUrl("http://x:1/p").ok());
-}
-
-// A URL with a control character is refused, and the message shows it escaped on one line.
-TEST(SimOriginTest, AnOriginUrlWithAControlCharacterIsRefusedOnOneLine) {
-  for (const std::string url :
-       {std::string("grpc://origin:9000\nFAKE log line"), std::string("sim://?latency_ms=1\r"),
-        std::string("grpc://origin\t:9000"), std::string("sim://?x=\x7f")}) {
-    absl::StatusOr<OriginSpec> spec = ParseOriginUrl(url);
-    ASSERT_FALSE(spec.ok()) << absl::CHexEscape(url);
-    const std::string message(spec.status().message());
-    EXPECT_EQ(message.find_first_of("\n\r\t\x7f"), std::string::npos) << message;
-    EXPECT_NE(message.find("control character"), std::string::npos) << message;
-  }
 }
 
 TEST(SimOriginTest, AnswersAfterItsLatencyWithAValueNamingKeyAndVersion) {
@@ -107,7 +86,7 @@ TEST(SimOriginTest, AnswersAfterItsLatencyWithAValueNamingKeyAndVersion) {
   ASSERT_TRUE(first.result->ok()) << first.result->status();
   EXPECT_EQ((*first.result)->value.size(), 100u);
   EXPECT_EQ((*first.result)->ttl, absl::ZeroDuration());
-  std::optional<SimValueInfo> info = SimOrigin::ParseValue((*first.result)->value);
+  std::optional<SimValueInfo> info = DecodeSimValue((*first.result)->value);
   ASSERT_TRUE(info.has_value());
   EXPECT_EQ(info->key, "user:1");
   EXPECT_EQ(info->version, 1u);
@@ -116,17 +95,9 @@ TEST(SimOriginTest, AnswersAfterItsLatencyWithAValueNamingKeyAndVersion) {
   origin.Fetch({.key = "user:1"}, {}, second.Callback());
   timers.Advance(absl::Milliseconds(20));
   ASSERT_TRUE(second.result.has_value() && second.result->ok());
-  EXPECT_EQ(SimOrigin::ParseValue((*second.result)->value)->version, 2u);
-  EXPECT_EQ(origin.fetches(), 2);
-}
-
-TEST(SimOriginTest, SmallValueBytesStillNamesTheKey) {
-  const std::string value = SimOrigin::MakeValue("a:key:with:colons", 3, 4);
-  std::optional<SimValueInfo> info = SimOrigin::ParseValue(value);
-  ASSERT_TRUE(info.has_value());
-  EXPECT_EQ(info->key, "a:key:with:colons");
-  EXPECT_EQ(info->version, 3u);
-  EXPECT_FALSE(SimOrigin::ParseValue("something else").has_value());
+  EXPECT_EQ(DecodeSimValue((*second.result)->value)->version, 2u);
+  EXPECT_EQ(origin.counters().fetches, 2);
+  EXPECT_EQ(origin.counters().values, 2);
 }
 
 TEST(SimOriginTest, JitterStaysWithinItsBounds) {
@@ -152,7 +123,7 @@ TEST(SimOriginTest, CancellationAnswersCancelledAtOnceAndDropsTheTimer) {
   ASSERT_TRUE(answer.result.has_value());
   EXPECT_TRUE(absl::IsCancelled(answer.result->status()));
   EXPECT_EQ(timers.pending(), 0u);
-  EXPECT_EQ(origin.cancelled(), 1);
+  EXPECT_EQ(origin.counters().cancelled, 1);
 
   std::stop_source already;
   already.request_stop();
@@ -160,6 +131,8 @@ TEST(SimOriginTest, CancellationAnswersCancelledAtOnceAndDropsTheTimer) {
   origin.Fetch({.key = "k"}, already.get_token(), late.Callback());
   ASSERT_TRUE(late.result.has_value());
   EXPECT_TRUE(absl::IsCancelled(late.result->status()));
+  EXPECT_EQ(origin.counters().cancelled, 2);
+  EXPECT_EQ(origin.counters().inflight, 0);
 }
 
 TEST(SimOriginTest, StopAfterTheAnswerChangesNothing) {
@@ -174,7 +147,7 @@ TEST(SimOriginTest, StopAfterTheAnswerChangesNothing) {
   timers.Advance(absl::Milliseconds(1));
   stop.request_stop();
   EXPECT_EQ(calls, 1);
-  EXPECT_EQ(origin.cancelled(), 0);
+  EXPECT_EQ(origin.counters().cancelled, 0);
 }
 
 TEST(SimOriginTest, ErrorAndNotFoundRates) {
@@ -188,6 +161,43 @@ TEST(SimOriginTest, ErrorAndNotFoundRates) {
   ASSERT_TRUE(a.result.has_value() && b.result.has_value());
   EXPECT_TRUE(absl::IsUnavailable(a.result->status()));
   EXPECT_TRUE(absl::IsNotFound(b.result->status()));
+}
+
+// NOT_FOUND is a property of the key (as with a real backend), not a per-fetch draw: a key the
+// origin does not have is missing on every fetch, and every other key is always found.
+TEST(SimOriginTest, NotFoundIsTheSameKeysOnEveryFetch) {
+  FakeTimerQueue timers;
+  SimOrigin origin(Options("latency_ms=1&jitter_ms=0&not_found_rate=0.3"), timers);
+  int missing = 0;
+  for (int round = 0; round < 3; ++round) {
+    for (int i = 0; i < 100; ++i) {
+      const std::string key = absl::StrCat("key-", i);
+      Answer answer;
+      origin.Fetch({.key = key}, {}, answer.Callback());
+      timers.Advance(absl::Milliseconds(1));
+      ASSERT_TRUE(answer.result.has_value());
+      EXPECT_EQ(absl::IsNotFound(answer.result->status()), KeyIsMissing(key, 0.3)) << key;
+      missing += absl::IsNotFound(answer.result->status());
+    }
+  }
+  EXPECT_GT(missing, 3 * 10);
+  EXPECT_LT(missing, 3 * 50);
+}
+
+TEST(SimOriginTest, RejectsAboveItsLimitAtOnce) {
+  FakeTimerQueue timers;
+  OriginModelOptions options = Options("latency_ms=5&jitter_ms=0");
+  options.reject_above = 1;
+  SimOrigin origin(options, timers);
+  Answer first, second;
+  origin.Fetch({.key = "a"}, {}, first.Callback());
+  origin.Fetch({.key = "b"}, {}, second.Callback());
+  ASSERT_TRUE(second.result.has_value());
+  EXPECT_TRUE(absl::IsResourceExhausted(second.result->status()));
+  timers.Advance(absl::Milliseconds(5));
+  ASSERT_TRUE(first.result.has_value());
+  EXPECT_TRUE(first.result->ok());
+  EXPECT_EQ(origin.counters().rejected, 1);
 }
 
 // Timers answering on the timer thread race stop requests from other threads: every fetch must be
@@ -207,7 +217,7 @@ TEST(SimOriginTest, EveryFetchIsAnsweredOnceWhenCancellationRacesTheTimer) {
     origin.Fetch({.key = absl::StrCat("k", i % 10)}, stops[i].get_token(),
                  [&, i](absl::StatusOr<FetchResult> r) {
                    if (r.ok()) {
-                     EXPECT_EQ(SimOrigin::ParseValue(r->value)->key, absl::StrCat("k", i % 10));
+                     EXPECT_EQ(DecodeSimValue(r->value)->key, absl::StrCat("k", i % 10));
                    }
                    answers[i].fetch_add(1);
                    all_answered.DecrementCount();
@@ -216,17 +226,29 @@ TEST(SimOriginTest, EveryFetchIsAnsweredOnceWhenCancellationRacesTheTimer) {
   canceller.join();
   all_answered.Wait();
   for (int i = 0; i < kFetches; ++i) EXPECT_EQ(answers[i].load(), 1) << i;
-  EXPECT_LE(origin.cancelled(), kFetches / 2);
+  EXPECT_LE(origin.counters().cancelled, kFetches / 2);
+  EXPECT_EQ(origin.counters().inflight, 0);
 }
 
-TEST(SimOriginTest, DescribeIsItsUrl) {
+TEST(SimOriginTest, DescribeIsItsUrlWhichParsesBack) {
   FakeTimerQueue timers;
   SimOrigin origin(Options("latency_ms=5&ttl_ms=100"), timers);
   EXPECT_EQ(origin.Describe(),
             "sim://?latency_ms=5&jitter_ms=5&value_bytes=128&error_rate=0&not_found_rate=0&"
             "ttl_ms=100");
-  EXPECT_TRUE(ParseOriginUrl(origin.Describe()).ok());
+  for (const char* query : {"latency_ms=5&ttl_ms=100&seed=3", "latency=bimodal:1ms,9ms,0.5",
+                            "latency=fixed:2ms&not_found_rate=0.5"}) {
+    const OriginModelOptions options = Options(query);
+    const std::string url = SimOriginUrl(options);
+    ASSERT_TRUE(url.starts_with("sim://?")) << url;
+    const OriginModelOptions again = Options(url.substr(7));
+    EXPECT_EQ(SimOriginUrl(again), url);
+    EXPECT_EQ(again.latency.Max(), options.latency.Max()) << url;
+    EXPECT_EQ(again.seed, options.seed) << url;
+    EXPECT_EQ(again.ttl, options.ttl) << url;
+    EXPECT_EQ(again.not_found_rate, options.not_found_rate) << url;
+  }
 }
 
 }  // namespace
-}  // namespace flightcache
+}  // namespace flightcache::sim
