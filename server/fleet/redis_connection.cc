@@ -53,16 +53,16 @@ bool IsSubscriberCommand(absl::string_view name) {
 
 }  // namespace
 
-RedisConnection::RedisConnection(EventLoop& loop, const RedisOptions& options,
-                                 absl::AnyInvocable<void(RedisState)> on_state)
+RedisConnection::RedisConnection(EventLoop& loop, const RedisOptions& options, Observers observers)
     : loop_(loop),
       options_(options),
+      on_call_(std::move(observers.on_call)),
       link_(loop, options, "commands",
             RedisLink::Hooks{
                 // Nothing to set up beyond the handshake.
                 .on_handshake = [this](redisAsyncContext*) { link_.MarkReady(); },
                 .on_lost = nullptr,
-                .on_state = std::move(on_state),
+                .on_state = std::move(observers.on_state),
             }) {
   assert(options.Validate().ok());
   loop_.Post([this] { link_.Start(); });
@@ -87,29 +87,34 @@ void RedisConnection::Command(std::vector<std::string> args, Callback done) {
 
 void RedisConnection::Send(std::vector<std::string> args, Callback done, absl::Time deadline) {
   if (shut_down_) {
-    std::move(done)(absl::CancelledError("the fleet Redis connection is shutting down"));
+    Complete(std::move(done), deadline,
+             absl::CancelledError("the fleet Redis connection is shutting down"));
     return;
   }
   if (args.empty() || IsSubscriberCommand(args.front())) {
-    std::move(done)(absl::InvalidArgumentError(
-        args.empty() ? "empty Redis command"
-                     : absl::StrCat("'", args.front(), "' belongs to RedisSubscriber")));
+    Complete(std::move(done), deadline,
+             absl::InvalidArgumentError(
+                 args.empty() ? "empty Redis command"
+                              : absl::StrCat("'", args.front(), "' belongs to RedisSubscriber")));
     return;
   }
   redisAsyncContext* context = link_.ready_context();
   if (context == nullptr) {
-    std::move(done)(absl::UnavailableError(absl::StrCat(link_.name(), " is not connected")));
+    Complete(std::move(done), deadline,
+             absl::UnavailableError(absl::StrCat(link_.name(), " is not connected")));
     return;
   }
   if (EventLoop::Now() >= deadline) {
-    std::move(done)(absl::DeadlineExceededError(
-        absl::StrCat("the fleet event loop took longer than ",
-                     absl::FormatDuration(options_.command_timeout), " to send it")));
+    Complete(std::move(done), deadline,
+             absl::DeadlineExceededError(
+                 absl::StrCat("the fleet event loop took longer than ",
+                              absl::FormatDuration(options_.command_timeout), " to send it")));
     return;
   }
   if (in_flight_.size() >= options_.max_in_flight) {
-    std::move(done)(absl::ResourceExhaustedError(
-        absl::StrCat(link_.name(), ": ", in_flight_.size(), " commands in flight")));
+    Complete(std::move(done), deadline,
+             absl::ResourceExhaustedError(
+                 absl::StrCat(link_.name(), ": ", in_flight_.size(), " commands in flight")));
     return;
   }
   std::vector<const char*> argv;
@@ -126,7 +131,8 @@ void RedisConnection::Send(std::vector<std::string> args, Callback done, absl::T
   auto call = std::make_unique<InFlight>(InFlight{this, std::move(done), last_deadline_});
   if (redisAsyncCommandArgv(context, &OnReply, call.get(), static_cast<int>(args.size()),
                             argv.data(), lengths.data()) != REDIS_OK) {
-    std::move(call->done)(absl::UnavailableError(absl::StrCat(link_.name(), " is closing")));
+    Complete(std::move(call->done), deadline,
+             absl::UnavailableError(absl::StrCat(link_.name(), " is closing")));
     return;
   }
   in_flight_.push_back(std::move(call));
@@ -153,7 +159,15 @@ void RedisConnection::OnReply(redisAsyncContext* context, void* reply, void* in_
   } else {
     result = ToRedisReply(*r);
   }
-  std::move(call->done)(std::move(result));
+  self->Complete(std::move(call->done), call->deadline, std::move(result));
+}
+
+void RedisConnection::Complete(Callback done, absl::Time deadline,
+                               absl::StatusOr<RedisReply> result) {
+  if (on_call_) {
+    on_call_(result.status().code(), EventLoop::Now() - (deadline - options_.command_timeout));
+  }
+  std::move(done)(std::move(result));
 }
 
 void RedisConnection::ArmTimer() {
@@ -179,9 +193,11 @@ void RedisConnection::OnTimer() {
   const absl::Time now = EventLoop::Now();
   while (expired_ < in_flight_.size() && in_flight_[expired_]->deadline <= now) {
     Callback done = std::move(in_flight_[expired_]->done);
+    const absl::Time deadline = in_flight_[expired_]->deadline;
     ++expired_;
     // May call Command(), which only posts: in_flight_ is not touched under us.
-    std::move(done)(
+    Complete(
+        std::move(done), deadline,
         absl::DeadlineExceededError(absl::StrCat("no reply from ", link_.name(), " within ",
                                                  absl::FormatDuration(options_.command_timeout))));
   }

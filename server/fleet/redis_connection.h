@@ -75,10 +75,17 @@ class RedisConnection final {
   // connection was destroyed first). Runs on the loop thread; must be short and must not block.
   using Callback = absl::AnyInvocable<void(absl::StatusOr<RedisReply>) &&>;
 
-  // Starts connecting at once. `on_state` (may be empty) is told each state change on the loop
-  // thread. REQUIRES: options.Validate().ok().
-  RedisConnection(EventLoop& loop, const RedisOptions& options,
-                  absl::AnyInvocable<void(RedisState)> on_state = nullptr);
+  // What the owner hears of, on the loop thread, for its metrics (the tier's state, Redis call
+  // latency and errors). Each may be empty; each must be short and must not block.
+  struct Observers {
+    absl::AnyInvocable<void(RedisState)> on_state;
+    // Every call's outcome (OK for any reply, nil included) and its latency from Command() to
+    // its callback, told just before the callback runs.
+    absl::AnyInvocable<void(absl::StatusCode, absl::Duration)> on_call;
+  };
+
+  // Starts connecting at once. REQUIRES: options.Validate().ok().
+  RedisConnection(EventLoop& loop, const RedisOptions& options, Observers observers = {});
   ~RedisConnection();
   RedisConnection(const RedisConnection&) = delete;
   RedisConnection& operator=(const RedisConnection&) = delete;
@@ -97,12 +104,15 @@ class RedisConnection final {
   };
 
   void Send(std::vector<std::string> args, Callback done, absl::Time deadline);
+  // Tells on_call, then runs `done`. `deadline` is the command's (its start + command_timeout).
+  void Complete(Callback done, absl::Time deadline, absl::StatusOr<RedisReply> result);
   void ArmTimer();
   void OnTimer();
   static void OnReply(struct redisAsyncContext* context, void* reply, void* in_flight);
 
   EventLoop& loop_;
   const RedisOptions options_;
+  absl::AnyInvocable<void(absl::StatusCode, absl::Duration)> on_call_;
   RedisLink link_;
 
   // Loop thread only. Sent commands in send order: their replies come in this order, and their

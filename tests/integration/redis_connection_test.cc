@@ -117,10 +117,28 @@ class StateLog {
     return states_;
   }
 
+  // And every call's outcome and latency (RedisConnection's on_call).
+  void AddCall(absl::StatusCode code, absl::Duration latency) {
+    absl::MutexLock lock(&mu_);
+    calls_.emplace_back(code, latency);
+  }
+  std::vector<std::pair<absl::StatusCode, absl::Duration>> calls() {
+    absl::MutexLock lock(&mu_);
+    return calls_;
+  }
+
  private:
   absl::Mutex mu_;
   std::vector<RedisState> states_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::pair<absl::StatusCode, absl::Duration>> calls_ ABSL_GUARDED_BY(mu_);
 };
+
+RedisConnection::Observers Observe(StateLog& log) {
+  return {.on_state = log.Listener(),
+          .on_call = [&log](absl::StatusCode code, absl::Duration latency) {
+            log.AddCall(code, latency);
+          }};
+}
 
 class RedisConnectionTest : public ::testing::Test {
  protected:
@@ -148,7 +166,7 @@ class RedisConnectionTest : public ::testing::Test {
 
   // Connects and waits until connected.
   std::unique_ptr<RedisConnection> Connect(const RedisOptions& options, StateLog& log) {
-    auto connection = std::make_unique<RedisConnection>(loop_, options, log.Listener());
+    auto connection = std::make_unique<RedisConnection>(loop_, options, Observe(log));
     EXPECT_TRUE(log.WaitFor(RedisState::kConnected)) << "never connected; redis log:\n"
                                                      << redis_.Log();
     return connection;
@@ -364,7 +382,7 @@ TEST_F(RedisConnectionTest, KilledRedisFailsCallsFastAndIsReconnectedAfterRestar
 TEST_F(RedisConnectionTest, NoRedisAtStartIsDegradedUntilItComes) {
   redis_.Kill();
   StateLog log;
-  RedisConnection redis(loop_, Options(), log.Listener());
+  RedisConnection redis(loop_, Options(), Observe(log));
   ASSERT_TRUE(log.WaitFor(RedisState::kDegraded));
   EXPECT_EQ(Exec(redis, {"PING"}).status().code(), absl::StatusCode::kUnavailable);
   ASSERT_TRUE(redis_.Start());
@@ -389,6 +407,47 @@ TEST_F(RedisConnectionTest, DestroyingTheConnectionCancelsWhatIsInFlight) {
   redis_.Resume();
 }
 
+TEST_F(RedisConnectionTest, ObserversHearOfEveryCallWithItsLatency) {
+  StateLog log;
+  RedisOptions options = Options();
+  options.command_timeout = absl::Milliseconds(300);  // a healthy round trip, even on a busy CI
+  options.stall_timeout = kTestWait;
+  std::unique_ptr<RedisConnection> redis = Connect(options, log);
+  ASSERT_TRUE(IsOk(Exec(*redis, {"SET", "text", "abc"})));
+  EXPECT_TRUE(IsNil(Exec(*redis, {"GET", "missing"})));
+  EXPECT_FALSE(Exec(*redis, {"INCR", "text"}).ok());
+  EXPECT_FALSE(Exec(*redis, {}).ok());
+  redis_.Pause();
+  EXPECT_FALSE(Exec(*redis, {"GET", "text"}).ok());
+  redis_.Resume();
+
+  const auto calls = log.calls();
+  ASSERT_EQ(calls.size(), 5u);
+  EXPECT_EQ(calls[0].first, absl::StatusCode::kOk);
+  EXPECT_EQ(calls[1].first, absl::StatusCode::kOk);
+  EXPECT_EQ(calls[2].first, absl::StatusCode::kInternal);
+  EXPECT_EQ(calls[3].first, absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(calls[4].first, absl::StatusCode::kDeadlineExceeded);
+  EXPECT_GE(calls[4].second, options.command_timeout);
+  EXPECT_LE(calls[4].second, options.command_timeout + kMargin);
+  for (const auto& [code, latency] : calls) EXPECT_GT(latency, absl::ZeroDuration());
+}
+
+TEST_F(RedisConnectionTest, CommandsBeyondMaxInFlightAreRefused) {
+  StateLog log;
+  RedisOptions options = PatientOptions();
+  options.max_in_flight = 3;
+  std::unique_ptr<RedisConnection> redis = Connect(options, log);
+  redis_.Pause();
+  std::vector<std::shared_ptr<Call>> calls;
+  for (int i = 0; i < 5; ++i) calls.push_back(Issue(*redis, {"INCR", "n"}));
+  EXPECT_EQ(Await(*calls[3]).status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(Await(*calls[4]).status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_FALSE(calls[0]->IsDone());
+  redis_.Resume();
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(Integer(Await(*calls[i])), i + 1);
+}
+
 class RedisAuthTest : public ::testing::Test {
  protected:
   RedisProcess redis_{"s3cret"};
@@ -401,10 +460,10 @@ TEST_F(RedisAuthTest, AuthenticatesAndSelectsTheDatabase) {
   options.endpoint = {.host = "127.0.0.1", .port = redis_.port(), .db = 2};
   options.password = "s3cret";
   StateLog log2;
-  RedisConnection db2(loop_, options, log2.Listener());
+  RedisConnection db2(loop_, options, Observe(log2));
   options.endpoint.db = 0;
   StateLog log0;
-  RedisConnection db0(loop_, options, log0.Listener());
+  RedisConnection db0(loop_, options, Observe(log0));
   ASSERT_TRUE(log2.WaitFor(RedisState::kConnected)) << redis_.Log();
   ASSERT_TRUE(log0.WaitFor(RedisState::kConnected)) << redis_.Log();
 
@@ -421,7 +480,7 @@ TEST_F(RedisAuthTest, AWrongPasswordNeverConnects) {
   options.min_backoff = absl::Milliseconds(10);
   options.max_backoff = absl::Milliseconds(20);
   StateLog log;
-  RedisConnection redis(loop_, options, log.Listener());
+  RedisConnection redis(loop_, options, Observe(log));
   ASSERT_TRUE(log.WaitFor(RedisState::kDegraded));
   absl::SleepFor(absl::Milliseconds(200));  // several attempts
   EXPECT_EQ(Exec(redis, {"PING"}).status().code(), absl::StatusCode::kUnavailable);
