@@ -4,14 +4,18 @@
 // pub/sub with re-subscription. Every wait is bounded (kTestWait) and says what it waited for.
 #include "server/fleet/redis_connection.h"
 
+#include <algorithm>
 #include <atomic>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -19,6 +23,8 @@
 #include "gtest/gtest.h"
 #include "server/fleet/event_loop.h"
 #include "server/fleet/redis_subscriber.h"
+#include "spdlog/sinks/base_sink.h"
+#include "spdlog/spdlog.h"
 #include "tests/testing/latch.h"
 #include "tests/testing/redis_process.h"
 
@@ -377,6 +383,60 @@ TEST_F(RedisConnectionTest, KilledRedisFailsCallsFastAndIsReconnectedAfterRestar
   // Each change reported once, however many attempts failed in between.
   EXPECT_THAT(log.states(),
               ElementsAre(RedisState::kConnected, RedisState::kDegraded, RedisState::kConnected));
+}
+
+// The lines spdlog's default logger writes while it lives (it replaces the default logger,
+// which must not be logging meanwhile: create it before anything that logs on another thread).
+class LogCapture final : public spdlog::sinks::base_sink<std::mutex> {
+ public:
+  static std::shared_ptr<LogCapture> Install() {
+    auto capture = std::make_shared<LogCapture>();
+    capture->previous_ = spdlog::default_logger();
+    spdlog::set_default_logger(std::make_shared<spdlog::logger>("capture", capture));
+    return capture;
+  }
+  void Uninstall() { spdlog::set_default_logger(previous_); }
+
+  // How many lines contain `text`.
+  int Count(absl::string_view text) {
+    absl::MutexLock lock(&mu_);
+    return static_cast<int>(std::count_if(lines_.begin(), lines_.end(), [&](const std::string& l) {
+      return absl::StrContains(l, text);
+    }));
+  }
+  std::string All() {
+    absl::MutexLock lock(&mu_);
+    return absl::StrJoin(lines_, "\n");
+  }
+
+ private:
+  void sink_it_(const spdlog::details::log_msg& msg) override {
+    absl::MutexLock lock(&mu_);
+    lines_.emplace_back(msg.payload.data(), msg.payload.size());
+  }
+  void flush_() override {}
+
+  std::shared_ptr<spdlog::logger> previous_;
+  absl::Mutex mu_;
+  std::vector<std::string> lines_ ABSL_GUARDED_BY(mu_);
+};
+
+TEST_F(RedisConnectionTest, EachStateChangeIsLoggedOnce) {
+  std::shared_ptr<LogCapture> capture = LogCapture::Install();
+  {
+    StateLog log;
+    std::unique_ptr<RedisConnection> redis = Connect(Options(), log);
+    redis_.Kill();
+    ASSERT_TRUE(log.WaitFor(RedisState::kDegraded));
+    absl::SleepFor(absl::Milliseconds(200));  // several failed attempts (backoff 10-100 ms)
+    ASSERT_TRUE(redis_.Start());
+    ASSERT_TRUE(log.WaitFor(RedisState::kConnected, 2));
+  }
+  capture->Uninstall();
+  // "... (commands) connected", "... unavailable: ...", "... (commands) connected again after".
+  EXPECT_EQ(capture->Count(") connected"), 2) << capture->All();
+  EXPECT_EQ(capture->Count(") connected again after"), 1) << capture->All();
+  EXPECT_EQ(capture->Count("unavailable"), 1) << capture->All();
 }
 
 TEST_F(RedisConnectionTest, NoRedisAtStartIsDegradedUntilItComes) {
