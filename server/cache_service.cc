@@ -200,6 +200,11 @@ class CacheService::GetReactor final : public Reactor {
 
   // May finish the call before it returns (a hit, or a bad key).
   void Start(const std::string& key) {
+    // Checked here, not only in the core, so that the message names the server's flag.
+    if (absl::Status bad = CheckKey(key, service_.options_.max_key_bytes); !bad.ok()) {
+      FinishWithError(ToGrpcStatus(bad));
+      return;
+    }
     if (AnswerFromCache(key)) return;  // hits need no wait state
     // OnCancel cannot run before the method handler has returned this reactor, and the timer is
     // armed below, so nobody reads `wait_` or the handle before they are set. OnResult may run
@@ -290,6 +295,12 @@ class CacheService::BatchGetReactor final : public Reactor {
     std::vector<GetHandle> handles;
     handles.reserve(n);
     for (int i = 0; i < n; ++i) {
+      // A bad key is that key's INVALID_ARGUMENT, worded as a Get of it alone would be.
+      if (absl::Status bad = CheckKey(request.keys(i), service_.options_.max_key_bytes);
+          !bad.ok()) {
+        OnResult(i, GetResult{.status = std::move(bad)});
+        continue;
+      }
       handles.push_back(service_.cache_.Get(
           request.keys(i), [this, i](GetResult result) { OnResult(i, std::move(result)); }));
     }

@@ -86,9 +86,9 @@ struct FlightCache::Impl {
        LoadObserver* observer, const Clock& ttl_clock)
       : options(options),
         origin_name(origin.Describe()),
-        load_timeout_message(absl::StrCat(
-            "origin ", origin_name,
-            " did not answer within load_timeout=", absl::FormatDuration(options.load_timeout))),
+        load_timeout_message(absl::StrCat("origin ", origin_name,
+                                          " timed out: no answer within load_timeout=",
+                                          absl::FormatDuration(options.load_timeout))),
         observer(observer),
         cache(options.cache, ttl_clock),
         group({.abandon = options.abandoned_loads,
