@@ -128,8 +128,8 @@ void RedisLink::OnHandshakeReply(redisAsyncContext* context, void* reply, void* 
   if (reply == nullptr || self->context_ != context) return;
   const auto* r = static_cast<const redisReply*>(reply);
   if (r->type == REDIS_REPLY_ERROR) {
-    // Wrong password, no such database: configuration, but retried (a password file may be
-    // rotated, a Redis restarted with other settings).
+    // Wrong password, no such database: configuration, but retried (Redis may be restarted with
+    // other settings); the state change is logged with Redis' message.
     self->Drop(absl::StrCat("Redis refused the handshake: ", absl::string_view(r->str, r->len)));
     return;
   }
