@@ -365,7 +365,7 @@ TEST_F(RedisConnectionTest, KilledRedisFailsCallsFastAndIsReconnectedAfterRestar
     EXPECT_EQ(Await(*call).status().code(), absl::StatusCode::kUnavailable);
     EXPECT_LT(call->Elapsed(), options.command_timeout);
   }
-  ASSERT_TRUE(log.WaitFor(RedisState::kDegraded));
+  ASSERT_TRUE(log.WaitFor(RedisState::kDegraded)) << "never reported degraded";
   EXPECT_EQ(redis->state(), RedisState::kDegraded);
 
   // While it is down (several reconnect attempts fail meanwhile), calls fail fast.
@@ -427,10 +427,10 @@ TEST_F(RedisConnectionTest, EachStateChangeIsLoggedOnce) {
     StateLog log;
     std::unique_ptr<RedisConnection> redis = Connect(Options(), log);
     redis_.Kill();
-    ASSERT_TRUE(log.WaitFor(RedisState::kDegraded));
+    ASSERT_TRUE(log.WaitFor(RedisState::kDegraded)) << "never reported degraded";
     absl::SleepFor(absl::Milliseconds(200));  // several failed attempts (backoff 10-100 ms)
     ASSERT_TRUE(redis_.Start());
-    ASSERT_TRUE(log.WaitFor(RedisState::kConnected, 2));
+    ASSERT_TRUE(log.WaitFor(RedisState::kConnected, 2)) << "never connected again";
   }
   capture->Uninstall();
   // "... (commands) connected", "... unavailable: ...", "... (commands) connected again after".
@@ -443,7 +443,7 @@ TEST_F(RedisConnectionTest, NoRedisAtStartIsDegradedUntilItComes) {
   redis_.Kill();
   StateLog log;
   RedisConnection redis(loop_, Options(), Observe(log));
-  ASSERT_TRUE(log.WaitFor(RedisState::kDegraded));
+  ASSERT_TRUE(log.WaitFor(RedisState::kDegraded)) << "never reported degraded";
   EXPECT_EQ(Exec(redis, {"PING"}).status().code(), absl::StatusCode::kUnavailable);
   ASSERT_TRUE(redis_.Start());
   ASSERT_TRUE(log.WaitFor(RedisState::kConnected)) << "did not connect once Redis came";
@@ -541,7 +541,7 @@ TEST_F(RedisAuthTest, AWrongPasswordNeverConnects) {
   options.max_backoff = absl::Milliseconds(20);
   StateLog log;
   RedisConnection redis(loop_, options, Observe(log));
-  ASSERT_TRUE(log.WaitFor(RedisState::kDegraded));
+  ASSERT_TRUE(log.WaitFor(RedisState::kDegraded)) << "never reported degraded";
   absl::SleepFor(absl::Milliseconds(200));  // several attempts
   EXPECT_EQ(Exec(redis, {"PING"}).status().code(), absl::StatusCode::kUnavailable);
   EXPECT_THAT(log.states(), ElementsAre(RedisState::kDegraded));
@@ -598,7 +598,7 @@ TEST_F(RedisConnectionTest, SubscriberGetsMessagesOfItsChannels) {
   EXPECT_EQ(Integer(Exec(*redis, {"PUBLISH", "fc:a", "one"})), 1);
   EXPECT_EQ(Integer(Exec(*redis, {"PUBLISH", "fc:other", "ignored"})), 0);
   EXPECT_EQ(Integer(Exec(*redis, {"PUBLISH", "fc:b", std::string("t\0o", 3)})), 1);
-  ASSERT_TRUE(inbox.WaitForMessages(2));
+  ASSERT_TRUE(inbox.WaitForMessages(2)) << "published messages never arrived";
   EXPECT_THAT(inbox.messages(), ElementsAre("fc:a=one", std::string("fc:b=t\0o", 8)));
   EXPECT_EQ(inbox.resubscribed(), 0);
 }
@@ -607,7 +607,7 @@ TEST_F(RedisConnectionTest, SubscriberResubscribesAfterRestartAndSaysSo) {
   StateLog log;
   Inbox inbox;
   RedisSubscriber subscriber(loop_, Options(), {"fc:a"}, inbox.Callbacks(log));
-  ASSERT_TRUE(log.WaitFor(RedisState::kConnected));
+  ASSERT_TRUE(log.WaitFor(RedisState::kConnected)) << "never connected";
 
   redis_.Kill();
   ASSERT_TRUE(log.WaitFor(RedisState::kDegraded)) << "the lost subscription went unnoticed";
@@ -618,7 +618,7 @@ TEST_F(RedisConnectionTest, SubscriberResubscribesAfterRestartAndSaysSo) {
   StateLog commands_log;
   std::unique_ptr<RedisConnection> redis = Connect(Options(), commands_log);
   EXPECT_EQ(Integer(Exec(*redis, {"PUBLISH", "fc:a", "after"})), 1);
-  ASSERT_TRUE(inbox.WaitForMessages(1));
+  ASSERT_TRUE(inbox.WaitForMessages(1)) << "the message never arrived";
   EXPECT_THAT(inbox.messages(), ElementsAre("fc:a=after"));
 }
 
@@ -630,7 +630,7 @@ TEST_F(RedisConnectionTest, SubscriberProbesItsSilentConnection) {
   StateLog log;
   Inbox inbox;
   RedisSubscriber subscriber(loop_, options, {"fc:a"}, inbox.Callbacks(log));
-  ASSERT_TRUE(log.WaitFor(RedisState::kConnected));
+  ASSERT_TRUE(log.WaitFor(RedisState::kConnected)) << "never connected";
   // Probes answered: still the first subscription a while later.
   absl::SleepFor(absl::Milliseconds(500));
   EXPECT_THAT(log.states(), ElementsAre(RedisState::kConnected));
@@ -639,7 +639,7 @@ TEST_F(RedisConnectionTest, SubscriberProbesItsSilentConnection) {
   redis_.Pause();
   ASSERT_TRUE(log.WaitFor(RedisState::kDegraded)) << "an unanswered probe went unnoticed";
   redis_.Resume();
-  ASSERT_TRUE(log.WaitFor(RedisState::kConnected, 2));
+  ASSERT_TRUE(log.WaitFor(RedisState::kConnected, 2)) << "never connected again";
   EXPECT_EQ(inbox.resubscribed(), 1);
 }
 

@@ -63,7 +63,7 @@ TEST(EventLoopTest, APostFromTheLoopThreadRunsLaterNotInline) {
     });
     journal.Add("poster returns");
   });
-  ASSERT_TRUE(ran.WaitFor());
+  ASSERT_TRUE(ran.WaitFor()) << "the task never ran";
   EXPECT_THAT(journal.entries(), ElementsAre("poster returns", "posted"));
 }
 
@@ -104,7 +104,7 @@ TEST(EventLoopTest, TimerIsNotEarly) {
       ran.CountDown();
     });
   });
-  ASSERT_TRUE(ran.WaitFor());
+  ASSERT_TRUE(ran.WaitFor()) << "the task never ran";
   loop.RunSync([&] { EXPECT_GE(fired, due); });
 }
 
