@@ -10,7 +10,7 @@
 
 #include "benchmark/benchmark.h"
 #include "flightcache/flight.h"
-#include "flightcache/single_flight.h"
+#include "internal/single_flight.h"
 #include "flightcache/timer_queue.h"
 
 namespace flightcache {

@@ -4,10 +4,12 @@
 #include <cstdint>
 #include <limits>
 #include <string>
+#include <utility>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "flightcache/option_checks.h"
 #include "server/origin_factory.h"
 
 namespace flightcache {
@@ -21,12 +23,12 @@ constexpr int64_t kRequestSlackBytes = 64 << 10;
 constexpr int64_t kOriginResponseSlackBytes = 1 << 20;
 constexpr int64_t kMaxMessageBytes = std::numeric_limits<int32_t>::max();
 
-// Upper bounds of the duration and size flags: far above any sensible setting, low enough that
-// no deadline or expiry computed from them can overflow (and a typo such as 3000000h is caught).
-constexpr absl::Duration kMaxTtl = absl::Hours(8760);  // a year
+// Upper bounds of the server's own duration and size flags (the core bounds its options itself):
+// far above any sensible setting, low enough that no deadline computed from them can overflow.
 constexpr absl::Duration kMaxTimeout = absl::Hours(24);
 constexpr absl::Duration kMaxCancelledFetchGrace = absl::Minutes(1);
-constexpr int64_t kMaxCapacityBytes = int64_t{1} << 40;  // 1 TiB
+// Keys and values travel in one gRPC message each: these keep a request and an origin response
+// below gRPC's 2 GiB limit (the core alone would allow up to Value::kMaxBytes).
 constexpr int64_t kMaxKeyBytesLimit = int64_t{16} << 20;
 constexpr int64_t kMaxValueBytesLimit = int64_t{1} << 30;
 constexpr int64_t kMaxBatchKeysLimit = 1'000'000;
@@ -36,40 +38,35 @@ constexpr int64_t kMinGrpcMemoryLimit = int64_t{16} << 20;
 constexpr int64_t kMaxGrpcMemoryLimit = int64_t{1} << 40;
 
 absl::Status FlagError(absl::string_view flag, absl::string_view what) {
-  return absl::InvalidArgumentError(absl::StrCat(flag, ": ", what));
+  return OptionError(flag, what);
 }
 
-bool Finite(absl::Duration d) {
-  return d != absl::InfiniteDuration() && d != -absl::InfiniteDuration();
-}
+// The flag that sets each core option the core's errors name ("load_timeout: ..."): the one place
+// option names become flag names.
+constexpr std::pair<absl::string_view, absl::string_view> kOptionFlags[] = {
+    {"cache.capacity_bytes", "--capacity-bytes"},
+    {"default_ttl", "--ttl"},
+    {"negative_ttl", "--negative-ttl"},
+    {"load_timeout", "--load-timeout"},
+    {"max_concurrent_loads", "--max-concurrent-loads"},
+    {"max_queued_loads", "--max-queued-loads"},
+    {"max_key_bytes", "--max-key-bytes"},
+    {"max_value_bytes", "--max-value-bytes"},
+    {"hedge.delay", "--hedge-delay"},
+    {"hedge.percentile", "--hedge-delay"},
+    {"hedge.budget", "--hedge-budget"},
+};
 
-absl::Status CheckPositiveDuration(absl::string_view flag, absl::Duration d, absl::Duration max) {
-  if (d <= absl::ZeroDuration() || !Finite(d)) {
-    return FlagError(
-        flag, absl::StrCat("must be a positive, finite duration, got ", absl::FormatDuration(d)));
+// The core's "option: what" as "--flag: what"; an option no flag sets keeps its name.
+absl::Status AsFlagError(const absl::Status& status) {
+  const absl::string_view message = status.message();
+  const size_t colon = message.find(": ");
+  if (colon != absl::string_view::npos) {
+    for (const auto& [option, flag] : kOptionFlags) {
+      if (message.substr(0, colon) == option) return FlagError(flag, message.substr(colon + 2));
+    }
   }
-  if (d > max) {
-    return FlagError(flag, absl::StrCat("must be at most ", absl::FormatDuration(max), ", got ",
-                                        absl::FormatDuration(d)));
-  }
-  return absl::OkStatus();
-}
-
-absl::Status CheckNonNegativeDuration(absl::string_view flag, absl::Duration d,
-                                      absl::Duration max) {
-  if (d == absl::ZeroDuration()) return absl::OkStatus();
-  if (d < absl::ZeroDuration() || !Finite(d)) {
-    return FlagError(flag,
-                     absl::StrCat("must be a finite duration >= 0, got ", absl::FormatDuration(d)));
-  }
-  return CheckPositiveDuration(flag, d, max);
-}
-
-absl::Status CheckRange(absl::string_view flag, int64_t v, int64_t lo, int64_t hi) {
-  if (v < lo || v > hi) {
-    return FlagError(flag, absl::StrCat("must be in [", lo, ", ", hi, "], got ", v));
-  }
-  return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat("invalid cache options: ", message));
 }
 
 }  // namespace
@@ -120,17 +117,7 @@ absl::Status ServerConfig::Validate() const {
   if (absl::StatusOr<OriginSpec> spec = ParseOriginUrl(origin); !spec.ok()) {
     return FlagError("--origin", spec.status().message());
   }
-  if (absl::Status s = CheckPositiveDuration("--ttl", cache.default_ttl, kMaxTtl); !s.ok()) {
-    return s;
-  }
-  if (absl::Status s = CheckNonNegativeDuration("--negative-ttl", cache.negative_ttl, kMaxTtl);
-      !s.ok()) {
-    return s;
-  }
-  if (absl::Status s = CheckPositiveDuration("--load-timeout", cache.load_timeout, kMaxTimeout);
-      !s.ok()) {
-    return s;
-  }
+  if (absl::Status s = cache.Validate(); !s.ok()) return AsFlagError(s);
   if (absl::Status s = CheckNonNegativeDuration("--drain-timeout", drain_timeout, kMaxTimeout);
       !s.ok()) {
     return s;
@@ -140,43 +127,15 @@ absl::Status ServerConfig::Validate() const {
       !s.ok()) {
     return s;
   }
-  if (absl::Status s =
-          CheckRange("--capacity-bytes", cache.cache.capacity_bytes, 1, kMaxCapacityBytes);
-      !s.ok()) {
-    return s;
+  if (cache.max_key_bytes > kMaxKeyBytesLimit) {
+    return FlagError("--max-key-bytes",
+                     absl::StrCat("must be at most ", kMaxKeyBytesLimit,
+                                  " (one gRPC request), got ", cache.max_key_bytes));
   }
-  if (cache.hedge.enabled) {
-    if (cache.hedge.percentile > 0) {
-      if (!(cache.hedge.percentile < 100)) {
-        return FlagError("--hedge-delay", "the percentile must be in (0, 100)");
-      }
-    } else if (absl::Status s =
-                   CheckPositiveDuration("--hedge-delay", cache.hedge.delay, kMaxTimeout);
-               !s.ok()) {
-      return s;
-    }
-  }
-  if (!(cache.hedge.budget >= 0 && cache.hedge.budget <= 1)) {
-    return FlagError("--hedge-budget",
-                     absl::StrCat("must be a fraction in [0, 1], got ", cache.hedge.budget));
-  }
-  if (absl::Status s =
-          CheckRange("--max-concurrent-loads", cache.max_concurrent_loads, 1, 1'000'000);
-      !s.ok()) {
-    return s;
-  }
-  if (absl::Status s = CheckRange("--max-queued-loads", cache.max_queued_loads, 0, 100'000'000);
-      !s.ok()) {
-    return s;
-  }
-  if (absl::Status s = CheckRange("--max-key-bytes", cache.max_key_bytes, 1, kMaxKeyBytesLimit);
-      !s.ok()) {
-    return s;
-  }
-  if (absl::Status s =
-          CheckRange("--max-value-bytes", cache.max_value_bytes, 1, kMaxValueBytesLimit);
-      !s.ok()) {
-    return s;
+  if (cache.max_value_bytes > kMaxValueBytesLimit) {
+    return FlagError("--max-value-bytes",
+                     absl::StrCat("must be at most ", kMaxValueBytesLimit,
+                                  " (one gRPC response), got ", cache.max_value_bytes));
   }
   if (absl::Status s = CheckRange("--max-batch-keys", max_batch_keys, 1, kMaxBatchKeysLimit);
       !s.ok()) {
@@ -198,10 +157,6 @@ absl::Status ServerConfig::Validate() const {
                      absl::StrCat("a BatchGet of ", max_batch_keys,
                                   " keys of --max-key-bytes=", cache.max_key_bytes,
                                   " would exceed gRPC's 2 GiB message limit; lower either"));
-  }
-  // The core's own check, as a backstop for anything not covered above.
-  if (absl::Status s = cache.Validate(); !s.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("invalid cache options: ", s.message()));
   }
   return absl::OkStatus();
 }

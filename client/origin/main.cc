@@ -14,17 +14,17 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/strings/str_replace.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "client/common/file_util.h"
-#include "client/common/flags.h"
-#include "client/common/json_writer.h"
-#include "client/common/signal_watcher.h"
 #include "client/origin/origin_service.h"
 #include "flightcache/sim/origin_model.h"
+#include "flightcache/support/file_util.h"
+#include "flightcache/support/flags.h"
+#include "flightcache/support/json_writer.h"
+#include "flightcache/support/signal_watcher.h"
 #include "flightcache/timer_queue.h"
+#include "server/grpc_listener.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:50052",
           "HOST:PORT to serve flightcache.v1.Origin on; port 0 picks a free port.");
@@ -90,7 +90,7 @@ void Log(const std::string& line) {
 }
 
 std::string CountersJson(const OriginCounters& c, absl::string_view event) {
-  client::JsonObjectWriter json;
+  support::JsonObjectWriter json;
   if (!event.empty()) json.Add("event", event);
   json.Add("fetches", c.fetches)
       .Add("primary_fetches", c.primary_fetches)
@@ -120,7 +120,7 @@ OriginModelOptions ModelOptionsFromFlags() {
   absl::StatusOr<LatencyDistribution> latency =
       LatencyDistribution::Parse(absl::GetFlag(FLAGS_latency));
   if (!latency.ok()) {
-    client::ExitUsageError(absl::StrCat("--latency: ", latency.status().message()));
+    support::ExitUsageError(absl::StrCat("--latency: ", latency.status().message()));
   }
   o.latency = *latency;
   o.value_bytes = absl::GetFlag(FLAGS_value_bytes);
@@ -134,19 +134,19 @@ OriginModelOptions ModelOptionsFromFlags() {
   // Exact per-key versions (and the distinct-keys counter): a demo origin's keys are few.
   o.version_slots = 0;
   if (absl::Status s = o.Validate([](absl::string_view option) {
-        return absl::StrCat("--", absl::StrReplaceAll(option, {{"_", "-"}}));
+        return absl::StrCat("--", support::DashedFlagName(option));
       });
       !s.ok()) {
-    client::ExitUsageError(s.message());
+    support::ExitUsageError(s.message());
   }
   return o;
 }
 
 int Main(int argc, char** argv) {
   absl::SetProgramUsageMessage(kUsage);
-  const std::vector<std::string> positional = client::ParseFlagsOrExit(argc, argv);
+  const std::vector<std::string> positional = support::ParseFlagsOrExit(argc, argv);
   if (!positional.empty()) {
-    client::ExitUsageError(absl::StrCat("unexpected argument '", positional.front(), "'"));
+    support::ExitUsageError(absl::StrCat("unexpected argument '", positional.front(), "'"));
   }
   const OriginModelOptions model_options = ModelOptionsFromFlags();
   const std::string listen = absl::GetFlag(FLAGS_listen);
@@ -155,14 +155,14 @@ int Main(int argc, char** argv) {
   const absl::Duration stats_interval = absl::GetFlag(FLAGS_stats_interval);
   const absl::Duration log_interval = absl::GetFlag(FLAGS_log_interval);
   const absl::Duration drain_timeout = absl::GetFlag(FLAGS_drain_timeout);
-  if (listen.empty()) client::ExitUsageError("--listen must not be empty");
+  if (listen.empty()) support::ExitUsageError("--listen must not be empty");
   if (stats_interval <= absl::ZeroDuration())
-    client::ExitUsageError("--stats-interval must be > 0");
-  if (log_interval < absl::ZeroDuration()) client::ExitUsageError("--log-interval must be >= 0");
-  if (drain_timeout < absl::ZeroDuration()) client::ExitUsageError("--drain-timeout must be >= 0");
+    support::ExitUsageError("--stats-interval must be > 0");
+  if (log_interval < absl::ZeroDuration()) support::ExitUsageError("--log-interval must be >= 0");
+  if (drain_timeout < absl::ZeroDuration()) support::ExitUsageError("--drain-timeout must be >= 0");
 
   absl::Notification stop;
-  client::SignalWatcher signals([&](int signal) {
+  support::SignalWatcher signals([&](int signal) {
     if (!stop.HasBeenNotified()) {
       Log(absl::StrCat("signal ", signal, ": draining"));
       stop.Notify();
@@ -176,31 +176,28 @@ int Main(int argc, char** argv) {
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
-  // gRPC sets SO_REUSEPORT by default, which would let a second origin share a busy port
-  // silently; a test origin must fail instead.
-  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
-  int port = 0;
-  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
   builder.RegisterService(&service);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  if (server == nullptr || port == 0) {
-    std::fprintf(stderr, "%s: cannot listen on %s\n", client::ProgramName().c_str(),
-                 listen.c_str());
-    return client::kExitRuntime;
+  absl::StatusOr<GrpcServer> grpc_server = StartGrpcServer(builder, listen);
+  if (!grpc_server.ok()) {
+    std::fprintf(stderr, "%s: %s\n", support::ProgramName().c_str(),
+                 std::string(grpc_server.status().message()).c_str());
+    return support::kExitRuntime;
   }
+  const std::unique_ptr<grpc::Server> server = std::move(grpc_server->server);
+  const int port = grpc_server->port;
   Log(absl::StrCat("serving flightcache.v1.Origin on ", listen, " (port ", port, "), latency ",
                    model_options.latency.ToString(), ", value_bytes ", model_options.value_bytes,
                    ", error_rate ", model_options.error_rate, ", not_found_rate ",
                    model_options.not_found_rate));
-  std::cout << client::JsonObjectWriter().Add("event", "listening").Add("port", port).Build()
+  std::cout << support::JsonObjectWriter().Add("event", "listening").Add("port", port).Build()
             << std::endl;
   if (!port_file.empty()) {
-    if (absl::Status s = client::WriteFileAtomically(port_file, absl::StrCat(port, "\n"));
+    if (absl::Status s = support::WriteFileAtomically(port_file, absl::StrCat(port, "\n"));
         !s.ok()) {
-      std::fprintf(stderr, "%s: %s\n", client::ProgramName().c_str(),
+      std::fprintf(stderr, "%s: %s\n", support::ProgramName().c_str(),
                    std::string(s.message()).c_str());
       server->Shutdown();
-      return client::kExitRuntime;
+      return support::kExitRuntime;
     }
   }
 
@@ -212,7 +209,7 @@ int Main(int argc, char** argv) {
       const OriginCounters counters = model.counters();
       if (!stats_file.empty()) {
         if (absl::Status s =
-                client::WriteFileAtomically(stats_file, CountersJson(counters, "") + "\n");
+                support::WriteFileAtomically(stats_file, CountersJson(counters, "") + "\n");
             !s.ok()) {
           Log(std::string(s.message()));
         }
@@ -241,14 +238,15 @@ int Main(int argc, char** argv) {
 
   const OriginCounters counters = model.counters();
   if (!stats_file.empty()) {
-    if (absl::Status s = client::WriteFileAtomically(stats_file, CountersJson(counters, "") + "\n");
+    if (absl::Status s =
+            support::WriteFileAtomically(stats_file, CountersJson(counters, "") + "\n");
         !s.ok()) {
       Log(std::string(s.message()));
     }
   }
   Log(absl::StrCat("exiting: ", CountersLine(counters)));
   std::cout << CountersJson(counters, "exit") << std::endl;
-  return client::kExitOk;
+  return support::kExitOk;
 }
 
 }  // namespace

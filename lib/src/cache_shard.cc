@@ -1,4 +1,4 @@
-#include "flightcache/cache_shard.h"
+#include "internal/cache_shard.h"
 
 #include <algorithm>
 #include <atomic>

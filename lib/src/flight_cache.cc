@@ -5,8 +5,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "flightcache/flight.h"
-#include "flightcache/striped.h"
+#include "flightcache/option_checks.h"
 #include "internal/origin_fetcher.h"
+#include "internal/single_flight.h"
+#include "internal/striped.h"
 
 namespace flightcache {
 namespace {
@@ -41,31 +43,42 @@ absl::Status MapOriginError(const absl::Status& status, const std::string& origi
   }
 }
 
+// Upper bounds of the options: far above any sensible setting, low enough that no deadline or
+// expiry computed from them can overflow (and a typo such as 3000000h is caught).
+constexpr absl::Duration kMaxTtl = absl::Hours(8760);  // a year
+constexpr absl::Duration kMaxLoadTimeout = absl::Hours(24);
+constexpr int64_t kMaxConcurrentLoads = 1'000'000;
+constexpr int64_t kMaxQueuedLoads = 100'000'000;
+
 }  // namespace
 
 absl::Status FlightCacheOptions::Validate() const {
-  if (absl::Status s = cache.Validate(); !s.ok()) return s;
-  if (default_ttl <= absl::ZeroDuration()) {
-    return absl::InvalidArgumentError("ttl must be positive");
+  if (absl::Status s = PrefixOptionError("cache.", cache.Validate()); !s.ok()) return s;
+  if (absl::Status s = CheckPositiveDuration("default_ttl", default_ttl, kMaxTtl); !s.ok()) {
+    return s;
   }
-  if (negative_ttl < absl::ZeroDuration()) {
-    return absl::InvalidArgumentError("negative-ttl must not be negative");
+  if (absl::Status s = CheckNonNegativeDuration("negative_ttl", negative_ttl, kMaxTtl); !s.ok()) {
+    return s;
   }
-  if (load_timeout <= absl::ZeroDuration()) {
-    return absl::InvalidArgumentError("load-timeout must be positive");
+  if (absl::Status s = CheckPositiveDuration("load_timeout", load_timeout, kMaxLoadTimeout);
+      !s.ok()) {
+    return s;
   }
-  if (max_concurrent_loads < 1) {
-    return absl::InvalidArgumentError("max-concurrent-loads must be at least 1");
+  if (absl::Status s =
+          CheckRange("max_concurrent_loads", max_concurrent_loads, 1, kMaxConcurrentLoads);
+      !s.ok()) {
+    return s;
   }
-  if (max_queued_loads < 0) {
-    return absl::InvalidArgumentError("max-queued-loads must not be negative");
+  if (absl::Status s = CheckRange("max_queued_loads", max_queued_loads, 0, kMaxQueuedLoads);
+      !s.ok()) {
+    return s;
   }
-  if (max_key_bytes < 1) return absl::InvalidArgumentError("max-key-bytes must be at least 1");
-  if (max_value_bytes < 1 || max_value_bytes > static_cast<int64_t>(Value::kMaxBytes)) {
-    return absl::InvalidArgumentError(absl::StrCat("max-value-bytes must be in [1, ",
-                                                   Value::kMaxBytes, "], got ", max_value_bytes));
+  const int64_t max_bytes = static_cast<int64_t>(Value::kMaxBytes);
+  if (absl::Status s = CheckRange("max_key_bytes", max_key_bytes, 1, max_bytes); !s.ok()) return s;
+  if (absl::Status s = CheckRange("max_value_bytes", max_value_bytes, 1, max_bytes); !s.ok()) {
+    return s;
   }
-  return hedge.Validate();
+  return PrefixOptionError("hedge.", hedge.Validate());
 }
 
 struct FlightCache::Impl {
@@ -75,14 +88,17 @@ struct FlightCache::Impl {
         origin_name(origin.Describe()),
         load_timeout_message(absl::StrCat(
             "origin ", origin_name,
-            " did not answer within --load-timeout=", absl::FormatDuration(options.load_timeout))),
+            " did not answer within load_timeout=", absl::FormatDuration(options.load_timeout))),
         observer(observer),
         cache(options.cache, ttl_clock),
         group({.abandon = options.abandoned_loads,
                .load_timeout = options.load_timeout,
                .timeout_message = load_timeout_message},
               timers,
-              {.recheck = [this](std::string_view key) { return cache.Peek(key).has_value(); },
+              {.recheck = [this](std::string_view key) -> SharedResult<LoadedValue> {
+                 std::optional<CacheHit> hit = cache.Lookup(key);
+                 return hit.has_value() ? HitAsResult(*hit) : nullptr;
+               },
                .store = [this](const std::string& key,
                                const absl::StatusOr<LoadedValue>& r) { Store(key, r); },
                .completed =
@@ -151,7 +167,7 @@ struct FlightCache::Impl {
     if (static_cast<int64_t>(result->value.size()) > options.max_value_bytes) {
       return absl::ResourceExhaustedError(
           absl::StrCat("origin value of ", result->value.size(),
-                       " bytes exceeds --max-value-bytes=", options.max_value_bytes));
+                       " bytes exceeds max_value_bytes=", options.max_value_bytes));
     }
     const absl::Duration ttl =
         result->ttl > absl::ZeroDuration() ? result->ttl : options.default_ttl;
@@ -172,7 +188,7 @@ struct FlightCache::Impl {
     return r;
   }
 
-  // A hit found by the re-check, in the shape a load's waiters get (see Get()).
+  // A hit found by the group's recheck, counted, in the shape a load's waiters get (see Get()).
   SharedResult<LoadedValue> HitAsResult(const CacheHit& hit) {
     if (hit.negative()) {
       requests.Add(kNegativeHits);
@@ -235,43 +251,39 @@ GetHandle FlightCache::Get(std::string_view key, Callback done) {
     return {};
   }
   if (static_cast<int64_t>(key.size()) > options_.max_key_bytes) {
-    done(GetResult{.status = absl::InvalidArgumentError(absl::StrCat(
-                       "key is ", key.size(), " bytes; the limit (--max-key-bytes) is ",
-                       options_.max_key_bytes))});
+    done(GetResult{.status = absl::InvalidArgumentError(
+                       absl::StrCat("key is ", key.size(), " bytes; the limit (max_key_bytes) is ",
+                                    options_.max_key_bytes))});
     return {};
   }
-  // Lookup, not Peek: a hit is an access the eviction policy must see, or hot keys would be
-  // evicted like one-hit keys.
+  // One probe and one count per lookup: a hit here, or — under the key's group lock, where no
+  // load can store it unseen — the group's recheck, which counts the hit it finds.
   if (std::optional<CacheHit> hit = impl.cache.Lookup(key)) {
     done(impl.FromCacheHit(*hit));
     return {};
   }
-  impl.requests.Add(Impl::kMisses);
   Group::Callback on_load = [&impl, done = std::move(done)](const SharedResult<LoadedValue>& result,
                                                             Group::Outcome outcome) mutable {
     done(impl.FromLoad(result, outcome));
   };
-  while (true) {
-    Group::Joined joined = impl.group.Join(
-        key, [&impl](LoadHandle<LoadedValue>&& load) { impl.Load(std::move(load)); },
-        std::move(on_load));
-    switch (joined.outcome) {
-      case Group::Outcome::kJoined:
-        impl.requests.Add(Impl::kCoalesced);
-        return GetHandle(std::move(joined.waiter));
-      case Group::Outcome::kStarted:
-        return GetHandle(std::move(joined.waiter));
-      case Group::Outcome::kAnsweredByRecheck:
-        // A load stored the key between our miss and Join's lock. Serve it as a hit; if it was
-        // evicted again in that instant, go round and join or start a flight after all.
-        if (std::optional<CacheHit> hit = impl.cache.Lookup(key)) {
-          impl.requests.Add(Impl::kMisses, -1);  // it was a hit after all
-          on_load(impl.HitAsResult(*hit), Group::Outcome::kAnsweredByRecheck);
-          return {};
-        }
-        continue;
-    }
+  Group::Joined joined = impl.group.Join(
+      key, [&impl](LoadHandle<LoadedValue>&& load) { impl.Load(std::move(load)); },
+      std::move(on_load));
+  switch (joined.outcome) {
+    case Group::Outcome::kJoined:
+      impl.requests.Add(Impl::kMisses);
+      impl.requests.Add(Impl::kCoalesced);
+      return GetHandle(std::move(joined.waiter));
+    case Group::Outcome::kStarted:
+      impl.requests.Add(Impl::kMisses);
+      return GetHandle(std::move(joined.waiter));
+    case Group::Outcome::kAnsweredByRecheck:
+      // A load stored the key between our miss and Join's lock: a hit after all. Join did not
+      // take `on_load`.
+      on_load(joined.answer, Group::Outcome::kAnsweredByRecheck);
+      return {};
   }
+  return {};
 }
 
 bool FlightCache::ReadHit(std::string_view key,

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "flightcache/option_checks.h"
 
 namespace flightcache {
 namespace {
@@ -19,6 +20,9 @@ constexpr double kTokenEpsilon = 1e-9;
 // zero delay and hedge every fetch that is not instant.
 constexpr absl::Duration kMinAdaptiveDelay = absl::Milliseconds(1);
 
+// Far above any sensible hedge delay; low enough that no timer computed from it overflows.
+constexpr absl::Duration kMaxDelay = absl::Hours(24);
+
 bool IsAnswer(const absl::StatusOr<FetchResult>& result) {
   return result.ok() || absl::IsNotFound(result.status());
 }
@@ -27,32 +31,29 @@ bool IsAnswer(const absl::StatusOr<FetchResult>& result) {
 
 absl::Status HedgeOptions::Validate() const {
   if (!(budget >= 0 && budget <= 1)) {
-    return absl::InvalidArgumentError(absl::StrCat("hedge budget must be in [0, 1], got ", budget));
+    return OptionError("budget", absl::StrCat("must be a fraction in [0, 1], got ", budget));
   }
   if (!(max_tokens >= 1)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("hedge max_tokens must be >= 1 (a hedge costs one token), got ", max_tokens));
+    return OptionError("max_tokens",
+                       absl::StrCat("must be >= 1 (a hedge costs one token), got ", max_tokens));
   }
-  if (delay <= absl::ZeroDuration()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("hedge delay must be > 0, got ", absl::FormatDuration(delay)));
-  }
+  if (absl::Status s = CheckPositiveDuration("delay", delay, kMaxDelay); !s.ok()) return s;
   if (!(percentile >= 0 && percentile < 100)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("hedge percentile must be in [0, 100), got ", percentile));
+    return OptionError(
+        "percentile",
+        absl::StrCat("must be in (0, 100), or 0 for the fixed delay, got ", percentile));
   }
-  if (adaptive_fallback_delay <= absl::ZeroDuration()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("hedge adaptive_fallback_delay must be > 0, got ",
-                     absl::FormatDuration(adaptive_fallback_delay)));
+  if (absl::Status s =
+          CheckPositiveDuration("adaptive_fallback_delay", adaptive_fallback_delay, kMaxDelay);
+      !s.ok()) {
+    return s;
   }
   if (window_size < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("hedge window_size must be >= 1, got ", window_size));
+    return OptionError("window_size", absl::StrCat("must be >= 1, got ", window_size));
   }
   if (min_samples < 1 || min_samples > window_size) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "hedge min_samples must be in [1, window_size=", window_size, "], got ", min_samples));
+    return OptionError("min_samples", absl::StrCat("must be in [1, window_size=", window_size,
+                                                   "], got ", min_samples));
   }
   return absl::OkStatus();
 }

@@ -6,13 +6,16 @@
 #include "absl/base/optimization.h"
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
-#include "flightcache/cache_shard.h"
-#include "flightcache/striped.h"
+#include "flightcache/option_checks.h"
+#include "internal/cache_shard.h"
+#include "internal/striped.h"
 
 namespace flightcache {
 namespace {
 
 constexpr int kMaxShards = 1024;
+// Far above any sensible cache; low enough that a typo (a size in bits, a stray digit) is caught.
+constexpr int64_t kMaxCapacityBytes = int64_t{1} << 40;  // 1 TiB
 
 int RoundUpToPowerOfTwo(int n) {
   int p = 1;
@@ -23,15 +26,11 @@ int RoundUpToPowerOfTwo(int n) {
 }  // namespace
 
 absl::Status CacheOptions::Validate() const {
-  if (capacity_bytes <= 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("cache capacity_bytes must be > 0, got ", capacity_bytes));
+  if (absl::Status s = CheckRange("capacity_bytes", capacity_bytes, 1, kMaxCapacityBytes);
+      !s.ok()) {
+    return s;
   }
-  if (shard_count < 1 || shard_count > kMaxShards) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("cache shard_count must be in [1, ", kMaxShards, "], got ", shard_count));
-  }
-  return absl::OkStatus();
+  return CheckRange("shard_count", shard_count, 1, kMaxShards);
 }
 
 // Each shard is aligned to its own cache lines, so threads working on different shards never
@@ -67,28 +66,17 @@ ShardedCache::Shard& ShardedCache::ShardFor(size_t hash) const {
   return shards_[(uint64_t{hash} >> 32) & static_cast<uint64_t>(shard_mask_)];
 }
 
-std::optional<CacheHit> ShardedCache::Lookup(std::string_view key) {
-  std::optional<CacheHit> hit = Find(key, /*count_access=*/true);
-  Count(hit.has_value(), hit.has_value() && hit->negative());
-  return hit;
-}
-
 bool ShardedCache::Read(std::string_view key, absl::FunctionRef<void(const CacheEntryView&)> read) {
   const size_t hash = CacheShard::Hash(key);
   const absl::Time now = clock_.Now();
   Shard& shard = ShardFor(hash);
   bool expired = false;
-  bool negative = false;
   bool found;
   {
     StripedReaderLock lock(&shard.mu);
-    found = shard.cache.SharedRead(key, hash, now, &expired, [&](const CacheEntryView& entry) {
-      negative = entry.negative;
-      read(entry);
-    });
+    found = shard.cache.SharedRead(key, hash, now, &expired, read);
   }
   if (expired) DropExpired(shard, key, hash, now);
-  Count(found, negative);
   return found;
 }
 
@@ -101,22 +89,15 @@ void ShardedCache::DropExpired(Shard& shard, std::string_view key, size_t hash, 
   shard.cache.RemoveExpired(key, hash, now, &released);
 }
 
-void ShardedCache::Count(bool found, bool negative) {
-  counters_.Add(!found ? kMisses : negative ? kNegativeHits : kHits);
-}
-
-std::optional<CacheHit> ShardedCache::Peek(std::string_view key) {
-  return Find(key, /*count_access=*/false);
-}
-
-std::optional<CacheHit> ShardedCache::Find(std::string_view key, bool count_access) {
+std::optional<CacheHit> ShardedCache::Lookup(std::string_view key) {
   const size_t hash = CacheShard::Hash(key);
   const absl::Time now = clock_.Now();
   Shard& shard = ShardFor(hash);
   bool expired = false;
   {
     StripedReaderLock lock(&shard.mu);
-    std::optional<CacheHit> hit = shard.cache.SharedLookup(key, hash, now, count_access, &expired);
+    std::optional<CacheHit> hit =
+        shard.cache.SharedLookup(key, hash, now, /*count_access=*/true, &expired);
     if (!expired) return hit;
   }
   DropExpired(shard, key, hash, now);
@@ -147,9 +128,6 @@ CacheStats ShardedCache::stats() const {
   // Shards are summed one lock at a time, so the totals are not a single atomic snapshot, but
   // each shard's part is consistent and bytes never exceeds the capacity.
   CacheStats stats;
-  stats.hits = counters_.Sum(kHits);
-  stats.negative_hits = counters_.Sum(kNegativeHits);
-  stats.misses = counters_.Sum(kMisses);
   for (int i = 0; i <= shard_mask_; ++i) {
     Shard& shard = shards_[i];
     StripedReaderLock lock(&shard.mu);

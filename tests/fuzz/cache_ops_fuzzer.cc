@@ -32,7 +32,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "flightcache/cache_shard.h"
+#include "internal/cache_shard.h"
 #include "flightcache/flight_cache.h"
 #include "tests/fuzz/fuzz_check.h"
 #include "tests/testing/fake_clock.h"
@@ -338,8 +338,8 @@ class FlightCacheRun final {
     const FlightCacheStats s = cache.stats();
     FUZZ_CHECK(s.bytes >= 0 && s.bytes <= options_.cache.capacity_bytes)
         << "bytes " << s.bytes << " over capacity " << options_.cache.capacity_bytes;
-    FUZZ_CHECK(s.bytes >= s.entries * ShardedCache::kEntryOverheadBytes &&
-               s.bytes <= s.entries * (ShardedCache::kEntryOverheadBytes + options_.max_key_bytes +
+    FUZZ_CHECK(s.bytes >= s.entries * kCacheEntryOverheadBytes &&
+               s.bytes <= s.entries * (kCacheEntryOverheadBytes + options_.max_key_bytes +
                                        options_.max_value_bytes))
         << s.entries << " entries but " << s.bytes << " bytes";
     FUZZ_CHECK(static_cast<int64_t>(origin.open().size()) <= options_.max_concurrent_loads)

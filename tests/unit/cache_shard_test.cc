@@ -1,4 +1,4 @@
-#include "flightcache/cache_shard.h"
+#include "internal/cache_shard.h"
 
 #include <cstdint>
 #include <list>
@@ -19,7 +19,7 @@ namespace {
 
 using ::flightcache::testing::FakeClock;
 
-constexpr int64_t kOverhead = ShardedCache::kEntryOverheadBytes;
+constexpr int64_t kOverhead = kCacheEntryOverheadBytes;
 
 // A shard plus a fake clock, with helpers that hash the key and read the time.
 struct Harness {

@@ -313,7 +313,7 @@ TEST_F(FlightCacheTest, BadKeysAreInvalidArgumentAndNeverFetched) {
   cache->Get(std::string(16, 'k'), ok.Callback());
   EXPECT_EQ(empty.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(huge.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_NE(std::string(huge.result.status.message()).find("max-key-bytes"), std::string::npos);
+  EXPECT_NE(std::string(huge.result.status.message()).find("max_key_bytes"), std::string::npos);
   EXPECT_EQ(origin_.fetches(), 1);
 }
 
@@ -451,7 +451,7 @@ TEST_F(FlightCacheTest, AnOriginDeadlineAtTheLoadTimeoutIsTheLoadTimeout) {
   timers_.Advance(absl::Milliseconds(1499));
   ASSERT_TRUE(origin_.Answer(0, absl::DeadlineExceededError("Deadline Exceeded")));
   EXPECT_EQ(at_timeout.code(), absl::StatusCode::kUnavailable);
-  EXPECT_NE(std::string(at_timeout.result.status.message()).find("--load-timeout=2s"),
+  EXPECT_NE(std::string(at_timeout.result.status.message()).find("load_timeout=2s"),
             std::string::npos)
       << at_timeout.result.status;
   EXPECT_EQ(early.code(), absl::StatusCode::kUnavailable);
@@ -529,6 +529,30 @@ TEST_F(FlightCacheTest, GetBlockingHonoursTheCallersDeadline) {
   GetResult r = cache->GetBlocking("k", CallContext::WithTimeout(absl::Milliseconds(30)));
   EXPECT_EQ(r.status.code(), absl::StatusCode::kDeadlineExceeded);
   EXPECT_TRUE(origin_.cancelled(0));  // it was the only waiter
+}
+
+// The core names its own options in its errors, never a command-line flag: the server maps them.
+TEST_F(FlightCacheTest, ValidateNamesTheOptionAtFault) {
+  auto error = [this](auto mutate) {
+    FlightCacheOptions o = Options();
+    mutate(o);
+    return std::string(o.Validate().message());
+  };
+  EXPECT_TRUE(Options().Validate().ok());
+  EXPECT_EQ(error([](FlightCacheOptions& o) { o.load_timeout = absl::ZeroDuration(); }),
+            "load_timeout: must be a positive, finite duration, got 0");
+  EXPECT_EQ(error([](FlightCacheOptions& o) { o.default_ttl = absl::Hours(9000); }),
+            "default_ttl: must be at most 8760h, got 9000h");
+  EXPECT_EQ(error([](FlightCacheOptions& o) { o.negative_ttl = -absl::Seconds(1); }),
+            "negative_ttl: must be a finite duration >= 0, got -1s");
+  EXPECT_EQ(error([](FlightCacheOptions& o) { o.max_value_bytes = 0; }),
+            "max_value_bytes: must be in [1, 2147483647], got 0");
+  EXPECT_EQ(error([](FlightCacheOptions& o) { o.cache.capacity_bytes = 0; }),
+            "cache.capacity_bytes: must be in [1, 1099511627776], got 0");
+  EXPECT_EQ(error([](FlightCacheOptions& o) { o.hedge.budget = 2; }),
+            "hedge.budget: must be a fraction in [0, 1], got 2");
+  EXPECT_EQ(error([](FlightCacheOptions& o) { o.hedge.percentile = 100; }),
+            "hedge.percentile: must be in (0, 100), or 0 for the fixed delay, got 100");
 }
 
 TEST_F(FlightCacheTest, DestroyingTheCacheCancelsLoadsInFlight) {

@@ -15,7 +15,7 @@
 #include "flightcache/await.h"
 #include "flightcache/flight.h"
 #include "flightcache/flight_cache.h"
-#include "flightcache/single_flight.h"
+#include "internal/single_flight.h"
 #include "gtest/gtest.h"
 #include "tests/testing/fake_clock.h"
 #include "tests/testing/fake_origin.h"

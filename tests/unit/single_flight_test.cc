@@ -1,4 +1,4 @@
-#include "flightcache/single_flight.h"
+#include "internal/single_flight.h"
 
 #include <atomic>
 #include <functional>
@@ -248,12 +248,16 @@ TEST_F(SingleFlightGroupTest, DetachedFlightAnswersItsWaitersButIsNotStored) {
 TEST_F(SingleFlightGroupTest, RecheckHitStartsNoFlight) {
   bool cached = false;
   Group group =
-      MakeGroup(AbandonPolicy::kCancel, {.recheck = [&](std::string_view) { return cached; }});
+      MakeGroup(AbandonPolicy::kCancel, {.recheck = [&](std::string_view) {
+                  return cached ? MakeSharedResult<std::string>(std::string("cached")) : nullptr;
+                }});
   cached = true;
   Got a;
   auto callback = a.Callback();
   auto j = group.Join("k", loads_.Loader(), std::move(callback));
   EXPECT_EQ(j.outcome, Outcome::kAnsweredByRecheck);
+  ASSERT_NE(j.answer, nullptr) << "the recheck's result comes back with the outcome";
+  EXPECT_EQ(**j.answer, "cached");
   EXPECT_EQ(loads_.count(), 0u);
   EXPECT_EQ(a.calls, 0);
   EXPECT_TRUE(callback != nullptr);  // not consumed: the caller still owns it

@@ -1,4 +1,4 @@
-#include "flightcache/striped.h"
+#include "internal/striped.h"
 
 #include <atomic>
 #include <set>

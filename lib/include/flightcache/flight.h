@@ -51,6 +51,43 @@ SharedResult<T> MakeSharedResult(absl::StatusOr<T> result) {
 
 namespace internal {
 
+// What a FlightWaiter needs from a flight, without its value type.
+class WaiterTarget {
+ public:
+  virtual ~WaiterTarget() = default;
+  virtual void Leave(uint64_t subscription) = 0;
+};
+
+}  // namespace internal
+
+// One caller's membership of a flight. Move-only. Cancel() leaves the flight: the caller's
+// callback then runs with CANCELLED (unless it already ran), and if this was the last waiter the
+// abandon policy applies. Destroying a FlightWaiter does NOT leave the flight.
+class FlightWaiter final {
+ public:
+  FlightWaiter() = default;
+  FlightWaiter(std::shared_ptr<internal::WaiterTarget> target, uint64_t subscription)
+      : target_(std::move(target)), subscription_(subscription) {}
+  FlightWaiter(FlightWaiter&&) noexcept = default;
+  FlightWaiter& operator=(FlightWaiter&&) noexcept = default;
+
+  // Idempotent; a no-op after the callback ran. Call it from one thread at a time (like any
+  // other non-const method of a value type); it may race freely with the flight completing.
+  void Cancel() {
+    if (auto target = std::move(target_)) target->Leave(subscription_);
+  }
+
+ private:
+  std::shared_ptr<internal::WaiterTarget> target_;
+  uint64_t subscription_ = 0;
+};
+
+// What happens to a shared load when its last waiter leaves before it is done: kCancel stops it
+// (the origin call is cancelled), kFinish lets it run on and store its result for later callers.
+enum class AbandonPolicy { kCancel, kFinish };
+
+namespace internal {
+
 // The state one flight's Promise, Futures and Subscriptions share.
 template <typename T>
 class FlightState final {

@@ -1,13 +1,13 @@
 // FlightCache: the request-coalescing cache — the one object the server talks to.
 //
 // Get(key) serves a hit from the ShardedCache. On a miss it joins the key's in-flight load or
-// starts one (SingleFlightGroup); the load waits for a ConcurrencyLimiter permit, then fetches
-// from the Origin through the Hedger, under its own `load_timeout` — never under any caller's
-// deadline. When the last waiter of a load leaves, the load is cancelled (AbandonPolicy::kCancel)
-// or runs on to fill the cache (kFinish). A load that gets its permit with less of its timeout
-// left than a typical fetch takes (the median of recent answered fetches) fails UNAVAILABLE
-// without fetching: under overload, starting it would only make the origin do work that is
-// cancelled half way while the loads behind it wait. Invalidate() removes entries and detaches
+// starts one (SingleFlightGroup); the load's OriginFetcher waits for a concurrency permit, then
+// fetches from the Origin through the Hedger, under its own `load_timeout` — never under any
+// caller's deadline. When the last waiter of a load leaves, the load is cancelled
+// (AbandonPolicy::kCancel) or runs on to fill the cache (kFinish). A load that gets its permit with
+// less of its timeout left than a typical fetch takes (the median of recent answered fetches) fails
+// UNAVAILABLE without fetching: under overload, starting it would only make the origin do work that
+// is cancelled half way while the loads behind it wait. Invalidate() removes entries and detaches
 // loads in flight so their results are not stored and later Gets start new loads.
 //
 // Non-blocking: Get() returns at once; `done` runs exactly once — inline for a hit or an error
@@ -40,12 +40,12 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
+#include "flightcache/cache_entry.h"
 #include "flightcache/call_context.h"
-#include "flightcache/concurrency_limiter.h"
+#include "flightcache/flight.h"
 #include "flightcache/hedger.h"
 #include "flightcache/origin.h"
 #include "flightcache/sharded_cache.h"
-#include "flightcache/single_flight.h"
 #include "flightcache/timer_queue.h"
 
 namespace flightcache {

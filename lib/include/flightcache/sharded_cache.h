@@ -1,12 +1,14 @@
 // ShardedCache: the bounded in-memory store of loaded values and negative (not-found) entries.
 //
 // Keys hash to one of N shards; each shard is a plain single-threaded CacheShard (cache_shard.h)
-// behind its own reader-writer lock (StripedSharedMutex, striped.h). A hit takes its shard's
-// lock as a reader and counts itself in a per-thread stripe, so hits write no line that another
-// core writes: no global lock, and no shard lock word bouncing between cores either. The byte bound
-// counts key + value + a fixed per-entry overhead (kEntryOverheadBytes) and holds at every moment
-// (each shard owns capacity/N). Entries expire at their TTL; expired entries read as misses and
-// are dropped lazily. Eviction keeps the hot set (see cache_shard.h for the policy and why).
+// behind its own reader-writer lock (StripedSharedMutex, internal/striped.h). A hit takes its
+// shard's lock as a reader in a per-thread stripe, so hits write no line that another core
+// writes: no global lock, and no shard lock word bouncing between cores either. The cache counts
+// no hits or misses: its one caller, FlightCache, keeps the request ledger. The byte bound
+// counts key + value + a fixed per-entry overhead (kCacheEntryOverheadBytes, cache_entry.h) and
+// holds at every moment (each shard owns capacity/N). Entries expire at their TTL; expired entries
+// read as misses and are dropped lazily. Eviction keeps the hot set (see cache_shard.h for the
+// policy and why).
 //
 // Values are immutable and shared (value.h): a hit returns a shared reference to the stored bytes
 // without copying it under the lock.
@@ -31,8 +33,8 @@
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "flightcache/cache_entry.h"
 #include "flightcache/clock.h"
-#include "flightcache/striped.h"
 #include "flightcache/value.h"
 
 namespace flightcache {
@@ -44,24 +46,7 @@ struct CacheOptions {
   absl::Status Validate() const;
 };
 
-struct CacheHit {
-  Value value;  // null for a negative (not-found) entry
-  absl::Time expires_at;
-  absl::Duration ttl_remaining;  // expires_at - the lookup's now (> 0)
-  bool negative() const { return value == nullptr; }
-};
-
-// A live entry seen through ShardedCache::Read(), valid only during the call.
-struct CacheEntryView {
-  std::string_view value;  // the bytes; empty for a negative entry
-  bool negative;           // a not-found entry
-  absl::Duration ttl_remaining;
-};
-
 struct CacheStats {
-  int64_t hits = 0;           // positive hits
-  int64_t negative_hits = 0;  // hits on not-found entries
-  int64_t misses = 0;
   int64_t entries = 0;
   int64_t bytes = 0;
   int64_t evictions = 0;  // entries removed to make room (not expiry, not Erase)
@@ -69,19 +54,13 @@ struct CacheStats {
 
 class ShardedCache final {
  public:
-  // Accounted for every entry besides its key and value bytes.
-  static constexpr int64_t kEntryOverheadBytes = 96;
-
   ShardedCache(CacheOptions options, const Clock& clock);
   ~ShardedCache();
   ShardedCache(const ShardedCache&) = delete;
   ShardedCache& operator=(const ShardedCache&) = delete;
 
-  // A live entry, or nothing (missing or expired). Counts a hit, negative hit or miss.
+  // A live entry, or nothing (missing or expired). Counted as an access by the eviction policy.
   std::optional<CacheHit> Lookup(std::string_view key);
-
-  // Like Lookup() but counts nothing: for re-checks that must not skew the hit ratio.
-  std::optional<CacheHit> Peek(std::string_view key);
 
   // Like Lookup(), but instead of returning a shared reference to the value it calls `read` with
   // a view of the live entry while the shard is held for reading, so the caller can copy the
@@ -101,16 +80,11 @@ class ShardedCache final {
 
  private:
   struct Shard;
-  enum Counter { kHits, kNegativeHits, kMisses, kCounterCount };
-
   // The shard that owns keys with this CacheShard::Hash().
   Shard& ShardFor(size_t hash) const;
-  std::optional<CacheHit> Find(std::string_view key, bool count_access);
   void DropExpired(Shard& shard, std::string_view key, size_t hash, absl::Time now);
-  void Count(bool found, bool negative);
 
   const Clock& clock_;
-  StripedCounters<kCounterCount> counters_;
   int shard_mask_;
   std::unique_ptr<Shard[]> shards_;
 };

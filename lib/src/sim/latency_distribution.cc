@@ -72,8 +72,9 @@ absl::StatusOr<LatencyDistribution> LatencyDistribution::Parse(absl::string_view
     if (d[0] <= absl::ZeroDuration()) {
       return absl::InvalidArgumentError("lognormal: MEDIAN must be > 0");
     }
-    if (n[0] < 0 || n[0] > 5)
+    if (n[0] < 0 || n[0] > 5) {
       return absl::InvalidArgumentError("lognormal: SIGMA must be in [0, 5]");
+    }
     return LatencyDistribution{.kind = Kind::kLognormal, .a = d[0], .p = n[0]};
   }
   if (kind == "bimodal" && args.size() == 3) {

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cmath>
 #include <string>
-#include <utility>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -100,8 +99,8 @@ bool KeyIsMissing(absl::string_view key, double not_found_rate) {
   return u < not_found_rate;
 }
 
-OriginModel::OriginModel(OriginModelOptions options)
-    : options_(std::move(options)),
+OriginModel::OriginModel(const OriginModelOptions& options)
+    : options_(options),
       rng_(options_.seed.has_value() ? *options_.seed : std::random_device{}()),
       version_slots_(static_cast<size_t>(options_.version_slots), 0) {}
 

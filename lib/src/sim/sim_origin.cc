@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -87,7 +88,7 @@ absl::StatusOr<OriginModelOptions> ParseSimOriginQuery(absl::string_view query) 
         absl::StrSplit(part, absl::MaxSplits('=', 1));
     const absl::string_view name = kv.first;
     const absl::string_view text = kv.second;
-    if (part.find('=') == absl::string_view::npos) {
+    if (!absl::StrContains(part, '=')) {
       return absl::InvalidArgumentError(
           absl::StrCat("sim origin parameter '", part, "' has no value (want NAME=VALUE)"));
     }
@@ -190,8 +191,8 @@ struct SimOrigin::PendingFetch {
   std::optional<std::stop_callback<OnCancel>> on_cancel;
 };
 
-SimOrigin::SimOrigin(OriginModelOptions options, TimerQueue& timers)
-    : model_(std::move(options)), timers_(timers) {}
+SimOrigin::SimOrigin(const OriginModelOptions& options, TimerQueue& timers)
+    : model_(options), timers_(timers) {}
 
 SimOrigin::~SimOrigin() = default;
 
@@ -211,8 +212,9 @@ void SimOrigin::Fetch(const FetchRequest& request, std::stop_token cancel, Fetch
   // The timer owns the fetch until it runs or is cancelled; the stop callback only borrows it.
   fetch->timer.store(timers_.RunAfter(plan.latency,
                                       [this, fetch] {
-                                        if (fetch->Claim())
+                                        if (fetch->Claim()) {
                                           fetch->Answer(model_, FetchEnd::kAnswered);
+                                        }
                                       }),
                      std::memory_order_release);
   // Registered after the timer so the callback always sees the timer's id. If the token fired in

@@ -116,7 +116,7 @@ bool KeyIsMissing(absl::string_view key, double not_found_rate);
 class OriginModel final {
  public:
   // REQUIRES: options.Validate().ok().
-  explicit OriginModel(OriginModelOptions options);
+  explicit OriginModel(const OriginModelOptions& options);
   OriginModel(const OriginModel&) = delete;
   OriginModel& operator=(const OriginModel&) = delete;
 

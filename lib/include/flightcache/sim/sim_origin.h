@@ -53,7 +53,7 @@ std::string SimOriginUrl(const OriginModelOptions& options);
 class SimOrigin final : public Origin {
  public:
   // REQUIRES: options.Validate().ok().
-  SimOrigin(OriginModelOptions options, TimerQueue& timers);
+  SimOrigin(const OriginModelOptions& options, TimerQueue& timers);
   ~SimOrigin() override;
   SimOrigin(const SimOrigin&) = delete;
   SimOrigin& operator=(const SimOrigin&) = delete;

@@ -3,18 +3,18 @@
 // Writes `path`.tmp.<pid> and renames it over `path` (rename is atomic within a file system),
 // so a test polling a port file or stats file reads either the old or the new contents.
 // Thread-safety: safe to call concurrently for different paths.
-#ifndef FLIGHTCACHE_CLIENT_COMMON_FILE_UTIL_H_
-#define FLIGHTCACHE_CLIENT_COMMON_FILE_UTIL_H_
+#ifndef FLIGHTCACHE_SUPPORT_FILE_UTIL_H_
+#define FLIGHTCACHE_SUPPORT_FILE_UTIL_H_
 
 #include <string>
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 
-namespace flightcache::client {
+namespace flightcache::support {
 
 absl::Status WriteFileAtomically(const std::string& path, absl::string_view contents);
 
-}  // namespace flightcache::client
+}  // namespace flightcache::support
 
-#endif  // FLIGHTCACHE_CLIENT_COMMON_FILE_UTIL_H_
+#endif  // FLIGHTCACHE_SUPPORT_FILE_UTIL_H_

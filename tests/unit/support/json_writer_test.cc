@@ -1,11 +1,11 @@
-#include "client/common/json_writer.h"
+#include "flightcache/support/json_writer.h"
 
 #include <cmath>
 #include <limits>
 
 #include "gtest/gtest.h"
 
-namespace flightcache::client {
+namespace flightcache::support {
 namespace {
 
 TEST(JsonWriterTest, BuildsAnObjectInCallOrder) {
@@ -31,4 +31,4 @@ TEST(JsonWriterTest, EscapesStringsAndWritesNonFiniteAsNull) {
 }
 
 }  // namespace
-}  // namespace flightcache::client
+}  // namespace flightcache::support

@@ -1,4 +1,4 @@
-#include "client/common/signal_watcher.h"
+#include "flightcache/support/signal_watcher.h"
 
 #include <pthread.h>
 #include <signal.h>
@@ -6,7 +6,7 @@
 #include <cerrno>
 #include <ctime>
 
-namespace flightcache::client {
+namespace flightcache::support {
 namespace {
 
 sigset_t WatchedSignals() {
@@ -42,4 +42,4 @@ void SignalWatcher::Loop() {
   }
 }
 
-}  // namespace flightcache::client
+}  // namespace flightcache::support

@@ -23,7 +23,7 @@
 // bytes until one of those happens.
 //
 // Accounting: every entry is charged Charge(key, value) = key bytes + value bytes +
-// ShardedCache::kEntryOverheadBytes (a negative entry: key + overhead). bytes() <= capacity()
+// kCacheEntryOverheadBytes (a negative entry: key + overhead). bytes() <= capacity()
 // holds at every moment: room is made before an entry is linked in, and an entry whose charge
 // exceeds the capacity is not stored. Evictions (entries removed to make room) and expirations
 // are counted separately; Erase() and replacement count as neither.
@@ -49,8 +49,8 @@
 //   const size_t hash = CacheShard::Hash("k");
 //   shard.Insert("k", hash, MakeValue("v"), clock.Now() + absl::Seconds(60), clock.Now());
 //   if (auto hit = shard.Lookup("k", hash, clock.Now())) Use(*hit->value);
-#ifndef FLIGHTCACHE_CACHE_SHARD_H_
-#define FLIGHTCACHE_CACHE_SHARD_H_
+#ifndef FLIGHTCACHE_INTERNAL_CACHE_SHARD_H_
+#define FLIGHTCACHE_INTERNAL_CACHE_SHARD_H_
 
 #include <cstddef>
 #include <cstdint>
@@ -65,7 +65,8 @@
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
-#include "flightcache/sharded_cache.h"
+#include "flightcache/cache_entry.h"
+#include "flightcache/value.h"
 
 namespace flightcache {
 
@@ -86,8 +87,7 @@ class CacheShard final {
   // The bytes an entry counts against the capacity.
   static int64_t Charge(std::string_view key, const Value& value) {
     return static_cast<int64_t>(key.size()) +
-           (value ? static_cast<int64_t>(value.size()) : int64_t{0}) +
-           ShardedCache::kEntryOverheadBytes;
+           (value ? static_cast<int64_t>(value.size()) : int64_t{0}) + kCacheEntryOverheadBytes;
   }
 
   // A capacity <= 0 stores nothing.
@@ -247,4 +247,4 @@ class CacheShard final {
 
 }  // namespace flightcache
 
-#endif  // FLIGHTCACHE_CACHE_SHARD_H_
+#endif  // FLIGHTCACHE_INTERNAL_CACHE_SHARD_H_

@@ -1,4 +1,4 @@
-#include "client/common/json_writer.h"
+#include "flightcache/support/json_writer.h"
 
 #include <cmath>
 #include <cstdio>
@@ -6,7 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 
-namespace flightcache::client {
+namespace flightcache::support {
 
 void AppendJsonQuoted(std::string& out, absl::string_view s) {
   out.push_back('"');
@@ -90,4 +90,4 @@ JsonObjectWriter& JsonObjectWriter::AddRaw(absl::string_view key, absl::string_v
   return *this;
 }
 
-}  // namespace flightcache::client
+}  // namespace flightcache::support

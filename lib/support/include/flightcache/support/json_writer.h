@@ -10,15 +10,15 @@
 //   json.Add("requests", 1200).Add("throughput", 399.7).Add("target", "127.0.0.1:50051");
 //   json.AddRaw("latency_ms", other.Build());
 //   std::string text = json.Build();  // {"requests":1200,...}
-#ifndef FLIGHTCACHE_CLIENT_COMMON_JSON_WRITER_H_
-#define FLIGHTCACHE_CLIENT_COMMON_JSON_WRITER_H_
+#ifndef FLIGHTCACHE_SUPPORT_JSON_WRITER_H_
+#define FLIGHTCACHE_SUPPORT_JSON_WRITER_H_
 
 #include <cstdint>
 #include <string>
 
 #include "absl/strings/string_view.h"
 
-namespace flightcache::client {
+namespace flightcache::support {
 
 // `s` as a quoted JSON string with the required escapes.
 std::string JsonQuote(absl::string_view s);
@@ -46,6 +46,6 @@ class JsonObjectWriter final {
   std::string body_ = "{";
 };
 
-}  // namespace flightcache::client
+}  // namespace flightcache::support
 
-#endif  // FLIGHTCACHE_CLIENT_COMMON_JSON_WRITER_H_
+#endif  // FLIGHTCACHE_SUPPORT_JSON_WRITER_H_

@@ -11,9 +11,10 @@
 //
 // Hooks connect the group to a cache without the group knowing about it:
 // - `recheck(key)` runs under the key's shard lock just before a new flight would start. If it
-//   returns true (the value arrived in the cache since the caller missed it), no flight starts and
-//   Join() reports kAnsweredByRecheck. Together with `store` below this closes the race where a
-//   caller misses the cache just as a load completes and would start a second load.
+//   returns a result (the value arrived in the cache since the caller missed it), no flight starts
+//   and Join() reports kAnsweredByRecheck with that result. Together with `store` below this closes
+//   the race where a caller misses the cache just as a load completes and would start a second
+//   load.
 // - `store(key, result)` runs under the key's shard lock when a flight that is still attached
 //   completes, before its waiters wake and before it leaves the table.
 // Detach(key) (the server's Invalidate) removes the key's flight from the table under the same
@@ -38,8 +39,8 @@
 //     });
 //   }, [](const SharedResult<std::string>& r) { Reply(r); });
 //   ... joined.waiter.Cancel();  // this caller gave up; the load goes on for the others
-#ifndef FLIGHTCACHE_SINGLE_FLIGHT_H_
-#define FLIGHTCACHE_SINGLE_FLIGHT_H_
+#ifndef FLIGHTCACHE_INTERNAL_SINGLE_FLIGHT_H_
+#define FLIGHTCACHE_INTERNAL_SINGLE_FLIGHT_H_
 
 #include <atomic>
 #include <cstdint>
@@ -66,8 +67,6 @@
 
 namespace flightcache {
 
-enum class AbandonPolicy { kCancel, kFinish };
-
 struct SingleFlightStats {
   int64_t started = 0;    // flights started
   int64_t inflight = 0;   // flights started and not yet complete
@@ -80,36 +79,7 @@ namespace internal {
 // Debian's Abseil has its own string_view type: heterogeneous lookups need it.
 inline absl::string_view AbslView(std::string_view s) { return {s.data(), s.size()}; }
 
-// What a FlightWaiter needs from a flight, without its value type.
-class WaiterTarget {
- public:
-  virtual ~WaiterTarget() = default;
-  virtual void Leave(uint64_t subscription) = 0;
-};
-
 }  // namespace internal
-
-// One caller's membership of a flight. Move-only. Cancel() leaves the flight: the caller's
-// callback then runs with CANCELLED (unless it already ran), and if this was the last waiter the
-// abandon policy applies. Destroying a FlightWaiter does NOT leave the flight.
-class FlightWaiter final {
- public:
-  FlightWaiter() = default;
-  FlightWaiter(std::shared_ptr<internal::WaiterTarget> target, uint64_t subscription)
-      : target_(std::move(target)), subscription_(subscription) {}
-  FlightWaiter(FlightWaiter&&) noexcept = default;
-  FlightWaiter& operator=(FlightWaiter&&) noexcept = default;
-
-  // Idempotent; a no-op after the callback ran. Call it from one thread at a time (like any
-  // other non-const method of a value type); it may race freely with the flight completing.
-  void Cancel() {
-    if (auto target = std::move(target_)) target->Leave(subscription_);
-  }
-
- private:
-  std::shared_ptr<internal::WaiterTarget> target_;
-  uint64_t subscription_ = 0;
-};
 
 template <typename T>
 class SingleFlightGroup;
@@ -146,7 +116,7 @@ class GroupCore final : public std::enable_shared_from_this<GroupCore<T>> {
  public:
   using Entry = FlightEntry<T>;
   using EntryPtr = std::shared_ptr<Entry>;
-  using RecheckHook = absl::AnyInvocable<bool(std::string_view key)>;
+  using RecheckHook = absl::AnyInvocable<SharedResult<T>(std::string_view key)>;  // null: miss
   using StoreHook = absl::AnyInvocable<void(const std::string& key, const absl::StatusOr<T>&)>;
   using CompletedHook = absl::AnyInvocable<void(const std::string& key, const absl::StatusOr<T>&)>;
 
@@ -342,7 +312,7 @@ class SingleFlightGroup final {
   enum class Outcome {
     kStarted,            // this caller started the flight (the loader ran)
     kJoined,             // this caller joined a flight already in flight
-    kAnsweredByRecheck,  // recheck() found the value: no flight, `done` was not called
+    kAnsweredByRecheck,  // recheck() found the value (Joined::answer): no flight, no `done`
   };
   using Loader = absl::AnyInvocable<void(LoadHandle<T>&&)>;
   // Gets the result and whether this caller started the flight or joined it.
@@ -351,6 +321,7 @@ class SingleFlightGroup final {
   struct Joined {
     FlightWaiter waiter;
     Outcome outcome;
+    SharedResult<T> answer;  // recheck()'s result, for kAnsweredByRecheck only
   };
 
   SingleFlightGroup(Options options, TimerQueue& timers, Hooks hooks = {})
@@ -400,7 +371,11 @@ class SingleFlightGroup final {
       if (it != shard.flights.end()) {
         entry = it->second;
       } else {
-        if (core.recheck && core.recheck(key)) return {FlightWaiter(), Outcome::kAnsweredByRecheck};
+        if (core.recheck) {
+          if (SharedResult<T> answer = core.recheck(key)) {
+            return {FlightWaiter(), Outcome::kAnsweredByRecheck, std::move(answer)};
+          }
+        }
         entry = std::make_shared<internal::FlightEntry<T>>(std::string(key), core_);
         entry->attached = true;
         shard.flights.emplace(entry->key, entry);
@@ -480,4 +455,4 @@ class SingleFlightGroup final {
 
 }  // namespace flightcache
 
-#endif  // FLIGHTCACHE_SINGLE_FLIGHT_H_
+#endif  // FLIGHTCACHE_INTERNAL_SINGLE_FLIGHT_H_

@@ -16,8 +16,8 @@
 //                           below.
 //
 // Thread-safety: every member is thread-safe.
-#ifndef FLIGHTCACHE_STRIPED_H_
-#define FLIGHTCACHE_STRIPED_H_
+#ifndef FLIGHTCACHE_INTERNAL_STRIPED_H_
+#define FLIGHTCACHE_INTERNAL_STRIPED_H_
 
 #include <array>
 #include <atomic>
@@ -159,4 +159,4 @@ class ABSL_SCOPED_LOCKABLE StripedWriterLock final {
 
 }  // namespace flightcache
 
-#endif  // FLIGHTCACHE_STRIPED_H_
+#endif  // FLIGHTCACHE_INTERNAL_STRIPED_H_

@@ -11,15 +11,15 @@
 //
 // Usage:
 //   absl::Notification stop;
-//   client::SignalWatcher signals([&](int) { if (!stop.HasBeenNotified()) stop.Notify(); });
-#ifndef FLIGHTCACHE_CLIENT_COMMON_SIGNAL_WATCHER_H_
-#define FLIGHTCACHE_CLIENT_COMMON_SIGNAL_WATCHER_H_
+//   support::SignalWatcher signals([&](int) { if (!stop.HasBeenNotified()) stop.Notify(); });
+#ifndef FLIGHTCACHE_SUPPORT_SIGNAL_WATCHER_H_
+#define FLIGHTCACHE_SUPPORT_SIGNAL_WATCHER_H_
 
 #include <atomic>
 #include <functional>
 #include <thread>
 
-namespace flightcache::client {
+namespace flightcache::support {
 
 class SignalWatcher final {
  public:
@@ -38,6 +38,6 @@ class SignalWatcher final {
   std::thread thread_;
 };
 
-}  // namespace flightcache::client
+}  // namespace flightcache::support
 
-#endif  // FLIGHTCACHE_CLIENT_COMMON_SIGNAL_WATCHER_H_
+#endif  // FLIGHTCACHE_SUPPORT_SIGNAL_WATCHER_H_

@@ -1,4 +1,4 @@
-#include "client/common/file_util.h"
+#include "flightcache/support/file_util.h"
 
 #include <unistd.h>
 
@@ -8,7 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 
-namespace flightcache::client {
+namespace flightcache::support {
 
 absl::Status WriteFileAtomically(const std::string& path, absl::string_view contents) {
   const std::string tmp = absl::StrCat(path, ".tmp.", getpid());
@@ -31,4 +31,4 @@ absl::Status WriteFileAtomically(const std::string& path, absl::string_view cont
   return absl::OkStatus();
 }
 
-}  // namespace flightcache::client
+}  // namespace flightcache::support
