@@ -25,7 +25,8 @@ const char* RedisStateName(RedisState state) {
   return "unknown";
 }
 
-RedisLink::RedisLink(EventLoop& loop, const RedisOptions& options, std::string role, Hooks hooks)
+RedisLink::RedisLink(EventLoop& loop, const RedisOptions& options, absl::string_view role,
+                     Hooks hooks)
     : loop_(loop),
       options_(options),
       name_(absl::StrCat("redis ", options.endpoint.ToString(), " (", role, ")")),
@@ -86,9 +87,9 @@ void RedisLink::Connect() {
     return;
   }
   if (context->err != 0) {
-    std::string reason = context->errstr;
+    const std::string reason = context->errstr;
     redisAsyncFree(context);  // no hooks attached yet: only frees
-    AttemptFailed(std::move(reason));
+    AttemptFailed(reason);
     return;
   }
   context_ = context;
@@ -138,7 +139,7 @@ void RedisLink::OnHandshakeReply(redisAsyncContext* context, void* reply, void* 
   }
 }
 
-void RedisLink::AttemptFailed(std::string reason) {
+void RedisLink::AttemptFailed(const std::string& reason) {
   SetState(RedisState::kDegraded, reason);
   ScheduleReconnect();
 }
