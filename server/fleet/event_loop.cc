@@ -1,6 +1,7 @@
 #include "server/fleet/event_loop.h"
 
 #include <pthread.h>
+#include <signal.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -167,6 +168,13 @@ void EventLoop::RunPostedTasks() {
 void EventLoop::Run() {
   thread_id_.store(std::this_thread::get_id());
   pthread_setname_np(pthread_self(), name_.substr(0, 15).c_str());
+  // A write to a socket whose peer is gone raises SIGPIPE in the writing thread, and its default
+  // action ends the process; hiredis 0.14 writes with write(), not send(MSG_NOSIGNAL). Blocked
+  // here, the write fails with EPIPE and the connection is dropped like any other failure.
+  sigset_t sigpipe;
+  sigemptyset(&sigpipe);
+  sigaddset(&sigpipe, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &sigpipe, nullptr);
   constexpr int kMaxEvents = 64;
   epoll_event events[kMaxEvents];
   while (true) {

@@ -6,6 +6,9 @@
 // watches) is for the loop thread only (REQUIRES: InLoopThread()), from a task, a timer or a watch
 // handler. Tasks, timers and handlers must be short and must not block: they delay each other.
 //
+// SIGPIPE is blocked on the loop thread: a write to a connection its peer closed fails with
+// EPIPE instead of ending the process.
+//
 // Lifetime: the constructor starts the thread, the destructor stops and joins it; tasks and
 // timers still pending then are destroyed without running. Whoever posts tasks or holds timers
 // and watches must be gone first (RedisConnection's destructor waits for its own shutdown task).

@@ -36,6 +36,13 @@
 //   PUBLISH <channel> <announcement>     loaded / failed / invalidated, to every sidecar
 //   SUBSCRIBE <channel>                  (RedisSubscriber) waiters woken by announcements;
 //                                        a re-subscription means missed invalidations
+// The tag must not be the raw cache key: Redis Cluster hashes what lies between the first '{'
+// and the next '}', so a key with a '}' in it ends the tag early, and an empty tag makes Redis
+// hash the whole name, putting `fc:{}` and `fc:{}:lease` in different slots. Escape or hash
+// the key into the tag.
+//
+// Host names are resolved on the loop thread, synchronously (hiredis 0.14's connect does
+// getaddrinfo): use an address or a name the local resolver answers at once.
 //
 // Thread-safety: Command() and state() are thread-safe. The destructor must not run on the
 // loop thread.

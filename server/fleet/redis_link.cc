@@ -25,7 +25,8 @@ const char* RedisStateName(RedisState state) {
   return "unknown";
 }
 
-RedisLink::RedisLink(EventLoop& loop, const RedisOptions& options, std::string role, Hooks hooks)
+RedisLink::RedisLink(EventLoop& loop, const RedisOptions& options, absl::string_view role,
+                     Hooks hooks)
     : loop_(loop),
       options_(options),
       name_(absl::StrCat("redis ", options.endpoint.ToString(), " (", role, ")")),
@@ -86,9 +87,9 @@ void RedisLink::Connect() {
     return;
   }
   if (context->err != 0) {
-    std::string reason = context->errstr;
+    const std::string reason = context->errstr;
     redisAsyncFree(context);  // no hooks attached yet: only frees
-    AttemptFailed(std::move(reason));
+    AttemptFailed(reason);
     return;
   }
   context_ = context;
@@ -128,8 +129,8 @@ void RedisLink::OnHandshakeReply(redisAsyncContext* context, void* reply, void* 
   if (reply == nullptr || self->context_ != context) return;
   const auto* r = static_cast<const redisReply*>(reply);
   if (r->type == REDIS_REPLY_ERROR) {
-    // Wrong password, no such database: configuration, but retried (a password file may be
-    // rotated, a Redis restarted with other settings).
+    // Wrong password, no such database: configuration, but retried (Redis may be restarted with
+    // other settings); the state change is logged with Redis' message.
     self->Drop(absl::StrCat("Redis refused the handshake: ", absl::string_view(r->str, r->len)));
     return;
   }
@@ -138,7 +139,7 @@ void RedisLink::OnHandshakeReply(redisAsyncContext* context, void* reply, void* 
   }
 }
 
-void RedisLink::AttemptFailed(std::string reason) {
+void RedisLink::AttemptFailed(const std::string& reason) {
   SetState(RedisState::kDegraded, reason);
   ScheduleReconnect();
 }

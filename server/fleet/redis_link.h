@@ -50,7 +50,7 @@ class RedisLink final {
   };
 
   // `role` names the connection in log lines ("commands", "subscriber").
-  RedisLink(EventLoop& loop, const RedisOptions& options, std::string role, Hooks hooks);
+  RedisLink(EventLoop& loop, const RedisOptions& options, absl::string_view role, Hooks hooks);
   ~RedisLink();
   RedisLink(const RedisLink&) = delete;
   RedisLink& operator=(const RedisLink&) = delete;
@@ -76,7 +76,7 @@ class RedisLink final {
 
  private:
   void Connect();
-  void AttemptFailed(std::string reason);
+  void AttemptFailed(const std::string& reason);
   void ScheduleReconnect();
   void SetState(RedisState state, const std::string& reason);
   void OnEvents(uint32_t events);

@@ -33,6 +33,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "tests/testing/child_process.h"
@@ -89,7 +90,14 @@ class RedisProcess final {
     child_.reset();
   }
 
-  void Pause() { Signal(SIGSTOP); }
+  // SIGSTOP, and waits until the kernel has stopped the process (kill() returns before that: a
+  // Redis still running for a moment would answer what a test sends "to a stopped Redis").
+  void Pause() {
+    Signal(SIGSTOP);
+    const absl::Time deadline = absl::Now() + kTestWait;
+    while (ProcessState() != 'T' && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(1));
+    EXPECT_EQ(ProcessState(), 'T') << "redis-server did not stop";
+  }
   void Resume() { Signal(SIGCONT); }
 
   int port() const { return port_; }
@@ -120,6 +128,15 @@ class RedisProcess final {
     if (fd >= 0) close(fd);
     EXPECT_NE(port, 0) << "no free port: " << std::strerror(errno);
     return port;
+  }
+
+  // The state letter in /proc/PID/stat ('T': stopped), or '?'.
+  char ProcessState() const {
+    if (!child_.has_value()) return '?';
+    const std::string stat = ReadFile(absl::StrCat("/proc/", child_->pid(), "/stat"));
+    // "PID (COMM) STATE ...": COMM may hold spaces and parentheses, so from the last ')'.
+    const size_t close = stat.rfind(')');
+    return close == std::string::npos || close + 2 >= stat.size() ? '?' : stat[close + 2];
   }
 
   void Signal(int signal) {

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <cerrno>
 #include <string>
 #include <thread>
 #include <vector>
@@ -62,7 +63,7 @@ TEST(EventLoopTest, APostFromTheLoopThreadRunsLaterNotInline) {
     });
     journal.Add("poster returns");
   });
-  ASSERT_TRUE(ran.WaitFor());
+  ASSERT_TRUE(ran.WaitFor()) << "the task never ran";
   EXPECT_THAT(journal.entries(), ElementsAre("poster returns", "posted"));
 }
 
@@ -103,7 +104,7 @@ TEST(EventLoopTest, TimerIsNotEarly) {
       ran.CountDown();
     });
   });
-  ASSERT_TRUE(ran.WaitFor());
+  ASSERT_TRUE(ran.WaitFor()) << "the task never ran";
   loop.RunSync([&] { EXPECT_GE(fired, due); });
 }
 
@@ -130,6 +131,22 @@ TEST(EventLoopTest, WatchedFdWakesItsHandlerWhichMayUnwatchItself) {
   absl::SleepFor(absl::Milliseconds(20));
   loop.RunSync([&] { EXPECT_EQ(calls, 1); });
   close(fds[0]);
+  close(fds[1]);
+}
+
+TEST(EventLoopTest, AWriteToAClosedPipeOnTheLoopFailsWithEpipeInsteadOfEndingTheProcess) {
+  EventLoop loop;
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  close(fds[0]);
+  ssize_t written = 0;
+  int error = 0;
+  loop.RunSync([&] {
+    written = write(fds[1], "x", 1);  // SIGPIPE's default action would end this test
+    error = errno;
+  });
+  EXPECT_EQ(written, -1);
+  EXPECT_EQ(error, EPIPE);
   close(fds[1]);
 }
 
