@@ -58,9 +58,10 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "bench/bench_flags.h"
+#include "flightcache/support/flags.h"
 #include "flightcache/v1/cache.grpc.pb.h"
 #include "flightcache/v1/origin.grpc.pb.h"
+#include "server/grpc_listener.h"
 
 ABSL_FLAG(std::string, target, "127.0.0.1:50051", "HOST:PORT of the flightcache server.");
 ABSL_FLAG(std::string, origin_listen, "127.0.0.1:50052",
@@ -232,18 +233,14 @@ struct ClientRun {
 
 std::unique_ptr<grpc::Server> StartOrigin(RecordingOrigin& origin) {
   grpc::ServerBuilder builder;
-  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
-  int port = 0;
-  builder.AddListeningPort(absl::GetFlag(FLAGS_origin_listen), grpc::InsecureServerCredentials(),
-                           &port);
   builder.RegisterService(&origin);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  if (server == nullptr || port == 0) {
-    std::fprintf(stderr, "flightcache-bench-cancel: cannot listen on %s\n",
-                 absl::GetFlag(FLAGS_origin_listen).c_str());
+  absl::StatusOr<GrpcServer> server = StartGrpcServer(builder, absl::GetFlag(FLAGS_origin_listen));
+  if (!server.ok()) {
+    std::fprintf(stderr, "flightcache-bench-cancel: %s\n",
+                 std::string(server.status().message()).c_str());
     return nullptr;
   }
-  return server;
+  return std::move(server->server);
 }
 
 // Sends the Gets and waits for every answer, then for the origin to see the cancellations
@@ -559,7 +556,7 @@ int Main(int argc, char** argv) {
       "abandoned loads.\n"
       "  flightcache-bench-cancel --target=HOST:P --origin-listen=HOST:Q --loads=1000 "
       "--deadline=100ms --spread=2s [--role=both|origin|client|report]");
-  ParseBenchFlags(argc, argv);
+  support::ParseFlagsOrExit(argc, argv, "bench/");
   const int loads = absl::GetFlag(FLAGS_loads);
   const std::string role = absl::GetFlag(FLAGS_role);
   if (loads < 1 || absl::GetFlag(FLAGS_deadline) <= absl::ZeroDuration() ||

@@ -28,7 +28,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "bench/bench_flags.h"
+#include "flightcache/support/flags.h"
 #include "flightcache/v1/cache.grpc.pb.h"
 
 ABSL_FLAG(std::string, target, "127.0.0.1:50051", "HOST:PORT of the flightcache server.");
@@ -51,7 +51,7 @@ int Main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "flightcache-bench-fill: load PREFIX0..PREFIX(N-1) into a flightcache server once each.\n"
       "  flightcache-bench-fill --target=HOST:PORT --keys=N [--batch=500] [--parallel=4]");
-  ParseBenchFlags(argc, argv);
+  support::ParseFlagsOrExit(argc, argv, "bench/");
   const uint64_t num_keys = absl::GetFlag(FLAGS_keys);
   const int batch = absl::GetFlag(FLAGS_batch);
   const int parallel = absl::GetFlag(FLAGS_parallel);

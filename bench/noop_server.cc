@@ -30,8 +30,9 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/usage.h"
 #include "absl/synchronization/mutex.h"
-#include "bench/bench_flags.h"
+#include "flightcache/support/flags.h"
 #include "flightcache/v1/cache.grpc.pb.h"
+#include "server/grpc_listener.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:50061", "HOST:PORT to serve on; port 0 picks one.");
 ABSL_FLAG(int64_t, value_bytes, 100, "Size of the fixed value every Get answers with.");
@@ -111,10 +112,10 @@ int Main(int argc, char** argv) {
       "flightcache-noop-server: a flightcache.v1.Cache that answers every Get at once with a "
       "fixed value (SOURCE_HIT); the baseline of bench/e2e/hits.sh.\n"
       "  flightcache-noop-server --listen=127.0.0.1:0 --value-bytes=100");
-  const std::vector<std::string> positional = ParseBenchFlags(argc, argv);
-  if (positional.size() > 1) {
+  const std::vector<std::string> positional = support::ParseFlagsOrExit(argc, argv, "bench/");
+  if (!positional.empty()) {
     std::fprintf(stderr, "flightcache-noop-server: unexpected argument '%s'\n",
-                 positional[1].c_str());
+                 positional[0].c_str());
     return 2;
   }
   const int64_t value_bytes = absl::GetFlag(FLAGS_value_bytes);
@@ -135,15 +136,15 @@ int Main(int argc, char** argv) {
   NoopCacheService service(std::string(static_cast<size_t>(value_bytes), 'v'));
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
-  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
-  int port = 0;
-  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
   builder.RegisterService(&service);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  if (server == nullptr || port == 0) {
-    std::fprintf(stderr, "flightcache-noop-server: cannot listen on %s\n", listen.c_str());
+  absl::StatusOr<GrpcServer> grpc_server = StartGrpcServer(builder, listen);
+  if (!grpc_server.ok()) {
+    std::fprintf(stderr, "flightcache-noop-server: %s\n",
+                 std::string(grpc_server.status().message()).c_str());
     return 1;
   }
+  const std::unique_ptr<grpc::Server> server = std::move(grpc_server->server);
+  const int port = grpc_server->port;
   server->GetHealthCheckService()->SetServingStatus(pb::Cache::service_full_name(), true);
   server->GetHealthCheckService()->SetServingStatus(true);
   std::fprintf(stderr, "flightcache-noop-server listening on %s (port %d), value_bytes %lld\n",

@@ -1,7 +1,8 @@
-# The gRPC-free client libraries: loadgen workload / runner / stats, the demo origin's model, and
-# small common helpers. Included from client/CMakeLists.txt, and from tests/unit/CMakeLists.txt
-# when the client directory is not built (the tsan preset sets FLIGHTCACHE_BUILD_SERVER=OFF and
-# has no gRPC), so that these units are tested under TSan too.
+# The gRPC-free client libraries: loadgen workload / runner / stats (the demo origin's model is
+# lib's flightcache_sim; the helpers every program shares are in lib/support). Included from
+# client/CMakeLists.txt, and from tests/unit/CMakeLists.txt when the client directory is not built
+# (the tsan preset sets FLIGHTCACHE_BUILD_SERVER=OFF and has no gRPC), so that these units are
+# tested under TSan too.
 include_guard(GLOBAL)
 set(FLIGHTCACHE_CLIENT_DIR ${CMAKE_CURRENT_LIST_DIR})
 
@@ -16,21 +17,12 @@ function(flightcache_client_lib name)
   flightcache_warnings(${name})
 endfunction()
 
-flightcache_client_lib(flightcache_client_json SOURCES common/json_writer.cc
-                       DEPS absl::strings absl::str_format)
-flightcache_client_lib(flightcache_client_flags SOURCES common/flags.cc
-                       DEPS absl::flags absl::flags_parse absl::flags_usage absl::flags_reflection
-                            absl::status absl::strings absl::span absl::time)
-flightcache_client_lib(flightcache_client_util
-                       SOURCES common/file_util.cc common/signal_watcher.cc
-                       DEPS absl::status absl::strings Threads::Threads)
-
 flightcache_client_lib(flightcache_loadgen_histogram SOURCES loadgen/histogram.cc)
 flightcache_client_lib(flightcache_loadgen_workload SOURCES loadgen/workload.cc
                        DEPS absl::status absl::statusor absl::strings absl::synchronization
                             absl::time)
 flightcache_client_lib(flightcache_loadgen_stats SOURCES loadgen/recorder.cc loadgen/report.cc
-                       DEPS flightcache_loadgen_histogram flightcache_client_json absl::status
+                       DEPS flightcache_loadgen_histogram flightcache_json absl::status
                             absl::strings absl::str_format absl::synchronization absl::time
                             absl::span)
 flightcache_client_lib(flightcache_loadgen_runner SOURCES loadgen/runner.cc
@@ -40,8 +32,3 @@ add_library(flightcache_loadgen_lib INTERFACE)
 target_link_libraries(flightcache_loadgen_lib INTERFACE flightcache_loadgen_histogram
                       flightcache_loadgen_workload flightcache_loadgen_stats
                       flightcache_loadgen_runner)
-
-flightcache_client_lib(flightcache_origin_model
-                       SOURCES origin/latency_distribution.cc origin/origin_model.cc
-                       DEPS absl::status absl::statusor absl::strings absl::synchronization
-                            absl::time absl::flat_hash_map)

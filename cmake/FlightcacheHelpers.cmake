@@ -68,21 +68,23 @@ function(flightcache_benchmark name source)
   flightcache_warnings(${name})
 endfunction()
 
-# flightcache_unit(NAME [SOURCES a.cc ...] [DEPS target ...]): one library per core unit.
-# A unit without sources (header-only templates) becomes an INTERFACE library.
+# flightcache_unit(NAME [SOURCES a.cc ...] [DEPS target ...] [INCLUDE_DIR dir]): one library per
+# unit of lib/. Its headers are under INCLUDE_DIR (default lib/include, the core's; lib/support
+# passes its own). A unit without sources (header-only templates) becomes an INTERFACE library.
 function(flightcache_unit name)
-  cmake_parse_arguments(ARG "" "" "SOURCES;DEPS" ${ARGN})
+  cmake_parse_arguments(ARG "" "" "SOURCES;DEPS;INCLUDE_DIR" ${ARGN})
+  if(NOT ARG_INCLUDE_DIR)
+    # The core's public headers, and lib/src for its internal ones (included as "internal/x.h").
+    set(ARG_INCLUDE_DIR ${PROJECT_SOURCE_DIR}/lib/include ${PROJECT_SOURCE_DIR}/lib/src)
+  endif()
   if(ARG_SOURCES)
     add_library(${name} STATIC ${ARG_SOURCES})
-    # lib/src holds the internal headers (lib/src/internal/*.h, included as "internal/x.h").
-    target_include_directories(${name} PUBLIC ${PROJECT_SOURCE_DIR}/lib/include
-                               ${PROJECT_SOURCE_DIR}/lib/src)
+    target_include_directories(${name} PUBLIC ${ARG_INCLUDE_DIR})
     target_link_libraries(${name} PUBLIC ${ARG_DEPS})
     flightcache_warnings(${name})
   else()
     add_library(${name} INTERFACE)
-    target_include_directories(${name} INTERFACE ${PROJECT_SOURCE_DIR}/lib/include
-                               ${PROJECT_SOURCE_DIR}/lib/src)
+    target_include_directories(${name} INTERFACE ${ARG_INCLUDE_DIR})
     target_link_libraries(${name} INTERFACE ${ARG_DEPS})
   endif()
 endfunction()
@@ -120,4 +122,25 @@ function(flightcache_fuzzer name source)
     add_test(NAME fuzz_corpus_${name} COMMAND ${target} ${seeds})
     set_tests_properties(fuzz_corpus_${name} PROPERTIES LABELS fuzz-corpus TIMEOUT 300)
   endif()
+endfunction()
+
+# flightcache_e2e_test(NAME PROGRAMS program ... [LIBS target ...]): the GoogleTest binary
+# NAME.cc (label "e2e") that runs built programs. Each program's path is compiled in as
+# FLIGHTCACHE_<SHORT>_BIN (flightcache-origin -> FLIGHTCACHE_ORIGIN_BIN) and the test is built
+# after them. Nothing is added unless every program is built (the tsan preset builds none).
+function(flightcache_e2e_test name)
+  cmake_parse_arguments(ARG "" "" "PROGRAMS;LIBS" ${ARGN})
+  foreach(program ${ARG_PROGRAMS})
+    if(NOT TARGET ${program})
+      return()
+    endif()
+  endforeach()
+  flightcache_test(${name} ${name}.cc e2e ${ARG_LIBS})
+  target_include_directories(${name} PRIVATE ${PROJECT_SOURCE_DIR})
+  foreach(program ${ARG_PROGRAMS})
+    string(REGEX REPLACE "^flightcache-" "" short ${program})
+    string(TOUPPER ${short} short)
+    target_compile_definitions(${name} PRIVATE FLIGHTCACHE_${short}_BIN="$<TARGET_FILE:${program}>")
+  endforeach()
+  add_dependencies(${name} ${ARG_PROGRAMS})
 endfunction()

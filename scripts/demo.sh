@@ -11,9 +11,8 @@ cd "$(dirname "$0")/.."
 scripts/build.sh release
 bin=build/release
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+# shellcheck source=lib.sh
+source scripts/lib.sh
 port=$(free_port)
 metrics_port=$(free_port)
 target="127.0.0.1:${port}"

@@ -1,23 +1,20 @@
 #include "server/flags.h"
 
+#include <algorithm>
 #include <cstdint>
-#include <cstdlib>
 #include <limits>
 #include <string>
 #include <utility>
 #include <vector>
 
-#include "absl/container/flat_hash_set.h"
 #include "absl/flags/commandlineflag.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/reflection.h"
-#include "absl/strings/ascii.h"
-#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_replace.h"
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
+#include "flightcache/support/flags.h"
 
 // Value types for the flags that are not plain strings. Each has its own parser (found by ADL)
 // so a bad value gets an error message that says what was expected.
@@ -238,14 +235,14 @@ ABSL_FLAG(bool, check_config, false,
 namespace flightcache {
 namespace {
 
-struct FlagEntry {
-  absl::string_view name;  // the ABSL_FLAG name (underscores)
-  bool from_env;           // falls back to FLIGHTCACHE_<NAME>
-};
+using support::DashedFlagName;
+using support::FlagEnvName;
+using support::FlagSpec;
 
-// Our flags, in --help order. Lookups go through this table so that flags linked in from
-// libraries (Abseil's own, say) are not settable here.
-constexpr FlagEntry kFlags[] = {
+// Our flags, in --help order. Only these are settable here: flags linked in from libraries
+// (Abseil's own, say) are unknown flags to the server. Every setting falls back to the
+// environment; --check-config is an action, not a setting.
+constexpr FlagSpec kFlags[] = {
     {"listen", true},
     {"origin", true},
     {"ttl", true},
@@ -269,47 +266,6 @@ constexpr FlagEntry kFlags[] = {
     {"log_format", true},
     {"check_config", false},
 };
-
-std::string Dashed(absl::string_view name) { return absl::StrReplaceAll(name, {{"_", "-"}}); }
-
-absl::CommandLineFlag* Lookup(absl::string_view name) {
-  for (const FlagEntry& entry : kFlags) {
-    if (entry.name == name) return absl::FindCommandLineFlag(name);
-  }
-  return nullptr;
-}
-
-// Abseil's own parse errors start with "Illegal value '...' specified for flag '...'", which
-// repeats what our message already says; keep only the explanation after it.
-std::string Explain(absl::string_view error) {
-  if (absl::StartsWith(error, "Illegal value")) {
-    const size_t sep = error.find("; ");
-    if (sep == absl::string_view::npos) return "";
-    error.remove_prefix(sep + 2);
-  }
-  return std::string(error);
-}
-
-absl::Status BadValue(absl::string_view name, absl::string_view value, absl::string_view origin,
-                      absl::string_view error) {
-  const std::string why = Explain(error);
-  return absl::InvalidArgumentError(absl::StrCat("--", Dashed(name), ": invalid value '", value,
-                                                 "'", origin, why.empty() ? "" : ": ", why));
-}
-
-absl::Status ResetToDefaults() {
-  for (const FlagEntry& entry : kFlags) {
-    absl::CommandLineFlag* flag = absl::FindCommandLineFlag(entry.name);
-    if (flag == nullptr) {
-      return absl::InternalError(absl::StrCat("flag --", Dashed(entry.name), " is not linked in"));
-    }
-    std::string error;
-    if (!flag->ParseFrom(flag->DefaultValue(), &error)) {
-      return absl::InternalError(absl::StrCat("cannot reset --", Dashed(entry.name), ": ", error));
-    }
-  }
-  return absl::OkStatus();
-}
 
 ServerConfig ConfigFromFlags() {
   ServerConfig c;
@@ -345,93 +301,23 @@ ServerConfig ConfigFromFlags() {
 
 }  // namespace
 
-std::optional<std::string> ProcessEnv(const std::string& name) {
-  const char* value = std::getenv(name.c_str());
-  if (value == nullptr) return std::nullopt;
-  return std::string(value);
-}
-
-std::string FlagEnvName(absl::string_view flag_name) {
-  return absl::StrCat("FLIGHTCACHE_",
-                      absl::AsciiStrToUpper(absl::StrReplaceAll(flag_name, {{"-", "_"}})));
-}
-
 absl::StatusOr<CommandLine> ParseServerCommandLine(int argc, const char* const* argv,
-                                                   const EnvLookup& env) {
-  if (absl::Status s = ResetToDefaults(); !s.ok()) return s;
+                                                   const support::EnvLookup& env) {
+  const std::vector<std::string> args(argv + std::min(argc, 1), argv + argc);
+  absl::StatusOr<support::ParsedFlags> parsed =
+      support::ParseFlags(args, {.flags = kFlags,
+                                 .env = env,
+                                 .wording = support::FlagWording::kServer,
+                                 .version_flag = true});
+  if (!parsed.ok()) return parsed.status();
+  if (!parsed->positional.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unexpected argument '", parsed->positional.front(),
+                     "': flightcache-server takes only flags (--name=value)"));
+  }
   CommandLine out;
-  absl::flat_hash_set<std::string> given;
-  for (int i = 1; i < argc; ++i) {
-    absl::string_view arg = argv[i];
-    if (arg == "--") {
-      if (i + 1 < argc) {
-        return absl::InvalidArgumentError(absl::StrCat("unexpected argument '", argv[i + 1],
-                                                       "': flightcache-server takes only flags"));
-      }
-      break;
-    }
-    if (!absl::ConsumePrefix(&arg, "--") && !absl::ConsumePrefix(&arg, "-")) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "unexpected argument '", arg, "': flightcache-server takes only flags (--name=value)"));
-    }
-    absl::string_view value;
-    bool has_value = false;
-    absl::string_view typed = arg;
-    if (const size_t eq = arg.find('='); eq != absl::string_view::npos) {
-      typed = arg.substr(0, eq);
-      value = arg.substr(eq + 1);
-      has_value = true;
-    }
-    std::string name = absl::StrReplaceAll(typed, {{"-", "_"}});
-    if (name == "help" || name == "h" || name == "helpfull") {
-      out.help = true;
-      continue;
-    }
-    if (name == "version") {
-      out.version = true;
-      continue;
-    }
-    absl::CommandLineFlag* flag = Lookup(name);
-    if (flag == nullptr && absl::StartsWith(name, "no") && !has_value) {
-      // --nocheck-config / --no-check-config for a bool flag.
-      std::string positive = name.substr(absl::StartsWith(name, "no_") ? 3 : 2);
-      absl::CommandLineFlag* candidate = Lookup(positive);
-      if (candidate != nullptr && candidate->IsOfType<bool>()) {
-        flag = candidate;
-        name = std::move(positive);
-        value = "false";
-        has_value = true;
-      }
-    }
-    if (flag == nullptr) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--", Dashed(name), ": unknown flag (see --help)"));
-    }
-    if (!has_value) {
-      if (flag->IsOfType<bool>()) {
-        value = "true";
-      } else if (i + 1 < argc && !absl::StartsWith(argv[i + 1], "--")) {
-        value = argv[++i];
-      } else {
-        return absl::InvalidArgumentError(
-            absl::StrCat("--", Dashed(name), ": missing value (write --", Dashed(name), "=VALUE)"));
-      }
-    }
-    std::string error;
-    if (!flag->ParseFrom(value, &error)) return BadValue(name, value, "", error);
-    given.insert(name);
-  }
-  for (const FlagEntry& entry : kFlags) {
-    if (!entry.from_env || given.contains(entry.name)) continue;
-    const std::string var = FlagEnvName(entry.name);
-    const std::optional<std::string> value = env(var);
-    if (!value.has_value()) continue;
-    absl::CommandLineFlag* flag = absl::FindCommandLineFlag(entry.name);
-    std::string error;
-    if (!flag->ParseFrom(*value, &error)) {
-      return BadValue(entry.name, *value, absl::StrCat(" (from ", var, ")"), error);
-    }
-  }
+  out.help = parsed->help;
+  out.version = parsed->version;
   out.config = ConfigFromFlags();
   out.check_config = absl::GetFlag(FLAGS_check_config);
   return out;
@@ -444,12 +330,12 @@ std::string ServerUsage(absl::string_view program) {
       "Every flag not given falls back to the environment variable FLIGHTCACHE_<NAME>\n"
       "(e.g. FLIGHTCACHE_LISTEN). Durations take units (250ms, 5s, 1m); sizes are bytes,\n"
       "optionally with KiB/MiB/GiB. A bad flag or value exits with status 2.\n\nFlags:\n");
-  for (const FlagEntry& entry : kFlags) {
-    const absl::CommandLineFlag* flag = absl::FindCommandLineFlag(entry.name);
+  for (const FlagSpec& spec : kFlags) {
+    const absl::CommandLineFlag* flag = absl::FindCommandLineFlag(spec.name);
     if (flag == nullptr) continue;
-    absl::StrAppend(&usage, "  --", Dashed(entry.name), "\n      ", flag->Help(),
+    absl::StrAppend(&usage, "  --", DashedFlagName(spec.name), "\n      ", flag->Help(),
                     "\n      default: '", flag->DefaultValue(), "'",
-                    entry.from_env ? absl::StrCat("; env ", FlagEnvName(entry.name)) : "", "\n");
+                    spec.from_env ? absl::StrCat("; env ", FlagEnvName(spec.name)) : "", "\n");
   }
   absl::StrAppend(&usage, "  --help, --version\n");
   return usage;

@@ -7,9 +7,9 @@
 // same parser. Durations take units (250ms, 5s, 1m); sizes are bytes with optional KiB/MiB/GiB
 // suffixes; --hedge-delay is `off`, a duration, or a percentile such as `p95`.
 //
-// Parsing is done here rather than by absl::ParseCommandLine so that every error — unknown flag,
-// missing value, bad value, in argv or in the environment — is reported as one line naming the
-// flag, and main can exit with status 2 before anything is bound.
+// Parsing is the flag layer every flightcache program shares (flightcache/support/flags.h): every
+// error — unknown flag, missing value, bad value, in argv or in the environment — is one line
+// naming the flag, and main can exit with status 2 before anything is bound.
 //
 // Thread-safety: ParseServerCommandLine() sets process-wide flag values: call it from one thread
 // (main, or a test), never concurrently. It resets every flag to its default first, so calling it
@@ -21,12 +21,11 @@
 #ifndef FLIGHTCACHE_SERVER_FLAGS_H_
 #define FLIGHTCACHE_SERVER_FLAGS_H_
 
-#include <functional>
-#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "flightcache/support/flags.h"
 #include "server/config.h"
 
 namespace flightcache {
@@ -38,20 +37,13 @@ struct CommandLine {
   bool version = false;       // --version
 };
 
-// Looks up an environment variable; nothing if it is unset.
-using EnvLookup = std::function<std::optional<std::string>(const std::string& name)>;
-std::optional<std::string> ProcessEnv(const std::string& name);
-
 // INVALID_ARGUMENT with one line that names the flag ("--ttl: invalid value 'x': ...") for any
 // parse error. Does not run ServerConfig::Validate().
-absl::StatusOr<CommandLine> ParseServerCommandLine(int argc, const char* const* argv,
-                                                   const EnvLookup& env = ProcessEnv);
+absl::StatusOr<CommandLine> ParseServerCommandLine(
+    int argc, const char* const* argv, const support::EnvLookup& env = support::ProcessEnv);
 
 // The --help text.
 std::string ServerUsage(absl::string_view program);
-
-// The environment variable a flag falls back to: "max_key_bytes" -> "FLIGHTCACHE_MAX_KEY_BYTES".
-std::string FlagEnvName(absl::string_view flag_name);
 
 }  // namespace flightcache
 

@@ -13,7 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
-#include "client/common/json_writer.h"
+#include "flightcache/support/json_writer.h"
 
 namespace flightcache {
 namespace {
@@ -117,11 +117,12 @@ void ProtobufToSpdlog(google::protobuf::LogLevel severity, const char* file, int
 
 std::string FormatJsonLogLine(absl::Time ts, absl::string_view level, absl::string_view message) {
   std::string line = "{\"ts\":";
-  client::AppendJsonQuoted(line, absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ", ts, absl::UTCTimeZone()));
+  support::AppendJsonQuoted(line,
+                            absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ", ts, absl::UTCTimeZone()));
   line += ",\"level\":";
-  client::AppendJsonQuoted(line, level);
+  support::AppendJsonQuoted(line, level);
   line += ",\"msg\":";
-  client::AppendJsonQuoted(line, message);
+  support::AppendJsonQuoted(line, message);
   line.push_back('}');
   return line;
 }

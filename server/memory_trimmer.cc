@@ -19,11 +19,19 @@ int64_t ResidentBytes() {
   return read ? static_cast<int64_t>(resident) * sysconf(_SC_PAGESIZE) : -1;
 }
 
-bool TrimPolicy::ShouldTrim(int64_t rss) {
+bool TrimPolicy::ShouldTrim(int64_t rss, int64_t activity) {
   if (rss < 0) return false;
+  const bool idle = activity != kNoActivity && activity == last_activity_;
+  if (activity != last_activity_ && last_activity_ != kNoActivity) worked_ = true;
+  last_activity_ = activity;
   if (baseline_ < 0) {
     baseline_ = last_rss_ = rss;
     return false;
+  }
+  if (idle && worked_ && rss - baseline_ >= kChangeBytes) {
+    worked_ = false;  // once per idle stretch
+    last_rss_ = rss;
+    return true;
   }
   if (rss - last_rss_ >= kChangeBytes) backoff_ = wait_ = 0;  // growing: trim at once
   last_rss_ = rss;
@@ -52,19 +60,27 @@ void TrimPolicy::Trimmed(int64_t rss_before, int64_t rss_after) {
 }
 
 MemoryTrimmer::MemoryTrimmer(absl::Duration interval, std::function<void()> trim,
-                             std::function<int64_t()> resident_bytes)
-    : interval_(interval), trim_(std::move(trim)), resident_bytes_(std::move(resident_bytes)) {
+                             std::function<int64_t()> resident_bytes,
+                             std::function<int64_t()> activity)
+    : interval_(interval),
+      trim_(std::move(trim)),
+      resident_bytes_(std::move(resident_bytes)),
+      activity_(std::move(activity)) {
   // The first look, now: growth from here on counts, even before the first interval ends.
   TrimPolicy policy;
-  policy.ShouldTrim(resident_bytes_());
+  policy.ShouldTrim(resident_bytes_(), Activity());
   thread_ = std::thread([this, policy]() mutable {
     while (!stop_.WaitForNotificationWithTimeout(interval_)) {
       const int64_t before = resident_bytes_();
-      if (!policy.ShouldTrim(before)) continue;
+      if (!policy.ShouldTrim(before, Activity())) continue;
       trim_();
       policy.Trimmed(before, resident_bytes_());
     }
   });
+}
+
+int64_t MemoryTrimmer::Activity() const {
+  return activity_ ? activity_() : TrimPolicy::kNoActivity;
 }
 
 MemoryTrimmer::~MemoryTrimmer() {

@@ -9,6 +9,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "flightcache/sim/sim_origin.h"
 
 namespace flightcache {
 namespace {
@@ -72,7 +73,7 @@ absl::StatusOr<OriginSpec> ParseOriginUrl(absl::string_view url) {
           "'", url, "': the sim origin takes only parameters (want sim://?latency_ms=20&...)"));
     }
     absl::ConsumePrefix(&rest, "?");
-    absl::StatusOr<SimOriginOptions> sim = ParseSimOriginQuery(rest);
+    absl::StatusOr<sim::OriginModelOptions> sim = sim::ParseSimOriginQuery(rest);
     if (!sim.ok()) return sim.status();
     spec.kind = OriginSpec::Kind::kSim;
     spec.sim = *std::move(sim);
@@ -98,7 +99,7 @@ absl::StatusOr<std::unique_ptr<Origin>> CreateOrigin(const OriginSpec& spec, Tim
     }
     case OriginSpec::Kind::kSim:
       if (absl::Status s = spec.sim.Validate(); !s.ok()) return s;
-      return std::unique_ptr<Origin>(std::make_unique<SimOrigin>(spec.sim, timers));
+      return std::unique_ptr<Origin>(std::make_unique<sim::SimOrigin>(spec.sim, timers));
   }
   return absl::InternalError("unknown origin kind");
 }

@@ -1,7 +1,8 @@
 // Origin factory: turns an --origin URL into an Origin.
 //
 //   grpc://HOST:PORT             a remote flightcache.v1.Origin (GrpcOrigin)
-//   sim://?latency_ms=20&...     the built-in simulated origin (SimOrigin; see sim_origin.h)
+//   sim://?latency_ms=20&...     the built-in simulated origin (lib's sim::SimOrigin; see
+//                                flightcache/sim/sim_origin.h)
 //   http://HOST:PORT/PREFIX      planned; rejected for now with a clear config error
 //
 // ParseOriginUrl() only checks the URL (for --check-config and ServerConfig::Validate());
@@ -22,17 +23,17 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "flightcache/origin.h"
+#include "flightcache/sim/origin_model.h"
 #include "flightcache/timer_queue.h"
 #include "server/grpc_origin.h"
-#include "server/sim_origin.h"
 
 namespace flightcache {
 
 struct OriginSpec {
   enum class Kind { kGrpc, kSim };
   Kind kind = Kind::kSim;
-  std::string grpc_target;  // kGrpc: HOST:PORT
-  SimOriginOptions sim;     // kSim
+  std::string grpc_target;      // kGrpc: HOST:PORT
+  sim::OriginModelOptions sim;  // kSim
 };
 
 // INVALID_ARGUMENT (without the flag name; the caller adds "--origin: ") for a URL that is not

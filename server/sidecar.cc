@@ -3,7 +3,6 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/resource_quota.h>
-#include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server_builder.h>
 #include <prometheus/exposer.h>
 #include <spdlog/spdlog.h>
@@ -18,6 +17,7 @@
 #include "absl/base/call_once.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "server/grpc_listener.h"
 #include "server/origin_factory.h"
 
 namespace flightcache {
@@ -126,23 +126,24 @@ absl::StatusOr<std::unique_ptr<Sidecar>> Sidecar::Start(const ServerConfig& conf
   static absl::once_flag reflection_once;  // the plugin registers itself process-wide
   absl::call_once(reflection_once, grpc::reflection::InitProtoReflectionServerBuilderPlugin);
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(config.listen, grpc::InsecureServerCredentials(), &s.port_);
   builder.RegisterService(s.service_.get());
   builder.SetMaxReceiveMessageSize(config.MaxRequestBytes());
-  // gRPC sets SO_REUSEPORT by default, which would let a second server bind our port silently.
-  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.AddChannelArgument(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS, kHandshakeTimeoutMs);
   builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,
                              static_cast<int>(config.max_concurrent_streams));
   grpc::ResourceQuota quota("flightcache-server");
   quota.Resize(static_cast<size_t>(config.grpc_memory_limit_bytes));
   builder.SetResourceQuota(quota);
-  s.server_ = builder.BuildAndStart();
-  if (s.server_ == nullptr || s.port_ == 0) {
-    return absl::UnavailableError(absl::StrCat("--listen: cannot listen on ", config.listen,
+  absl::StatusOr<GrpcServer> grpc_server = StartGrpcServer(builder, config.listen);
+  if (!grpc_server.ok()) {
+    return absl::UnavailableError(absl::StrCat("--listen: ", grpc_server.status().message(),
                                                " (address in use or not local?)"));
   }
-  s.trimmer_ = std::make_unique<MemoryTrimmer>(kMemoryTrimInterval);
+  s.server_ = std::move(grpc_server->server);
+  s.port_ = grpc_server->port;
+  s.trimmer_ =
+      std::make_unique<MemoryTrimmer>(kMemoryTrimInterval, TrimMallocHeap, ResidentBytes,
+                                      [cache = s.cache_.get()] { return cache->stats().requests; });
   // "" is the whole server; the Cache service is named too, for clients that check it by name.
   grpc::HealthCheckServiceInterface* health = s.server_->GetHealthCheckService();
   health->SetServingStatus(v1::Cache::service_full_name(), true);

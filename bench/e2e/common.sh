@@ -15,7 +15,7 @@
 # Helpers (each one times out; none leaves a process behind):
 #   bench_init NAME MAX_SECONDS "$@"  parse arguments, find binaries, make $WORK, arm the trap and
 #                                     a watchdog that ends the whole script after MAX_SECONDS.
-#   free_port                         a free TCP port on 127.0.0.1 (asked of the kernel, python3).
+#   free_port, bounded                from scripts/lib.sh.
 #   start_server NAME ARGS...         flightcache-server on a free port; waits for health SERVING.
 #                                     Sets ${NAME}_PORT and ${NAME}_PID.
 #   start_noop_server NAME ARGS...    the same for flightcache-noop-server.
@@ -23,7 +23,6 @@
 #                                     ${NAME}_PORT, ${NAME}_PID; its final counters land in
 #                                     $WORK/NAME.out (last line) once stopped.
 #   stop_pid PID [GRACE_SECONDS]      SIGTERM, wait (default 15 s), then SIGKILL.
-#   bounded SECONDS CMD...            run CMD under `timeout` (SIGTERM, then SIGKILL 5 s later).
 #   json FILE EXPR                    evaluate a python expression over the JSON in FILE (`d`).
 #   calc EXPR                         evaluate an arithmetic python expression.
 #   stats_json PORT FILE              the server's Stats as JSON (flightcache-cli --json stats).
@@ -34,6 +33,9 @@
 set -euo pipefail
 
 BENCH_REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+# free_port and bounded
+# shellcheck source=../../scripts/lib.sh
+source "$BENCH_REPO_ROOT/scripts/lib.sh"
 BENCH_PIDS=()
 BENCH_RESULTS=()
 BENCH_FAILED=0
@@ -127,20 +129,6 @@ require_bins() {
   for b in "$@"; do
     [[ -x "$b" ]] || bench_die "missing $b (build it: cmake --build $BUILD_DIR --target $(basename "$b"))"
   done
-}
-
-free_port() {
-  python3 -c 'import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])
-s.close()'
-}
-
-bounded() {
-  local seconds="$1"
-  shift
-  timeout --signal=TERM --kill-after=5 "$seconds" "$@"
 }
 
 stop_pid() {

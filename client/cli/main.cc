@@ -14,8 +14,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "client/cli/health_check.h"
-#include "client/common/flags.h"
-#include "client/common/json_writer.h"
+#include "flightcache/support/flags.h"
+#include "flightcache/support/json_writer.h"
 #include "flightcache/v1/cache.grpc.pb.h"
 
 ABSL_FLAG(std::string, target, "127.0.0.1:50051", "HOST:PORT of the flightcache server.");
@@ -65,7 +65,7 @@ int Fail(absl::string_view command, const grpc::Status& status) {
   const std::string code =
       absl::StatusCodeToString(static_cast<absl::StatusCode>(status.error_code()));
   if (absl::GetFlag(FLAGS_json)) {
-    std::cout << client::JsonObjectWriter()
+    std::cout << support::JsonObjectWriter()
                      .Add("code", code)
                      .Add("message", status.error_message())
                      .Build()
@@ -73,7 +73,7 @@ int Fail(absl::string_view command, const grpc::Status& status) {
   }
   std::fprintf(stderr, "flightcache-cli: %s: %s: %s\n", std::string(command).c_str(), code.c_str(),
                status.error_message().c_str());
-  return client::kExitFailure;
+  return support::kExitFailure;
 }
 
 int Get(pb::Cache::Stub& stub, const std::string& key) {
@@ -85,21 +85,21 @@ int Get(pb::Cache::Stub& stub, const std::string& key) {
   const grpc::Status status = stub.Get(&context, request, &response);
   if (!status.ok()) return Fail("get", status);
   if (absl::GetFlag(FLAGS_json)) {
-    std::cout << client::JsonObjectWriter()
+    std::cout << support::JsonObjectWriter()
                      .Add("key", key)
                      .Add("value", response.value())
                      .Add("source", SourceName(response.source()))
                      .Add("ttl_remaining_ms", response.ttl_remaining_ms())
                      .Build()
               << std::endl;
-    return client::kExitOk;
+    return support::kExitOk;
   }
   std::fwrite(response.value().data(), 1, response.value().size(), stdout);
   if (!absl::GetFlag(FLAGS_raw)) std::fputc('\n', stdout);
   std::fflush(stdout);
   std::fprintf(stderr, "source=%s ttl_remaining=%s\n", SourceName(response.source()).c_str(),
                absl::FormatDuration(absl::Milliseconds(response.ttl_remaining_ms())).c_str());
-  return client::kExitOk;
+  return support::kExitOk;
 }
 
 int Invalidate(pb::Cache::Stub& stub, const std::vector<std::string>& keys) {
@@ -111,11 +111,12 @@ int Invalidate(pb::Cache::Stub& stub, const std::vector<std::string>& keys) {
   const grpc::Status status = stub.Invalidate(&context, request, &response);
   if (!status.ok()) return Fail("invalidate", status);
   if (absl::GetFlag(FLAGS_json)) {
-    std::cout << client::JsonObjectWriter().Add("removed", response.removed()).Build() << std::endl;
+    std::cout << support::JsonObjectWriter().Add("removed", response.removed()).Build()
+              << std::endl;
   } else {
     std::cout << "removed " << response.removed() << std::endl;
   }
-  return client::kExitOk;
+  return support::kExitOk;
 }
 
 int Stats(pb::Cache::Stub& stub) {
@@ -144,14 +145,14 @@ int Stats(pb::Cache::Stub& stub) {
       {"negative_hits", r.negative_hits()},
   };
   if (absl::GetFlag(FLAGS_json)) {
-    client::JsonObjectWriter json;
+    support::JsonObjectWriter json;
     for (const auto& [name, value] : fields) json.Add(name, value);
     std::cout << json.Build() << std::endl;
   } else {
     for (const auto& [name, value] : fields) std::cout << name << " " << value << "\n";
     std::cout << std::flush;
   }
-  return client::kExitOk;
+  return support::kExitOk;
 }
 
 int Health(const std::shared_ptr<grpc::Channel>& channel, const std::string& service) {
@@ -162,42 +163,42 @@ int Health(const std::shared_ptr<grpc::Channel>& channel, const std::string& ser
                  absl::StatusCodeToString(status.status().code()).c_str(),
                  std::string(status.status().message()).c_str());
     if (absl::GetFlag(FLAGS_json)) {
-      std::cout << client::JsonObjectWriter()
+      std::cout << support::JsonObjectWriter()
                        .Add("status", "UNREACHABLE")
                        .Add("code", absl::StatusCodeToString(status.status().code()))
                        .Build()
                 << std::endl;
     }
-    return client::kExitFailure;
+    return support::kExitFailure;
   }
   const std::string name(ServingStatusName(*status));
   if (absl::GetFlag(FLAGS_json)) {
-    std::cout << client::JsonObjectWriter().Add("status", name).Build() << std::endl;
+    std::cout << support::JsonObjectWriter().Add("status", name).Build() << std::endl;
   } else {
     std::cout << name << std::endl;
   }
-  return *status == ServingStatus::kServing ? client::kExitOk : client::kExitFailure;
+  return *status == ServingStatus::kServing ? support::kExitOk : support::kExitFailure;
 }
 
 int Main(int argc, char** argv) {
   absl::SetProgramUsageMessage(kUsage);
-  const std::vector<std::string> args = client::ParseFlagsOrExit(argc, argv);
-  if (args.empty()) client::ExitUsageError("missing command (get, invalidate, stats, health)");
+  const std::vector<std::string> args = support::ParseFlagsOrExit(argc, argv);
+  if (args.empty()) support::ExitUsageError("missing command (get, invalidate, stats, health)");
   const std::string& command = args[0];
   const std::vector<std::string> operands(args.begin() + 1, args.end());
   if (absl::GetFlag(FLAGS_deadline) <= absl::ZeroDuration()) {
-    client::ExitUsageError("--deadline must be > 0");
+    support::ExitUsageError("--deadline must be > 0");
   }
   if (command == "get") {
-    if (operands.size() != 1) client::ExitUsageError("get takes exactly one KEY");
+    if (operands.size() != 1) support::ExitUsageError("get takes exactly one KEY");
   } else if (command == "invalidate") {
-    if (operands.empty()) client::ExitUsageError("invalidate takes at least one KEY");
+    if (operands.empty()) support::ExitUsageError("invalidate takes at least one KEY");
   } else if (command == "stats") {
-    if (!operands.empty()) client::ExitUsageError("stats takes no arguments");
+    if (!operands.empty()) support::ExitUsageError("stats takes no arguments");
   } else if (command == "health") {
-    if (operands.size() > 1) client::ExitUsageError("health takes at most one SERVICE");
+    if (operands.size() > 1) support::ExitUsageError("health takes at most one SERVICE");
   } else {
-    client::ExitUsageError(absl::StrCat("unknown command '", command, "'"));
+    support::ExitUsageError(absl::StrCat("unknown command '", command, "'"));
   }
 
   std::shared_ptr<grpc::Channel> channel =

@@ -18,14 +18,14 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "client/common/file_util.h"
-#include "client/common/flags.h"
-#include "client/common/signal_watcher.h"
 #include "client/loadgen/grpc_target.h"
 #include "client/loadgen/recorder.h"
 #include "client/loadgen/report.h"
 #include "client/loadgen/runner.h"
 #include "client/loadgen/workload.h"
+#include "flightcache/support/file_util.h"
+#include "flightcache/support/flags.h"
+#include "flightcache/support/signal_watcher.h"
 #include "flightcache/timer_queue.h"
 
 ABSL_FLAG(std::string, target, "127.0.0.1:50051", "HOST:PORT of the flightcache server.");
@@ -109,15 +109,15 @@ Config ConfigFromFlags() {
   c.target.target = absl::GetFlag(FLAGS_target);
   c.target.channels = absl::GetFlag(FLAGS_channels);
   c.target.connect_timeout = absl::GetFlag(FLAGS_connect_timeout);
-  if (c.target.target.empty()) client::ExitUsageError("--target must not be empty");
+  if (c.target.target.empty()) support::ExitUsageError("--target must not be empty");
   if (c.target.channels < 1 || c.target.channels > 64) {
-    client::ExitUsageError("--channels must be in [1, 64]");
+    support::ExitUsageError("--channels must be in [1, 64]");
   }
 
   absl::StatusOr<KeyDistribution> distribution =
       KeyDistribution::Parse(absl::GetFlag(FLAGS_distribution));
   if (!distribution.ok()) {
-    client::ExitUsageError(absl::StrCat("--distribution: ", distribution.status().message()));
+    support::ExitUsageError(absl::StrCat("--distribution: ", distribution.status().message()));
   }
   uint64_t seed = absl::GetFlag(FLAGS_seed);
   if (seed == 0) seed = static_cast<uint64_t>(absl::ToUnixNanos(absl::Now()));
@@ -127,34 +127,34 @@ Config ConfigFromFlags() {
   c.workload.invalidate_share = absl::GetFlag(FLAGS_invalidate_share);
   // Without --batch-share, --batch=N alone keeps its old meaning: every Get becomes a BatchGet.
   c.workload.batch_share =
-      client::WasFlagGiven("batch_share")
+      support::WasFlagGiven("batch_share")
           ? absl::GetFlag(FLAGS_batch_share)
           : (c.workload.batch_size > 1 ? std::max(0.0, 1 - c.workload.invalidate_share) : 0.0);
   c.workload.key_prefix = absl::GetFlag(FLAGS_key_prefix);
   c.workload.seed = seed;
-  if (absl::Status s = c.workload.Validate(); !s.ok()) client::ExitUsageError(s.message());
+  if (absl::Status s = c.workload.Validate(); !s.ok()) support::ExitUsageError(s.message());
 
   const std::string scenario = absl::GetFlag(FLAGS_scenario);
   const double rate = absl::GetFlag(FLAGS_rate);
   if (scenario == "herd") {
     c.runner.mode = LoopMode::kHerd;
-    if (c.workload.batch_size != 1) client::ExitUsageError("--batch cannot be used with herd");
+    if (c.workload.batch_size != 1) support::ExitUsageError("--batch cannot be used with herd");
     for (const auto& [flag, name] : {std::pair{"batch_share", "--batch-share"},
                                      {"invalidate_share", "--invalidate-share"},
                                      {"max_deadline", "--max-deadline"}}) {
-      if (client::WasFlagGiven(flag))
-        client::ExitUsageError(absl::StrCat(name, " cannot be used with herd"));
+      if (support::WasFlagGiven(flag))
+        support::ExitUsageError(absl::StrCat(name, " cannot be used with herd"));
     }
-    if (rate != 0) client::ExitUsageError("--rate cannot be used with --scenario=herd");
+    if (rate != 0) support::ExitUsageError("--rate cannot be used with --scenario=herd");
   } else if (scenario == "steady") {
     c.runner.mode = rate == 0 ? LoopMode::kClosed : LoopMode::kOpen;
   } else {
-    client::ExitUsageError(
+    support::ExitUsageError(
         absl::StrCat("--scenario: unknown scenario '", scenario, "' (expected steady or herd)"));
   }
   const std::string arrival = absl::GetFlag(FLAGS_arrival);
   if (arrival != "fixed" && arrival != "poisson") {
-    client::ExitUsageError("--arrival must be 'fixed' or 'poisson'");
+    support::ExitUsageError("--arrival must be 'fixed' or 'poisson'");
   }
   c.runner.concurrency = absl::GetFlag(FLAGS_concurrency);
   c.runner.rate = rate;
@@ -164,23 +164,23 @@ Config ConfigFromFlags() {
   c.runner.max_requests = absl::GetFlag(FLAGS_requests);
   c.runner.deadline = absl::GetFlag(FLAGS_deadline);
   c.runner.max_deadline = absl::GetFlag(FLAGS_max_deadline);
-  if (client::WasFlagGiven("deadline") && client::WasFlagGiven("max_deadline")) {
-    client::ExitUsageError("--deadline and --max-deadline exclude each other");
+  if (support::WasFlagGiven("deadline") && support::WasFlagGiven("max_deadline")) {
+    support::ExitUsageError("--deadline and --max-deadline exclude each other");
   }
   c.runner.herd_size = absl::GetFlag(FLAGS_herd_size);
   c.runner.waves = absl::GetFlag(FLAGS_waves);
   c.runner.seed = seed ^ 0x9e3779b97f4a7c15ULL;
-  if (rate < 0) client::ExitUsageError("--rate must be >= 0");
+  if (rate < 0) support::ExitUsageError("--rate must be >= 0");
   if (c.runner.max_requests > 0) {
     // "--requests=N" alone means "exactly N calls", not "N calls or 10 s, whichever is first".
-    if (!client::WasFlagGiven("duration")) c.runner.duration = absl::InfiniteDuration();
+    if (!support::WasFlagGiven("duration")) c.runner.duration = absl::InfiniteDuration();
   }
-  if (absl::Status s = c.runner.Validate(); !s.ok()) client::ExitUsageError(s.message());
+  if (absl::Status s = c.runner.Validate(); !s.ok()) support::ExitUsageError(s.message());
 
   c.json_path = absl::GetFlag(FLAGS_json);
   c.max_error_rate = absl::GetFlag(FLAGS_max_error_rate);
   if (!(c.max_error_rate >= 0 && c.max_error_rate <= 1)) {
-    client::ExitUsageError("--max-error-rate must be in [0, 1]");
+    support::ExitUsageError("--max-error-rate must be in [0, 1]");
   }
   const std::string progress = absl::GetFlag(FLAGS_progress);
   if (progress == "auto") {
@@ -188,7 +188,7 @@ Config ConfigFromFlags() {
   } else if (progress == "on" || progress == "off") {
     c.progress = progress == "on";
   } else {
-    client::ExitUsageError("--progress must be 'auto', 'on' or 'off'");
+    support::ExitUsageError("--progress must be 'auto', 'on' or 'off'");
   }
   return c;
 }
@@ -207,9 +207,9 @@ std::string ModeName(LoopMode mode) {
 
 int Main(int argc, char** argv) {
   absl::SetProgramUsageMessage(kUsage);
-  const std::vector<std::string> positional = client::ParseFlagsOrExit(argc, argv);
+  const std::vector<std::string> positional = support::ParseFlagsOrExit(argc, argv);
   if (!positional.empty()) {
-    client::ExitUsageError(absl::StrCat("unexpected argument '", positional.front(), "'"));
+    support::ExitUsageError(absl::StrCat("unexpected argument '", positional.front(), "'"));
   }
   const Config config = ConfigFromFlags();
 
@@ -217,7 +217,7 @@ int Main(int argc, char** argv) {
   absl::Mutex runner_mu;
   Runner* active_runner = nullptr;  // guarded by runner_mu
   int signals_seen = 0;             // guarded by runner_mu
-  client::SignalWatcher signals([&](int) {
+  support::SignalWatcher signals([&](int) {
     absl::MutexLock lock(&runner_mu);
     if (++signals_seen > 1) std::_Exit(130);  // a second ^C: the user really wants out
     if (active_runner != nullptr) active_runner->Stop();
@@ -226,9 +226,9 @@ int Main(int argc, char** argv) {
 
   absl::StatusOr<std::unique_ptr<GrpcTarget>> target = GrpcTarget::Connect(config.target);
   if (!target.ok()) {
-    std::fprintf(stderr, "%s: %s\n", client::ProgramName().c_str(),
+    std::fprintf(stderr, "%s: %s\n", support::ProgramName().c_str(),
                  std::string(target.status().message()).c_str());
-    return client::kExitRuntime;
+    return support::kExitRuntime;
   }
   const absl::StatusOr<ServerStats> before = (*target)->FetchStats(absl::Seconds(5));
 
@@ -289,20 +289,20 @@ int Main(int argc, char** argv) {
   }
 
   std::cout << FormatText(report) << std::flush;
-  int exit_code = report.error_rate_exceeded() ? client::kExitFailure : client::kExitOk;
+  int exit_code = report.error_rate_exceeded() ? support::kExitFailure : support::kExitOk;
   if (!config.json_path.empty()) {
     const std::string json = FormatJson(report);
     if (config.json_path == "-") {
       std::cout << json << std::flush;
-    } else if (absl::Status s = client::WriteFileAtomically(config.json_path, json); !s.ok()) {
-      std::fprintf(stderr, "%s: %s\n", client::ProgramName().c_str(),
+    } else if (absl::Status s = support::WriteFileAtomically(config.json_path, json); !s.ok()) {
+      std::fprintf(stderr, "%s: %s\n", support::ProgramName().c_str(),
                    std::string(s.message()).c_str());
-      exit_code = client::kExitRuntime;
+      exit_code = support::kExitRuntime;
     }
   }
   if (report.error_rate_exceeded()) {
     std::fprintf(stderr, "%s: error rate %.4f exceeds --max-error-rate=%.4f\n",
-                 client::ProgramName().c_str(), report.totals.error_rate(), config.max_error_rate);
+                 support::ProgramName().c_str(), report.totals.error_rate(), config.max_error_rate);
   }
   return exit_code;
 }

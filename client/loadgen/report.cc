@@ -3,12 +3,12 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "client/common/json_writer.h"
+#include "flightcache/support/json_writer.h"
 
 namespace flightcache::loadgen {
 namespace {
 
-using client::JsonObjectWriter;
+using support::JsonObjectWriter;
 
 double Ratio(int64_t numerator, int64_t denominator) {
   return denominator <= 0 ? 0.0 : static_cast<double>(numerator) / static_cast<double>(denominator);

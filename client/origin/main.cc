@@ -17,13 +17,14 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "client/common/file_util.h"
-#include "client/common/flags.h"
-#include "client/common/json_writer.h"
-#include "client/common/signal_watcher.h"
-#include "client/origin/origin_model.h"
 #include "client/origin/origin_service.h"
+#include "flightcache/sim/origin_model.h"
+#include "flightcache/support/file_util.h"
+#include "flightcache/support/flags.h"
+#include "flightcache/support/json_writer.h"
+#include "flightcache/support/signal_watcher.h"
 #include "flightcache/timer_queue.h"
+#include "server/grpc_listener.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:50052",
           "HOST:PORT to serve flightcache.v1.Origin on; port 0 picks a free port.");
@@ -36,10 +37,12 @@ ABSL_FLAG(absl::Duration, stats_interval, absl::Seconds(1), "How often --stats-f
 ABSL_FLAG(absl::Duration, log_interval, absl::Seconds(10),
           "How often a counters line is logged to stderr (0: only on exit).");
 ABSL_FLAG(std::string, latency, "fixed:5ms",
-          "Fetch latency: fixed:D | uniform:MIN,MAX | lognormal:MEDIAN,SIGMA | "
-          "bimodal:FAST,SLOW,P (e.g. bimodal:5ms,200ms,0.02 = 98% 5 ms, 2% 200 ms).");
+          "Fetch latency: fixed:D | jitter:D,J (D +/- uniform J) | uniform:MIN,MAX | "
+          "lognormal:MEDIAN,SIGMA | bimodal:FAST,SLOW,P (e.g. bimodal:5ms,200ms,0.02 = 98% 5 ms, "
+          "2% 200 ms).");
 ABSL_FLAG(int64_t, value_bytes, 128,
-          "Value size; a value is 'v<version>:<len>:<key>;' padded with '.' to this size.");
+          "Value size; a value is 'sim-value v=<version> key=<len>:<key>\\n' padded with '.' to "
+          "this size (the server's sim:// origin answers the same).");
 ABSL_FLAG(double, error_rate, 0, "Share of fetches that fail with UNAVAILABLE.");
 ABSL_FLAG(double, not_found_rate, 0,
           "Share of keys that do not exist (NOT_FOUND), chosen by a stable hash of the key.");
@@ -52,12 +55,19 @@ ABSL_FLAG(int64_t, reject_above, 0,
           "Answer RESOURCE_EXHAUSTED at once when this many fetches are in flight (0: never).");
 ABSL_FLAG(absl::Duration, ttl, absl::ZeroDuration(),
           "TTL sent with each value as ttl_ms (0: let the server use its default TTL).");
-ABSL_FLAG(uint64_t, seed, 1, "Random seed for latencies and injected errors.");
+ABSL_FLAG(uint64_t, seed, 1,
+          "Random seed for latencies and injected errors (sim://'s seed=N: the same seed answers "
+          "the same fetches alike).");
 ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(5),
           "On SIGTERM/SIGINT, how long fetches in flight may take before they are cancelled.");
 
 namespace flightcache::demo_origin {
 namespace {
+
+using sim::LatencyDistribution;
+using sim::OriginCounters;
+using sim::OriginModel;
+using sim::OriginModelOptions;
 
 constexpr char kUsage[] =
     "flightcache-origin: a demo/test origin (flightcache.v1.Origin) with configurable latency,\n"
@@ -80,7 +90,7 @@ void Log(const std::string& line) {
 }
 
 std::string CountersJson(const OriginCounters& c, absl::string_view event) {
-  client::JsonObjectWriter json;
+  support::JsonObjectWriter json;
   if (!event.empty()) json.Add("event", event);
   json.Add("fetches", c.fetches)
       .Add("primary_fetches", c.primary_fetches)
@@ -110,7 +120,7 @@ OriginModelOptions ModelOptionsFromFlags() {
   absl::StatusOr<LatencyDistribution> latency =
       LatencyDistribution::Parse(absl::GetFlag(FLAGS_latency));
   if (!latency.ok()) {
-    client::ExitUsageError(absl::StrCat("--latency: ", latency.status().message()));
+    support::ExitUsageError(absl::StrCat("--latency: ", latency.status().message()));
   }
   o.latency = *latency;
   o.value_bytes = absl::GetFlag(FLAGS_value_bytes);
@@ -121,15 +131,22 @@ OriginModelOptions ModelOptionsFromFlags() {
   o.reject_above = absl::GetFlag(FLAGS_reject_above);
   o.ttl = absl::GetFlag(FLAGS_ttl);
   o.seed = absl::GetFlag(FLAGS_seed);
-  if (absl::Status s = o.Validate(); !s.ok()) client::ExitUsageError(s.message());
+  // Exact per-key versions (and the distinct-keys counter): a demo origin's keys are few.
+  o.version_slots = 0;
+  if (absl::Status s = o.Validate([](absl::string_view option) {
+        return absl::StrCat("--", support::DashedFlagName(option));
+      });
+      !s.ok()) {
+    support::ExitUsageError(s.message());
+  }
   return o;
 }
 
 int Main(int argc, char** argv) {
   absl::SetProgramUsageMessage(kUsage);
-  const std::vector<std::string> positional = client::ParseFlagsOrExit(argc, argv);
+  const std::vector<std::string> positional = support::ParseFlagsOrExit(argc, argv);
   if (!positional.empty()) {
-    client::ExitUsageError(absl::StrCat("unexpected argument '", positional.front(), "'"));
+    support::ExitUsageError(absl::StrCat("unexpected argument '", positional.front(), "'"));
   }
   const OriginModelOptions model_options = ModelOptionsFromFlags();
   const std::string listen = absl::GetFlag(FLAGS_listen);
@@ -138,14 +155,14 @@ int Main(int argc, char** argv) {
   const absl::Duration stats_interval = absl::GetFlag(FLAGS_stats_interval);
   const absl::Duration log_interval = absl::GetFlag(FLAGS_log_interval);
   const absl::Duration drain_timeout = absl::GetFlag(FLAGS_drain_timeout);
-  if (listen.empty()) client::ExitUsageError("--listen must not be empty");
+  if (listen.empty()) support::ExitUsageError("--listen must not be empty");
   if (stats_interval <= absl::ZeroDuration())
-    client::ExitUsageError("--stats-interval must be > 0");
-  if (log_interval < absl::ZeroDuration()) client::ExitUsageError("--log-interval must be >= 0");
-  if (drain_timeout < absl::ZeroDuration()) client::ExitUsageError("--drain-timeout must be >= 0");
+    support::ExitUsageError("--stats-interval must be > 0");
+  if (log_interval < absl::ZeroDuration()) support::ExitUsageError("--log-interval must be >= 0");
+  if (drain_timeout < absl::ZeroDuration()) support::ExitUsageError("--drain-timeout must be >= 0");
 
   absl::Notification stop;
-  client::SignalWatcher signals([&](int signal) {
+  support::SignalWatcher signals([&](int signal) {
     if (!stop.HasBeenNotified()) {
       Log(absl::StrCat("signal ", signal, ": draining"));
       stop.Notify();
@@ -159,31 +176,28 @@ int Main(int argc, char** argv) {
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
-  // gRPC sets SO_REUSEPORT by default, which would let a second origin share a busy port
-  // silently; a test origin must fail instead.
-  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
-  int port = 0;
-  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
   builder.RegisterService(&service);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  if (server == nullptr || port == 0) {
-    std::fprintf(stderr, "%s: cannot listen on %s\n", client::ProgramName().c_str(),
-                 listen.c_str());
-    return client::kExitRuntime;
+  absl::StatusOr<GrpcServer> grpc_server = StartGrpcServer(builder, listen);
+  if (!grpc_server.ok()) {
+    std::fprintf(stderr, "%s: %s\n", support::ProgramName().c_str(),
+                 std::string(grpc_server.status().message()).c_str());
+    return support::kExitRuntime;
   }
+  const std::unique_ptr<grpc::Server> server = std::move(grpc_server->server);
+  const int port = grpc_server->port;
   Log(absl::StrCat("serving flightcache.v1.Origin on ", listen, " (port ", port, "), latency ",
                    model_options.latency.ToString(), ", value_bytes ", model_options.value_bytes,
                    ", error_rate ", model_options.error_rate, ", not_found_rate ",
                    model_options.not_found_rate));
-  std::cout << client::JsonObjectWriter().Add("event", "listening").Add("port", port).Build()
+  std::cout << support::JsonObjectWriter().Add("event", "listening").Add("port", port).Build()
             << std::endl;
   if (!port_file.empty()) {
-    if (absl::Status s = client::WriteFileAtomically(port_file, absl::StrCat(port, "\n"));
+    if (absl::Status s = support::WriteFileAtomically(port_file, absl::StrCat(port, "\n"));
         !s.ok()) {
-      std::fprintf(stderr, "%s: %s\n", client::ProgramName().c_str(),
+      std::fprintf(stderr, "%s: %s\n", support::ProgramName().c_str(),
                    std::string(s.message()).c_str());
       server->Shutdown();
-      return client::kExitRuntime;
+      return support::kExitRuntime;
     }
   }
 
@@ -195,7 +209,7 @@ int Main(int argc, char** argv) {
       const OriginCounters counters = model.counters();
       if (!stats_file.empty()) {
         if (absl::Status s =
-                client::WriteFileAtomically(stats_file, CountersJson(counters, "") + "\n");
+                support::WriteFileAtomically(stats_file, CountersJson(counters, "") + "\n");
             !s.ok()) {
           Log(std::string(s.message()));
         }
@@ -224,14 +238,15 @@ int Main(int argc, char** argv) {
 
   const OriginCounters counters = model.counters();
   if (!stats_file.empty()) {
-    if (absl::Status s = client::WriteFileAtomically(stats_file, CountersJson(counters, "") + "\n");
+    if (absl::Status s =
+            support::WriteFileAtomically(stats_file, CountersJson(counters, "") + "\n");
         !s.ok()) {
       Log(std::string(s.message()));
     }
   }
   Log(absl::StrCat("exiting: ", CountersLine(counters)));
   std::cout << CountersJson(counters, "exit") << std::endl;
-  return client::kExitOk;
+  return support::kExitOk;
 }
 
 }  // namespace

@@ -8,6 +8,15 @@ namespace flightcache::demo_origin {
 namespace {
 
 namespace pb = ::flightcache::v1;
+using sim::FetchEnd;
+using sim::FetchOutcome;
+using sim::FetchPlan;
+using sim::OriginModel;
+
+grpc::Status ToGrpc(const absl::Status& status) {
+  // absl and gRPC number their status codes alike.
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
+}
 
 // One Fetch in flight. Two parties hold it: gRPC (until OnDone) and the answer timer (until it
 // has run or been cancelled); it deletes itself when both have let go — the two-level
@@ -17,12 +26,16 @@ class FetchReactor final : public grpc::ServerUnaryReactor {
  public:
   FetchReactor(OriginModel& model, TimerQueue& timers, grpc::CallbackServerContext* context,
                const pb::FetchRequest* request, pb::FetchResponse* response)
-      : model_(model), timers_(timers), context_(context), response_(response) {
-    plan_ = model_.BeginFetch(request->key(), request->attempt());
+      : model_(model),
+        timers_(timers),
+        context_(context),
+        response_(response),
+        key_(request->key()),
+        plan_(model_.BeginFetch(key_, request->attempt())) {
     if (plan_.outcome == FetchOutcome::kRejected) {
       finished_.store(true, std::memory_order_relaxed);
       refs_.store(1, std::memory_order_relaxed);  // no timer
-      Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "origin: overloaded"));
+      Finish(ToGrpc(OriginModel::RejectedStatus()));
       return;
     }
     // The timer may fire before this constructor returns; it touches nothing set below.
@@ -36,7 +49,8 @@ class FetchReactor final : public grpc::ServerUnaryReactor {
     // the deadline counts as the deadline's.
     const bool deadline =
         context_->deadline() - std::chrono::system_clock::now() < std::chrono::milliseconds(100);
-    model_.EndFetch(plan_.outcome, deadline ? FetchEnd::kDeadlineExceeded : FetchEnd::kCancelled);
+    (void)model_.EndFetch(key_, plan_,
+                          deadline ? FetchEnd::kDeadlineExceeded : FetchEnd::kCancelled);
     Finish(grpc::Status::CANCELLED);
     // If the timer is still pending it will never run: drop its reference for it. If it is
     // running right now, it drops its own reference after losing the claim.
@@ -48,20 +62,13 @@ class FetchReactor final : public grpc::ServerUnaryReactor {
  private:
   void OnTimer() {
     if (TryClaimFinish()) {
-      model_.EndFetch(plan_.outcome, FetchEnd::kAnswered);
-      switch (plan_.outcome) {
-        case FetchOutcome::kValue:
-          response_->set_value(std::move(plan_.value));
-          response_->set_ttl_ms(plan_.ttl_ms);
-          Finish(grpc::Status::OK);
-          break;
-        case FetchOutcome::kNotFound:
-          Finish(grpc::Status(grpc::StatusCode::NOT_FOUND, "origin: no such key"));
-          break;
-        case FetchOutcome::kError:
-        case FetchOutcome::kRejected:
-          Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "origin: injected error"));
-          break;
+      absl::StatusOr<FetchResult> answer = model_.EndFetch(key_, plan_, FetchEnd::kAnswered);
+      if (answer.ok()) {
+        response_->set_value(std::move(answer->value));
+        response_->set_ttl_ms(absl::ToInt64Milliseconds(answer->ttl));
+        Finish(grpc::Status::OK);
+      } else {
+        Finish(ToGrpc(answer.status()));
       }
     }
     Unref();
@@ -78,7 +85,8 @@ class FetchReactor final : public grpc::ServerUnaryReactor {
   TimerQueue& timers_;
   grpc::CallbackServerContext* const context_;
   pb::FetchResponse* const response_;
-  FetchPlan plan_;
+  const std::string key_;
+  const FetchPlan plan_;
   TimerId timer_ = kNoTimer;
   std::atomic<bool> finished_{false};
   std::atomic<int> refs_{2};  // gRPC (OnDone) + the answer timer

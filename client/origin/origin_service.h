@@ -1,7 +1,9 @@
 // OriginService: the demo origin's gRPC adapter — flightcache.v1.Origin over the callback API.
 //
-// Each Fetch asks the OriginModel for a plan, then answers from a TimerQueue timer after the
-// plan's latency: no thread sleeps per fetch, so thousands of slow fetches cost memory only.
+// Each Fetch asks the OriginModel (lib's flightcache/sim/origin_model.h, the model the server's
+// sim:// origin runs too) for a plan, then answers what the model says from a TimerQueue timer
+// after the plan's latency: no thread sleeps per fetch, so thousands of slow fetches cost memory
+// only.
 // When the client cancels (flightcache cancelling an abandoned load, a lost hedge, or the
 // load's own deadline), ServerUnaryReactor::OnCancel() finishes the call at once with CANCELLED
 // and the model counts a cancellation.
@@ -19,7 +21,7 @@
 
 #include <atomic>
 
-#include "client/origin/origin_model.h"
+#include "flightcache/sim/origin_model.h"
 #include "flightcache/timer_queue.h"
 #include "flightcache/v1/origin.grpc.pb.h"
 
@@ -27,7 +29,7 @@ namespace flightcache::demo_origin {
 
 class OriginService final : public flightcache::v1::Origin::CallbackService {
  public:
-  OriginService(OriginModel& model, TimerQueue& timers) : model_(model), timers_(timers) {}
+  OriginService(sim::OriginModel& model, TimerQueue& timers) : model_(model), timers_(timers) {}
   OriginService(const OriginService&) = delete;
   OriginService& operator=(const OriginService&) = delete;
 
@@ -38,7 +40,7 @@ class OriginService final : public flightcache::v1::Origin::CallbackService {
   void StartDraining() { draining_.store(true, std::memory_order_relaxed); }
 
  private:
-  OriginModel& model_;
+  sim::OriginModel& model_;
   TimerQueue& timers_;
   std::atomic<bool> draining_{false};  // relaxed: a flag that orders no other data
 };

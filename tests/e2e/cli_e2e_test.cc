@@ -17,7 +17,7 @@ class CliE2eTest : public ::testing::Test {
   ProgramResult Cli(std::vector<std::string> args) {
     std::vector<std::string> argv = {FLIGHTCACHE_CLI_BIN, "--target=" + server_.address()};
     argv.insert(argv.end(), args.begin(), args.end());
-    return RunProgram(argv, dir_);
+    return RunProgram(argv, {.dir = dir_});
   }
 
   FakeCacheServer server_;

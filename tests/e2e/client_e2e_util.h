@@ -1,65 +1,28 @@
-// Helpers for the client programs' end-to-end tests: run a built binary as a child process
-// (posix_spawn, output to files), wait for it with a timeout, signal it, read its files.
-//
-// Thread-safety: a Subprocess belongs to one test thread. Spawning is safe in a process that
-// already runs gRPC threads (posix_spawn execs at once in the child).
-// Lifetime: a Subprocess still running when destroyed is killed (SIGKILL) and reaped, so a
-// failing test never leaves a server behind.
+// Helpers for the client programs' end-to-end tests: the programs run as ChildProcesses
+// (tests/testing/child_process.h) with their output in a temp dir; these read what they write.
 #ifndef FLIGHTCACHE_TESTS_E2E_CLIENT_E2E_UTIL_H_
 #define FLIGHTCACHE_TESTS_E2E_CLIENT_E2E_UTIL_H_
 
-#include <fcntl.h>
-#include <signal.h>
-#include <spawn.h>
-#include <stdlib.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <cstdio>
-#include <filesystem>
-#include <fstream>
+#include <cstdint>
 #include <optional>
-#include <sstream>
 #include <string>
-#include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
-#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "gtest/gtest.h"
-
-extern char** environ;
+#include "tests/testing/child_process.h"
 
 namespace flightcache::e2e {
 
-// A fresh directory under the test temp dir, removed with its contents when the test binary
-// exits (ctest runs each test case in its own process).
-inline std::string MakeTempDir() {
-  struct Registry {
-    std::vector<std::string> dirs;
-    ~Registry() {
-      std::error_code ignored;
-      for (const std::string& dir : dirs) std::filesystem::remove_all(dir, ignored);
-    }
-  };
-  static Registry registry;
-  std::string pattern = ::testing::TempDir() + "fc_client_e2e_XXXXXX";
-  char* dir = mkdtemp(pattern.data());
-  EXPECT_NE(dir, nullptr);
-  registry.dirs.push_back(pattern);
-  return pattern;
-}
-
-inline std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
-}
+using ::flightcache::testing::ChildOptions;
+using ::flightcache::testing::ChildProcess;
+using ::flightcache::testing::LastLine;
+using ::flightcache::testing::MakeTempDir;
+using ::flightcache::testing::ProgramResult;
+using ::flightcache::testing::ReadFile;
+using ::flightcache::testing::RunProgram;
 
 // Polls until `path` exists and is not empty, or the timeout passes.
 inline std::optional<std::string> WaitForFile(const std::string& path,
@@ -84,101 +47,6 @@ inline int64_t JsonInt(absl::string_view json, absl::string_view key) {
   int64_t value = -1;
   if (!absl::SimpleAtoi(rest.substr(0, end), &value)) return -1;
   return value;
-}
-
-class Subprocess {
- public:
-  // Starts `argv` with stdout and stderr going to files in `dir`.
-  Subprocess(std::vector<std::string> argv, const std::string& dir) {
-    static int counter = 0;
-    const std::string stem = absl::StrCat(dir, "/proc", counter++);
-    out_path_ = stem + ".out";
-    err_path_ = stem + ".err";
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, out_path_.c_str(),
-                                     O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, err_path_.c_str(),
-                                     O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    std::vector<char*> args;
-    for (std::string& a : argv) args.push_back(a.data());
-    args.push_back(nullptr);
-    // The child gets a clean signal mask, whatever the spawning thread has blocked.
-    posix_spawnattr_t attr;
-    posix_spawnattr_init(&attr);
-    sigset_t empty;
-    sigemptyset(&empty);
-    posix_spawnattr_setsigmask(&attr, &empty);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
-    const int rc = posix_spawn(&pid_, args[0], &actions, &attr, args.data(), environ);
-    posix_spawnattr_destroy(&attr);
-    posix_spawn_file_actions_destroy(&actions);
-    EXPECT_EQ(rc, 0) << "cannot start " << argv[0];
-    if (rc != 0) pid_ = -1;
-  }
-
-  ~Subprocess() {
-    if (pid_ > 0 && !exit_code_.has_value()) {
-      kill(pid_, SIGKILL);
-      int status;
-      waitpid(pid_, &status, 0);
-    }
-  }
-  Subprocess(const Subprocess&) = delete;
-  Subprocess& operator=(const Subprocess&) = delete;
-
-  void Signal(int signal) {
-    if (pid_ > 0 && !exit_code_.has_value()) kill(pid_, signal);
-  }
-
-  // The exit code (128 + signal if killed by one), or nullopt if still running at the timeout.
-  std::optional<int> Wait(absl::Duration timeout = absl::Seconds(60)) {
-    if (exit_code_.has_value() || pid_ <= 0) return exit_code_;
-    const absl::Time deadline = absl::Now() + timeout;
-    while (true) {
-      int status = 0;
-      const pid_t r = waitpid(pid_, &status, WNOHANG);
-      if (r == pid_) {
-        exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-        return exit_code_;
-      }
-      if (absl::Now() >= deadline) return std::nullopt;
-      absl::SleepFor(absl::Milliseconds(5));
-    }
-  }
-
-  std::string out() const { return ReadFile(out_path_); }
-  std::string err() const { return ReadFile(err_path_); }
-
- private:
-  pid_t pid_ = -1;
-  std::optional<int> exit_code_;
-  std::string out_path_;
-  std::string err_path_;
-};
-
-struct ProgramResult {
-  int exit_code = -1;  // -1: timed out (the process was killed)
-  std::string out;
-  std::string err;
-};
-
-// Runs a program to completion.
-inline ProgramResult RunProgram(std::vector<std::string> argv, const std::string& dir,
-                                absl::Duration timeout = absl::Seconds(60)) {
-  Subprocess process(std::move(argv), dir);
-  ProgramResult result;
-  result.exit_code = process.Wait(timeout).value_or(-1);
-  result.out = process.out();
-  result.err = process.err();
-  return result;
-}
-
-// The last non-empty line of `text`.
-inline std::string LastLine(absl::string_view text) {
-  std::vector<absl::string_view> lines = absl::StrSplit(text, '\n', absl::SkipEmpty());
-  return lines.empty() ? "" : std::string(lines.back());
 }
 
 }  // namespace flightcache::e2e

@@ -1,16 +1,16 @@
 // The client programs against the real flightcache-server and the demo flightcache-origin:
 // origin <- server <- loadgen / cli, all built binaries on free ports.
 #include <memory>
-#include <regex>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "client/origin/origin_model.h"
+#include "flightcache/sim/origin_model.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/e2e/client_e2e_util.h"
+#include "tests/e2e/server_process.h"
 
 namespace flightcache::e2e {
 namespace {
@@ -25,50 +25,40 @@ class ClientServerE2eTest : public ::testing::Test {
                                      "--port-file=" + dir_ + "/origin.port",
                                      "--stats-file=" + origin_stats(), "--stats-interval=20ms"};
     argv.insert(argv.end(), origin_flags.begin(), origin_flags.end());
-    origin_ = std::make_unique<Subprocess>(argv, dir_);
+    origin_ = std::make_unique<ChildProcess>(argv, ChildOptions{.dir = dir_});
     const std::optional<std::string> origin_port = WaitForFile(dir_ + "/origin.port");
     ASSERT_TRUE(origin_port.has_value()) << origin_->err();
 
-    server_ = std::make_unique<Subprocess>(
-        std::vector<std::string>{
-            FLIGHTCACHE_SERVER_BIN, "--listen=127.0.0.1:0", "--metrics-listen=",
-            absl::StrCat("--origin=grpc://127.0.0.1:", std::stoi(*origin_port))},
-        dir_);
-    // The server logs "... (port N) ..." once it listens.
-    const std::regex port_re("\\(port ([0-9]+)\\)");
-    const absl::Time deadline = absl::Now() + absl::Seconds(20);
-    std::smatch m;
-    std::string err;
-    while (absl::Now() < deadline) {
-      err = server_->err();
-      if (std::regex_search(err, m, port_re)) break;
-      absl::SleepFor(absl::Milliseconds(10));
-    }
-    ASSERT_TRUE(!m.empty()) << "server did not report its port: " << err;
-    target_ = absl::StrCat("127.0.0.1:", m[1].str());
+    server_ = std::make_unique<ChildProcess>(
+        ServerCommand({"--listen=127.0.0.1:0", "--metrics-listen=",
+                       absl::StrCat("--origin=grpc://127.0.0.1:", std::stoi(*origin_port))}),
+        ChildOptions{.dir = dir_});
+    const int port = WaitForServerPort(*server_);
+    ASSERT_GT(port, 0) << "server did not report its port: " << server_->err();
+    target_ = absl::StrCat("127.0.0.1:", port);
   }
 
   void TearDown() override {
     if (server_ != nullptr) {
       server_->Signal(SIGTERM);
-      EXPECT_EQ(server_->Wait(absl::Seconds(30)), 0) << server_->err();
+      EXPECT_EQ(server_->WaitForExit(absl::Seconds(30)), 0) << server_->err();
     }
     if (origin_ != nullptr) {
       origin_->Signal(SIGTERM);
-      EXPECT_EQ(origin_->Wait(absl::Seconds(30)), 0) << origin_->err();
+      EXPECT_EQ(origin_->WaitForExit(absl::Seconds(30)), 0) << origin_->err();
     }
   }
 
   ProgramResult Cli(std::vector<std::string> args) {
     std::vector<std::string> argv = {FLIGHTCACHE_CLI_BIN, "--target=" + target_};
     argv.insert(argv.end(), args.begin(), args.end());
-    return RunProgram(argv, dir_);
+    return RunProgram(argv, {.dir = dir_});
   }
   ProgramResult Loadgen(std::vector<std::string> args) {
     std::vector<std::string> argv = {FLIGHTCACHE_LOADGEN_BIN, "--target=" + target_,
                                      "--json=" + dir_ + "/report.json", "--progress=off"};
     argv.insert(argv.end(), args.begin(), args.end());
-    return RunProgram(argv, dir_, absl::Seconds(120));
+    return RunProgram(argv, {.dir = dir_}, absl::Seconds(120));
   }
   std::string Report() const { return ReadFile(dir_ + "/report.json"); }
   std::string origin_stats() const { return dir_ + "/origin.json"; }
@@ -83,8 +73,8 @@ class ClientServerE2eTest : public ::testing::Test {
   }
 
   const std::string dir_ = MakeTempDir();
-  std::unique_ptr<Subprocess> origin_;
-  std::unique_ptr<Subprocess> server_;
+  std::unique_ptr<ChildProcess> origin_;
+  std::unique_ptr<ChildProcess> server_;
   std::string target_;
 };
 
@@ -110,20 +100,19 @@ TEST_F(ClientServerE2eTest, HerdCoalescesIntoOneOriginFetchPerWave) {
 TEST_F(ClientServerE2eTest, CliReadsValuesThatTheOriginVersions) {
   ASSERT_NO_FATAL_FAILURE(StartStack({"--latency=fixed:1ms"}));
   EXPECT_EQ(Cli({"health"}).exit_code, 0);
-  auto version_of = [&](const std::string& key) -> int64_t {
+  auto version_of = [&](const std::string& key) -> uint64_t {
     const ProgramResult r = Cli({"get", key, "--raw"});
     EXPECT_EQ(r.exit_code, 0) << r.err;
-    std::string decoded;
-    int64_t version = -1;
-    EXPECT_TRUE(demo_origin::DecodeValue(r.out, &decoded, &version)) << r.out;
-    EXPECT_EQ(decoded, key);
-    return version;
+    const std::optional<sim::SimValueInfo> info = sim::DecodeSimValue(r.out);
+    EXPECT_TRUE(info.has_value()) << r.out;
+    EXPECT_EQ(info.has_value() ? info->key : "", key);
+    return info.has_value() ? info->version : 0;
   };
-  EXPECT_EQ(version_of("user:7"), 1);
-  EXPECT_EQ(version_of("user:7"), 1);  // a hit: same value
+  EXPECT_EQ(version_of("user:7"), 1u);
+  EXPECT_EQ(version_of("user:7"), 1u);  // a hit: same value
   const ProgramResult invalidated = Cli({"invalidate", "user:7"});
   EXPECT_EQ(invalidated.out, "removed 1\n");
-  EXPECT_EQ(version_of("user:7"), 2);  // loaded again: the origin's next version
+  EXPECT_EQ(version_of("user:7"), 2u);  // loaded again: the origin's next version
   const ProgramResult stats = Cli({"stats", "--json"});
   EXPECT_EQ(JsonInt(stats.out, "requests"), 3);
   EXPECT_EQ(JsonInt(stats.out, "origin_fetches"), 2);

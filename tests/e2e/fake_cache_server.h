@@ -28,6 +28,7 @@
 #include "flightcache/timer_queue.h"
 #include "flightcache/v1/cache.grpc.pb.h"
 #include "gtest/gtest.h"
+#include "server/grpc_listener.h"
 
 namespace flightcache::e2e {
 
@@ -36,11 +37,13 @@ class FakeCacheServer final : public flightcache::v1::Cache::CallbackService {
   explicit FakeCacheServer(absl::Duration delay = absl::ZeroDuration()) : delay_(delay) {
     grpc::EnableDefaultHealthCheckService(true);
     grpc::ServerBuilder builder;
-    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
     builder.RegisterService(this);
-    server_ = builder.BuildAndStart();
-    EXPECT_NE(server_, nullptr);
-    EXPECT_NE(port_, 0);
+    absl::StatusOr<GrpcServer> server = StartGrpcServer(builder, "127.0.0.1:0");
+    EXPECT_TRUE(server.ok()) << server.status();
+    if (server.ok()) {
+      server_ = std::move(server->server);
+      port_ = server->port;
+    }
   }
   ~FakeCacheServer() override { Shutdown(); }
 

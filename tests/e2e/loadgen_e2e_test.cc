@@ -19,7 +19,7 @@ class LoadgenE2eTest : public ::testing::Test {
     std::vector<std::string> argv = {FLIGHTCACHE_LOADGEN_BIN, "--target=" + server.address(),
                                      "--json=" + json_path(), "--progress=off"};
     argv.insert(argv.end(), flags.begin(), flags.end());
-    return RunProgram(argv, dir_, absl::Seconds(120));
+    return RunProgram(argv, {.dir = dir_}, absl::Seconds(120));
   }
   std::string json_path() const { return dir_ + "/report.json"; }
   std::string Json() const { return ReadFile(json_path()); }
@@ -174,7 +174,7 @@ TEST_F(LoadgenE2eTest, OneProcessKeepsThousandsOfCallsInFlight) {
 TEST_F(LoadgenE2eTest, UnreachableTargetExitsThree) {
   const ProgramResult r = RunProgram(
       {FLIGHTCACHE_LOADGEN_BIN, "--target=127.0.0.1:1", "--connect-timeout=300ms", "--requests=1"},
-      dir_);
+      {.dir = dir_});
   EXPECT_EQ(r.exit_code, 3);
   EXPECT_THAT(r.err, HasSubstr("cannot connect to 127.0.0.1:1"));
 }
@@ -201,12 +201,12 @@ TEST_F(LoadgenE2eTest, BadFlagsExitTwoWithOneLineNamingTheFlag) {
            {{"--bogus=1"}, "--bogus"}}) {
     std::vector<std::string> argv = {FLIGHTCACHE_LOADGEN_BIN};
     argv.insert(argv.end(), flags.begin(), flags.end());
-    const ProgramResult r = RunProgram(argv, dir_);
+    const ProgramResult r = RunProgram(argv, {.dir = dir_});
     EXPECT_EQ(r.exit_code, 2) << flags[0] << ": " << r.err;
     EXPECT_THAT(r.err, HasSubstr(name)) << flags[0];
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
   }
-  const ProgramResult help = RunProgram({FLIGHTCACHE_LOADGEN_BIN, "--help"}, dir_);
+  const ProgramResult help = RunProgram({FLIGHTCACHE_LOADGEN_BIN, "--help"}, {.dir = dir_});
   EXPECT_EQ(help.exit_code, 0);
   EXPECT_THAT(help.out, HasSubstr("Exit codes: 0"));
   EXPECT_THAT(help.out, HasSubstr("--max-error-rate"));

@@ -9,11 +9,13 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
-#include "client/origin/origin_model.h"
+#include "flightcache/sim/origin_model.h"
+#include "flightcache/sim/sim_origin.h"
 #include "flightcache/v1/origin.grpc.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/e2e/client_e2e_util.h"
+#include "tests/testing/fake_clock.h"
 
 namespace flightcache::e2e {
 namespace {
@@ -29,7 +31,7 @@ class Origin {
                                      "--port-file=" + dir_ + "/port",
                                      "--stats-file=" + stats_file(), "--stats-interval=20ms"};
     argv.insert(argv.end(), flags.begin(), flags.end());
-    process_ = std::make_unique<Subprocess>(argv, dir_);
+    process_ = std::make_unique<ChildProcess>(argv, ChildOptions{.dir = dir_});
     const std::optional<std::string> port = WaitForFile(dir_ + "/port");
     EXPECT_TRUE(port.has_value()) << process_->err();
     port_ = port.has_value() ? std::stoi(*port) : 0;
@@ -39,7 +41,7 @@ class Origin {
   }
 
   pb::Origin::Stub& stub() { return *stub_; }
-  Subprocess& process() { return *process_; }
+  ChildProcess& process() { return *process_; }
   int port() const { return port_; }
   std::string stats_file() const { return dir_ + "/stats.json"; }
   const std::string& dir() const { return dir_; }
@@ -67,13 +69,13 @@ class Origin {
   // SIGTERM; returns the final JSON line of stdout after a clean exit.
   std::string Terminate() {
     process_->Signal(SIGTERM);
-    EXPECT_EQ(process_->Wait(absl::Seconds(30)), 0) << process_->err();
+    EXPECT_EQ(process_->WaitForExit(absl::Seconds(30)), 0) << process_->err();
     return LastLine(process_->out());
   }
 
  private:
   std::string dir_;
-  std::unique_ptr<Subprocess> process_;
+  std::unique_ptr<ChildProcess> process_;
   int port_ = 0;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<pb::Origin::Stub> stub_;
@@ -105,14 +107,13 @@ struct AsyncFetch {
 TEST(OriginE2eTest, ServesVersionedValuesAndReportsCountersOnExit) {
   Origin origin({"--latency=fixed:1ms", "--value-bytes=64", "--ttl=30s"});
   for (const auto& [key, version] :
-       std::vector<std::pair<std::string, int64_t>>{{"a", 1}, {"a", 2}, {"b", 1}, {"a", 3}}) {
+       std::vector<std::pair<std::string, uint64_t>>{{"a", 1}, {"a", 2}, {"b", 1}, {"a", 3}}) {
     pb::FetchResponse response;
     ASSERT_TRUE(origin.Fetch(key, &response).ok());
-    std::string decoded_key;
-    int64_t decoded_version = 0;
-    ASSERT_TRUE(demo_origin::DecodeValue(response.value(), &decoded_key, &decoded_version));
-    EXPECT_EQ(decoded_key, key);
-    EXPECT_EQ(decoded_version, version);
+    const std::optional<sim::SimValueInfo> info = sim::DecodeSimValue(response.value());
+    ASSERT_TRUE(info.has_value()) << response.value();
+    EXPECT_EQ(info->key, key);
+    EXPECT_EQ(info->version, version);
     EXPECT_EQ(response.value().size(), 64u);
     EXPECT_EQ(response.ttl_ms(), 30000);
   }
@@ -145,10 +146,10 @@ TEST(OriginE2eTest, NotFoundAndErrorRatesAreRoughlyAsConfigured) {
     const grpc::Status status = origin.Fetch(key, &response);
     if (status.error_code() == grpc::StatusCode::NOT_FOUND) {
       ++not_found;
-      EXPECT_TRUE(demo_origin::KeyIsMissing(key, 0.2)) << key;
+      EXPECT_TRUE(sim::KeyIsMissing(key, 0.2)) << key;
     } else if (status.error_code() == grpc::StatusCode::UNAVAILABLE) {
       ++errors;
-      EXPECT_FALSE(demo_origin::KeyIsMissing(key, 0.2)) << key;
+      EXPECT_FALSE(sim::KeyIsMissing(key, 0.2)) << key;
     } else {
       ASSERT_TRUE(status.ok()) << status.error_message();
       ++values;
@@ -160,6 +161,46 @@ TEST(OriginE2eTest, NotFoundAndErrorRatesAreRoughlyAsConfigured) {
   EXPECT_EQ(JsonInt(last, "not_found"), not_found);
   EXPECT_EQ(JsonInt(last, "errors"), errors);
   EXPECT_EQ(JsonInt(last, "values"), values);
+}
+
+// flightcache-origin and the server's sim:// origin run one model: with the same settings and seed,
+// the same fetches in the same order get the same answers — the same value bytes, the same keys
+// NOT_FOUND, the same fetches failing.
+TEST(OriginE2eTest, AnswersAsTheServersSimOriginDoesForTheSameSeed) {
+  Origin origin({"--latency=fixed:0ms", "--value-bytes=48", "--error-rate=0.2",
+                 "--not-found-rate=0.3", "--ttl=2s", "--seed=5"});
+  absl::StatusOr<sim::OriginModelOptions> options = sim::ParseSimOriginQuery(
+      "latency_ms=0&jitter_ms=0&value_bytes=48&error_rate=0.2&not_found_rate=0.3&ttl_ms=2000&"
+      "seed=5");
+  ASSERT_TRUE(options.ok()) << options.status();
+  testing::FakeTimerQueue timers;
+  sim::SimOrigin sim_origin(*options, timers);
+  int values = 0, not_found = 0, errors = 0;
+  for (int i = 0; i < 60; ++i) {
+    const std::string key = absl::StrCat("key-", i % 20);  // each key three times: versions
+    pb::FetchResponse response;
+    const grpc::Status status = origin.Fetch(key, &response);
+    std::optional<absl::StatusOr<FetchResult>> sim_answer;
+    sim_origin.Fetch({.key = key}, {},
+                     [&](absl::StatusOr<FetchResult> r) { sim_answer = std::move(r); });
+    timers.Advance(absl::ZeroDuration());
+    ASSERT_TRUE(sim_answer.has_value()) << key;
+    ASSERT_EQ(static_cast<int>(status.error_code()), static_cast<int>(sim_answer->status().code()))
+        << key << ": flightcache-origin says " << status.error_message() << ", sim:// says "
+        << sim_answer->status();
+    if (status.ok()) {
+      EXPECT_EQ(response.value(), (*sim_answer)->value) << key;
+      EXPECT_EQ(absl::Milliseconds(response.ttl_ms()), (*sim_answer)->ttl) << key;
+      ++values;
+    }
+    not_found += status.error_code() == grpc::StatusCode::NOT_FOUND;
+    errors += status.error_code() == grpc::StatusCode::UNAVAILABLE;
+  }
+  // Every kind of answer was compared.
+  EXPECT_GT(values, 10);
+  EXPECT_GT(not_found, 3);
+  EXPECT_GT(errors, 3);
+  origin.Terminate();
 }
 
 TEST(OriginE2eTest, ReportsCancellationsWhenTheClientCancelsOrItsDeadlinePasses) {
@@ -255,13 +296,13 @@ TEST(OriginE2eTest, BadFlagsExit2WithOneLineNamingTheFlag) {
                                                         {"--error-rate=2", "--error-rate"},
                                                         {"--drain-timeout=10", "--drain-timeout"},
                                                         {"--no-such-flag", "--no-such-flag"}}) {
-    const ProgramResult r = RunProgram({FLIGHTCACHE_ORIGIN_BIN, flag}, dir);
+    const ProgramResult r = RunProgram({FLIGHTCACHE_ORIGIN_BIN, flag}, {.dir = dir});
     EXPECT_EQ(r.exit_code, 2) << flag << ": " << r.err;
     EXPECT_THAT(r.err, HasSubstr(name)) << flag;
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
     EXPECT_EQ(r.out, "") << flag;
   }
-  const ProgramResult help = RunProgram({FLIGHTCACHE_ORIGIN_BIN, "--help"}, dir);
+  const ProgramResult help = RunProgram({FLIGHTCACHE_ORIGIN_BIN, "--help"}, {.dir = dir});
   EXPECT_EQ(help.exit_code, 0);
   EXPECT_THAT(help.out, HasSubstr("Exit codes"));
   EXPECT_THAT(help.out, HasSubstr("--overload-threshold"));
@@ -270,13 +311,13 @@ TEST(OriginE2eTest, BadFlagsExit2WithOneLineNamingTheFlag) {
 TEST(OriginE2eTest, BusyPortOrUnwritablePortFileExits3) {
   Origin first({});
   const std::string dir = MakeTempDir();
-  const ProgramResult busy =
-      RunProgram({FLIGHTCACHE_ORIGIN_BIN, absl::StrCat("--listen=127.0.0.1:", first.port())}, dir);
+  const ProgramResult busy = RunProgram(
+      {FLIGHTCACHE_ORIGIN_BIN, absl::StrCat("--listen=127.0.0.1:", first.port())}, {.dir = dir});
   EXPECT_EQ(busy.exit_code, 3) << busy.err;
   EXPECT_THAT(busy.err, HasSubstr("cannot listen"));
   const ProgramResult no_dir = RunProgram(
       {FLIGHTCACHE_ORIGIN_BIN, "--listen=127.0.0.1:0", "--port-file=" + dir + "/missing/dir/port"},
-      dir);
+      {.dir = dir});
   EXPECT_EQ(no_dir.exit_code, 3) << no_dir.err;
   first.Terminate();
 }

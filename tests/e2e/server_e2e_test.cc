@@ -2,29 +2,20 @@
 // status 2 with one line naming the flag for bad flags and environment values, --check-config
 // exits 0 without binding, and a real run serves, drains on SIGTERM/SIGINT and exits 0.
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <grpcpp/create_channel.h>
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/support/byte_buffer.h>
 #include <netinet/in.h>
-#include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-#include <cerrno>
-#include <cstring>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -39,132 +30,13 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
-// A child process running the server, with its stdout and stderr collected by a reader thread.
-class ServerProcess {
- public:
-  ServerProcess(const std::vector<std::string>& args, const std::vector<std::string>& extra_env) {
-    int out[2], err[2];
-    EXPECT_EQ(pipe(out), 0);
-    EXPECT_EQ(pipe(err), 0);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_adddup2(&actions, out[1], 1);
-    posix_spawn_file_actions_adddup2(&actions, err[1], 2);
-    posix_spawn_file_actions_addclose(&actions, out[0]);
-    posix_spawn_file_actions_addclose(&actions, err[0]);
-    std::vector<std::string> argv_strings = {FLIGHTCACHE_SERVER_BIN};
-    argv_strings.insert(argv_strings.end(), args.begin(), args.end());
-    std::vector<char*> argv;
-    for (std::string& a : argv_strings) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    std::vector<std::string> env_strings = e2e::ServerEnvironment();
-    env_strings.insert(env_strings.end(), extra_env.begin(), extra_env.end());
-    std::vector<char*> envp;
-    for (std::string& e : env_strings) envp.push_back(e.data());
-    envp.push_back(nullptr);
-    const int rc = posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), envp.data());
-    EXPECT_EQ(rc, 0) << std::strerror(rc);
-    posix_spawn_file_actions_destroy(&actions);
-    close(out[1]);
-    close(err[1]);
-    reader_ = std::thread([this, out = out[0], err = err[0]] { Read(out, err); });
-  }
-
-  ~ServerProcess() {
-    if (!exited_) {
-      kill(pid_, SIGKILL);
-      Wait(absl::Seconds(10));
-    }
-    if (reader_.joinable()) reader_.join();
-  }
-
-  // The exit status, or -1 if the process has not exited within `timeout` (or died by a signal).
-  int Wait(absl::Duration timeout) {
-    const absl::Time deadline = absl::Now() + timeout;
-    while (absl::Now() < deadline) {
-      int status = 0;
-      const pid_t r = waitpid(pid_, &status, WNOHANG);
-      if (r == pid_) {
-        exited_ = true;
-        if (reader_.joinable()) reader_.join();
-        return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-      }
-      absl::SleepFor(absl::Milliseconds(10));
-    }
-    return -1;
-  }
-
-  void Signal(int signal) { kill(pid_, signal); }
-
-  // Waits until stderr holds a line containing `needle`; returns that line (empty on timeout).
-  std::string WaitForStderrLine(const std::string& needle, absl::Duration timeout) {
-    absl::MutexLock lock(&mu_);
-    std::string found;
-    auto has_line = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      for (absl::string_view line : absl::StrSplit(err_, '\n')) {
-        if (absl::StrContains(line, needle)) {
-          found = std::string(line);
-          return true;
-        }
-      }
-      return eof_;
-    };
-    mu_.AwaitWithTimeout(absl::Condition(&has_line), timeout);
-    return found;
-  }
-
-  std::string out() {
-    absl::MutexLock lock(&mu_);
-    return out_;
-  }
-  std::string err() {
-    absl::MutexLock lock(&mu_);
-    return err_;
-  }
-
- private:
-  void Read(int out, int err) {
-    pollfd fds[2] = {{out, POLLIN, 0}, {err, POLLIN, 0}};
-    int open_fds = 2;
-    char buffer[4096];
-    while (open_fds > 0) {
-      if (poll(fds, 2, 1000) < 0 && errno != EINTR) break;
-      for (int i = 0; i < 2; ++i) {
-        if (fds[i].fd < 0 || (fds[i].revents & (POLLIN | POLLHUP | POLLERR)) == 0) continue;
-        const ssize_t n = read(fds[i].fd, buffer, sizeof(buffer));
-        if (n <= 0) {
-          close(fds[i].fd);
-          fds[i].fd = -1;
-          --open_fds;
-          continue;
-        }
-        absl::MutexLock lock(&mu_);
-        (i == 0 ? out_ : err_).append(buffer, static_cast<size_t>(n));
-      }
-    }
-    absl::MutexLock lock(&mu_);
-    eof_ = true;
-  }
-
-  pid_t pid_ = 0;
-  bool exited_ = false;
-  std::thread reader_;
-  absl::Mutex mu_;
-  std::string out_ ABSL_GUARDED_BY(mu_);
-  std::string err_ ABSL_GUARDED_BY(mu_);
-  bool eof_ ABSL_GUARDED_BY(mu_) = false;
-};
-
-struct Result {
-  int exit_code;
-  std::string out;
-  std::string err;
-};
+using e2e::ChildProcess;
+using e2e::ServerCommand;
+using e2e::WaitForServerPort;
+using Result = ::flightcache::testing::ProgramResult;
 
 Result RunServer(const std::vector<std::string>& args, const std::vector<std::string>& env = {}) {
-  ServerProcess process(args, env);
-  const int code = process.Wait(absl::Seconds(30));
-  return {code, process.out(), process.err()};
+  return ::flightcache::testing::RunProgram(ServerCommand(args), {.env = env}, absl::Seconds(30));
 }
 
 // A listening TCP socket on 127.0.0.1 (no SO_REUSEPORT): while it lives, nobody else can bind.
@@ -257,23 +129,11 @@ TEST(ServerE2eTest, HelpExitsZero) {
   EXPECT_THAT(r.out, HasSubstr("--max-value-bytes"));
 }
 
-// Starts the server on free ports; returns the gRPC port from its start-up line (0 on failure).
-int StartAndFindPort(ServerProcess& server) {
-  const std::string line = server.WaitForStderrLine("listening on", absl::Seconds(30));
-  const size_t at = line.find("(port ");
-  int port = 0;
-  if (at == std::string::npos) return 0;
-  const std::string rest = line.substr(at + 6);
-  if (!absl::SimpleAtoi(rest.substr(0, rest.find(')')), &port)) return 0;
-  return port;
-}
-
 TEST(ServerE2eTest, ServesThenDrainsOnSigtermAndExitsZero) {
-  ServerProcess server({"--listen=127.0.0.1:0", "--metrics-listen=127.0.0.1:0", "--log-format=json",
-                        "--drain-timeout=5s", "--log-level=debug",
-                        "--origin=sim://?latency_ms=1&jitter_ms=0&value_bytes=32"},
-                       {});
-  const int port = StartAndFindPort(server);
+  ChildProcess server(ServerCommand({"--listen=127.0.0.1:0", "--metrics-listen=127.0.0.1:0",
+                                     "--log-format=json", "--drain-timeout=5s", "--log-level=debug",
+                                     "--origin=sim://?latency_ms=1&jitter_ms=0&value_bytes=32"}));
+  const int port = WaitForServerPort(server);
   ASSERT_GT(port, 0) << server.err();
   auto stub = v1::Cache::NewStub(
       grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials()));
@@ -289,7 +149,7 @@ TEST(ServerE2eTest, ServesThenDrainsOnSigtermAndExitsZero) {
 
   // The client keeps its connection open, as an application beside the sidecar would.
   server.Signal(SIGTERM);
-  EXPECT_EQ(server.Wait(absl::Seconds(20)), 0) << server.err();
+  EXPECT_EQ(server.WaitForExit(absl::Seconds(20)), 0) << server.err();
   // --log-format=json: every line is one JSON object; the last is the shutdown summary.
   const std::string err = server.err();
   std::vector<std::string> lines = absl::StrSplit(err, '\n', absl::SkipEmpty());
@@ -306,10 +166,10 @@ TEST(ServerE2eTest, ServesThenDrainsOnSigtermAndExitsZero) {
 // complaint about it goes through the server's logger (JSON here), at most once a second: not a
 // raw stderr line per request, which any client could make the server write as fast as it likes.
 TEST(ServerE2eTest, KeysThatAreNotUtf8AreRefusedWithoutALogLineEach) {
-  ServerProcess server({"--listen=127.0.0.1:0", "--metrics-listen=", "--log-format=json",
-                        "--origin=sim://?latency_ms=1&jitter_ms=0&value_bytes=32"},
-                       {});
-  const int port = StartAndFindPort(server);
+  ChildProcess server(
+      ServerCommand({"--listen=127.0.0.1:0", "--metrics-listen=", "--log-format=json",
+                     "--origin=sim://?latency_ms=1&jitter_ms=0&value_bytes=32"}));
+  const int port = WaitForServerPort(server);
   ASSERT_GT(port, 0) << server.err();
   grpc::GenericStub stub(
       grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials()));
@@ -334,7 +194,7 @@ TEST(ServerE2eTest, KeysThatAreNotUtf8AreRefusedWithoutALogLineEach) {
   }
   const absl::Duration took = absl::Now() - start;
   server.Signal(SIGTERM);
-  EXPECT_EQ(server.Wait(absl::Seconds(20)), 0) << server.err();
+  EXPECT_EQ(server.WaitForExit(absl::Seconds(20)), 0) << server.err();
   const std::string err = server.err();
   int complaints = 0;
   const std::vector<std::string> lines = absl::StrSplit(err, '\n', absl::SkipEmpty());
@@ -349,11 +209,10 @@ TEST(ServerE2eTest, KeysThatAreNotUtf8AreRefusedWithoutALogLineEach) {
 // A second signal during the drain ends the process at once (exit 1) instead of waiting for the
 // calls in flight: here a Get whose load takes 30 s, under a 60 s drain timeout.
 TEST(ServerE2eTest, SecondSignalDuringTheDrainExitsAtOnce) {
-  ServerProcess server(
+  ChildProcess server(ServerCommand(
       {"--listen=127.0.0.1:0", "--metrics-listen=", "--drain-timeout=60s", "--load-timeout=60s",
-       "--origin=sim://?latency_ms=30000&jitter_ms=0&value_bytes=8"},
-      {});
-  const int port = StartAndFindPort(server);
+       "--origin=sim://?latency_ms=30000&jitter_ms=0&value_bytes=8"}));
+  const int port = WaitForServerPort(server);
   ASSERT_GT(port, 0) << server.err();
   auto stub = v1::Cache::NewStub(
       grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials()));
@@ -377,20 +236,21 @@ TEST(ServerE2eTest, SecondSignalDuringTheDrainExitsAtOnce) {
   ASSERT_EQ(inflight, 1);
 
   server.Signal(SIGTERM);
-  ASSERT_FALSE(server.WaitForStderrLine("shutting down gracefully", absl::Seconds(20)).empty())
+  ASSERT_FALSE(server.WaitForLine("shutting down gracefully", absl::Seconds(20)).empty())
       << server.err();
-  EXPECT_EQ(server.Wait(absl::Seconds(2)), -1) << "the drain should still be waiting for the Get";
+  EXPECT_FALSE(server.WaitForExit(absl::Seconds(2)).has_value())
+      << "the drain should still be waiting for the Get";
   server.Signal(SIGTERM);
-  EXPECT_EQ(server.Wait(absl::Seconds(10)), 1) << server.err();
+  EXPECT_EQ(server.WaitForExit(absl::Seconds(10)), 1) << server.err();
   EXPECT_THAT(server.err(), HasSubstr("received SIGTERM while shutting down"));
   EXPECT_TRUE(answered.WaitForNotificationWithTimeout(absl::Seconds(30)));
 }
 
 TEST(ServerE2eTest, SigintAlsoDrainsAndExitsZero) {
-  ServerProcess server({"--listen=127.0.0.1:0", "--metrics-listen="}, {});
-  ASSERT_GT(StartAndFindPort(server), 0) << server.err();
+  ChildProcess server(ServerCommand({"--listen=127.0.0.1:0", "--metrics-listen="}));
+  ASSERT_GT(WaitForServerPort(server), 0) << server.err();
   server.Signal(SIGINT);
-  EXPECT_EQ(server.Wait(absl::Seconds(20)), 0) << server.err();
+  EXPECT_EQ(server.WaitForExit(absl::Seconds(20)), 0) << server.err();
   EXPECT_THAT(server.err(), HasSubstr("SIGINT"));
 }
 

@@ -43,10 +43,13 @@
 namespace flightcache {
 namespace {
 
+using e2e::ChildOptions;
+using e2e::ChildProcess;
 using e2e::kServerUnderAsan;
 using e2e::ReadFile;
 using e2e::ResidentKb;
-using e2e::ServerProcess;
+using e2e::ServerCommand;
+using e2e::WaitForServerPort;
 using ::testing::HasSubstr;
 
 // Closes its descriptors when the test ends, however it ends.
@@ -90,9 +93,9 @@ std::shared_ptr<grpc::Channel> ChannelTo(int port) {
 }
 
 TEST(ServerLimitsE2eTest, RaisesItsSoftOpenFileLimitToTheHardLimit) {
-  ServerProcess server({"--listen=127.0.0.1:0", "--metrics-listen="},
-                       ServerProcess::OpenFileLimit{.soft = 256, .hard = 4096});
-  ASSERT_GT(server.WaitForPort(), 0) << server.err();
+  ChildProcess server(ServerCommand({"--listen=127.0.0.1:0", "--metrics-listen="}),
+                      {.open_file_limit = ChildOptions::OpenFileLimit{.soft = 256, .hard = 4096}});
+  ASSERT_GT(WaitForServerPort(server), 0) << server.err();
   const auto [soft, hard] = OpenFileLimits(server.pid());
   EXPECT_EQ(hard, 4096);
   EXPECT_EQ(soft, 4096) << "the soft limit was left where it was";
@@ -106,10 +109,11 @@ TEST(ServerLimitsE2eTest, RaisesItsSoftOpenFileLimitToTheHardLimit) {
 TEST(ServerLimitsE2eTest, ListenerOutOfDescriptorsFailsHealthAndExitsOne) {
   constexpr int kDescriptors = 128;
   constexpr int kIdleConnections = 2 * kDescriptors;
-  ServerProcess server({"--listen=127.0.0.1:0", "--metrics-listen=", "--drain-timeout=20s",
-                        "--origin=sim://?latency_ms=3000&jitter_ms=0&value_bytes=8"},
-                       ServerProcess::OpenFileLimit{.soft = kDescriptors, .hard = kDescriptors});
-  const int port = server.WaitForPort();
+  ChildProcess server(
+      ServerCommand({"--listen=127.0.0.1:0", "--metrics-listen=", "--drain-timeout=20s",
+                     "--origin=sim://?latency_ms=3000&jitter_ms=0&value_bytes=8"}),
+      {.open_file_limit = ChildOptions::OpenFileLimit{.soft = kDescriptors, .hard = kDescriptors}});
+  const int port = WaitForServerPort(server);
   ASSERT_GT(port, 0) << server.err();
   // One connection made before the flood: it stays usable while the listener is dead.
   std::shared_ptr<grpc::Channel> channel = ChannelTo(port);
@@ -151,11 +155,8 @@ TEST(ServerLimitsE2eTest, ListenerOutOfDescriptorsFailsHealthAndExitsOne) {
   const absl::Time flooded = absl::Now();
 
   // The listener failure is noticed and reported...
-  const absl::Time deadline = flooded + absl::Seconds(20);
-  while (!absl::StrContains(server.err(), "the gRPC listener failed") && absl::Now() < deadline) {
-    absl::SleepFor(absl::Milliseconds(20));
-  }
-  ASSERT_THAT(server.err(), HasSubstr("the gRPC listener failed")) << "no reaction to EMFILE";
+  ASSERT_FALSE(server.WaitForLine("the gRPC listener failed", absl::Seconds(20)).empty())
+      << "no reaction to EMFILE: " << server.err();
   EXPECT_THAT(server.err(), HasSubstr("Failed accept4"));
   // ... health says so on the connection the server still has, while the Get is drained...
   health = testing::CheckHealth(channel);
@@ -174,8 +175,8 @@ TEST(ServerLimitsE2eTest, ListenerOutOfDescriptorsFailsHealthAndExitsOne) {
 // A connection that never sends the HTTP/2 preface is closed by the server's 10 s handshake
 // timeout (gRPC's default would keep it for 120 s).
 TEST(ServerLimitsE2eTest, IdleConnectionIsClosedAfterTheHandshakeTimeout) {
-  ServerProcess server({"--listen=127.0.0.1:0", "--metrics-listen="});
-  const int port = server.WaitForPort();
+  ChildProcess server(ServerCommand({"--listen=127.0.0.1:0", "--metrics-listen="}));
+  const int port = WaitForServerPort(server);
   ASSERT_GT(port, 0) << server.err();
   Sockets sockets;
   const int fd = sockets.Connect(port);
@@ -199,9 +200,9 @@ TEST(ServerLimitsE2eTest, IdleConnectionIsClosedAfterTheHandshakeTimeout) {
 // --max-concurrent-streams reaches gRPC: the server's first frame, its SETTINGS, announces it
 // (SETTINGS_MAX_CONCURRENT_STREAMS, id 3) to every client.
 TEST(ServerLimitsE2eTest, MaxConcurrentStreamsIsAnnouncedInTheServersSettings) {
-  ServerProcess server(
-      {"--listen=127.0.0.1:0", "--metrics-listen=", "--max-concurrent-streams=123"});
-  const int port = server.WaitForPort();
+  ChildProcess server(
+      ServerCommand({"--listen=127.0.0.1:0", "--metrics-listen=", "--max-concurrent-streams=123"}));
+  const int port = WaitForServerPort(server);
   ASSERT_GT(port, 0) << server.err();
   Sockets sockets;
   const int fd = sockets.Connect(port);
@@ -300,9 +301,9 @@ bool WaitForPingAck(int fd, const std::string& payload, absl::Duration timeout) 
 TEST(ServerLimitsE2eTest, RapidResetBurstIsSurvivedAndItsMemoryHandedBack) {
   constexpr int kPairs = 10'000;
   constexpr int64_t kRssBoundKb = 48 * 1024;
-  ServerProcess server({"--listen=127.0.0.1:0", "--metrics-listen=",
-                        "--origin=sim://?latency_ms=1&jitter_ms=0&value_bytes=32"});
-  const int port = server.WaitForPort();
+  ChildProcess server(ServerCommand({"--listen=127.0.0.1:0", "--metrics-listen=",
+                                     "--origin=sim://?latency_ms=1&jitter_ms=0&value_bytes=32"}));
+  const int port = WaitForServerPort(server);
   ASSERT_GT(port, 0) << server.err();
   std::shared_ptr<grpc::Channel> channel = ChannelTo(port);
   auto stub = v1::Cache::NewStub(channel);

@@ -38,9 +38,12 @@
 namespace flightcache {
 namespace {
 
+using e2e::ChildOptions;
+using e2e::ChildProcess;
 using e2e::kServerUnderAsan;
 using e2e::ResidentKb;
-using e2e::ServerProcess;
+using e2e::ServerCommand;
+using e2e::WaitForServerPort;
 using testing::TestOrigin;
 
 // Threads of process `pid`: the entries of /proc/PID/task.
@@ -141,8 +144,8 @@ class ServerScaleE2eTest : public ::testing::Test {
                                       "--metrics-listen=", "--origin=" + origin_->url(),
                                       "--drain-timeout=2s"};
     flags.insert(flags.end(), extra_flags.begin(), extra_flags.end());
-    server_ = std::make_unique<ServerProcess>(flags);
-    const int port = server_->WaitForPort();
+    server_ = std::make_unique<ChildProcess>(ServerCommand(flags));
+    const int port = WaitForServerPort(*server_);
     ASSERT_GT(port, 0) << server_->err();
     // Each channel its own subchannel pool, hence its own TCP connection to the server.
     for (int i = 0; i < kChannels; ++i) {
@@ -214,7 +217,7 @@ class ServerScaleE2eTest : public ::testing::Test {
   }
 
   std::unique_ptr<TestOrigin> origin_;
-  std::unique_ptr<ServerProcess> server_;
+  std::unique_ptr<ChildProcess> server_;
   std::vector<std::unique_ptr<v1::Cache::Stub>> stubs_;
 };
 

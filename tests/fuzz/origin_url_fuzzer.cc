@@ -1,5 +1,5 @@
-// Fuzz target: --origin URLs (server/origin_factory.cc: grpc://HOST:PORT and sim://?...) and the
-// sim origin's value format (server/sim_origin.cc).
+// Fuzz target: --origin URLs (server/origin_factory.cc: grpc://HOST:PORT and sim://?...,
+// lib/src/sim/sim_origin.cc) and the simulated origin's value format (lib/src/sim/origin_model.cc).
 //
 // Input: the URL, all of it.
 //
@@ -8,11 +8,11 @@
 // - an accepted grpc:// URL has a HOST:PORT target from which a GrpcOrigin (a gRPC channel; it
 //   connects lazily, so nothing goes on the network) is created;
 // - an accepted sim:// URL gives options that validate, that CreateOrigin accepts, and whose
-//   canonical URL (ToUrl(), what the server logs) parses again to the same value size, TTL and
-//   seed; a SimOrigin built from them answers a fetch (on a fake clock) with a value that
-//   SimOrigin::ParseValue reads back as the fetched key;
-// - SimOrigin::ParseValue never crashes on the input bytes, and reads back what MakeValue wrote
-//   for a key taken from them.
+//   canonical URL (SimOriginUrl(), what the server logs) parses again to the same value size,
+//   TTL and seed; a SimOrigin built from them answers a fetch (on a fake clock) with a value that
+//   DecodeSimValue reads back as the fetched key;
+// - DecodeSimValue never crashes on the input bytes, and reads back what EncodeSimValue wrote for
+//   a key taken from them.
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -23,9 +23,10 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/match.h"
+#include "flightcache/sim/origin_model.h"
+#include "flightcache/sim/sim_origin.h"
 #include "server/grpc_origin.h"
 #include "server/origin_factory.h"
-#include "server/sim_origin.h"
 #include "tests/fuzz/fuzz_check.h"
 #include "tests/testing/fake_clock.h"
 
@@ -45,21 +46,21 @@ void CheckGrpc(absl::string_view url, const OriginSpec& spec) {
                           << "' cannot be created: " << origin.status();
 }
 
-void CheckSimFetch(const SimOriginOptions& options) {
+void CheckSimFetch(const sim::OriginModelOptions& options) {
   testing::FakeTimerQueue timers;
-  SimOrigin origin(options, timers);
+  sim::SimOrigin origin(options, timers);
   std::optional<absl::StatusOr<FetchResult>> result;
   origin.Fetch(FetchRequest{.key = "fuzz-key"}, std::stop_token(),
                [&](absl::StatusOr<FetchResult> r) { result = std::move(r); });
-  timers.Advance(options.latency + options.jitter);
-  FUZZ_CHECK(result.has_value()) << "no answer after latency + jitter";
+  timers.Advance(options.latency.Max());
+  FUZZ_CHECK(result.has_value()) << "no answer after the longest latency";
   if (!result->ok()) {
     FUZZ_CHECK(absl::IsUnavailable(result->status()) || absl::IsNotFound(result->status()))
         << result->status();
     return;
   }
   FUZZ_CHECK(static_cast<int64_t>((*result)->value.size()) >= options.value_bytes);
-  const std::optional<SimValueInfo> info = SimOrigin::ParseValue((*result)->value);
+  const std::optional<sim::SimValueInfo> info = sim::DecodeSimValue((*result)->value);
   FUZZ_CHECK(info.has_value() && info->key == "fuzz-key") << "value does not name its key";
   FUZZ_CHECK((*result)->ttl == options.ttl);
 }
@@ -70,7 +71,7 @@ void CheckSim(absl::string_view url, const OriginSpec& spec) {
   absl::StatusOr<std::unique_ptr<Origin>> origin = CreateOrigin(spec, timers, GrpcOriginOptions{});
   FUZZ_CHECK(origin.ok()) << "accepted sim origin '" << url
                           << "' cannot be created: " << origin.status();
-  const std::string canonical = spec.sim.ToUrl();
+  const std::string canonical = sim::SimOriginUrl(spec.sim);
   const absl::StatusOr<OriginSpec> again = ParseOriginUrl(canonical);
   FUZZ_CHECK(again.ok()) << "'" << url << "' logs as '" << canonical
                          << "', which does not parse: " << again.status();
@@ -82,13 +83,13 @@ void CheckSim(absl::string_view url, const OriginSpec& spec) {
 }
 
 void CheckSimValueFormat(const std::string& bytes) {
-  (void)SimOrigin::ParseValue(bytes);
+  (void)sim::DecodeSimValue(bytes);
   const std::string key = bytes.substr(0, 16);
   const uint64_t version = bytes.size() * 7919;
-  const std::string value = SimOrigin::MakeValue(key, version, static_cast<int64_t>(bytes.size()));
-  const std::optional<SimValueInfo> info = SimOrigin::ParseValue(value);
+  const std::string value = sim::EncodeSimValue(key, version, static_cast<int64_t>(bytes.size()));
+  const std::optional<sim::SimValueInfo> info = sim::DecodeSimValue(value);
   FUZZ_CHECK(info.has_value() && info->key == key && info->version == version)
-      << "MakeValue/ParseValue do not round-trip";
+      << "EncodeSimValue/DecodeSimValue do not round-trip";
 }
 
 }  // namespace

@@ -8,8 +8,8 @@
 // paths), the rest is the request message.
 //
 // The origin answers by key prefix: "nf" NOT_FOUND, "err" UNAVAILABLE, "big" a value over
-// --max-value-bytes, "slow" after 2 ms (a SimOrigin on a real timer), anything else at once with
-// "v:" + key.
+// --max-value-bytes, "slow" after 2 ms (a sim::SimOrigin on a real timer), anything else at once
+// with "v:" + key.
 //
 // Checks (the spec's status table): the call always completes; a request that does not parse
 // as its message gets INVALID_ARGUMENT with a message; one that parses gets what a Get of each
@@ -38,12 +38,13 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "flightcache/flight_cache.h"
+#include "flightcache/sim/origin_model.h"
+#include "flightcache/sim/sim_origin.h"
 #include "flightcache/timer_queue.h"
 #include "flightcache/v1/cache.pb.h"
 #include "google/protobuf/stubs/logging.h"
 #include "server/cache_service.h"
 #include "server/config.h"
-#include "server/sim_origin.h"
 #include "tests/fuzz/fuzz_check.h"
 
 namespace flightcache {
@@ -59,7 +60,9 @@ std::string ValueFor(absl::string_view key) { return absl::StrCat("v:", key); }
 class FuzzOrigin final : public Origin {
  public:
   explicit FuzzOrigin(TimerQueue& timers)
-      : slow_({.latency = absl::Milliseconds(2), .jitter = absl::ZeroDuration(), .value_bytes = 0},
+      : slow_({.latency = sim::LatencyDistribution::Fixed(absl::Milliseconds(2)),
+               .value_bytes = 0,
+               .version_slots = 1024},
               timers) {}
 
   void Fetch(const FetchRequest& request, std::stop_token cancel, FetchCallback done) override {
@@ -79,7 +82,7 @@ class FuzzOrigin final : public Origin {
   std::string Describe() const override { return "fuzz://"; }
 
  private:
-  SimOrigin slow_;
+  sim::SimOrigin slow_;
 };
 
 // The sidecar's pieces, as Sidecar::Start wires them, with an in-process channel instead of a
@@ -164,7 +167,7 @@ grpc::StatusCode ExpectedCode(const std::string& key) {
 
 void CheckValue(const std::string& key, const std::string& value) {
   if (absl::StartsWith(key, "slow")) {
-    const std::optional<SimValueInfo> info = SimOrigin::ParseValue(value);
+    const std::optional<sim::SimValueInfo> info = sim::DecodeSimValue(value);
     FUZZ_CHECK(info.has_value() && info->key == key) << "key '" << key << "' got another value";
   } else {
     FUZZ_CHECK(value == ValueFor(key)) << "key '" << key << "' got '" << value << "'";

@@ -21,6 +21,7 @@
 #include "flightcache/worker_pool.h"
 #include "gtest/gtest.h"
 #include "server/cache_service.h"
+#include "server/grpc_listener.h"
 #include "tests/testing/fake_clock.h"
 #include "tests/testing/fake_origin.h"
 #include "tests/testing/latch.h"
@@ -41,12 +42,11 @@ class CacheServiceDeadlineTest : public ::testing::Test {
                                                            .deadline_workers = &deadline_workers_},
                                        nullptr);
     grpc::ServerBuilder builder;
-    int port = 0;
-    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
     builder.RegisterService(service_.get());
-    server_ = builder.BuildAndStart();
-    ASSERT_NE(server_, nullptr);
-    stub_ = v1::Cache::NewStub(grpc::CreateChannel("127.0.0.1:" + std::to_string(port),
+    absl::StatusOr<GrpcServer> server = StartGrpcServer(builder, "127.0.0.1:0");
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = std::move(server->server);
+    stub_ = v1::Cache::NewStub(grpc::CreateChannel("127.0.0.1:" + std::to_string(server->port),
                                                    grpc::InsecureChannelCredentials()));
   }
 
@@ -97,6 +97,25 @@ class CacheServiceDeadlineTest : public ::testing::Test {
     return call;
   }
 
+  // Moves the callers' time forward, then waits until the deadline workers have run every leave
+  // that the timers due by then posted (they run after the timer, on the workers).
+  void AdvanceAndDrain(absl::Duration d) {
+    deadline_timers_.Advance(d);
+    // One task per worker, each waiting until all have started: all run at once only when every
+    // worker is done with what was posted before them (the queue is FIFO).
+    // Shared: on a timeout the tasks outlive this frame.
+    auto started = std::make_shared<Latch>(kDeadlineWorkers);
+    auto finished = std::make_shared<Latch>(kDeadlineWorkers);
+    for (int i = 0; i < kDeadlineWorkers; ++i) {
+      deadline_workers_.Post([started, finished] {
+        started->CountDown();
+        (void)started->WaitFor();
+        finished->CountDown();
+      });
+    }
+    ASSERT_TRUE(finished->WaitFor()) << "the deadline workers did not drain";
+  }
+
   // Polls `done` every 5 ms for up to kTestWait; its last answer.
   template <typename Predicate>
   static bool PollFor(Predicate done) {
@@ -116,9 +135,10 @@ class CacheServiceDeadlineTest : public ::testing::Test {
   }
 
   FakeOrigin origin_;
-  ThreadTimerQueue load_timers_;    // the load's own timeout (never reached here)
-  WorkerPool deadline_workers_{2};  // where what a deadline triggers runs
-  FakeTimerQueue deadline_timers_;  // the callers' deadlines
+  ThreadTimerQueue load_timers_;  // the load's own timeout (never reached here)
+  static constexpr int kDeadlineWorkers = 2;
+  WorkerPool deadline_workers_{kDeadlineWorkers};  // where what a deadline triggers runs
+  FakeTimerQueue deadline_timers_;                 // the callers' deadlines
   std::unique_ptr<FlightCache> cache_;
   std::unique_ptr<CacheService> service_;
   std::unique_ptr<grpc::Server> server_;
@@ -131,7 +151,7 @@ TEST_F(CacheServiceDeadlineTest, AtTheDeadlineTheLastWaiterLeavesAndTheLoadIsCan
   ASSERT_TRUE(WaitForTimers(1));  // one timer, at the caller's deadline
   EXPECT_FALSE(call->done.HasBeenNotified());
 
-  deadline_timers_.Advance(absl::Minutes(2));  // past the deadline, in the service's time only
+  AdvanceAndDrain(absl::Minutes(2));  // past the deadline, in the service's time only
   ASSERT_TRUE(call->done.WaitForNotificationWithTimeout(absl::Seconds(20)));
   EXPECT_EQ(call->status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
   EXPECT_TRUE(origin_.cancelled(0));  // it was the load's last waiter: the fetch is cancelled
@@ -196,7 +216,7 @@ TEST_F(CacheServiceDeadlineTest, AWaiterLeavingAtItsDeadlineDoesNotCancelAnother
   deadline_timers_.Advance(absl::Seconds(30));   // nobody's deadline yet
   std::unique_ptr<Call> second = StartGet("k");  // joins; its deadline is 30 s after the first's
   ASSERT_TRUE(WaitForTimers(2));                 // the second has joined
-  deadline_timers_.Advance(absl::Seconds(31));   // the first's deadline only
+  AdvanceAndDrain(absl::Seconds(31));            // the first's deadline only
   ASSERT_TRUE(first->done.WaitForNotificationWithTimeout(absl::Seconds(20)));
   EXPECT_EQ(first->status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
   EXPECT_FALSE(origin_.cancelled(0));
@@ -215,7 +235,7 @@ TEST_F(CacheServiceDeadlineTest, BatchGetLeavesEveryWaitingKeyAtTheDeadline) {
   ASSERT_TRUE(origin_.AnswerValue(0, "v"));  // one key answered before the deadline
   EXPECT_FALSE(call->done.HasBeenNotified());
 
-  deadline_timers_.Advance(absl::Minutes(2));
+  AdvanceAndDrain(absl::Minutes(2));
   ASSERT_TRUE(call->done.WaitForNotificationWithTimeout(absl::Seconds(20)));
   EXPECT_EQ(call->status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
   EXPECT_TRUE(origin_.cancelled(1));  // the key still waiting: its load is cancelled

@@ -77,6 +77,58 @@ TEST(TrimPolicyTest, UnknownResidentSizeNeverTrims) {
   for (int i = 0; i < 10; ++i) EXPECT_FALSE(Look(policy, -1, -1));
 }
 
+// After work stops, the first whole idle interval hands back what the busy stretch left in
+// glibc's arenas, even far below the 32 MiB that trims a busy process.
+TEST(TrimPolicyTest, GoingIdleAfterWorkTrimsOnce) {
+  TrimPolicy policy;
+  EXPECT_FALSE(Look(policy, 18 * kMiB, 0));  // the baseline
+  EXPECT_FALSE(policy.ShouldTrim(26 * kMiB, 100)) << "busy, and only 8 MiB above the baseline";
+  EXPECT_FALSE(policy.ShouldTrim(27 * kMiB, 250));
+  ASSERT_TRUE(policy.ShouldTrim(27 * kMiB, 250)) << "idle for a whole interval after work";
+  policy.Trimmed(27 * kMiB, 20 * kMiB);
+  EXPECT_FALSE(policy.ShouldTrim(20 * kMiB, 250)) << "once per idle stretch";
+  EXPECT_FALSE(policy.ShouldTrim(27 * kMiB, 250)) << "still the same idle stretch";
+  EXPECT_FALSE(policy.ShouldTrim(27 * kMiB, 300));  // works again
+  EXPECT_TRUE(policy.ShouldTrim(27 * kMiB, 300)) << "the next idle stretch";
+}
+
+TEST(TrimPolicyTest, IdleWithoutWorkNeverTrims) {
+  TrimPolicy policy;
+  EXPECT_FALSE(policy.ShouldTrim(18 * kMiB, 7));
+  for (int i = 0; i < 10; ++i) EXPECT_FALSE(policy.ShouldTrim(30 * kMiB, 7)) << i;
+}
+
+TEST(TrimPolicyTest, IdleNearTheBaselineIsNotTrimmed) {
+  TrimPolicy policy;
+  EXPECT_FALSE(policy.ShouldTrim(18 * kMiB, 0));
+  EXPECT_FALSE(policy.ShouldTrim(19 * kMiB, 500));
+  EXPECT_FALSE(policy.ShouldTrim(19 * kMiB, 500)) << "1 MiB above the baseline: nothing to gain";
+}
+
+TEST(TrimPolicyTest, WorkThatNeverStopsIsNotTrimmedForIdleness) {
+  TrimPolicy policy;
+  EXPECT_FALSE(policy.ShouldTrim(18 * kMiB, 0));
+  for (int i = 1; i <= 20; ++i) EXPECT_FALSE(policy.ShouldTrim(40 * kMiB, i * 1000)) << i;
+}
+
+TEST(MemoryTrimmerTest, TrimsWhenTheProcessGoesIdle) {
+  std::atomic<int64_t> rss{20 * kMiB};
+  std::atomic<int64_t> requests{0};
+  std::atomic<int> trims{0};
+  {
+    MemoryTrimmer trimmer(
+        absl::Milliseconds(2), [&] { trims.fetch_add(1); }, [&] { return rss.load(); },
+        [&] { return requests.load(); });
+    rss = 28 * kMiB;  // a busy stretch: 8 MiB more, far below the 32 MiB that trims while busy
+    for (int i = 0; i < 20; ++i) {
+      requests.fetch_add(10);
+      absl::SleepFor(absl::Milliseconds(1));
+    }
+    WaitForATrim(trims, absl::Seconds(10));  // the requests stopped
+  }
+  EXPECT_GE(trims.load(), 1) << "no trim within 10 s of going idle";
+}
+
 TEST(MemoryTrimmerTest, TrimsOnItsThreadWhenTheResidentSizeGrew) {
   std::atomic<int64_t> rss{100 * kMiB};
   std::atomic<int> trims{0};

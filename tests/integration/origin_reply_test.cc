@@ -5,7 +5,6 @@
 // Before the sidecar parsed origin replies itself, gRPC's typed callback stub reported such a
 // reply as OK with a half-parsed, empty FetchResponse: every waiter got OK with an empty value,
 // and the empty value was cached for the TTL.
-#include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server_builder.h>
 #include <grpcpp/support/byte_buffer.h>
 #include <grpcpp/support/server_callback.h>
@@ -23,6 +22,7 @@
 #include "flightcache/v1/origin.grpc.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/grpc_listener.h"
 #include "tests/integration/server_test_util.h"
 
 namespace flightcache::testing {
@@ -36,13 +36,14 @@ class RawOrigin final {
  public:
   RawOrigin() {
     grpc::ServerBuilder builder;
-    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
     builder.RegisterService(&service_);
-    server_ = builder.BuildAndStart();
-    if (server_ == nullptr || port_ == 0) {
-      std::fprintf(stderr, "RawOrigin: cannot listen on 127.0.0.1\n");
+    absl::StatusOr<GrpcServer> server = StartGrpcServer(builder, "127.0.0.1:0");
+    if (!server.ok()) {
+      std::fprintf(stderr, "RawOrigin: %s\n", std::string(server.status().message()).c_str());
       std::abort();
     }
+    server_ = std::move(server->server);
+    port_ = server->port;
   }
   ~RawOrigin() {
     service_.Release();  // a unary reactor must be finished before the server can stop

@@ -15,29 +15,16 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "client/cli/health_check.h"
 #include "server/status_mapping.h"
 
 namespace flightcache::testing {
 
 absl::StatusOr<int> CheckHealth(const std::shared_ptr<grpc::Channel>& channel,
                                 const std::string& service) {
-  // HealthCheckRequest{string service = 1}: tag 0x0a, length, bytes.
-  std::string request_bytes;
-  if (!service.empty()) {
-    request_bytes.push_back('\x0a');
-    request_bytes.push_back(static_cast<char>(service.size()));
-    request_bytes += service;
-  }
-  std::string bytes;
-  const grpc::Status status =
-      RawUnaryCall(channel, "/grpc.health.v1.Health/Check", request_bytes, &bytes);
-  if (!status.ok()) return FromGrpcStatus(status);
-  // HealthCheckResponse{ServingStatus status = 1}: tag 0x08, varint. Absent means UNKNOWN (0).
-  if (bytes.empty()) return 0;
-  if (bytes.size() != 2 || bytes[0] != '\x08') {
-    return absl::InternalError("unexpected health response bytes");
-  }
-  return static_cast<int>(bytes[1]);
+  absl::StatusOr<cli::ServingStatus> status = cli::CheckHealth(channel, service, absl::Seconds(10));
+  if (!status.ok()) return status.status();
+  return static_cast<int>(*status);
 }
 
 namespace {

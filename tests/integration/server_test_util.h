@@ -47,8 +47,8 @@ struct PendingCall {
 using PendingGet = PendingCall<v1::GetRequest, v1::GetResponse>;
 using PendingBatchGet = PendingCall<v1::BatchGetRequest, v1::BatchGetResponse>;
 
-// grpc.health.v1.Health/Check for `service` ("" = the whole server), over a generic stub (Debian
-// ships no generated health stubs). Returns the ServingStatus number: 1 SERVING, 2 NOT_SERVING.
+// grpc.health.v1.Health/Check for `service` ("" = the whole server), as flightcache-cli makes it
+// (client/cli/health_check.h). Returns the ServingStatus number: 1 SERVING, 2 NOT_SERVING.
 absl::StatusOr<int> CheckHealth(const std::shared_ptr<grpc::Channel>& channel,
                                 const std::string& service = "");
 

@@ -1,6 +1,5 @@
 #include "tests/testing/test_origin.h"
 
-#include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server_builder.h>
 #include <grpcpp/server_context.h>
 #include <grpcpp/support/server_callback.h>
@@ -12,6 +11,7 @@
 
 #include "absl/time/clock.h"
 #include "flightcache/v1/origin.grpc.pb.h"
+#include "server/grpc_listener.h"
 
 namespace flightcache::testing {
 
@@ -65,15 +65,15 @@ std::unique_ptr<TestOrigin> TestOrigin::Start(int port) {
   origin->timers_ = std::make_unique<ThreadTimerQueue>();
   origin->service_ = std::make_unique<Service>(*origin);
   grpc::ServerBuilder builder;
-  builder.AddListeningPort("127.0.0.1:" + std::to_string(port), grpc::InsecureServerCredentials(),
-                           &origin->port_);
   builder.RegisterService(origin->service_.get());
   builder.SetMaxSendMessageSize(-1);
-  origin->server_ = builder.BuildAndStart();
-  if (origin->server_ == nullptr || origin->port_ == 0) {
-    std::fprintf(stderr, "TestOrigin: cannot listen on 127.0.0.1:%d\n", port);
+  absl::StatusOr<GrpcServer> server = StartGrpcServer(builder, "127.0.0.1:" + std::to_string(port));
+  if (!server.ok()) {
+    std::fprintf(stderr, "TestOrigin: %s\n", std::string(server.status().message()).c_str());
     std::abort();
   }
+  origin->server_ = std::move(server->server);
+  origin->port_ = server->port;
   return origin;
 }
 

@@ -1,4 +1,4 @@
-#include "client/origin/latency_distribution.h"
+#include "flightcache/sim/latency_distribution.h"
 
 #include <algorithm>
 #include <cmath>
@@ -7,7 +7,7 @@
 
 #include "gtest/gtest.h"
 
-namespace flightcache::demo_origin {
+namespace flightcache::sim {
 namespace {
 
 TEST(LatencyDistributionTest, ParsesEveryKind) {
@@ -24,12 +24,17 @@ TEST(LatencyDistributionTest, ParsesEveryKind) {
   ASSERT_TRUE(bimodal.ok());
   EXPECT_EQ(bimodal->kind, LatencyDistribution::Kind::kBimodal);
   EXPECT_EQ(bimodal->ToString(), "bimodal:5ms,200ms,0.02");
+  auto jitter = LatencyDistribution::Parse("jitter:20ms,5ms");
+  ASSERT_TRUE(jitter.ok());
+  EXPECT_EQ(jitter->kind, LatencyDistribution::Kind::kJitter);
+  EXPECT_EQ(jitter->ToString(), "jitter:20ms,5ms");
+  EXPECT_EQ(jitter->Max(), absl::Milliseconds(25));
 }
 
 TEST(LatencyDistributionTest, RejectsBadSpecs) {
-  for (const char* bad :
-       {"", "fixed", "fixed:5", "fixed:-1ms", "uniform:5ms", "uniform:9ms,1ms", "lognormal:0s,1",
-        "lognormal:5ms,x", "bimodal:5ms,200ms", "bimodal:5ms,200ms,2", "pareto:1ms"}) {
+  for (const char* bad : {"", "fixed", "fixed:5", "fixed:-1ms", "uniform:5ms", "uniform:9ms,1ms",
+                          "jitter:5ms", "jitter:5ms,-1ms", "lognormal:0s,1", "lognormal:5ms,x",
+                          "bimodal:5ms,200ms", "bimodal:5ms,200ms,2", "pareto:1ms"}) {
     EXPECT_FALSE(LatencyDistribution::Parse(bad).ok()) << bad;
   }
 }
@@ -42,15 +47,42 @@ std::vector<absl::Duration> Samples(const char* spec, int n) {
   return out;
 }
 
-TEST(LatencyDistributionTest, FixedAndUniformStayInRange) {
-  for (const absl::Duration d : Samples("fixed:7ms", 100)) EXPECT_EQ(d, absl::Milliseconds(7));
+// The mean of 20,000 samples of `spec`, in milliseconds, after checking each is in [lo, hi] ms.
+double MeanWithin(const char* spec, double lo, double hi) {
   double sum = 0;
-  for (const absl::Duration d : Samples("uniform:2ms,10ms", 20000)) {
-    ASSERT_GE(d, absl::Milliseconds(2));
-    ASSERT_LE(d, absl::Milliseconds(10));
+  for (const absl::Duration d : Samples(spec, 20000)) {
+    EXPECT_GE(absl::ToDoubleMilliseconds(d), lo) << spec;
+    EXPECT_LE(absl::ToDoubleMilliseconds(d), hi) << spec;
     sum += absl::ToDoubleMilliseconds(d);
   }
-  EXPECT_NEAR(sum / 20000, 6.0, 0.1);
+  return sum / 20000;
+}
+
+TEST(LatencyDistributionTest, FixedAndUniformStayInRange) {
+  for (const absl::Duration d : Samples("fixed:7ms", 100)) EXPECT_EQ(d, absl::Milliseconds(7));
+  EXPECT_NEAR(MeanWithin("uniform:2ms,10ms", 2, 10), 6.0, 0.1);
+}
+
+// sim://'s latency_ms ± jitter_ms: uniform around the centre, never below 0.
+TEST(LatencyDistributionTest, JitterStaysWithinItsBoundsAndAtLeastZero) {
+  EXPECT_NEAR(MeanWithin("jitter:10ms,4ms", 6, 14), 10.0, 0.1);
+  int zeros = 0;
+  for (const absl::Duration d : Samples("jitter:1ms,3ms", 20000)) {
+    ASSERT_GE(d, absl::ZeroDuration());
+    ASSERT_LE(d, absl::Milliseconds(4));
+    zeros += d == absl::ZeroDuration();
+  }
+  EXPECT_NEAR(zeros / 20000.0, 1.0 / 3, 0.02);  // the draws below 0: [-2 ms, 0) of [-2, 4]
+}
+
+// A fixed latency and a jitter of 0 draw nothing, so the errors drawn after them line up.
+TEST(LatencyDistributionTest, FixedAndZeroJitterDrawNoRandomNumber) {
+  std::mt19937_64 rng(3);
+  const std::mt19937_64 before = rng;
+  EXPECT_EQ(LatencyDistribution::Fixed(absl::Milliseconds(2)).Sample(rng), absl::Milliseconds(2));
+  EXPECT_EQ(LatencyDistribution::Jitter(absl::Milliseconds(2), absl::ZeroDuration()).Sample(rng),
+            absl::Milliseconds(2));
+  EXPECT_TRUE(rng == before);
 }
 
 TEST(LatencyDistributionTest, BimodalHasTheConfiguredSlowShare) {
@@ -72,4 +104,4 @@ TEST(LatencyDistributionTest, LognormalHasTheConfiguredMedianAndALongTail) {
 }
 
 }  // namespace
-}  // namespace flightcache::demo_origin
+}  // namespace flightcache::sim

@@ -1,4 +1,4 @@
-// Pitfalls 7 and 8 of docs/TESTING.md: unbounded fan-out, and hedges that always fire or drop
+// Pitfalls 7 and 8 of docs/DESIGN.md: unbounded fan-out, and hedges that always fire or drop
 // errors.
 #include <deque>
 #include <optional>

@@ -1,4 +1,4 @@
-// One regression test per item of the twenty pitfalls of futures (docs/TESTING.md lists them),
+// One regression test per item of the twenty pitfalls of futures (docs/DESIGN.md lists them),
 // plus the core's own guarantees that the same mistakes would break: refcounted cancellation
 // and the Invalidate fence. Items 7 and 8 live in pitfall_limiter_hedger_test.cc, item 15 in
 // sharded_cache_test.cc. Every wait is bounded; time is a FakeTimerQueue wherever the test is

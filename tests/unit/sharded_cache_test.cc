@@ -175,7 +175,7 @@ TEST(ShardedCacheTest, TotalBytesNeverExceedCapacity) {
   EXPECT_GT(stats.bytes, kCapacity / 2);  // the shards are actually used
 }
 
-// Pitfall 15 (docs/TESTING.md): unsynchronised concurrent access to the cache map. Four threads run
+// Pitfall 15 (docs/DESIGN.md): unsynchronised concurrent access to the cache map. Four threads run
 // 200,000 mixed lookups, reads, inserts (values and negatives, short real-time TTLs), erases and
 // stats reads on a cache so small that nearly every insert evicts. Run under ThreadSanitizer this
 // proves the shard locking; in every build it checks that a hit always carries its own key's

@@ -1,0 +1,56 @@
+// server/origin_factory.cc: --origin URLs.
+#include "server/origin_factory.h"
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/escaping.h"
+#include "flightcache/sim/sim_origin.h"
+#include "gtest/gtest.h"
+#include "tests/testing/fake_clock.h"
+
+namespace flightcache {
+namespace {
+
+TEST(OriginFactoryTest, OriginUrlsParse) {
+  absl::StatusOr<OriginSpec> sim = ParseOriginUrl("sim://?latency_ms=1");
+  ASSERT_TRUE(sim.ok());
+  EXPECT_EQ(sim->kind, OriginSpec::Kind::kSim);
+  EXPECT_EQ(sim->sim.latency.a, absl::Milliseconds(1));
+  ASSERT_TRUE(ParseOriginUrl("sim://").ok());
+  absl::StatusOr<OriginSpec> grpc = ParseOriginUrl("grpc://10.0.0.7:9000");
+  ASSERT_TRUE(grpc.ok());
+  EXPECT_EQ(grpc->kind, OriginSpec::Kind::kGrpc);
+  EXPECT_EQ(grpc->grpc_target, "10.0.0.7:9000");
+  EXPECT_TRUE(ParseOriginUrl("grpc://[::1]:9000").ok());
+  EXPECT_TRUE(ParseOriginUrl("grpc://origin.internal:9000").ok());
+  EXPECT_FALSE(ParseOriginUrl("grpc://origin.internal").ok());
+  EXPECT_FALSE(ParseOriginUrl("http://x:1/p").ok());
+}
+
+// A URL with a control character is refused, and the message shows it escaped on one line.
+TEST(OriginFactoryTest, AnOriginUrlWithAControlCharacterIsRefusedOnOneLine) {
+  for (const std::string& url :
+       {std::string("grpc://origin:9000\nFAKE log line"), std::string("sim://?latency_ms=1\r"),
+        std::string("grpc://origin\t:9000"), std::string("sim://?x=\x7f")}) {
+    absl::StatusOr<OriginSpec> spec = ParseOriginUrl(url);
+    ASSERT_FALSE(spec.ok()) << absl::CHexEscape(url);
+    const std::string message(spec.status().message());
+    EXPECT_EQ(message.find_first_of("\n\r\t\x7f"), std::string::npos) << message;
+    EXPECT_NE(message.find("control character"), std::string::npos) << message;
+  }
+}
+
+TEST(OriginFactoryTest, ASimOriginDescribesItselfAsAUrlThatParsesBack) {
+  const absl::StatusOr<OriginSpec> spec = ParseOriginUrl("sim://?latency_ms=5&ttl_ms=100&seed=9");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  testing::FakeTimerQueue timers;
+  absl::StatusOr<std::unique_ptr<Origin>> origin = CreateOrigin(*spec, timers, {});
+  ASSERT_TRUE(origin.ok()) << origin.status();
+  const absl::StatusOr<OriginSpec> again = ParseOriginUrl((*origin)->Describe());
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(sim::SimOriginUrl(again->sim), (*origin)->Describe());
+}
+
+}  // namespace
+}  // namespace flightcache
