@@ -68,13 +68,13 @@ size_t StartFor(const benchmark::State& state) { return state.thread_index() * (
 
 // Time that never moves: BM_ShardedCacheHitFrozenClock uses it to show the cache's own cost
 // apart from reading the clock. The main benchmark uses CoarseClock, the clock the server gives
-// the cache (SystemClock::Now() costs 45-85 ns on this VM, CoarseClock::Now() about 15 ns).
+// the cache (MonotonicClock::Now() costs 45-85 ns on this VM, CoarseClock::Now() about 15 ns).
 class FrozenClock final : public Clock {
  public:
   absl::Time Now() const override { return now_; }
 
  private:
-  const absl::Time now_ = SystemClock::Get().Now();
+  const absl::Time now_ = MonotonicClock::Get().Now();
 };
 
 template <int kKeys, bool kFrozenClock = false>
@@ -209,7 +209,7 @@ BENCHMARK_TEMPLATE(BM_ShardedCacheHitFrozenClock, 1000)->Threads(1)->Threads(2)-
 // malloc.
 void BM_ShardedCacheInsertEvicting(benchmark::State& state) {
   static ShardedCache* const cache =
-      new ShardedCache({.capacity_bytes = 4 << 20, .shard_count = 16}, SystemClock::Get());
+      new ShardedCache({.capacity_bytes = 4 << 20, .shard_count = 16}, MonotonicClock::Get());
   static const std::vector<std::string>* const keys = [] {
     auto* k = new std::vector<std::string>;
     for (size_t i = 0; i < kAccesses; ++i) k->push_back(absl::StrFormat("new:%012d", i));

@@ -42,7 +42,7 @@ struct GrpcOrigin::Call {
   grpc::ByteBuffer request;                      // a serialised FetchRequest
   grpc::ByteBuffer response;                     // the reply's bytes, parsed by ToFetchResult
   FetchCallback done;                            // touched only by the completion callback
-  absl::Time deadline = absl::InfiniteFuture();  // the load's, in SystemClock time
+  absl::Time deadline = absl::InfiniteFuture();  // the load's, in MonotonicClock time
   // Release/acquire: the completion that sees CANCELLED also sees that we asked for it.
   std::atomic<bool> cancelled_by_us{false};
   // Emplaced before the call starts; destroyed with the Call.
@@ -93,7 +93,7 @@ bool EndedHereFirst(absl::Time deadline, const grpc::Status& status, bool cancel
     case grpc::StatusCode::CANCELLED:
       return cancelled_by_us;
     case grpc::StatusCode::DEADLINE_EXCEEDED:
-      return SystemClock::Get().Now() >= deadline - absl::Milliseconds(1);
+      return MonotonicClock::Get().Now() >= deadline - absl::Milliseconds(1);
     default:
       return false;
   }
@@ -175,10 +175,10 @@ void GrpcOrigin::Fetch(const FetchRequest& request, std::stop_token cancel, Fetc
   call->request = Serialize(fetch);
   call->deadline = request.deadline;
   if (request.deadline != absl::InfiniteFuture()) {
-    // The deadline is in SystemClock (monotonic) time; gRPC wants wall-clock time. Computed in
+    // The deadline is in MonotonicClock (monotonic) time; gRPC wants wall-clock time. Computed in
     // absl::Time, which saturates: std::chrono's now() + nanoseconds overflows for a deadline
     // beyond 2262 (signed overflow; gRPC then took the wrapped, negative time for no deadline).
-    const absl::Duration left = request.deadline - SystemClock::Get().Now();
+    const absl::Duration left = request.deadline - MonotonicClock::Get().Now();
     call->context.set_deadline(absl::ToChronoTime(absl::Now() + left));
   }
   // Registered before the call starts: a TryCancel before the start is remembered by the

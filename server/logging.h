@@ -49,7 +49,7 @@ std::string FormatJsonLogLine(absl::Time ts, absl::string_view level, absl::stri
 // Admits at most one event per `interval`. Thread-safe.
 class LogRateLimiter final {
  public:
-  explicit LogRateLimiter(absl::Duration interval, const Clock& clock = SystemClock::Get())
+  explicit LogRateLimiter(absl::Duration interval, const Clock& clock = MonotonicClock::Get())
       : interval_(interval), clock_(clock) {}
   LogRateLimiter(const LogRateLimiter&) = delete;
   LogRateLimiter& operator=(const LogRateLimiter&) = delete;

@@ -83,7 +83,7 @@ absl::StatusOr<std::unique_ptr<Sidecar>> Sidecar::Start(const ServerConfig& conf
   Sidecar& s = *sidecar;
   s.metrics_ = std::make_unique<Metrics>();
   s.deadline_workers_ = std::make_unique<WorkerPool>(kDeadlineWorkerThreads);
-  s.timers_ = std::make_unique<ThreadTimerQueue>(SystemClock::Get(), s.metrics_.get());
+  s.timers_ = std::make_unique<ThreadTimerQueue>(MonotonicClock::Get(), s.metrics_.get());
   absl::StatusOr<std::unique_ptr<Origin>> origin = CreateOrigin(
       *spec, *s.timers_,
       {.max_response_bytes = config.OriginMaxResponseBytes(),

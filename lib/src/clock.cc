@@ -6,12 +6,12 @@
 
 namespace flightcache {
 
-absl::Time SystemClock::Now() const {
+absl::Time MonotonicClock::Now() const {
   return absl::UnixEpoch() + absl::FromChrono(std::chrono::steady_clock::now().time_since_epoch());
 }
 
-const SystemClock& SystemClock::Get() {
-  static const SystemClock* const clock = new SystemClock();
+const MonotonicClock& MonotonicClock::Get() {
+  static const MonotonicClock* const clock = new MonotonicClock();
   return *clock;
 }
 

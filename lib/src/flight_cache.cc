@@ -89,7 +89,6 @@ struct FlightCache::Impl {
         load_timeout_message(absl::StrCat("origin ", origin_name,
                                           " timed out: no answer within load_timeout=",
                                           absl::FormatDuration(options.load_timeout))),
-        observer(observer),
         cache(options.cache, ttl_clock),
         group({.abandon = options.abandoned_loads,
                .load_timeout = options.load_timeout,
@@ -103,7 +102,7 @@ struct FlightCache::Impl {
                                const absl::StatusOr<LoadedValue>& r) { Store(key, r); },
                .completed =
                    [this](const std::string& key, const absl::StatusOr<LoadedValue>& r) {
-                     CountCompletion(key, r.status());
+                     CountCompletion(r.status());
                    }}),
         fetcher(origin, timers,
                 {.max_concurrent = options.max_concurrent_loads,
@@ -130,7 +129,7 @@ struct FlightCache::Impl {
     }
   }
 
-  void CountCompletion(const std::string& key, const absl::Status& status) {
+  void CountCompletion(const absl::Status& status) {
     if (IsAnswer(status)) {
       loads_succeeded.fetch_add(1, std::memory_order_relaxed);
     } else if (absl::IsCancelled(status)) {
@@ -138,7 +137,6 @@ struct FlightCache::Impl {
     } else {
       loads_failed.fetch_add(1, std::memory_order_relaxed);
     }
-    if (observer != nullptr) observer->OnLoadDone(key, status);
   }
 
   // The loader every flight runs: the origin fetch under a permit, within the load's timeout.
@@ -223,7 +221,6 @@ struct FlightCache::Impl {
   const FlightCacheOptions& options;
   const std::string origin_name;
   const std::string load_timeout_message;  // UNAVAILABLE text of a load that timed out
-  LoadObserver* const observer;
   ShardedCache cache;
   // Statistics only, never used to order other memory. The per-request ones are striped so that
   // hits on different cores do not share a written cache line.
@@ -300,19 +297,6 @@ bool FlightCache::ReadHit(std::string_view key,
   impl.requests.Add(Impl::kRequests);
   impl.requests.Add(negative ? Impl::kNegativeHits : Impl::kHits);
   return true;
-}
-
-GetResult FlightCache::GetBlocking(std::string_view key, const CallContext& ctx) {
-  Promise<GetResult> promise;
-  Future<GetResult> future = promise.GetFuture();
-  GetHandle handle = Get(
-      key, [promise = std::move(promise)](GetResult r) mutable { promise.Complete(std::move(r)); });
-  SharedResult<GetResult> result = future.Await(ctx);
-  if (!result->ok()) {
-    handle.Cancel();  // leave the flight: our deadline or cancellation ended the wait
-    return GetResult{.status = result->status()};
-  }
-  return **result;
 }
 
 int64_t FlightCache::Invalidate(absl::Span<const std::string> keys) {

@@ -53,7 +53,7 @@ EventLoop::~EventLoop() {
   close(epoll_fd_);
 }
 
-absl::Time EventLoop::Now() { return SystemClock::Get().Now(); }
+absl::Time EventLoop::Now() { return MonotonicClock::Get().Now(); }
 
 void EventLoop::Post(absl::AnyInvocable<void() &&> task) {
   bool was_empty = false;

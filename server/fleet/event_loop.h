@@ -58,7 +58,7 @@ class EventLoop final {
 
   bool InLoopThread() const { return std::this_thread::get_id() == thread_id_.load(); }
 
-  // Monotonic time (SystemClock), the clock of the timers below.
+  // Monotonic time (MonotonicClock), the clock of the timers below.
   static absl::Time Now();
 
   // Runs `fn` once at or after `when` (the loop wakes with millisecond resolution, rounded up).

@@ -80,7 +80,7 @@ class RawOriginService final : public v1::Origin::WithRawCallbackMethod_Fetch<v1
 
 // Built once: a server and channel per input would cost milliseconds.
 struct Harness {
-  Harness() : timers(SystemClock::Get().Now()) {
+  Harness() : timers(MonotonicClock::Get().Now()) {
     grpc::ServerBuilder builder;
     builder.RegisterService(&service);
     server = builder.BuildAndStart();

@@ -559,7 +559,7 @@ TEST_F(LoadSemanticsTest, TheLongestLoadTimeoutStillFetches) {
   absl::Notification done;
   absl::StatusOr<FetchResult> result;
   (*grpc_origin)
-      ->Fetch({.key = "far", .deadline = SystemClock::Get().Now() + absl::Hours(3'000'000)},
+      ->Fetch({.key = "far", .deadline = MonotonicClock::Get().Now() + absl::Hours(3'000'000)},
               std::stop_token(), [&](absl::StatusOr<FetchResult> r) {
                 result = std::move(r);
                 done.Notify();

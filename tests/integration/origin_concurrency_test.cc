@@ -138,7 +138,7 @@ TEST_F(OriginConcurrencyTest, AFetchEndedByItsDeadlineIsDoneOnlyAfterTheGrace) {
   absl::Notification done;
   absl::StatusOr<FetchResult> result;
   (*grpc_origin)
-      ->Fetch({.key = "k", .deadline = SystemClock::Get().Now() + absl::Milliseconds(100)},
+      ->Fetch({.key = "k", .deadline = MonotonicClock::Get().Now() + absl::Milliseconds(100)},
               std::stop_token(), [&](absl::StatusOr<FetchResult> r) {
                 result = std::move(r);
                 done.Notify();

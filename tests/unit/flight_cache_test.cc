@@ -19,6 +19,7 @@
 #include "tests/testing/async_cancel_origin.h"
 #include "tests/testing/fake_clock.h"
 #include "tests/testing/fake_origin.h"
+#include "tests/testing/get_blocking.h"
 
 namespace flightcache {
 namespace {
@@ -526,7 +527,7 @@ TEST_F(FlightCacheTest, SlowPrimaryIsHedgedAndTheHedgeWins) {
 
 TEST_F(FlightCacheTest, GetBlockingHonoursTheCallersDeadline) {
   auto cache = Make();
-  GetResult r = cache->GetBlocking("k", CallContext::WithTimeout(absl::Milliseconds(30)));
+  GetResult r = testing::GetBlocking(*cache, "k", CallContext::WithTimeout(absl::Milliseconds(30)));
   EXPECT_EQ(r.status.code(), absl::StatusCode::kDeadlineExceeded);
   EXPECT_TRUE(origin_.cancelled(0));  // it was the only waiter
 }

@@ -12,11 +12,11 @@
 #include <vector>
 
 #include "absl/synchronization/notification.h"
-#include "flightcache/await.h"
 #include "flightcache/flight.h"
 #include "flightcache/flight_cache.h"
-#include "internal/single_flight.h"
 #include "gtest/gtest.h"
+#include "internal/single_flight.h"
+#include "tests/testing/await.h"
 #include "tests/testing/fake_clock.h"
 #include "tests/testing/fake_origin.h"
 #include "tests/testing/latch.h"
@@ -25,10 +25,15 @@ namespace flightcache {
 namespace {
 
 using Group = SingleFlightGroup<std::string>;
+using testing::AnyResult;
+using testing::AwaitAll;
+using testing::AwaitAllMode;
+using testing::AwaitAny;
 using testing::FakeOrigin;
 using testing::FakeTimerQueue;
 using testing::kTestWait;
 using testing::Latch;
+using testing::PendingFlight;
 
 // A bounded wait for a future the test completes itself.
 CallContext Bounded() { return CallContext::WithTimeout(kTestWait); }

@@ -187,7 +187,7 @@ TEST(PitfallTest, P15ConcurrentCacheAccessIsSafe) {
   constexpr int64_t kCapacity = 32 * 1024;  // 8 shards of 4 KiB: ~20 entries each
   // The real clock (lock-free) rather than FakeClock: a clock mutex taken by every operation
   // would order the threads and could hide a race from TSan.
-  ShardedCache cache({.capacity_bytes = kCapacity, .shard_count = 8}, SystemClock::Get());
+  ShardedCache cache({.capacity_bytes = kCapacity, .shard_count = 8}, MonotonicClock::Get());
 
   std::vector<std::string> keys;
   for (int i = 0; i < kKeys; ++i) keys.push_back(absl::StrCat("key-", i));

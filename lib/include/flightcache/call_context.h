@@ -2,7 +2,7 @@
 //
 // Every blocking wait in the core takes a CallContext and returns when the result is ready, the
 // token is cancelled (CANCELLED) or the deadline passes (DEADLINE_EXCEEDED), whichever is first.
-// The deadline is in SystemClock time. A CallContext is a small value: copy it freely.
+// The deadline is in MonotonicClock time. A CallContext is a small value: copy it freely.
 //
 // Usage:
 //   std::stop_source cancel;
@@ -27,7 +27,7 @@ class CallContext {
       : deadline_(deadline), token_(std::move(token)) {}
 
   static CallContext WithTimeout(absl::Duration timeout, std::stop_token token = {}) {
-    return CallContext(SystemClock::Get().Now() + timeout, std::move(token));
+    return CallContext(MonotonicClock::Get().Now() + timeout, std::move(token));
   }
 
   absl::Time deadline() const { return deadline_; }
@@ -36,7 +36,7 @@ class CallContext {
   // OK while the call may go on; otherwise the status that ends it (CANCELLED first).
   absl::Status Check() const {
     if (token_.stop_requested()) return absl::CancelledError("call cancelled");
-    if (SystemClock::Get().Now() >= deadline_) {
+    if (MonotonicClock::Get().Now() >= deadline_) {
       return absl::DeadlineExceededError("call deadline exceeded");
     }
     return absl::OkStatus();

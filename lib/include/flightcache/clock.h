@@ -1,9 +1,9 @@
 // Clock: the injected source of time for the core.
 //
 // Everything in lib/ that needs "now" takes a `const Clock&` so tests can drive time by hand
-// (tests/testing/fake_clock.h). `SystemClock` is monotonic: its absl::Time values never jump
-// backwards with wall-clock adjustments, so they are good for deadlines and TTLs but are not
-// calendar times.
+// (tests/testing/fake_clock.h). The production clocks are monotonic: their absl::Time values
+// never jump backwards with wall-clock adjustments, so they are good for deadlines and TTLs but
+// are not calendar times.
 //
 // Thread-safety: Now() is thread-safe for every implementation.
 #ifndef FLIGHTCACHE_CLOCK_H_
@@ -20,17 +20,17 @@ class Clock {
 };
 
 // Monotonic time (std::chrono::steady_clock) expressed as absl::Time.
-class SystemClock final : public Clock {
+class MonotonicClock final : public Clock {
  public:
   absl::Time Now() const override;
 
   // A process-wide instance; never destroyed.
-  static const SystemClock& Get();
+  static const MonotonicClock& Get();
 };
 
-// The same monotonic clock as SystemClock (CLOCK_MONOTONIC) read at the kernel's tick resolution
+// The same monotonic clock as MonotonicClock (CLOCK_MONOTONIC) read at the kernel's tick resolution
 // (CLOCK_MONOTONIC_COARSE, typically 1-4 ms): several times cheaper to read. Its values trail
-// SystemClock's by at most one tick and are comparable with them. Good for TTL checks on the
+// MonotonicClock's by at most one tick and are comparable with them. Good for TTL checks on the
 // cache's hit path, where a few milliseconds do not matter; not for measuring latencies.
 class CoarseClock final : public Clock {
  public:

@@ -157,10 +157,10 @@ class FlightState final {
   uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
 };
 
-// Converts a SystemClock deadline into the wall-clock deadline absl::Mutex waits on.
+// Converts a MonotonicClock deadline into the wall-clock deadline absl::Mutex waits on.
 inline absl::Time WallDeadline(absl::Time system_clock_deadline) {
   if (system_clock_deadline == absl::InfiniteFuture()) return absl::InfiniteFuture();
-  return absl::Now() + (system_clock_deadline - SystemClock::Get().Now());
+  return absl::Now() + (system_clock_deadline - MonotonicClock::Get().Now());
 }
 
 }  // namespace internal

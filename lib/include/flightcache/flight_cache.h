@@ -106,8 +106,6 @@ class LoadObserver {
   virtual ~LoadObserver() = default;
   // One origin fetch finished (any attempt), with its latency and status.
   virtual void OnFetchDone(uint32_t attempt, absl::Duration latency, const absl::Status& status) {}
-  // A load finished; `status` is what its waiters got.
-  virtual void OnLoadDone(const std::string& key, const absl::Status& status) {}
 };
 
 // Cancels one Get's wait. Move-only; destroying it does NOT cancel (the caller decides).
@@ -148,9 +146,6 @@ class FlightCache final {
   // calls Get(), which handles misses, loads and bad keys. Cheaper than Get() for a hit: no
   // reference to the value is taken, so hits on one key from many cores write no shared line.
   bool ReadHit(std::string_view key, absl::FunctionRef<void(const CacheEntryView&)> read);
-
-  // Blocking convenience for tools and tests: waits at most until ctx ends.
-  GetResult GetBlocking(std::string_view key, const CallContext& ctx);
 
   // Removes the keys' entries and detaches their loads in flight. Returns entries removed.
   int64_t Invalidate(absl::Span<const std::string> keys);

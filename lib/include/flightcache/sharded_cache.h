@@ -16,7 +16,7 @@
 // Thread-safety: thread-safe.
 //
 // Usage:
-//   ShardedCache cache({.capacity_bytes = 256 << 20}, SystemClock::Get());
+//   ShardedCache cache({.capacity_bytes = 256 << 20}, MonotonicClock::Get());
 //   cache.Insert("k", MakeValue("v"), absl::Seconds(60));
 //   if (auto hit = cache.Lookup("k")) Serve(*hit->value);
 //   cache.Read("k", [&](const CacheEntryView& e) { if (!e.negative) out = e.value; });

@@ -73,7 +73,7 @@ class TimerQueueObserver {
 // lateness and callback duration of each timer run: one extra clock read per timer.
 class ThreadTimerQueue final : public TimerQueue {
  public:
-  explicit ThreadTimerQueue(const Clock& clock = SystemClock::Get(),
+  explicit ThreadTimerQueue(const Clock& clock = MonotonicClock::Get(),
                             TimerQueueObserver* observer = nullptr);
   ~ThreadTimerQueue() override;
   ThreadTimerQueue(const ThreadTimerQueue&) = delete;

@@ -1,4 +1,5 @@
 // AwaitAll / AwaitAny: wait for several flights at once, and cancel what is no longer wanted.
+// Test helpers (the pitfall tests): the core itself never blocks.
 //
 // Each input is a PendingFlight: a Future plus the way to say "I no longer want this" (for a
 // SingleFlightGroup waiter, FlightWaiter::Cancel; for a flight you own, your stop_source). On
@@ -13,8 +14,8 @@
 //   std::vector<PendingFlight<std::string>> flights = ...;
 //   auto results = AwaitAll(flights, ctx, AwaitAllMode::kFailFast);
 //   AnyResult<std::string> first = AwaitAny(flights, ctx);
-#ifndef FLIGHTCACHE_AWAIT_H_
-#define FLIGHTCACHE_AWAIT_H_
+#ifndef FLIGHTCACHE_TESTS_TESTING_AWAIT_H_
+#define FLIGHTCACHE_TESTS_TESTING_AWAIT_H_
 
 #include <algorithm>
 #include <cstddef>
@@ -30,7 +31,7 @@
 #include "flightcache/call_context.h"
 #include "flightcache/flight.h"
 
-namespace flightcache {
+namespace flightcache::testing {
 
 template <typename T>
 struct PendingFlight {
@@ -94,7 +95,8 @@ std::vector<SharedResult<T>> AwaitUntil(std::vector<PendingFlight<T>>& flights,
     absl::MutexLock lock(&state->mu);
     auto finished = [&]()
                         ABSL_NO_THREAD_SAFETY_ANALYSIS { return state->cancelled || done(*state); };
-    state->mu.AwaitWithDeadline(absl::Condition(&finished), WallDeadline(ctx.deadline()));
+    state->mu.AwaitWithDeadline(absl::Condition(&finished),
+                                ::flightcache::internal::WallDeadline(ctx.deadline()));
     outcome->first_ok = state->first_ok;
     outcome->first_error = state->first_error;
     if (state->cancelled) {
@@ -155,6 +157,6 @@ AnyResult<T> AwaitAny(std::vector<PendingFlight<T>>& flights,
   return {-1, MakeSharedResult<T>(absl::InvalidArgumentError("no flight to wait for"))};
 }
 
-}  // namespace flightcache
+}  // namespace flightcache::testing
 
-#endif  // FLIGHTCACHE_AWAIT_H_
+#endif  // FLIGHTCACHE_TESTS_TESTING_AWAIT_H_
