@@ -10,8 +10,8 @@
 
 #include "benchmark/benchmark.h"
 #include "flightcache/flight.h"
-#include "internal/single_flight.h"
 #include "flightcache/timer_queue.h"
+#include "internal/single_flight.h"
 
 namespace flightcache {
 namespace {

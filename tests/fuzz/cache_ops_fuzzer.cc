@@ -32,8 +32,8 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "internal/cache_shard.h"
 #include "flightcache/flight_cache.h"
+#include "internal/cache_shard.h"
 #include "tests/fuzz/fuzz_check.h"
 #include "tests/testing/fake_clock.h"
 

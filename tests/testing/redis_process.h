@@ -94,8 +94,10 @@ class RedisProcess final {
   // Redis still running for a moment would answer what a test sends "to a stopped Redis").
   void Pause() {
     Signal(SIGSTOP);
-    const absl::Time deadline = absl::Now() + kTestWait;
-    while (ProcessState() != 'T' && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(1));
+    for (const absl::Time deadline = absl::Now() + kTestWait;
+         ProcessState() != 'T' && absl::Now() < deadline;) {
+      absl::SleepFor(absl::Milliseconds(1));
+    }
     EXPECT_EQ(ProcessState(), 'T') << "redis-server did not stop";
   }
   void Resume() { Signal(SIGCONT); }
