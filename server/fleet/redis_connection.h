@@ -1,5 +1,5 @@
 // RedisConnection: the fleet tier's asynchronous, pipelined Redis client (hiredis), on which the
-// fleet tier (issue 11, docs/SPEC.md "Beyond one pod") will be built.
+// fleet tier (docs/PROTOCOL.md, "Beyond one pod") will be built.
 //
 // Design
 // - Threading. hiredis is not thread-safe, so every connection lives on one EventLoop thread

@@ -641,7 +641,7 @@ TEST(FlightCacheShutdownTest, DestroyingTheCacheCancelsInvalidatedLoads) {
 // The primary fetch's concurrency permit is released when its origin call has ended, not when the
 // load was cancelled: an origin that acknowledges a cancellation asynchronously (every RPC client
 // does) still has the cancelled call in flight, and handing its permit to the next queued load
-// would let the origin see K+1 concurrent fetches (docs/SPEC.md, load semantics: at most
+// would let the origin see K+1 concurrent fetches (docs/PROTOCOL.md, load semantics: at most
 // --max-concurrent-loads origin fetches in flight).
 TEST(FlightCachePermitTest, PrimaryPermitIsHeldUntilItsOriginCallHasEnded) {
   FakeTimerQueue timers;
@@ -761,7 +761,7 @@ TEST(FlightCacheShutdownTest, DestructionWaitsForAHedgeThatIsBeingSent) {
 
 // An origin that answers CANCELLED on its own (its server shut down, a proxy reset the stream),
 // not because flightcache cancelled it, is a failed origin: UNAVAILABLE naming the origin's error
-// (docs/SPEC.md's status table has CANCELLED for no such case), counted as a failed load.
+// (docs/PROTOCOL.md's status table has CANCELLED for no such case), counted as a failed load.
 TEST(FlightCacheStatusTest, OriginCancelledForAWaiterThatStayedIsUnavailable) {
   FakeTimerQueue timers;
   FakeOrigin origin;
