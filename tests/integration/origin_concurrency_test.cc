@@ -43,7 +43,7 @@ class OriginConcurrencyTest : public SidecarTest {
     ServerConfig config = BaseConfig();
     config.cache.max_concurrent_loads = limit;
     config.cache.max_queued_loads = 100000;
-    config.cancelled_fetch_grace = absl::Milliseconds(50);
+    config.cancelled_fetch_grace = absl::Milliseconds(150);
     return config;
   }
 
@@ -79,8 +79,9 @@ class OriginConcurrencyTest : public SidecarTest {
 //
 // With --cancelled-fetch-grace=0 this failed 10 of 10 runs (the origin peaked at 5-8 with a limit
 // of 4); with a 5 ms grace it passed 12 of 15 on the shared 2-core machine, where the origin
-// sometimes took longer than 5 ms to see a cancellation. The test uses a generous grace (50 ms)
-// so that it shows the mechanism without depending on the machine's speed; the benchmark
+// sometimes took longer than 5 ms to see a cancellation. The test uses a generous grace (150 ms;
+// with 50 ms it failed once, peak 8, while three test suites ran at once at load 10) so that it
+// shows the mechanism without depending on the machine's speed; the benchmark
 // (bench/e2e/overload.sh) shows the default's effect.
 TEST_F(OriginConcurrencyTest, CancelledLoadsNeverPushTheOriginOverTheLimit) {
   constexpr int kLimit = 4;
