@@ -43,7 +43,7 @@ class OriginConcurrencyTest : public SidecarTest {
     ServerConfig config = BaseConfig();
     config.cache.max_concurrent_loads = limit;
     config.cache.max_queued_loads = 100000;
-    config.cancelled_fetch_grace = absl::Milliseconds(150);
+    config.cancelled_fetch_grace = absl::Milliseconds(100);
     return config;
   }
 
@@ -74,25 +74,26 @@ class OriginConcurrencyTest : public SidecarTest {
 };
 
 // Every fetch is held, so every load ends by its only waiter's deadline: the sidecar cancels the
-// origin call and the permit goes to the next queued load, whose deadline is 1 ms later. About
-// one cancellation and one new fetch per millisecond, with the limit always full.
+// origin call and the permit goes to the next queued load, whose deadline is 2 ms later, with
+// the limit always full.
 //
 // With --cancelled-fetch-grace=0 this failed 10 of 10 runs (the origin peaked at 5-8 with a limit
 // of 4); with a 5 ms grace it passed 12 of 15 on the shared 2-core machine, where the origin
-// sometimes took longer than 5 ms to see a cancellation. The test uses a generous grace (150 ms;
+// sometimes took longer than 5 ms to see a cancellation. The test uses a generous grace (100 ms;
 // with 50 ms it failed once, peak 8, while three test suites ran at once at load 10) so that it
-// shows the mechanism without depending on the machine's speed; the benchmark
-// (bench/e2e/overload.sh) shows the default's effect.
+// shows the mechanism without depending on the machine's speed, and deadlines 2 ms apart so that
+// the permits still turn over often enough for the race (with 1 ms and a 150 ms grace only 8
+// fetches were made); the benchmark (bench/e2e/overload.sh) shows the default's effect.
 TEST_F(OriginConcurrencyTest, CancelledLoadsNeverPushTheOriginOverTheLimit) {
   constexpr int kLimit = 4;
   StartServer(HeldFetchesConfig(kLimit));
-  // `n` Gets of distinct cold keys whose deadlines fall 1 ms apart, the first 50 ms from now (20
+  // `n` Gets of distinct cold keys whose deadlines fall 2 ms apart, the first 50 ms from now (20
   // ms for the warm-up).
   auto start_staggered_gets = [this](const std::string& prefix, int n) {
     const absl::Duration first = absl::Milliseconds(prefix == "warm-" ? 20 : 50);
     std::vector<std::unique_ptr<PendingGet>> calls;
     for (int i = 0; i < n; ++i) {
-      calls.push_back(StartGet(absl::StrCat(prefix, i), first + absl::Milliseconds(i)));
+      calls.push_back(StartGet(absl::StrCat(prefix, i), first + absl::Milliseconds(2 * i)));
     }
     return calls;
   };
