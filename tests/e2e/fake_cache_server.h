@@ -4,8 +4,10 @@
 // Answers by key: "" -> INVALID_ARGUMENT; "missing*" -> NOT_FOUND; "err*" -> UNAVAILABLE;
 // anything else -> "value-of-<key>", LOADED the first time (until invalidated), HIT after.
 // With a delay, every Get/BatchGet answers that much later from a timer thread (callback API,
-// no thread per call), so clients can hold thousands of calls in flight. Stats reports what it
-// served; the grpc.health.v1 service is on, and SetServing(false) turns it NOT_SERVING.
+// no thread per call), so clients can hold thousands of calls in flight. HoldUntilInFlight(n)
+// holds the first calls until n are in flight at once (or a bound passes), then answers them all:
+// whether a client reaches n in flight becomes a yes/no fact, not a sampled peak. Stats reports
+// what it served; the grpc.health.v1 service is on, and SetServing(false) turns it NOT_SERVING.
 //
 // Thread-safety: thread-safe. Lifetime: Shutdown() (or the destructor) stops the server.
 #ifndef FLIGHTCACHE_TESTS_E2E_FAKE_CACHE_SERVER_H_
@@ -17,6 +19,8 @@
 #include <algorithm>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
@@ -56,6 +60,15 @@ class FakeCacheServer final : public flightcache::v1::Cache::CallbackService {
   }
 
   std::string address() const { return absl::StrCat("127.0.0.1:", port_); }
+
+  // Call before the first Get: the first calls are held until `n` are in flight at once, or until
+  // `max_hold` after the first one arrived; then all held calls are answered and later calls are
+  // answered as usual (after the delay, if any).
+  void HoldUntilInFlight(int64_t n, absl::Duration max_hold) {
+    absl::MutexLock l(&mu_);
+    hold_until_inflight_ = n;
+    max_hold_ = max_hold;
+  }
   void SetServing(bool serving) { server_->GetHealthCheckService()->SetServingStatus(serving); }
 
   int64_t gets() const {
@@ -175,6 +188,7 @@ class FakeCacheServer final : public flightcache::v1::Cache::CallbackService {
 
   grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* context, grpc::Status status) {
     auto* reactor = context->DefaultReactor();
+    if (Hold(reactor, status)) return reactor;
     if (delay_ == absl::ZeroDuration()) {
       reactor->Finish(std::move(status));
       return reactor;
@@ -195,8 +209,37 @@ class FakeCacheServer final : public flightcache::v1::Cache::CallbackService {
     return reactor;
   }
 
+  // Whether the call was held (see HoldUntilInFlight); the n-th held call answers them all.
+  bool Hold(grpc::ServerUnaryReactor* reactor, const grpc::Status& status) {
+    bool first = false;
+    bool reached = false;
+    absl::Duration max_hold;
+    {
+      absl::MutexLock l(&mu_);
+      if (hold_until_inflight_ == 0 || hold_released_) return false;
+      peak_inflight_ = std::max(peak_inflight_, ++inflight_);
+      held_.emplace_back(reactor, status);
+      first = held_.size() == 1;
+      reached = static_cast<int64_t>(held_.size()) >= hold_until_inflight_;
+      max_hold = max_hold_;
+    }
+    if (first) timers_.RunAfter(max_hold, [this] { ReleaseHeld(); });
+    if (reached) ReleaseHeld();
+    return true;
+  }
+
+  void ReleaseHeld() {
+    std::vector<std::pair<grpc::ServerUnaryReactor*, grpc::Status>> held;
+    {
+      absl::MutexLock l(&mu_);
+      hold_released_ = true;
+      held.swap(held_);
+      inflight_ -= static_cast<int64_t>(held.size());
+    }
+    for (auto& [reactor, status] : held) reactor->Finish(std::move(status));
+  }
+
   const absl::Duration delay_;
-  ThreadTimerQueue timers_;
   int port_ = 0;
   std::unique_ptr<grpc::Server> server_;
   mutable absl::Mutex mu_;
@@ -210,6 +253,12 @@ class FakeCacheServer final : public flightcache::v1::Cache::CallbackService {
   int64_t invalidates_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t inflight_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t peak_inflight_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t hold_until_inflight_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Duration max_hold_ ABSL_GUARDED_BY(mu_);
+  bool hold_released_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<std::pair<grpc::ServerUnaryReactor*, grpc::Status>> held_ ABSL_GUARDED_BY(mu_);
+  // Last, so destroyed first: its thread is joined before the state its timers touch goes away.
+  ThreadTimerQueue timers_;
 };
 
 }  // namespace flightcache::e2e
