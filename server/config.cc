@@ -44,7 +44,7 @@ absl::Status FlagError(absl::string_view flag, absl::string_view what) {
 // The flag that sets each core option the core's errors name ("load_timeout: ..."): the one place
 // option names become flag names.
 constexpr std::pair<absl::string_view, absl::string_view> kOptionFlags[] = {
-    {"cache.capacity_bytes", "--capacity-bytes"},
+    {"store.capacity_bytes", "--capacity-bytes"},
     {"default_ttl", "--ttl"},
     {"negative_ttl", "--negative-ttl"},
     {"load_timeout", "--load-timeout"},
@@ -178,7 +178,7 @@ std::string ServerConfig::Describe() const {
       " metrics-listen=", metrics_listen.empty() ? "(disabled)" : metrics_listen,
       " ttl=", absl::FormatDuration(cache.default_ttl),
       " negative-ttl=", absl::FormatDuration(cache.negative_ttl),
-      " capacity-bytes=", cache.cache.capacity_bytes,
+      " capacity-bytes=", cache.store.capacity_bytes,
       " load-timeout=", absl::FormatDuration(cache.load_timeout),
       " abandoned-loads=", AbandonPolicyName(cache.abandoned_loads),
       " hedge-delay=", FormatHedgeDelay(cache.hedge), " hedge-budget=", cache.hedge.budget,

@@ -192,7 +192,7 @@ ABSL_FLAG(ft::Duration, ttl, ft::Duration{kDefaults.cache.default_ttl},
           "TTL of a value whose origin response has ttl_ms 0");
 ABSL_FLAG(ft::Duration, negative_ttl, ft::Duration{kDefaults.cache.negative_ttl},
           "how long a NOT_FOUND is cached (0 disables negative caching)");
-ABSL_FLAG(ft::ByteSize, capacity_bytes, ft::ByteSize{kDefaults.cache.cache.capacity_bytes},
+ABSL_FLAG(ft::ByteSize, capacity_bytes, ft::ByteSize{kDefaults.cache.store.capacity_bytes},
           "cache capacity: keys, values and per-entry overhead");
 ABSL_FLAG(ft::Duration, load_timeout, ft::Duration{kDefaults.cache.load_timeout},
           "a load's own timeout, independent of every caller's deadline");
@@ -281,7 +281,7 @@ ServerConfig ConfigFromFlags() {
   c.log_format = absl::GetFlag(FLAGS_log_format).format;
   c.cache.default_ttl = absl::GetFlag(FLAGS_ttl).value;
   c.cache.negative_ttl = absl::GetFlag(FLAGS_negative_ttl).value;
-  c.cache.cache.capacity_bytes = absl::GetFlag(FLAGS_capacity_bytes).bytes;
+  c.cache.store.capacity_bytes = absl::GetFlag(FLAGS_capacity_bytes).bytes;
   c.cache.load_timeout = absl::GetFlag(FLAGS_load_timeout).value;
   c.cache.abandoned_loads = absl::GetFlag(FLAGS_abandoned_loads).policy;
   const ft::HedgeDelay hedge = absl::GetFlag(FLAGS_hedge_delay);

@@ -150,12 +150,12 @@ absl::StatusOr<std::unique_ptr<Sidecar>> Sidecar::Start(const ServerConfig& conf
   health->SetServingStatus(true);
 
   const int64_t per_shard =
-      config.cache.cache.capacity_bytes / std::max(1, config.cache.cache.shard_count);
+      config.cache.store.capacity_bytes / std::max(1, config.cache.store.shard_count);
   if (config.cache.max_value_bytes > per_shard) {
     spdlog::warn(
         "values larger than about {} bytes (--capacity-bytes / {} shards) are served but never "
         "cached; --max-value-bytes is {}",
-        per_shard, config.cache.cache.shard_count, config.cache.max_value_bytes);
+        per_shard, config.cache.store.shard_count, config.cache.max_value_bytes);
   }
   spdlog::info("flightcache-server listening on {} (port {}), metrics {}; origin {}; config: {}",
                config.listen, s.port_,

@@ -53,7 +53,7 @@ constexpr int64_t kMaxQueuedLoads = 100'000'000;
 }  // namespace
 
 absl::Status FlightCacheOptions::Validate() const {
-  if (absl::Status s = PrefixOptionError("cache.", cache.Validate()); !s.ok()) return s;
+  if (absl::Status s = PrefixOptionError("store.", store.Validate()); !s.ok()) return s;
   if (absl::Status s = CheckPositiveDuration("default_ttl", default_ttl, kMaxTtl); !s.ok()) {
     return s;
   }
@@ -89,7 +89,7 @@ struct FlightCache::Impl {
         load_timeout_message(absl::StrCat("origin ", origin_name,
                                           " timed out: no answer within load_timeout=",
                                           absl::FormatDuration(options.load_timeout))),
-        cache(options.cache, ttl_clock),
+        cache(options.store, ttl_clock),
         group({.abandon = options.abandoned_loads,
                .load_timeout = options.load_timeout,
                .timeout_message = load_timeout_message},

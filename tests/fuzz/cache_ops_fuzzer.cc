@@ -216,8 +216,8 @@ struct GetRecord {
 class FlightCacheRun final {
  public:
   explicit FlightCacheRun(FuzzInput& in) : in_(in) {
-    options_.cache.capacity_bytes = 64 + in.Byte() * 32;
-    options_.cache.shard_count = 1 << in.Pick(3);
+    options_.store.capacity_bytes = 64 + in.Byte() * 32;
+    options_.store.shard_count = 1 << in.Pick(3);
     options_.default_ttl = absl::Milliseconds(1 + in.Byte());
     options_.negative_ttl = absl::Milliseconds(in.Byte());
     options_.load_timeout = absl::Milliseconds(1 + in.Byte());
@@ -336,8 +336,8 @@ class FlightCacheRun final {
 
   void CheckStats(const FlightCache& cache, const HandOrigin& origin) const {
     const FlightCacheStats s = cache.stats();
-    FUZZ_CHECK(s.bytes >= 0 && s.bytes <= options_.cache.capacity_bytes)
-        << "bytes " << s.bytes << " over capacity " << options_.cache.capacity_bytes;
+    FUZZ_CHECK(s.bytes >= 0 && s.bytes <= options_.store.capacity_bytes)
+        << "bytes " << s.bytes << " over capacity " << options_.store.capacity_bytes;
     FUZZ_CHECK(s.bytes >= s.entries * kCacheEntryOverheadBytes &&
                s.bytes <= s.entries * (kCacheEntryOverheadBytes + options_.max_key_bytes +
                                        options_.max_value_bytes))

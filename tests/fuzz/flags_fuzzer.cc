@@ -78,7 +78,7 @@ void RunCore(const FlightCacheOptions& options) {
   cache.Get("h", [&](GetResult r) { hit = std::move(r); });
   FUZZ_CHECK(hit.has_value() && hit->status.ok()) << "second Get: not answered or failed";
   const int64_t charge = 1 + 1 + kCacheEntryOverheadBytes;
-  if (options.cache.capacity_bytes / options.cache.shard_count >= 2 * charge) {
+  if (options.store.capacity_bytes / options.store.shard_count >= 2 * charge) {
     FUZZ_CHECK(hit->source == Source::kHit) << "a value that fits was not cached";
     FUZZ_CHECK(hit->ttl_remaining > absl::ZeroDuration()) << "a hit with no TTL left";
   }

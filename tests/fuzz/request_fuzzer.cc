@@ -91,7 +91,7 @@ struct Harness {
   Harness() {
     config.cache.max_key_bytes = kMaxKeyBytes;
     config.cache.max_value_bytes = kMaxValueBytes;
-    config.cache.cache.capacity_bytes = kCapacityBytes;
+    config.cache.store.capacity_bytes = kCapacityBytes;
     config.cache.load_timeout = absl::Seconds(1);
     config.max_batch_keys = kMaxBatchKeys;
     cache = std::make_unique<FlightCache>(config.cache, origin, timers);

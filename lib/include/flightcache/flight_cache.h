@@ -51,7 +51,7 @@
 namespace flightcache {
 
 struct FlightCacheOptions {
-  CacheOptions cache;
+  CacheOptions store;  // the bounded in-memory store of values
   absl::Duration default_ttl = absl::Seconds(60);
   absl::Duration negative_ttl = absl::Seconds(5);
   absl::Duration load_timeout = absl::Seconds(5);

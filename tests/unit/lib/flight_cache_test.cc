@@ -56,7 +56,7 @@ class FlightCacheTest : public ::testing::Test {
  protected:
   FlightCacheOptions Options() {
     FlightCacheOptions o;
-    o.cache.capacity_bytes = 1 << 20;
+    o.store.capacity_bytes = 1 << 20;
     return o;
   }
   std::unique_ptr<FlightCache> Make(FlightCacheOptions o) {
@@ -149,8 +149,8 @@ TEST_F(FlightCacheTest, ReadHitShowsCachedEntriesAndCountsThemAsHits) {
 // queue; an unread key is evicted from there).
 TEST_F(FlightCacheTest, KeysReadThroughGetSurviveAScanOfOneHitKeys) {
   FlightCacheOptions o = Options();
-  o.cache.capacity_bytes = 64 * 1024;  // ~400 entries of this size in total
-  o.cache.shard_count = 1;
+  o.store.capacity_bytes = 64 * 1024;  // ~400 entries of this size in total
+  o.store.shard_count = 1;
   auto cache = Make(o);
   origin_.set_auto_answer(
       [](const FetchRequest&) { return FetchResult{.value = std::string(50, 'v')}; });
@@ -548,8 +548,8 @@ TEST_F(FlightCacheTest, ValidateNamesTheOptionAtFault) {
             "negative_ttl: must be a finite duration >= 0, got -1s");
   EXPECT_EQ(error([](FlightCacheOptions& o) { o.max_value_bytes = 0; }),
             "max_value_bytes: must be in [1, 2147483647], got 0");
-  EXPECT_EQ(error([](FlightCacheOptions& o) { o.cache.capacity_bytes = 0; }),
-            "cache.capacity_bytes: must be in [1, 1099511627776], got 0");
+  EXPECT_EQ(error([](FlightCacheOptions& o) { o.store.capacity_bytes = 0; }),
+            "store.capacity_bytes: must be in [1, 1099511627776], got 0");
   EXPECT_EQ(error([](FlightCacheOptions& o) { o.hedge.budget = 2; }),
             "hedge.budget: must be a fraction in [0, 1], got 2");
   EXPECT_EQ(error([](FlightCacheOptions& o) { o.hedge.percentile = 100; }),
@@ -571,7 +571,7 @@ TEST_F(FlightCacheTest, DestroyingTheCacheCancelsLoadsInFlight) {
 
 FlightCacheOptions SmallOptions() {
   FlightCacheOptions o;
-  o.cache.capacity_bytes = 1 << 20;
+  o.store.capacity_bytes = 1 << 20;
   return o;
 }
 

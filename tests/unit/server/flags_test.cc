@@ -57,7 +57,7 @@ TEST_F(FlagsTest, NoFlagsGiveTheSpecDefaults) {
   EXPECT_EQ(c.metrics_listen, "127.0.0.1:9464");
   EXPECT_EQ(c.cache.default_ttl, absl::Seconds(60));
   EXPECT_EQ(c.cache.negative_ttl, absl::Seconds(5));
-  EXPECT_EQ(c.cache.cache.capacity_bytes, int64_t{256} << 20);
+  EXPECT_EQ(c.cache.store.capacity_bytes, int64_t{256} << 20);
   EXPECT_EQ(c.cache.load_timeout, absl::Seconds(5));
   EXPECT_EQ(c.cache.abandoned_loads, AbandonPolicy::kCancel);
   EXPECT_FALSE(c.cache.hedge.enabled);
@@ -91,7 +91,7 @@ TEST_F(FlagsTest, EveryFlagMapsOntoTheConfig) {
   EXPECT_EQ(c.origin, "grpc://origin:9000");
   EXPECT_EQ(c.cache.default_ttl, absl::Seconds(90));
   EXPECT_EQ(c.cache.negative_ttl, absl::ZeroDuration());
-  EXPECT_EQ(c.cache.cache.capacity_bytes, int64_t{64} << 20);
+  EXPECT_EQ(c.cache.store.capacity_bytes, int64_t{64} << 20);
   EXPECT_EQ(c.cache.load_timeout, absl::Milliseconds(250));
   EXPECT_EQ(c.cache.abandoned_loads, AbandonPolicy::kFinish);
   EXPECT_TRUE(c.cache.hedge.enabled);

@@ -1,5 +1,5 @@
 // Tests of lib/support/src/flags.cc, the flag layer of every program. The server's own flags and
-// their environment fallbacks are tested in tests/integration/flags_test.cc.
+// their environment fallbacks are tested in tests/unit/server/flags_test.cc.
 #include "flightcache/support/flags.h"
 
 #include <map>
