@@ -56,6 +56,8 @@ std::string SourceName(pb::Source source) {
       return "LOADED";
     case pb::SOURCE_COALESCED:
       return "COALESCED";
+    case pb::SOURCE_FLEET:
+      return "FLEET";
     default:
       return "UNSPECIFIED";
   }

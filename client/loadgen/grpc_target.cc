@@ -20,6 +20,8 @@ Source FromProto(pb::Source source) {
       return Source::kLoaded;
     case pb::SOURCE_COALESCED:
       return Source::kCoalesced;
+    case pb::SOURCE_FLEET:
+      return Source::kFleet;
     default:
       return Source::kUnspecified;
   }

@@ -15,6 +15,10 @@ absl::string_view SourceName(Source source) {
       return "LOADED";
     case Source::kCoalesced:
       return "COALESCED";
+    case Source::kStale:
+      return "STALE";
+    case Source::kFleet:
+      return "FLEET";
   }
   return "UNSPECIFIED";
 }

@@ -32,8 +32,15 @@
 namespace flightcache::loadgen {
 
 // Mirrors flightcache.v1.Source (same numbers), kept free of the generated proto code.
-enum class Source { kUnspecified = 0, kHit = 1, kLoaded = 2, kCoalesced = 3 };
-inline constexpr int kSourceCount = 4;
+enum class Source {
+  kUnspecified = 0,
+  kHit = 1,
+  kLoaded = 2,
+  kCoalesced = 3,
+  kStale = 4,
+  kFleet = 5,
+};
+inline constexpr int kSourceCount = 6;
 // absl::StatusCode and grpc::StatusCode share numbering 0..16.
 inline constexpr int kStatusCodeCount = 17;
 

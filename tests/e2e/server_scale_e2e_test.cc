@@ -32,6 +32,7 @@
 #include "absl/time/time.h"
 #include "flightcache/v1/cache.grpc.pb.h"
 #include "gtest/gtest.h"
+#include "tests/e2e/get_batch.h"
 #include "tests/e2e/server_process.h"
 #include "tests/testing/test_origin.h"
 
@@ -69,62 +70,8 @@ int PeakThreads(pid_t pid, int samples = 20, absl::Duration every = absl::Millis
   return peak;
 }
 
-void SetTimeout(grpc::ClientContext& context, absl::Duration timeout) {
-  context.set_deadline(std::chrono::system_clock::now() + absl::ToChronoNanoseconds(timeout));
-}
-
-// Many Gets in flight at once on the callback API; each writes only its own slot.
-class GetBatch final {
- public:
-  struct Call {
-    grpc::ClientContext context;
-    v1::GetRequest request;
-    v1::GetResponse response;
-    grpc::Status status;
-  };
-
-  // Starts one Get per key, spread round-robin over `stubs`, each with its own `timeout`.
-  GetBatch(const std::vector<std::unique_ptr<v1::Cache::Stub>>& stubs,
-           const std::vector<std::string>& keys, absl::Duration timeout) {
-    calls_.reserve(keys.size());
-    for (size_t i = 0; i < keys.size(); ++i) {
-      auto call = std::make_unique<Call>();
-      SetTimeout(call->context, timeout);
-      call->request.set_key(keys[i]);
-      calls_.push_back(std::move(call));
-    }
-    for (size_t i = 0; i < keys.size(); ++i) {
-      Call* c = calls_[i].get();
-      stubs[i % stubs.size()]->async()->Get(&c->context, &c->request, &c->response,
-                                            [this, c](grpc::Status status) {
-                                              c->status = std::move(status);
-                                              absl::MutexLock lock(&mu_);
-                                              ++done_;
-                                            });
-    }
-  }
-
-  // Waits (bounded) until every call finished; false if some did not. Must return true before
-  // the batch is destroyed, as pending callbacks point into it.
-  bool WaitAll(absl::Duration timeout) {
-    absl::MutexLock lock(&mu_);
-    const int want = static_cast<int>(calls_.size());
-    auto all_done = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return done_ == want; };
-    return mu_.AwaitWithTimeout(absl::Condition(&all_done), timeout);
-  }
-
-  int done() {
-    absl::MutexLock lock(&mu_);
-    return done_;
-  }
-
-  const std::vector<std::unique_ptr<Call>>& calls() const { return calls_; }
-
- private:
-  std::vector<std::unique_ptr<Call>> calls_;
-  absl::Mutex mu_;
-  int done_ ABSL_GUARDED_BY(mu_) = 0;
-};
+using e2e::GetBatch;
+using e2e::SetTimeout;
 
 class ServerScaleE2eTest : public ::testing::Test {
  protected:

@@ -29,6 +29,13 @@ TEST(LatencyRecorderTest, CountsCallsItemsCodesAndSources) {
   EXPECT_EQ(t.latency_ns.max(), 2000000u);
 }
 
+TEST(LatencyRecorderTest, CountsFleetAnswersUnderTheirOwnName) {
+  LatencyRecorder recorder;
+  recorder.Record(absl::Milliseconds(1), {{StatusCode::kOk, Source::kFleet}});
+  EXPECT_EQ(recorder.Totals().sources[static_cast<int>(Source::kFleet)], 1);
+  EXPECT_EQ(SourceName(Source::kFleet), "FLEET");
+}
+
 TEST(LatencyRecorderTest, CountsCallsByKind) {
   LatencyRecorder recorder;
   recorder.Record(absl::Milliseconds(1), {{StatusCode::kOk, Source::kHit}});  // Get by default
