@@ -42,6 +42,7 @@
 #include "absl/time/time.h"
 #include "flightcache/clock.h"
 #include "flightcache/fleet_store.h"
+#include "flightcache/timer_queue.h"
 
 namespace flightcache::testing {
 
@@ -249,6 +250,13 @@ class FakeFleetStore final : public FleetStore {
     return ran;
   }
 
+  // Replies run on `queue`'s thread (as timers due at once) instead of inline; null: inline.
+  // `queue` must outlive every operation of this store.
+  void ReplyOn(TimerQueue* queue) {
+    absl::MutexLock lock(&mu_);
+    reply_queue_ = queue;
+  }
+
   // While on, announcements sent to this store are lost.
   void DropAnnouncements(bool drop) { drop_announcements_.store(drop); }
 
@@ -292,14 +300,20 @@ class FakeFleetStore final : public FleetStore {
     auto reply = [done = std::move(done), result = std::move(result)]() mutable {
       std::move(done)(std::move(result));
     };
+    TimerQueue* queue = nullptr;
     {
       absl::MutexLock lock(&mu_);
       if (holding_) {
         held_.push_back(std::move(reply));
         return;
       }
+      queue = reply_queue_;
     }
-    reply();
+    if (queue != nullptr) {
+      queue->RunAfter(absl::ZeroDuration(), std::move(reply));
+    } else {
+      reply();
+    }
   }
 
   void Announce(const FleetAnnouncement& announcement) {
@@ -326,6 +340,7 @@ class FakeFleetStore final : public FleetStore {
   FleetListener* listener_ ABSL_GUARDED_BY(mu_) = nullptr;
   int delivering_ ABSL_GUARDED_BY(mu_) = 0;  // listener calls running now
   bool holding_ ABSL_GUARDED_BY(mu_) = false;
+  TimerQueue* reply_queue_ ABSL_GUARDED_BY(mu_) = nullptr;
   std::deque<absl::AnyInvocable<void() &&>> held_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -1,12 +1,18 @@
 // FlightCache with a fleet tier: several simulated sidecars (each a FlightCache with its own
 // origin and FakeFleetStore) on one FakeFleetBackend, on one fake clock. The store answers inline
 // unless a test holds its replies, so each step of the protocol happens where the test says.
+#include <atomic>
 #include <memory>
 #include <optional>
+#include <random>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
+#include "flightcache/call_context.h"
+#include "flightcache/clock.h"
 #include "flightcache/fleet_store.h"
 #include "flightcache/flight_cache.h"
 #include "gmock/gmock.h"
@@ -14,6 +20,7 @@
 #include "tests/testing/fake_clock.h"
 #include "tests/testing/fake_fleet_store.h"
 #include "tests/testing/fake_origin.h"
+#include "tests/testing/get_blocking.h"
 
 namespace flightcache {
 namespace {
@@ -140,6 +147,18 @@ TEST_F(FlightCacheFleetTest, HerdOverThreeSidecarsFetchesFromTheOriginOnce) {
   // on the announcement — not once per caller.
   EXPECT_EQ(b->store.ops(FakeFleetStore::kRead), 3);
   EXPECT_EQ(b->store.ops(FakeFleetStore::kTakeLease), 1);
+}
+
+TEST_F(FlightCacheFleetTest, HolderAnswersItsCallersBeforeThePublishIsDone) {
+  auto a = Make();
+  Reply first = a->Get("k"), second = a->Get("k");
+  a->store.Hold(true);  // the fleet is slow to answer the Publish
+  a->origin.AnswerValue(0, "v");
+  EXPECT_EQ(a->store.ops(FakeFleetStore::kPublish), 1);
+  EXPECT_EQ(first.value(), "v");
+  EXPECT_EQ(second.value(), "v");
+  EXPECT_EQ(a->store.held(), 1u);
+  a->store.ReleaseHeld();
 }
 
 TEST_F(FlightCacheFleetTest, KeyLoadedOnOneSidecarIsAFleetHitOnAnotherWithTheTtlLeft) {
@@ -494,6 +513,105 @@ TEST_F(FlightCacheFleetTest, InvalidateGoesToTheFleet) {
   EXPECT_EQ(a->cache->Invalidate({"k", "j"}), 1);
   EXPECT_FALSE(backend_.Entry("k").has_value());
   EXPECT_EQ(a->cache->stats().fleet_errors, 0);
+}
+
+// Answers every fetch with "v:<key>" after `delay`, on the timer thread (cancellation is left to
+// the fetcher: the answer comes anyway, as from a slow origin).
+class DelayedOrigin final : public Origin {
+ public:
+  DelayedOrigin(TimerQueue& timers, absl::Duration delay) : timers_(timers), delay_(delay) {}
+  void Fetch(const FetchRequest& request, std::stop_token, FetchCallback done) override {
+    fetches_.fetch_add(1);
+    timers_.RunAfter(delay_, [key = request.key, done = std::move(done)]() mutable {
+      done(FetchResult{.value = absl::StrCat("v:", key), .ttl = absl::Milliseconds(50)});
+    });
+  }
+  std::string Describe() const override { return "delayed://"; }
+  int64_t fetches() const { return fetches_.load(); }
+
+ private:
+  TimerQueue& timers_;
+  const absl::Duration delay_;
+  std::atomic<int64_t> fetches_{0};
+};
+
+// Real threads and real time: callers on several threads, fleet replies and origin answers on the
+// timer thread, invalidations, resubscriptions and store errors racing with the loads. Every Get
+// must end OK with the key's value (the fleet never makes a Get fail), and nothing may leak or
+// race (run under TSan and ASan).
+TEST(FlightCacheFleetConcurrencyTest, ManyThreadsManySidecarsEveryGetSucceeds) {
+  ThreadTimerQueue timers;
+  FakeFleetBackend backend(timers.clock());
+  FlightCacheOptions o;
+  o.store.capacity_bytes = 1 << 20;
+  o.load_timeout = absl::Seconds(20);
+  o.fleet.lease_ttl = absl::Milliseconds(30);
+  constexpr int kSidecars = 3;
+  std::vector<std::unique_ptr<FakeFleetStore>> stores;
+  std::vector<std::unique_ptr<DelayedOrigin>> origins;
+  std::vector<std::unique_ptr<FlightCache>> caches;
+  for (int i = 0; i < kSidecars; ++i) {
+    stores.push_back(std::make_unique<FakeFleetStore>(backend));
+    stores.back()->ReplyOn(&timers);
+    origins.push_back(std::make_unique<DelayedOrigin>(timers, absl::Milliseconds(2)));
+    caches.push_back(std::make_unique<FlightCache>(o, *origins.back(), timers, nullptr, nullptr,
+                                                   stores.back().get()));
+  }
+
+  std::atomic<bool> stop{false};
+  std::thread chaos([&] {
+    std::mt19937 random(7);
+    while (!stop.load()) {
+      const int i = static_cast<int>(random() % kSidecars);
+      switch (random() % 4) {
+        case 0:
+          caches[i]->Invalidate({absl::StrCat("k", random() % 8)});
+          break;
+        case 1:
+          stores[i]->Resubscribe();
+          break;
+        case 2:
+          stores[i]->FailNext(2);
+          break;
+        case 3:
+          stores[i]->SetCanWait(random() % 4 != 0);
+          break;
+      }
+      std::this_thread::sleep_for(std::chrono::microseconds(300));
+    }
+  });
+  constexpr int kThreads = 6, kGetsPerThread = 150;
+  std::atomic<int> failures{0};
+  std::vector<std::thread> callers;
+  for (int t = 0; t < kThreads; ++t) {
+    callers.emplace_back([&, t] {
+      std::mt19937 random(t);
+      for (int n = 0; n < kGetsPerThread; ++n) {
+        const std::string key = absl::StrCat("k", random() % 8);
+        FlightCache& cache = *caches[random() % kSidecars];
+        const GetResult r =
+            testing::GetBlocking(cache, key, CallContext::WithTimeout(absl::Seconds(30)));
+        if (!r.status.ok() || r.value == nullptr || *r.value != absl::StrCat("v:", key)) {
+          if (failures.fetch_add(1) < 5) {
+            ADD_FAILURE() << key << ": " << r.status << " "
+                          << (r.value ? std::string(*r.value) : "<null>");
+          }
+        }
+      }
+    });
+  }
+  for (std::thread& t : callers) t.join();
+  stop.store(true);
+  chaos.join();
+  EXPECT_EQ(failures.load(), 0);
+  int64_t fetches = 0, fleet_hits = 0;
+  for (int i = 0; i < kSidecars; ++i) {
+    fetches += origins[i]->fetches();
+    fleet_hits += caches[i]->stats().fleet_hits;
+  }
+  EXPECT_GT(fleet_hits, 0);
+  EXPECT_LT(fetches, kThreads * kGetsPerThread);
+  caches.clear();  // before the stores and origins; replies still queued run into nothing
 }
 
 }  // namespace
