@@ -10,6 +10,11 @@
 // is cancelled half way while the loads behind it wait. Invalidate() removes entries and detaches
 // loads in flight so their results are not stored and later Gets start new loads.
 //
+// With a FleetStore (the fleet tier), a load first asks the fleet, and at most one sidecar of the
+// fleet fetches a key from the origin while the others wait for it (internal/fleet_loader.h);
+// invalidations reach every sidecar. The fleet only ever saves origin fetches: when it fails, a
+// load fetches from the origin alone.
+//
 // Non-blocking: Get() returns at once; `done` runs exactly once — inline for a hit or an error
 // known at once, otherwise on the thread that completes the load (an origin or timer thread).
 // Cancelling the returned GetHandle makes `done` run with CANCELLED if it has not run yet.
