@@ -14,13 +14,14 @@ absl::Status ShuttingDown() { return absl::CancelledError("shutting down"); }
 }  // namespace
 
 struct FleetLoader::Flight {
-  Flight(std::unique_ptr<FleetLoad> l, std::string t)
-      : load(std::move(l)), key(load->key()), token(std::move(t)) {}
+  explicit Flight(std::unique_ptr<FleetLoad> l) : load(std::move(l)), key(load->key()) {}
 
   const std::unique_ptr<FleetLoad> load;
   const std::string key;
-  const std::string token;  // this load's lease token
   // Guarded by the loader's mu_ (a lock of another object, so not annotated):
+  // The lease token, new each time the flight starts at the top, so that a lease an earlier round
+  // took can be told apart from the current one.
+  std::string token;
   Phase phase = Phase::kReading;
   uint64_t epoch = 0;
   bool registered = false;    // in waiting_
@@ -53,8 +54,7 @@ void FleetLoader::Shutdown() {
   }
 }
 
-std::string FleetLoader::NewToken() {
-  absl::MutexLock lock(&mu_);
+std::string FleetLoader::NewTokenLocked() {
   return absl::StrFormat("%016x%016x", absl::Uniform<uint64_t>(random_),
                          absl::Uniform<uint64_t>(random_));
 }
@@ -122,7 +122,7 @@ void FleetLoader::Start(std::unique_ptr<FleetLoad> load) {
     shut_down = shut_down_;
   }
   if (shut_down) return load->AnswerFailure(ShuttingDown());
-  auto f = std::make_shared<Flight>(std::move(load), NewToken());
+  auto f = std::make_shared<Flight>(std::move(load));
   // Runs inline if the flight is already cancelled. Holds no strong reference to the flight, so
   // the flight (which owns this callback) is never kept alive by it.
   f->on_stop.emplace(f->load->stop_token(),
@@ -139,6 +139,7 @@ void FleetLoader::ReadFirst(const FlightPtr& f, uint64_t epoch) {
   {
     absl::MutexLock lock(&mu_);
     step = BeginLocked(*f, epoch, Phase::kReading, /*counts=*/true);
+    if (step == Step::kGo) f->token = NewTokenLocked();
     epoch = f->epoch;
   }
   if (step == Step::kShutDown) f->load->AnswerFailure(ShuttingDown());
@@ -160,6 +161,7 @@ void FleetLoader::OnFirstRead(const FlightPtr& f, uint64_t epoch,
 
 void FleetLoader::TakeLease(const FlightPtr& f, uint64_t epoch, bool takeover) {
   Step step;
+  std::string token;
   {
     absl::MutexLock lock(&mu_);
     // A take-over keeps the flight waiting (and registered) until the lease is taken.
@@ -167,21 +169,28 @@ void FleetLoader::TakeLease(const FlightPtr& f, uint64_t epoch, bool takeover) {
         BeginLocked(*f, epoch, takeover ? std::nullopt : std::optional<Phase>(Phase::kTakingLease),
                     /*counts=*/true);
     epoch = f->epoch;
+    token = f->token;
   }
   if (step == Step::kShutDown) f->load->AnswerFailure(ShuttingDown());
   if (step != Step::kGo) return;
-  store_.TakeLease(f->key, f->token, options_.lease_ttl,
-                   [self = shared_from_this(), f, epoch, takeover](absl::StatusOr<bool> taken) {
-                     self->OnLeaseAnswer(f, epoch, takeover, std::move(taken));
-                     self->Exit();
-                   });
+  store_.TakeLease(
+      f->key, token, options_.lease_ttl,
+      [self = shared_from_this(), f, epoch, takeover, token](absl::StatusOr<bool> taken) {
+        self->OnLeaseAnswer(f, epoch, takeover, token, std::move(taken));
+        self->Exit();
+      });
 }
 
 void FleetLoader::OnLeaseAnswer(const FlightPtr& f, uint64_t epoch, bool takeover,
-                                absl::StatusOr<bool> taken) {
+                                const std::string& token, absl::StatusOr<bool> taken) {
   CountError(taken.status());
   if (!taken.ok()) return FetchAlone(f, epoch, /*fallback=*/true);
-  if (*taken) return Hold(f, epoch, takeover);
+  if (*taken) {
+    // Taken by a round of the flight that is over (answered, cancelled, started over): give the
+    // lease back rather than leave the key locked for a lease_ttl.
+    if (!Hold(f, epoch, takeover)) ReleaseLease(f->key, token);
+    return;
+  }
   if (!takeover) {
     // Waiting needs announcements; without them, go alone rather than wait for a lease_ttl.
     if (!store_.CanWait()) return FetchAlone(f, epoch, /*fallback=*/true);
@@ -196,28 +205,44 @@ void FleetLoader::OnLeaseAnswer(const FlightPtr& f, uint64_t epoch, bool takeove
   ReadWhileWaiting(f, epoch, /*miss_starts_over=*/false);
 }
 
-void FleetLoader::Hold(const FlightPtr& f, uint64_t epoch, bool takeover) {
+bool FleetLoader::Hold(const FlightPtr& f, uint64_t epoch, bool takeover) {
   Step step;
   {
     absl::MutexLock lock(&mu_);
     step = BeginLocked(*f, epoch, Phase::kHolding, /*counts=*/false);
     if (step == Step::kGo) f->renew_timer = ArmRenewal(f);
   }
-  // A lease taken by a flight that moved on meanwhile is not published: it expires.
-  if (step == Step::kShutDown) f->load->AnswerFailure(ShuttingDown());
-  if (step != Step::kGo) return;
+  if (step == Step::kStale) return false;
+  if (step == Step::kShutDown) {
+    f->load->AnswerFailure(ShuttingDown());
+    return true;  // a dying sidecar's lease is left to expire
+  }
   leases_won_.fetch_add(1, std::memory_order_relaxed);
   if (takeover) takeovers_.fetch_add(1, std::memory_order_relaxed);
   f->load->FetchFromOrigin([self = shared_from_this(), f](FleetPublication publication) {
     self->OnHolderFetched(f, std::move(publication));
   });
+  return true;
+}
+
+void FleetLoader::ReleaseLease(const std::string& key, const std::string& token) {
+  if (!Enter()) return;
+  // Nothing stored; kLoaded tells the waiters to look again: they Read, and start over on a miss.
+  store_.Publish(key, token, std::nullopt,
+                 FleetAnnouncement{.kind = FleetAnnouncement::Kind::kLoaded, .key = key},
+                 [self = shared_from_this()](absl::StatusOr<bool> published) {
+                   self->CountError(published.status());
+                   self->Exit();
+                 });
 }
 
 void FleetLoader::OnHolderFetched(const FlightPtr& f, FleetPublication publication) {
+  std::string token;
   {
     absl::MutexLock lock(&mu_);
     if (shut_down_) return;  // a dying sidecar publishes nothing: its lease expires
     ++active_;
+    token = f->token;
     if (f->renew_timer != kNoTimer) timers_.Cancel(std::exchange(f->renew_timer, kNoTimer));
     if (f->phase != Phase::kDone) {
       f->phase = Phase::kDone;
@@ -233,7 +258,7 @@ void FleetLoader::OnHolderFetched(const FlightPtr& f, FleetPublication publicati
   FleetAnnouncement announcement{
       .kind = publication.kind, .key = f->key, .failure = std::move(publication.failure)};
   // False: the lease was voided (invalidated, or expired and taken over): nothing was stored.
-  store_.Publish(f->key, f->token, std::move(publication.entry), std::move(announcement),
+  store_.Publish(f->key, token, std::move(publication.entry), std::move(announcement),
                  [self = shared_from_this()](absl::StatusOr<bool> published) {
                    self->CountError(published.status());
                    self->Exit();
@@ -243,13 +268,15 @@ void FleetLoader::OnHolderFetched(const FlightPtr& f, FleetPublication publicati
 void FleetLoader::Renew(const std::weak_ptr<Flight>& weak) {
   FlightPtr f = weak.lock();
   if (f == nullptr) return;
+  std::string token;
   {
     absl::MutexLock lock(&mu_);
     if (shut_down_ || f->phase != Phase::kHolding) return;
     f->renew_timer = kNoTimer;
     ++active_;
+    token = f->token;
   }
-  store_.RenewLease(f->key, f->token, options_.lease_ttl,
+  store_.RenewLease(f->key, token, options_.lease_ttl,
                     [self = shared_from_this(), weak](absl::StatusOr<bool> renewed) {
                       self->OnRenewed(weak, std::move(renewed));
                       self->Exit();

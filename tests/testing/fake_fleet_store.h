@@ -66,6 +66,12 @@ class FakeFleetBackend final {
     if (it == leases_.end() || it->second.expires <= clock_.Now()) return std::nullopt;
     return it->second.token;
   }
+  // Deletes the key's entry and lease, announcing nothing (an operator's DEL, an eviction).
+  void Invalidate(const std::string& key) {
+    absl::MutexLock lock(&mu_);
+    entries_.erase(key);
+    leases_.erase(key);
+  }
   size_t entry_count() const {
     absl::MutexLock lock(&mu_);
     return entries_.size();

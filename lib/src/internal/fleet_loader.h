@@ -128,7 +128,8 @@ class FleetLoader final : public std::enable_shared_from_this<FleetLoader> {
   using FlightPtr = std::shared_ptr<Flight>;
   enum class Phase { kReading, kTakingLease, kHolding, kFetchingAlone, kWaiting, kDone };
 
-  std::string NewToken();
+  // 128 random bits in hex.
+  std::string NewTokenLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Counts a protocol step in progress (a store operation, a timer callback) unless shut down.
   bool Enter();
@@ -151,8 +152,11 @@ class FleetLoader final : public std::enable_shared_from_this<FleetLoader> {
   void OnFirstRead(const FlightPtr& f, uint64_t epoch,
                    absl::StatusOr<std::optional<FleetEntry>> read);
   void TakeLease(const FlightPtr& f, uint64_t epoch, bool takeover);
-  void OnLeaseAnswer(const FlightPtr& f, uint64_t epoch, bool takeover, absl::StatusOr<bool> taken);
-  void Hold(const FlightPtr& f, uint64_t epoch, bool takeover);
+  void OnLeaseAnswer(const FlightPtr& f, uint64_t epoch, bool takeover, const std::string& token,
+                     absl::StatusOr<bool> taken);
+  // Becomes the lease holder and fetches; false if the flight moved on (the lease is not used).
+  bool Hold(const FlightPtr& f, uint64_t epoch, bool takeover);
+  void ReleaseLease(const std::string& key, const std::string& token);
   void OnHolderFetched(const FlightPtr& f, FleetPublication publication);
   void Renew(const std::weak_ptr<Flight>& weak);
   void OnRenewed(const std::weak_ptr<Flight>& weak, absl::StatusOr<bool> renewed);

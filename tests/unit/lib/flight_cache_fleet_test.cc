@@ -384,6 +384,38 @@ TEST_F(FlightCacheFleetTest, AnnouncementBeforeRegistrationIsNotMissed) {
   EXPECT_EQ(b->origin.fetches(), 0);
 }
 
+TEST_F(FlightCacheFleetTest, LeaseTakenByALoadThatWasAnsweredMeanwhileIsGivenBack) {
+  auto a = Make(), b = Make(), c = Make();
+  a->Get("k");
+  Reply on_b = b->Get("k");
+  timers_.Advance(kLeaseTtl / 2);
+  b->store.Hold(true);
+  a->origin.AnswerValue(0, "v");   // B's Read on the announcement is done, its reply (a hit) held
+  timers_.Advance(kLeaseTtl / 2);  // B's take-over: the lease is free now, so B takes it
+  ASSERT_EQ(b->store.ops(FakeFleetStore::kTakeLease), 2);
+  ASSERT_TRUE(backend_.LeaseHolder("k").has_value());
+  b->store.Hold(false);
+  b->store.ReleaseHeld();  // the hit answers B's load; then B learns it holds a lease
+  EXPECT_EQ(on_b.value(), "v");
+  EXPECT_EQ(b->origin.fetches(), 0);
+  EXPECT_FALSE(backend_.LeaseHolder("k").has_value()) << "the unused lease keeps the key locked";
+
+  // So after an invalidation, the next load elsewhere takes the lease at once.
+  backend_.Invalidate("k");
+  Reply on_c = c->Get("k");
+  EXPECT_EQ(c->origin.fetches(), 1);
+}
+
+TEST_F(FlightCacheFleetTest, EachLoadTakesTheLeaseWithItsOwnRandomToken) {
+  auto a = Make();
+  a->Get("k1");
+  a->Get("k2");
+  const std::optional<std::string> t1 = backend_.LeaseHolder("k1"), t2 = backend_.LeaseHolder("k2");
+  ASSERT_TRUE(t1.has_value() && t2.has_value());
+  EXPECT_THAT(*t1, ::testing::MatchesRegex("[0-9a-f]{32}"));
+  EXPECT_NE(*t1, *t2);
+}
+
 TEST_F(FlightCacheFleetTest, StoreErrorsFallBackToTheOrigin) {
   auto b = Make();
   b->store.FailAll(true);
