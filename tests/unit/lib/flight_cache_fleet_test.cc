@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "flightcache/call_context.h"
 #include "flightcache/clock.h"
 #include "flightcache/fleet_store.h"
@@ -535,6 +536,38 @@ TEST_F(FlightCacheFleetTest, DestroyedCacheStopsListeningAndLeavesNoTimerBehind)
   EXPECT_EQ(on_b.code(), absl::StatusCode::kCancelled);
   a->origin.AnswerValue(0, "v");  // published to nobody
   timers_.Advance(kLeaseTtl * 3);
+}
+
+TEST_F(FlightCacheFleetTest, HolderWhoseCallersLeaveLetsTheWaitersLoad) {
+  auto a = Make(), b = Make();
+  a->Get("k");
+  Reply on_b = b->Get("k");
+  a->handles.back().Cancel();  // A's only caller leaves: A's load is cancelled
+  EXPECT_TRUE(a->origin.cancelled(0));
+  EXPECT_FALSE(backend_.LeaseHolder("k").has_value());  // given back, not left to expire
+  ASSERT_EQ(b->origin.fetches(), 1);                    // B did not wait for a lease_ttl
+  b->origin.AnswerValue(0, "v");
+  EXPECT_EQ(on_b.value(), "v");
+}
+
+TEST_F(FlightCacheFleetTest, DestructorWaitsForTheStoreCallbacksInProgress) {
+  auto b = Make();
+  b->store.Hold(true);
+  Reply r = b->Get("k");  // its Read's reply is held
+  absl::Notification destroyed;
+  std::thread destroyer([&] {
+    b->cache.reset();
+    destroyed.Notify();
+  });
+  EXPECT_FALSE(destroyed.WaitForNotificationWithTimeout(absl::Milliseconds(50)))
+      << "the cache went away while the store still had to call it back";
+  b->store.Hold(false);
+  b->store.ReleaseHeld();
+  EXPECT_TRUE(destroyed.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  destroyer.join();
+  EXPECT_EQ(r.code(), absl::StatusCode::kCancelled);
+  EXPECT_EQ(b->origin.fetches(), 0);
+  EXPECT_EQ(b->store.ops(FakeFleetStore::kTakeLease), 0);  // nothing started after shutdown
 }
 
 TEST_F(FlightCacheFleetTest, InvalidateGoesToTheFleet) {
