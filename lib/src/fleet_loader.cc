@@ -124,7 +124,9 @@ void FleetLoader::Start(std::unique_ptr<FleetLoad> load) {
   if (shut_down) return load->AnswerFailure(ShuttingDown());
   auto f = std::make_shared<Flight>(std::move(load));
   // Runs inline if the flight is already cancelled. Holds no strong reference to the flight, so
-  // the flight (which owns this callback) is never kept alive by it.
+  // the flight (which owns this callback) is never kept alive by it. OnStopped() may drop the last
+  // reference, destroying this stop_callback from inside its own callback: std::stop_callback
+  // allows that on the calling thread, and nothing of the lambda is touched after the call.
   f->on_stop.emplace(f->load->stop_token(),
                      [weak_self = weak_from_this(), weak = std::weak_ptr<Flight>(f)] {
                        std::shared_ptr<FleetLoader> self = weak_self.lock();
