@@ -25,6 +25,13 @@ struct LoadLog {
   std::vector<std::string> events;  // "fleet:<value>", "failure:<code>", "fetch"
   absl::AnyInvocable<void(FleetPublication) &&> publish;
   std::stop_source stop;
+
+  // Ends the holder's fetch. `publish` goes with the call: it holds the flight, which holds this.
+  void Fetched(FleetPublication publication) {
+    auto then = std::move(publish);
+    publish = nullptr;
+    std::move(then)(std::move(publication));
+  }
 };
 
 class FakeLoad final : public FleetLoad {
@@ -69,8 +76,8 @@ TEST_F(FleetLoaderTest, MissTakesTheLeaseAndPublishesWhatTheFetchGives) {
   auto log = Start("k");
   ASSERT_EQ(log->events, std::vector<std::string>{"fetch"});
   ASSERT_TRUE(backend_.LeaseHolder("k").has_value());
-  std::move(log->publish)({.kind = FleetAnnouncement::Kind::kLoaded,
-                           .entry = FleetEntry{.value = "v", .ttl_remaining = absl::Seconds(9)}});
+  log->Fetched({.kind = FleetAnnouncement::Kind::kLoaded,
+                .entry = FleetEntry{.value = "v", .ttl_remaining = absl::Seconds(9)}});
   ASSERT_TRUE(backend_.Entry("k").has_value());
   EXPECT_EQ(backend_.Entry("k")->value, "v");
   EXPECT_EQ(backend_.Entry("k")->ttl_remaining, absl::Seconds(9));
@@ -89,8 +96,8 @@ TEST_F(FleetLoaderTest, FetchThatEndsAfterShutdownPublishesNothing) {
   auto log = Start("k");
   ASSERT_EQ(log->events, std::vector<std::string>{"fetch"});
   loader_->Shutdown();
-  std::move(log->publish)({.kind = FleetAnnouncement::Kind::kLoaded,
-                           .entry = FleetEntry{.value = "v", .ttl_remaining = absl::Seconds(9)}});
+  log->Fetched({.kind = FleetAnnouncement::Kind::kLoaded,
+                .entry = FleetEntry{.value = "v", .ttl_remaining = absl::Seconds(9)}});
   EXPECT_EQ(store_.ops(FakeFleetStore::kPublish), 0);
   EXPECT_TRUE(backend_.LeaseHolder("k").has_value());  // left to expire, as if the sidecar died
   timers_.Advance(absl::Seconds(10));                  // no renewal after shutdown
