@@ -531,8 +531,10 @@ TEST_F(FlightCacheFleetTest, DestroyedCacheStopsListeningAndLeavesNoTimerBehind)
   EXPECT_TRUE(b->store.has_listener());
   a->Get("k");
   Reply on_b = b->Get("k");
+  const size_t timers_before = timers_.pending();
   b->cache.reset();
   EXPECT_FALSE(b->store.has_listener());
+  EXPECT_EQ(timers_.pending(), timers_before - 2);  // B's load timeout and take-over timer
   EXPECT_EQ(on_b.code(), absl::StatusCode::kCancelled);
   a->origin.AnswerValue(0, "v");  // published to nobody
   timers_.Advance(kLeaseTtl * 3);
