@@ -167,6 +167,15 @@ bool CacheShard::Erase(std::string_view key, size_t hash, absl::Time now,
   return live;
 }
 
+void CacheShard::Clear(ReleasedValues* released) {
+  for (Fifo* fifo : {&small_, &main_}) {
+    while (fifo->oldest != kNil) {
+      const uint32_t s = fifo->oldest;
+      RemoveHashed(s, Hash(KeyOf(s)), Removal::kErased, released);
+    }
+  }
+}
+
 void CacheShard::SetCapacity(int64_t capacity_bytes, absl::Time now, ReleasedValues* released) {
   capacity_ = std::max<int64_t>(0, capacity_bytes);
   small_capacity_ = capacity_ / 10;

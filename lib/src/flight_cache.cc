@@ -6,6 +6,7 @@
 #include "absl/synchronization/mutex.h"
 #include "flightcache/flight.h"
 #include "flightcache/option_checks.h"
+#include "internal/fleet_loader.h"
 #include "internal/origin_fetcher.h"
 #include "internal/single_flight.h"
 #include "internal/striped.h"
@@ -13,10 +14,12 @@
 namespace flightcache {
 namespace {
 
-// What one load produces: a value and its TTL (NOT_FOUND travels as the status).
+// What one load produces: a value and its TTL. NOT_FOUND from the origin travels as the status;
+// NOT_FOUND from the fleet as a null value with the TTL the fleet has left for it.
 struct LoadedValue {
   Value value;
   absl::Duration ttl;
+  bool from_fleet = false;
 };
 
 using Group = SingleFlightGroup<LoadedValue>;
@@ -49,8 +52,16 @@ constexpr absl::Duration kMaxTtl = absl::Hours(8760);  // a year
 constexpr absl::Duration kMaxLoadTimeout = absl::Hours(24);
 constexpr int64_t kMaxConcurrentLoads = 1'000'000;
 constexpr int64_t kMaxQueuedLoads = 100'000'000;
+constexpr absl::Duration kMaxLeaseTtl = absl::Hours(1);
 
 }  // namespace
+
+absl::Status FleetOptions::Validate() const {
+  if (absl::Status s = CheckPositiveDuration("lease_ttl", lease_ttl, kMaxLeaseTtl); !s.ok()) {
+    return s;
+  }
+  return CheckRange("max_value_bytes", max_value_bytes, 1, static_cast<int64_t>(Value::kMaxBytes));
+}
 
 absl::Status FlightCacheOptions::Validate() const {
   if (absl::Status s = PrefixOptionError("store.", store.Validate()); !s.ok()) return s;
@@ -78,12 +89,13 @@ absl::Status FlightCacheOptions::Validate() const {
   if (absl::Status s = CheckRange("max_value_bytes", max_value_bytes, 1, max_bytes); !s.ok()) {
     return s;
   }
-  return PrefixOptionError("hedge.", hedge.Validate());
+  if (absl::Status s = PrefixOptionError("hedge.", hedge.Validate()); !s.ok()) return s;
+  return PrefixOptionError("fleet.", fleet.Validate());
 }
 
-struct FlightCache::Impl {
+struct FlightCache::Impl final : FleetListener {
   Impl(const FlightCacheOptions& options, Origin& origin, TimerQueue& timers,
-       LoadObserver* observer, const Clock& ttl_clock)
+       LoadObserver* observer, const Clock& ttl_clock, FleetStore* fleet_store)
       : options(options),
         origin_name(origin.Describe()),
         load_timeout_message(absl::StrCat("origin ", origin_name,
@@ -104,14 +116,30 @@ struct FlightCache::Impl {
                    [this](const std::string& key, const absl::StatusOr<LoadedValue>& r) {
                      CountCompletion(r.status());
                    }}),
+        fleet(fleet_store),
         fetcher(origin, timers,
                 {.max_concurrent = options.max_concurrent_loads,
                  .max_queued = options.max_queued_loads},
-                options.hedge, FetchObserver(observer)) {}
+                options.hedge, FetchObserver(observer)) {
+    if (fleet == nullptr) return;
+    loader = std::make_shared<FleetLoader>(
+        FleetLoader::Options{.lease_ttl = options.fleet.lease_ttl,
+                             .max_value_bytes = options.fleet.max_value_bytes},
+        *fleet, timers);
+    fleet->SetListener(this);
+  }
 
-  // Cancels every load (detached ones too, and waits for load timeouts running now); `fetcher`,
-  // destroyed first, then waits until none of its callbacks can reach this object any more.
-  ~Impl() { group.CancelAll(); }
+  // Stops announcements and the fleet protocol (waiting for the store's callbacks in progress),
+  // then cancels every load (detached ones too, and waits for load timeouts running now);
+  // `fetcher`, destroyed first, then waits until none of its callbacks can reach this object any
+  // more.
+  ~Impl() override {
+    if (fleet != nullptr) {
+      fleet->SetListener(nullptr);
+      loader->Shutdown();
+    }
+    group.CancelAll();
+  }
 
   static OriginFetcher::CallObserver FetchObserver(LoadObserver* observer) {
     if (observer == nullptr) return nullptr;
@@ -123,7 +151,8 @@ struct FlightCache::Impl {
   // Runs under the group's shard lock for the key: only answers are cached, failures never.
   void Store(const std::string& key, const absl::StatusOr<LoadedValue>& result) {
     if (result.ok()) {
-      cache.Insert(key, result->value, result->ttl);
+      // A NOT_FOUND from the fleet is a null value; a fleet entry may have no TTL left.
+      if (result->ttl > absl::ZeroDuration()) cache.Insert(key, result->value, result->ttl);
     } else if (absl::IsNotFound(result.status()) && options.negative_ttl > absl::ZeroDuration()) {
       cache.Insert(key, nullptr, options.negative_ttl);
     }
@@ -139,25 +168,119 @@ struct FlightCache::Impl {
     }
   }
 
-  // The loader every flight runs: the origin fetch under a permit, within the load's timeout.
+  using SharedLoad = std::shared_ptr<LoadHandle<LoadedValue>>;
+
+  // The loader every flight runs: through the fleet protocol if there is a fleet, else (and
+  // whenever the protocol says so) the origin fetch.
   void Load(LoadHandle<LoadedValue>&& handle) {
     auto load = std::make_shared<LoadHandle<LoadedValue>>(std::move(handle));
-    fetcher.Fetch(load->key(), load->deadline(), load->stop_token(),
-                  [this, load](FetchOutcome outcome) {
+    if (loader != nullptr) {
+      loader->Start(std::make_unique<CacheFleetLoad>(*this, std::move(load)));
+    } else {
+      Fetch(std::move(load), nullptr);
+    }
+  }
+
+  // The origin fetch under a permit, within the load's timeout. Answers the load, then (a fleet
+  // lease holder's fetch) tells `publish` what the fleet should learn: local callers never wait
+  // for the fleet.
+  void Fetch(SharedLoad load, absl::AnyInvocable<void(FleetPublication) &&> publish) {
+    std::stop_token stop = load->stop_token();
+    fetcher.Fetch(load->key(), load->deadline(), stop,
+                  [this, load, stop, publish = std::move(publish)](FetchOutcome outcome) mutable {
+                    absl::StatusOr<LoadedValue> result;
                     switch (outcome.end) {
                       case FetchOutcome::End::kNotSent:
-                        load->Complete(outcome.result.status());
-                        return;
+                        result = outcome.result.status();
+                        break;
                       case FetchOutcome::End::kCutByDeadline:
                         // Whichever fired first, our timer or the origin client's deadline,
                         // callers see the one load-timeout error.
-                        load->Complete(absl::UnavailableError(load_timeout_message));
-                        return;
+                        result = absl::UnavailableError(load_timeout_message);
+                        break;
                       case FetchOutcome::End::kAnswered:
-                        load->Complete(ToLoadedValue(std::move(outcome.result)));
-                        return;
+                        result = ToLoadedValue(std::move(outcome.result));
+                        break;
                     }
+                    if (!publish) {
+                      load->Complete(std::move(result));
+                      return;
+                    }
+                    FleetPublication publication = ToPublication(outcome.end, result, stop);
+                    load->Complete(std::move(result));
+                    std::move(publish)(std::move(publication));
                   });
+  }
+
+  // What a lease holder's fetch tells the fleet. A fetch that never reached the origin (local
+  // queue full, too late, cancelled here) is not shared: others load for themselves rather than
+  // fail with this sidecar's trouble.
+  FleetPublication ToPublication(FetchOutcome::End end, const absl::StatusOr<LoadedValue>& result,
+                                 const std::stop_token& stop) const {
+    using Kind = FleetAnnouncement::Kind;
+    if (end == FetchOutcome::End::kCutByDeadline) {
+      return {.kind = Kind::kFailed, .failure = result.status()};
+    }
+    if (end == FetchOutcome::End::kNotSent || stop.stop_requested()) return {};
+    if (result.ok()) {
+      return {.kind = Kind::kLoaded,
+              .entry = FleetEntry{.value = std::string(result->value.view()),
+                                  .ttl_remaining = result->ttl}};
+    }
+    if (absl::IsNotFound(result.status()) && options.negative_ttl > absl::ZeroDuration()) {
+      return {.kind = Kind::kLoaded,
+              .entry = FleetEntry{.not_found = true, .ttl_remaining = options.negative_ttl}};
+    }
+    return {.kind = Kind::kFailed, .failure = result.status()};
+  }
+
+  // A fleet entry as a load's result.
+  absl::StatusOr<LoadedValue> FromFleet(FleetEntry entry) const {
+    if (entry.not_found) return LoadedValue{nullptr, entry.ttl_remaining, /*from_fleet=*/true};
+    if (static_cast<int64_t>(entry.value.size()) > options.max_value_bytes) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("fleet value of ", entry.value.size(),
+                       " bytes exceeds max_value_bytes=", options.max_value_bytes));
+    }
+    return LoadedValue{MakeValue(entry.value), entry.ttl_remaining, /*from_fleet=*/true};
+  }
+
+  // One local flight as the fleet protocol sees it.
+  class CacheFleetLoad final : public FleetLoad {
+   public:
+    CacheFleetLoad(Impl& impl, SharedLoad load)
+        : impl_(impl), load_(std::move(load)), key_(load_->key()), stop_(load_->stop_token()) {}
+    const std::string& key() const override { return key_; }
+    std::stop_token stop_token() const override { return stop_; }
+    void AnswerFromFleet(FleetEntry entry) override {
+      load_->Complete(impl_.FromFleet(std::move(entry)));
+    }
+    void AnswerFailure(absl::Status status) override { load_->Complete(std::move(status)); }
+    void FetchFromOrigin(absl::AnyInvocable<void(FleetPublication) &&> then) override {
+      impl_.Fetch(load_, std::move(then));
+    }
+
+   private:
+    Impl& impl_;
+    const SharedLoad load_;
+    const std::string key_;  // the handle forgets its key once it has answered
+    const std::stop_token stop_;
+  };
+
+  // FleetListener: another sidecar's announcement. An invalidation runs the local one (the
+  // erase and the detach under the group's lock, as Invalidate() does); waiting loads wake.
+  void OnAnnouncement(const FleetAnnouncement& announcement) override {
+    if (announcement.kind == FleetAnnouncement::Kind::kInvalidated) {
+      fleet_invalidations_received.fetch_add(1, std::memory_order_relaxed);
+      group.Detach(announcement.key, [&] { cache.Erase(announcement.key); });
+    }
+    loader->OnAnnouncement(announcement);
+  }
+
+  // FleetListener: invalidations may have been missed, so nothing cached here can be trusted.
+  void OnResubscribed() override {
+    cache.Clear();
+    loader->OnResubscribed();
   }
 
   absl::StatusOr<LoadedValue> ToLoadedValue(absl::StatusOr<FetchResult> result) const {
@@ -200,7 +323,7 @@ struct FlightCache::Impl {
     GetResult r;
     switch (outcome) {
       case Group::Outcome::kStarted:
-        r.source = Source::kLoaded;
+        r.source = result->ok() && (*result)->from_fleet ? Source::kFleet : Source::kLoaded;
         break;
       case Group::Outcome::kJoined:
         r.source = Source::kCoalesced;
@@ -209,7 +332,10 @@ struct FlightCache::Impl {
         r.source = Source::kHit;
         break;
     }
-    if (result->ok()) {
+    if (result->ok() && (*result)->value == nullptr) {
+      r.status = absl::NotFoundError("key not found (cached in the fleet)");
+      r.ttl_remaining = (*result)->ttl;
+    } else if (result->ok()) {
       r.value = (*result)->value;
       r.ttl_remaining = (*result)->ttl;
     } else {
@@ -227,16 +353,19 @@ struct FlightCache::Impl {
   enum RequestCounter { kRequests, kHits, kNegativeHits, kMisses, kCoalesced, kCounterCount };
   StripedCounters<kCounterCount> requests;
   std::atomic<int64_t> loads_succeeded{0}, loads_failed{0}, loads_cancelled{0};
+  std::atomic<int64_t> fleet_invalidations_received{0};
   Group group;
+  FleetStore* const fleet;              // null: no fleet tier
+  std::shared_ptr<FleetLoader> loader;  // set iff `fleet` is
   // Last: destroyed first, waiting for its callbacks while everything they use is still here.
   OriginFetcher fetcher;
 };
 
 FlightCache::FlightCache(FlightCacheOptions options, Origin& origin, TimerQueue& timers,
-                         LoadObserver* observer, const Clock* ttl_clock)
+                         LoadObserver* observer, const Clock* ttl_clock, FleetStore* fleet)
     : options_(std::move(options)),
       impl_(std::make_unique<Impl>(options_, origin, timers, observer,
-                                   ttl_clock != nullptr ? *ttl_clock : timers.clock())) {}
+                                   ttl_clock != nullptr ? *ttl_clock : timers.clock(), fleet)) {}
 
 FlightCache::~FlightCache() = default;
 
@@ -304,6 +433,9 @@ int64_t FlightCache::Invalidate(absl::Span<const std::string> keys) {
   for (const std::string& key : keys) {
     impl_->group.Detach(key, [&] { removed += impl_->cache.Erase(key) ? 1 : 0; });
   }
+  if (impl_->loader != nullptr) {
+    impl_->loader->Invalidate(std::vector<std::string>(keys.begin(), keys.end()));
+  }
   return removed;
 }
 
@@ -333,6 +465,17 @@ FlightCacheStats FlightCache::stats() const {
   s.entries = cache.entries;
   s.bytes = cache.bytes;
   s.evictions = cache.evictions;
+  if (impl.loader != nullptr) {
+    const FleetLoaderStats fleet = impl.loader->stats();
+    s.fleet_hits = fleet.hits;
+    s.fleet_leases_won = fleet.leases_won;
+    s.fleet_lease_waits = fleet.lease_waits;
+    s.fleet_errors = fleet.errors;
+    s.fleet_takeovers = fleet.takeovers;
+    s.fleet_fallbacks = fleet.fallbacks;
+    s.fleet_loads_waiting = static_cast<int64_t>(impl.loader->waiting());
+    s.fleet_invalidations_received = load(impl.fleet_invalidations_received);
+  }
   return s;
 }
 

@@ -124,6 +124,18 @@ bool ShardedCache::Erase(std::string_view key) {
   return shard.cache.Erase(key, hash, now, &released);
 }
 
+int64_t ShardedCache::Clear() {
+  int64_t removed = 0;
+  for (int i = 0; i <= shard_mask_; ++i) {
+    Shard& shard = shards_[i];
+    CacheShard::ReleasedValues released;  // destroyed after the lock is released
+    StripedWriterLock lock(&shard.mu);
+    removed += shard.cache.entries();
+    shard.cache.Clear(&released);
+  }
+  return removed;
+}
+
 CacheStats ShardedCache::stats() const {
   // Shards are summed one lock at a time, so the totals are not a single atomic snapshot, but
   // each shard's part is consistent and bytes never exceeds the capacity.

@@ -42,9 +42,11 @@ struct FleetEntry {
 // What a lease holder tells every sidecar, and what Invalidate tells them.
 struct FleetAnnouncement {
   enum class Kind {
-    kLoaded,     // the key's entry is in the store now: Read it
-    kNotShared,  // loaded, but not stored (larger than --fleet-max-value-bytes): load it yourself
-    kFailed,     // the load failed with `failure`; nothing was stored
+    kLoaded,  // the key's entry is in the store now: Read it
+    // Not stored: the value is larger than --fleet-max-value-bytes, or the holder's load ended
+    // without reaching the origin (cancelled, its own queue full): load it yourself.
+    kNotShared,
+    kFailed,  // the load failed with `failure`; nothing was stored
     kInvalidated,
   };
   Kind kind = Kind::kLoaded;

@@ -10,6 +10,11 @@
 // is cancelled half way while the loads behind it wait. Invalidate() removes entries and detaches
 // loads in flight so their results are not stored and later Gets start new loads.
 //
+// With a FleetStore (the fleet tier), a load first asks the fleet, and at most one sidecar of the
+// fleet fetches a key from the origin while the others wait for it (internal/fleet_loader.h);
+// invalidations reach every sidecar. The fleet only ever saves origin fetches: when it fails, a
+// load fetches from the origin alone.
+//
 // Non-blocking: Get() returns at once; `done` runs exactly once — inline for a hit or an error
 // known at once, otherwise on the thread that completes the load (an origin or timer thread).
 // Cancelling the returned GetHandle makes `done` run with CANCELLED if it has not run yet.
@@ -42,6 +47,7 @@
 #include "absl/types/span.h"
 #include "flightcache/cache_entry.h"
 #include "flightcache/call_context.h"
+#include "flightcache/fleet_store.h"
 #include "flightcache/flight.h"
 #include "flightcache/hedger.h"
 #include "flightcache/origin.h"
@@ -49,6 +55,17 @@
 #include "flightcache/timer_queue.h"
 
 namespace flightcache {
+
+// The fleet tier (used when FlightCache is given a FleetStore).
+struct FleetOptions {
+  // How long a lease lasts unless renewed: a waiter takes the load over this long after the
+  // holder stops renewing (dies). The holder renews every lease_ttl/3.
+  absl::Duration lease_ttl = absl::Seconds(2);
+  // Larger values are served but not stored in the fleet (waiters elsewhere fetch themselves).
+  int64_t max_value_bytes = int64_t{1} << 20;
+
+  absl::Status Validate() const;
+};
 
 struct FlightCacheOptions {
   CacheOptions store;  // the bounded in-memory store of values
@@ -61,11 +78,14 @@ struct FlightCacheOptions {
   int64_t max_key_bytes = 4096;
   int64_t max_value_bytes = int64_t{4} << 20;
   HedgeOptions hedge;
+  FleetOptions fleet;
 
   absl::Status Validate() const;
 };
 
-enum class Source { kUnspecified = 0, kHit = 1, kLoaded = 2, kCoalesced = 3 };
+// As on the wire; 4 (SOURCE_STALE) is reserved. kFleet: this call's load was answered by the
+// fleet (callers that joined that load see kCoalesced).
+enum class Source { kUnspecified = 0, kHit = 1, kLoaded = 2, kCoalesced = 3, kFleet = 5 };
 
 struct GetResult {
   absl::Status status;  // OK, or the code a caller of Get sees (see the spec's status table)
@@ -98,6 +118,20 @@ struct FlightCacheStats {
   // typical fetch to answer, and loads whose fetch was still running when their timeout passed.
   int64_t loads_too_late_to_fetch = 0;
   int64_t fetches_cut_by_load_timeout = 0;
+  // The fleet tier (all zero without a FleetStore): local loads answered from the fleet by a
+  // Read, leases won (take-overs included), loads that waited for another sidecar's load, fleet
+  // store operations that failed, invalidations received from other sidecars.
+  int64_t fleet_hits = 0;
+  int64_t fleet_leases_won = 0;
+  int64_t fleet_lease_waits = 0;
+  int64_t fleet_errors = 0;
+  int64_t fleet_invalidations_received = 0;
+  // Metrics only: leases taken over after they expired, and loads that fetched from the origin
+  // alone because of the fleet store (an error, or announcements not reaching us).
+  int64_t fleet_takeovers = 0;
+  int64_t fleet_fallbacks = 0;
+  // Gauge: local loads waiting now for another sidecar's load.
+  int64_t fleet_loads_waiting = 0;
 };
 
 // Observes loads, for metrics and logs. Called without locks held; must be cheap and thread-safe.
@@ -127,12 +161,17 @@ class FlightCache final {
  public:
   using Callback = absl::AnyInvocable<void(GetResult)>;
 
-  // REQUIRES: options.Validate().ok(). `origin`, `timers`, `observer` (may be null) and
-  // `ttl_clock` (may be null) must outlive this object. Entry expiry and `ttl_remaining` are read
-  // from `ttl_clock`, else from timers.clock(): a server passes &CoarseClock::Get() to keep the
-  // clock read on the hit path cheap.
+  // REQUIRES: options.Validate().ok(). `origin`, `timers`, `observer` (may be null),
+  // `ttl_clock` (may be null) and `fleet` (may be null) must outlive this object. Entry expiry and
+  // `ttl_remaining` are read from `ttl_clock`, else from timers.clock(): a server passes
+  // &CoarseClock::Get() to keep the clock read on the hit path cheap.
+  // With a `fleet`, loads go through the fleet protocol (docs/PROTOCOL.md, "Beyond one pod"):
+  // this object is the store's listener from construction until its destructor, which first
+  // stops the listener and waits for the fleet operations in progress. Without one, the cache
+  // behaves exactly as a single sidecar.
   FlightCache(FlightCacheOptions options, Origin& origin, TimerQueue& timers,
-              LoadObserver* observer = nullptr, const Clock* ttl_clock = nullptr);
+              LoadObserver* observer = nullptr, const Clock* ttl_clock = nullptr,
+              FleetStore* fleet = nullptr);
   ~FlightCache();
   FlightCache(const FlightCache&) = delete;
   FlightCache& operator=(const FlightCache&) = delete;
@@ -147,7 +186,9 @@ class FlightCache final {
   // reference to the value is taken, so hits on one key from many cores write no shared line.
   bool ReadHit(std::string_view key, absl::FunctionRef<void(const CacheEntryView&)> read);
 
-  // Removes the keys' entries and detaches their loads in flight. Returns entries removed.
+  // Removes the keys' entries and detaches their loads in flight. Returns entries removed (here).
+  // With a fleet, also invalidates the keys in the fleet, without waiting (its errors are only
+  // counted).
   int64_t Invalidate(absl::Span<const std::string> keys);
 
   FlightCacheStats stats() const;

@@ -76,6 +76,11 @@ class ShardedCache final {
   // Removes the entry; true if a live one was there.
   bool Erase(std::string_view key);
 
+  // Removes every entry, one shard at a time (an Insert racing with it may survive). Returns the
+  // entries removed, expired ones included. For a fleet resubscription, after which the cache
+  // may hold values whose invalidation was missed.
+  int64_t Clear();
+
   CacheStats stats() const;
 
  private:

@@ -134,6 +134,9 @@ class CacheShard final {
   // Removes the entry for `key`; true if it was live.
   bool Erase(std::string_view key, size_t hash, absl::Time now, ReleasedValues* released = nullptr);
 
+  // Removes every entry (counted as erased, not evicted). The ghost keeps its fingerprints.
+  void Clear(ReleasedValues* released = nullptr);
+
   // Changes the capacity, evicting as needed to fit it. A capacity <= 0 becomes 0.
   void SetCapacity(int64_t capacity_bytes, absl::Time now, ReleasedValues* released = nullptr);
 

@@ -116,6 +116,27 @@ TEST(ShardedCacheTest, EraseReportsWhetherALiveEntryWasThere) {
 }
 
 // Every gauge and counter has an exact expected value in this one-shard scenario.
+TEST(ShardedCacheTest, ClearRemovesEveryEntryAndTheCacheStaysUsable) {
+  FakeClock clock;
+  ShardedCache cache({.capacity_bytes = 1 << 20, .shard_count = 4}, clock);
+  for (int i = 0; i < 20; ++i)
+    cache.Insert(absl::StrCat("k", i), MakeValue("v"), absl::Seconds(10));
+  cache.Insert("negative", nullptr, absl::Seconds(10));
+  cache.Insert("long-key-longer-than-sixteen-bytes", MakeValue("v"), absl::Seconds(10));
+
+  EXPECT_EQ(cache.Clear(), 22);
+  EXPECT_EQ(cache.stats().entries, 0);
+  EXPECT_EQ(cache.stats().bytes, 0);
+  EXPECT_EQ(cache.stats().evictions, 0);  // cleared, not evicted
+  EXPECT_FALSE(cache.Lookup("k3").has_value());
+  EXPECT_FALSE(cache.Lookup("negative").has_value());
+
+  cache.Insert("k3", MakeValue("again"), absl::Seconds(10));
+  ASSERT_TRUE(cache.Lookup("k3").has_value());
+  EXPECT_EQ(*cache.Lookup("k3")->value, "again");
+  EXPECT_EQ(cache.Clear(), 1);
+}
+
 TEST(ShardedCacheTest, StatsAreExactInADeterministicScenario) {
   FakeClock clock;
   constexpr int64_t kCharge = 1 + 9 + kOverhead;  // one-letter key, 9-byte value
