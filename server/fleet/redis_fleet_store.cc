@@ -211,6 +211,9 @@ RedisFleetStore::~RedisFleetStore() {
   // completes what is outstanding with CANCELLED (posted to the pool).
   subscriber_.reset();
   connection_.reset();
+  // Announcements still queued on the pool are dropped: nobody calls a listener for a store that
+  // is gone.
+  dispatch_->SetListener(nullptr);
 }
 
 void RedisFleetStore::SetListener(FleetListener* listener) { dispatch_->SetListener(listener); }
