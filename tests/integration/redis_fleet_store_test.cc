@@ -309,7 +309,7 @@ TEST_F(RedisFleetStoreTest, LeaseIsExclusiveUntilItExpires) {
   })) << "the expired lease was never taken over";
   EXPECT_GE(absl::Now() - taken_at, kLeaseTtl - absl::Milliseconds(1));
   EXPECT_FALSE(TakeLease(*a, "k", "a", kLeaseTtl).value_or(true));
-  // The TTL is in whole milliseconds, rounded up.
+  // A TTL under a millisecond is one millisecond (PX 0 would be an error reply).
   const std::string lease = MakeRedisFleetKeys("fc:", "sub-ms").lease;
   EXPECT_TRUE(TakeLease(*a, "sub-ms", "a", absl::Microseconds(10)).value_or(false));
   const int64_t pttl = RawInteger({"PTTL", lease});
@@ -552,11 +552,14 @@ TEST_F(RedisFleetStoreTest, KilledRedisFailsEveryOperationFastThenRestartedItWor
 
   ASSERT_TRUE(redis_.Start()) << redis_.Log();
   ASSERT_TRUE(heard.WaitForResubscribed(1)) << "OnResubscribed never came";
-  EXPECT_TRUE(store->CanWait());
+  // The subscriber tells of the re-subscription before it says connected: bounded wait.
+  EXPECT_TRUE(Eventually([&] { return store->CanWait(); })) << "never subscribed again";
   ASSERT_TRUE(Eventually([&] { return Read(*store, "k").ok(); })) << "never worked again";
   EXPECT_GE(store->stats().resubscriptions, 1u);
   // And announcements flow again.
-  ASSERT_TRUE(Eventually([&] { return other->CanWait(); }));
+  ASSERT_TRUE(Eventually([&] {
+    return other->CanWait() && other->stats().commands_state == RedisState::kConnected;
+  })) << "the other store never connected again";
   LoadAndPublish(*other, "after", std::nullopt, {.kind = Kind::kNotShared, .key = "after"});
   ASSERT_TRUE(heard.WaitForAnnouncements(1)) << "no announcement after the restart";
   EXPECT_EQ(heard.announcements().back().key, "after");
