@@ -19,7 +19,10 @@
 //   every callback and every listener call runs on the WorkerPool. Listener calls run one at a
 //   time, in the order the announcements arrived (a key's kLoaded is never overtaken by its
 //   kInvalidated); announcements that this store published itself are dropped (each store has a
-//   random instance id, carried in its announcements).
+//   random instance id, carried in its announcements). OnResubscribed is queued when the
+//   subscriber has its channel again, so it may run just before or just after CanWait() turns
+//   true.
+// - Malformed announcements (another version, garbage on the channel) are counted and dropped.
 // - Errors: UNAVAILABLE / DEADLINE_EXCEEDED / RESOURCE_EXHAUSTED from the connection; INTERNAL
 //   for an error reply or a reply of an unexpected shape (including an entry this version
 //   cannot decode); CANCELLED for calls outstanding when the store is destroyed.
