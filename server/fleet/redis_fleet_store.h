@@ -12,6 +12,7 @@
 //     Publish     EVAL: if the lease still holds the token: SET entry PX ttl (when given), DEL
 //                 lease, PUBLISH the announcement
 //     Invalidate  EVAL per key: DEL entry and lease, PUBLISH kInvalidated (pipelined)
+//   TTLs go to Redis in whole milliseconds, rounded up, at least 1 ms and at most a year.
 // - Time. Every operation is bounded by the connection's command_timeout (--fleet-timeout):
 //   Redis down, restarting or stopped means a non-OK status, fast or within that time, and the
 //   core goes on alone. Reconnecting is the connection's and the subscriber's own job.
@@ -75,7 +76,7 @@ struct RedisFleetStoreStats {
   absl::Duration call_latency_max = absl::ZeroDuration();
   uint64_t invalidations_sent = 0;       // keys whose Invalidate Redis carried out
   uint64_t announcements_published = 0;  // by Publish and Invalidate, as Redis confirmed
-  uint64_t announcements_received = 0;   // from other sidecars, delivered to the listener
+  uint64_t announcements_received = 0;   // well-formed, from other sidecars
   uint64_t announcements_malformed = 0;  // dropped: could not be decoded
   uint64_t resubscriptions = 0;          // the subscriber lost and regained its channel
 };
