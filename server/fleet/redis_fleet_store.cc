@@ -228,8 +228,8 @@ void RedisFleetStore::Call(std::vector<std::string> args, Convert convert, Callb
         // On the loop thread: everything else, the conversion included, on a worker.
         workers.Post([convert = std::move(convert), done = std::move(done),
                       reply = std::move(reply)]() mutable {
-          absl::StatusOr<T> result =
-              reply.ok() ? convert(*std::move(reply)) : absl::StatusOr<T>(reply.status());
+          absl::StatusOr<T> result = reply.ok() ? convert(*std::move(reply))
+                                                : absl::StatusOr<T>(std::move(reply).status());
           std::move(done)(std::move(result));
         });
       });
@@ -275,8 +275,9 @@ void RedisFleetStore::Publish(const std::string& key, const std::string& token,
   // Converted on the loop thread, where the store is alive to count it, then sent to a worker.
   connection_->Command(
       std::move(args), [this, done = std::move(done)](absl::StatusOr<RedisReply> reply) mutable {
-        absl::StatusOr<bool> published =
-            reply.ok() ? ScriptFlag("the publish script", *reply) : reply.status();
+        absl::StatusOr<bool> published = reply.ok()
+                                             ? ScriptFlag("the publish script", *reply)
+                                             : absl::StatusOr<bool>(std::move(reply).status());
         if (published.ok() && *published) {
           announcements_published_.fetch_add(1, std::memory_order_relaxed);
         }
@@ -307,7 +308,9 @@ void RedisFleetStore::Invalidate(std::vector<std::string> keys, DoneCallback don
         {"EVAL", std::string(kInvalidateScript), "2", std::move(names.entry),
          std::move(names.lease), channel_, std::move(message)},
         [this, batch](absl::StatusOr<RedisReply> reply) {
-          absl::Status status = reply.status();
+          // Moved, not copied, here and below: a status crosses threads with one owner at a
+          // time.
+          absl::Status status = reply.ok() ? absl::OkStatus() : std::move(reply).status();
           if (status.ok() && !(reply->type == RedisReply::Type::kInteger && reply->integer == 1)) {
             status = Unexpected("the invalidate script", *reply);
           }
@@ -318,9 +321,10 @@ void RedisFleetStore::Invalidate(std::vector<std::string> keys, DoneCallback don
             batch->first_error = std::move(status);
           }
           if (--batch->remaining > 0) return;
-          workers_.Post([done = std::move(batch->done), status = batch->first_error]() mutable {
-            std::move(done)(std::move(status));
-          });
+          workers_.Post(
+              [done = std::move(batch->done), status = std::move(batch->first_error)]() mutable {
+                std::move(done)(std::move(status));
+              });
         });
   }
 }

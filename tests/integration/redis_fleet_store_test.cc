@@ -63,7 +63,8 @@ class Outcome : public std::enable_shared_from_this<Outcome<T>> {
     }
     EXPECT_EQ(times_, 1) << "a callback ran more than once";
     EXPECT_FALSE(on_loop_thread_) << "a callback ran on the event-loop thread";
-    return result_;
+    // Moved out (Await is called once): the status is then owned by this thread alone.
+    return std::move(result_);
   }
   absl::Duration elapsed() {
     absl::MutexLock lock(&mu_);
