@@ -521,6 +521,33 @@ TEST_F(RedisFleetStoreTest, SetListenerNullWaitsForTheRunningCallAndStopsLaterOn
   EXPECT_EQ(listener.calls(), 1);
 }
 
+TEST_F(RedisFleetStoreTest, AListenerMayUnsetItselfFromInsideItsCall) {
+  // Unsets the store's listener from its first call: that must return (not wait for itself),
+  // and no call follows.
+  class SelfRemovingListener : public RecordingListener {
+   public:
+    void OnAnnouncement(const FleetAnnouncement& announcement) override {
+      RecordingListener::OnAnnouncement(announcement);
+      store->SetListener(nullptr);
+      unset.CountDown();
+    }
+    FleetStore* store = nullptr;
+    testing::Latch unset{1};
+  };
+  SelfRemovingListener listener;
+  std::unique_ptr<RedisFleetStore> a = NewStore();
+  std::unique_ptr<RedisFleetStore> b = NewStore();
+  listener.store = b.get();
+  b->SetListener(&listener);
+  ASSERT_TRUE(Invalidate(*a, {"one", "two", "three"}).ok());
+  ASSERT_TRUE(listener.WaitForAnnouncements(1)) << "the announcement never arrived";
+  ASSERT_TRUE(listener.unset.WaitFor()) << "SetListener(nullptr) from a listener call waited for "
+                                           "itself";
+  ASSERT_TRUE(Eventually([&] { return b->stats().announcements_received == 3; }));
+  absl::SleepFor(absl::Milliseconds(50));  // room for a wrongly delivered call to show
+  EXPECT_EQ(listener.announcements().size(), 1u);
+}
+
 TEST_F(RedisFleetStoreTest, KilledRedisFailsEveryOperationFastThenRestartedItWorksAndResubscribes) {
   RecordingListener heard;
   RedisOptions options = Options();
