@@ -10,6 +10,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "flightcache/option_checks.h"
+#include "server/fleet/redis_fleet_keys.h"
+#include "server/fleet/redis_options.h"
 #include "server/origin_factory.h"
 
 namespace flightcache {
@@ -36,6 +38,12 @@ constexpr int64_t kMaxConcurrentStreamsLimit = 1'000'000;
 // Below a few MiB gRPC cannot hold one large request; above 1 TiB is a typo.
 constexpr int64_t kMinGrpcMemoryLimit = int64_t{16} << 20;
 constexpr int64_t kMaxGrpcMemoryLimit = int64_t{1} << 40;
+// The fleet tier: a Redis call slower than seconds is no help to a cache; a lease of more than an
+// hour would hold a dead sidecar's keys back for that long; Redis takes strings up to 512 MB.
+constexpr absl::Duration kMaxFleetTimeout = absl::Seconds(10);
+constexpr absl::Duration kMaxFleetLeaseTtl = absl::Hours(1);
+constexpr int64_t kMaxFleetValueBytes = int64_t{256} << 20;
+constexpr size_t kMaxFleetKeyPrefixBytes = 64;
 
 absl::Status FlagError(absl::string_view flag, absl::string_view what) {
   return OptionError(flag, what);
@@ -158,7 +166,59 @@ absl::Status ServerConfig::Validate() const {
                                   " keys of --max-key-bytes=", cache.max_key_bytes,
                                   " would exceed gRPC's 2 GiB message limit; lower either"));
   }
+  return ValidateFleet();
+}
+
+absl::Status ServerConfig::ValidateFleet() const {
+  if (!fleet.empty()) {
+    if (absl::StatusOr<RedisEndpoint> e = ParseRedisUrl(fleet); !e.ok()) {
+      return FlagError("--fleet", e.status().message());
+    }
+  } else if (!fleet_password_file.empty()) {
+    return FlagError("--fleet-password-file", "set, but --fleet is not");
+  }
+  if (absl::Status s = CheckPositiveDuration("--fleet-timeout", fleet_timeout, kMaxFleetTimeout);
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s =
+          CheckPositiveDuration("--fleet-lease-ttl", fleet_lease_ttl, kMaxFleetLeaseTtl);
+      !s.ok()) {
+    return s;
+  }
+  if (fleet_lease_ttl <= fleet_timeout) {
+    return FlagError(
+        "--fleet-lease-ttl",
+        absl::StrCat("must be longer than --fleet-timeout (", absl::FormatDuration(fleet_timeout),
+                     "), got ", absl::FormatDuration(fleet_lease_ttl)));
+  }
+  if (absl::Status s =
+          CheckRange("--fleet-max-value-bytes", fleet_max_value_bytes, 0, kMaxFleetValueBytes);
+      !s.ok()) {
+    return s;
+  }
+  if (fleet_key_prefix.size() > kMaxFleetKeyPrefixBytes) {
+    return FlagError("--fleet-key-prefix", absl::StrCat("must be at most ", kMaxFleetKeyPrefixBytes,
+                                                        " bytes, got ", fleet_key_prefix.size()));
+  }
+  if (absl::Status s = ValidateFleetKeyPrefix(fleet_key_prefix); !s.ok()) {
+    return FlagError("--fleet-key-prefix", s.message());
+  }
   return absl::OkStatus();
+}
+
+absl::StatusOr<RedisOptions> ServerConfig::FleetRedisOptions() const {
+  absl::StatusOr<RedisEndpoint> endpoint = ParseRedisUrl(fleet);
+  if (!endpoint.ok()) return FlagError("--fleet", endpoint.status().message());
+  RedisOptions options{.endpoint = *std::move(endpoint)};
+  options.command_timeout = fleet_timeout;
+  if (!fleet_password_file.empty()) {
+    absl::StatusOr<std::string> password = ReadRedisPasswordFile(fleet_password_file);
+    if (!password.ok()) return FlagError("--fleet-password-file", password.status().message());
+    options.password = *std::move(password);
+  }
+  if (absl::Status s = options.Validate(); !s.ok()) return FlagError("--fleet", s.message());
+  return options;
 }
 
 int ServerConfig::MaxRequestBytes() const {
@@ -189,7 +249,12 @@ std::string ServerConfig::Describe() const {
       " grpc-memory-limit=", grpc_memory_limit_bytes,
       " drain-timeout=", absl::FormatDuration(drain_timeout),
       " cancelled-fetch-grace=", absl::FormatDuration(cancelled_fetch_grace),
-      " log-level=", LogLevelName(log_level), " log-format=", LogFormatName(log_format));
+      " log-level=", LogLevelName(log_level), " log-format=", LogFormatName(log_format),
+      " fleet=", fleet.empty() ? "(off)" : fleet,
+      " fleet-timeout=", absl::FormatDuration(fleet_timeout),
+      " fleet-lease-ttl=", absl::FormatDuration(fleet_lease_ttl),
+      " fleet-max-value-bytes=", fleet_max_value_bytes, " fleet-key-prefix=", fleet_key_prefix,
+      " fleet-password-file=", fleet_password_file.empty() ? "(none)" : fleet_password_file);
 }
 
 std::string FormatHedgeDelay(const HedgeOptions& hedge) {

@@ -19,9 +19,11 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "flightcache/flight_cache.h"
+#include "server/fleet/redis_options.h"
 
 namespace flightcache {
 
@@ -57,8 +59,27 @@ struct ServerConfig {
   // --max-queued-loads, --max-key-bytes, --max-value-bytes.
   FlightCacheOptions cache;
 
+  // The fleet tier (docs/PROTOCOL.md, "Beyond one pod"): the Redis that the sidecars of a fleet
+  // share, redis://HOST:PORT[/DB]; empty: off, this sidecar caches alone.
+  std::string fleet;
+  // Every Redis call is answered within this; a slower answer counts as Redis being down for
+  // that call (the sidecar goes on alone).
+  absl::Duration fleet_timeout = absl::Milliseconds(20);
+  // How long a key's fleet lease lasts unless renewed: a sidecar that dies while loading holds
+  // back the fleet's load of that key for at most this long.
+  absl::Duration fleet_lease_ttl = absl::Seconds(2);
+  // Values larger than this are not stored in Redis: every sidecar loads them itself.
+  int64_t fleet_max_value_bytes = int64_t{1} << 20;
+  // Put before every Redis key and channel of this fleet (fleets may share one Redis).
+  std::string fleet_key_prefix = "fc:";
+  // A file holding Redis' password (AUTH), read at start-up by FleetRedisOptions(). The password
+  // itself is never logged nor printed; the path is.
+  std::string fleet_password_file;
+
   // OK, or INVALID_ARGUMENT whose message starts with the flag at fault ("--ttl: ...").
   absl::Status Validate() const;
+  // The --fleet* part of Validate(). Does not read --fleet-password-file (FleetRedisOptions does).
+  absl::Status ValidateFleet() const;
 
   // The effective configuration on one line ("listen=127.0.0.1:50051 origin=sim://... ..."),
   // for the start-up log line and --check-config.
@@ -67,6 +88,12 @@ struct ServerConfig {
   // The largest request the Cache service must accept: a BatchGet (or Invalidate) of
   // max_batch_keys keys of max_key_bytes each, plus protobuf framing. REQUIRES: Validate() ok.
   int MaxRequestBytes() const;
+
+  // What the fleet tier's Redis connections are configured with: --fleet's endpoint,
+  // --fleet-timeout, and the password read from --fleet-password-file (now: this reads the
+  // file). INVALID_ARGUMENT naming the flag at fault, never showing the password.
+  // REQUIRES: !fleet.empty().
+  absl::StatusOr<RedisOptions> FleetRedisOptions() const;
 
   // The grpc:// origin channel's receive limit: above max_value_bytes, so an oversized value
   // reaches the core (which answers RESOURCE_EXHAUSTED) instead of failing in the transport.

@@ -228,6 +228,20 @@ ABSL_FLAG(ft::Level, log_level, ft::Level{kDefaults.log_level},
           "trace, debug, info, warn or error");
 ABSL_FLAG(ft::Format, log_format, ft::Format{kDefaults.log_format},
           "text, or json (one JSON object per line)");
+ABSL_FLAG(std::string, fleet, kDefaults.fleet,
+          "the Redis the sidecars of a fleet share, redis://HOST:PORT[/DB]; empty: off (this "
+          "sidecar caches alone)");
+ABSL_FLAG(ft::Duration, fleet_timeout, ft::Duration{kDefaults.fleet_timeout},
+          "every Redis call of the fleet tier is answered within this (slower: go on alone)");
+ABSL_FLAG(ft::Duration, fleet_lease_ttl, ft::Duration{kDefaults.fleet_lease_ttl},
+          "how long a key's fleet lease lasts unless renewed (a dead loader holds its key back "
+          "this long)");
+ABSL_FLAG(ft::ByteSize, fleet_max_value_bytes, ft::ByteSize{kDefaults.fleet_max_value_bytes},
+          "largest value stored in Redis; larger ones each sidecar loads itself");
+ABSL_FLAG(std::string, fleet_key_prefix, kDefaults.fleet_key_prefix,
+          "put before every Redis key and channel of this fleet (no '{' or '}')");
+ABSL_FLAG(std::string, fleet_password_file, kDefaults.fleet_password_file,
+          "file holding Redis' password, read at start-up (the password is never logged)");
 ABSL_FLAG(bool, check_config, false,
           "validate the configuration (flags, environment, origin URL, listen addresses), print "
           "it and exit 0 without binding anything");
@@ -264,6 +278,12 @@ constexpr FlagSpec kFlags[] = {
     {"cancelled_fetch_grace", true},
     {"log_level", true},
     {"log_format", true},
+    {"fleet", true},
+    {"fleet_timeout", true},
+    {"fleet_lease_ttl", true},
+    {"fleet_max_value_bytes", true},
+    {"fleet_key_prefix", true},
+    {"fleet_password_file", true},
     {"check_config", false},
 };
 
@@ -296,6 +316,12 @@ ServerConfig ConfigFromFlags() {
   c.cache.max_queued_loads = absl::GetFlag(FLAGS_max_queued_loads).value;
   c.cache.max_key_bytes = absl::GetFlag(FLAGS_max_key_bytes).bytes;
   c.cache.max_value_bytes = absl::GetFlag(FLAGS_max_value_bytes).bytes;
+  c.fleet = absl::GetFlag(FLAGS_fleet);
+  c.fleet_timeout = absl::GetFlag(FLAGS_fleet_timeout).value;
+  c.fleet_lease_ttl = absl::GetFlag(FLAGS_fleet_lease_ttl).value;
+  c.fleet_max_value_bytes = absl::GetFlag(FLAGS_fleet_max_value_bytes).bytes;
+  c.fleet_key_prefix = absl::GetFlag(FLAGS_fleet_key_prefix);
+  c.fleet_password_file = absl::GetFlag(FLAGS_fleet_password_file);
   return c;
 }
 

@@ -2,6 +2,7 @@
 // ServerConfig, and ServerConfig::Validate() naming the flag at fault.
 #include "server/flags.h"
 
+#include <fstream>
 #include <map>
 #include <optional>
 #include <set>
@@ -72,6 +73,12 @@ TEST_F(FlagsTest, NoFlagsGiveTheSpecDefaults) {
   EXPECT_EQ(c.drain_timeout, absl::Seconds(10));
   EXPECT_EQ(c.log_level, LogLevel::kInfo);
   EXPECT_EQ(c.log_format, LogFormat::kText);
+  EXPECT_EQ(c.fleet, "");
+  EXPECT_EQ(c.fleet_timeout, absl::Milliseconds(20));
+  EXPECT_EQ(c.fleet_lease_ttl, absl::Seconds(2));
+  EXPECT_EQ(c.fleet_max_value_bytes, int64_t{1} << 20);
+  EXPECT_EQ(c.fleet_key_prefix, "fc:");
+  EXPECT_EQ(c.fleet_password_file, "");
   EXPECT_FALSE(cl->check_config);
   EXPECT_TRUE(c.Validate().ok());
 }
@@ -111,6 +118,30 @@ TEST_F(FlagsTest, EveryFlagMapsOntoTheConfig) {
   EXPECT_EQ(c.log_format, LogFormat::kJson);
   EXPECT_TRUE(cl->check_config);
   EXPECT_TRUE(c.Validate().ok()) << c.Validate();
+}
+
+TEST_F(FlagsTest, FleetFlagsMapOntoTheConfigWithTheEnvironmentAsFallback) {
+  env_["FLIGHTCACHE_FLEET_KEY_PREFIX"] = "team-a:";
+  env_["FLIGHTCACHE_FLEET_TIMEOUT"] = "5ms";
+  absl::StatusOr<CommandLine> cl =
+      Parse({"--fleet=redis://10.0.0.7:6380/2", "--fleet-timeout=50ms", "--fleet-lease-ttl=5s",
+             "--fleet-max-value-bytes=256KiB", "--fleet-password-file=/etc/fc/redis-password"});
+  ASSERT_TRUE(cl.ok()) << cl.status();
+  const ServerConfig& c = cl->config;
+  EXPECT_EQ(c.fleet, "redis://10.0.0.7:6380/2");
+  EXPECT_EQ(c.fleet_timeout, absl::Milliseconds(50));  // the command line wins
+  EXPECT_EQ(c.fleet_lease_ttl, absl::Seconds(5));
+  EXPECT_EQ(c.fleet_max_value_bytes, 256 << 10);
+  EXPECT_EQ(c.fleet_key_prefix, "team-a:");
+  EXPECT_EQ(c.fleet_password_file, "/etc/fc/redis-password");
+  // Validate() does not read the password file (FleetRedisOptions does, at start-up).
+  EXPECT_TRUE(c.Validate().ok()) << c.Validate();
+  const std::string line = c.Describe();
+  EXPECT_THAT(line, HasSubstr("fleet=redis://10.0.0.7:6380/2"));
+  EXPECT_THAT(line, HasSubstr("fleet-timeout=50ms"));
+  EXPECT_THAT(line, HasSubstr("fleet-lease-ttl=5s"));
+  EXPECT_THAT(line, HasSubstr("fleet-key-prefix=team-a:"));
+  EXPECT_THAT(Parse({})->config.Describe(), HasSubstr("fleet=(off)"));
 }
 
 TEST_F(FlagsTest, SeparateValuesAndUnderscoresWorkToo) {
@@ -216,6 +247,21 @@ TEST_F(FlagsTest, EveryBadValueIsOneLineNamingItsFlag) {
       {"--origin=sim://?latency_ms", "--origin: "},
       {"--origin=sim://?ttl_ms=1&ttl_ms=2", "--origin: "},
       {"--origin=sim://host", "--origin: "},
+      {"--fleet=rediss://host:6379", "--fleet: "},
+      {"--fleet=redis://user:pw@host:6379", "--fleet: "},
+      {"--fleet=redis://host:0", "--fleet: "},
+      {"--fleet=redis://host:6379/x", "--fleet: "},
+      {"--fleet=host:6379", "--fleet: "},
+      {"--fleet-timeout=0s", "--fleet-timeout: "},
+      {"--fleet-timeout=soon", "--fleet-timeout: "},
+      {"--fleet-lease-ttl=0s", "--fleet-lease-ttl: "},
+      {"--fleet-lease-ttl=20ms", "--fleet-lease-ttl: "},  // not longer than --fleet-timeout
+      {"--fleet-max-value-bytes=-1", "--fleet-max-value-bytes: "},
+      {"--fleet-max-value-bytes=1GiB", "--fleet-max-value-bytes: "},
+      {"--fleet-key-prefix=a{b", "--fleet-key-prefix: "},
+      {"--fleet-key-prefix=a}b", "--fleet-key-prefix: "},
+      {"--fleet-key-prefix=" + std::string(65, 'p'), "--fleet-key-prefix: "},
+      {"--fleet-password-file=/etc/fc/pw", "--fleet-password-file: "},  // without --fleet
       {"--bogus=1", "--bogus: unknown flag"},
       {"--listen", "--listen: missing value"},
   };
@@ -252,10 +298,13 @@ TEST_F(FlagsTest, EveryDurationAndSizeFlagHasAnUpperBound) {
       {"hedge-budget", "1", "1.001"},
       {"max-concurrent-streams", "1000000", "1000001"},
       {"grpc-memory-limit", "1024GiB", "1099511627777"},
+      {"fleet-timeout", "10s", "10001ms", {"--fleet-lease-ttl=1m"}},
+      {"fleet-lease-ttl", "1h", "1h1ms"},
+      {"fleet-max-value-bytes", "256MiB", "268435457"},
   };
-  const std::set<std::string> not_numbers = {"listen",         "origin",    "abandoned-loads",
-                                             "metrics-listen", "log-level", "log-format",
-                                             "check-config"};
+  const std::set<std::string> not_numbers = {
+      "listen",     "origin",       "abandoned-loads", "metrics-listen",   "log-level",
+      "log-format", "check-config", "fleet",           "fleet-key-prefix", "fleet-password-file"};
   std::set<std::string> covered = not_numbers;
   for (const Bound& b : bounds) {
     covered.insert(b.flag);
@@ -323,6 +372,54 @@ TEST(ConfigTest, RequestLimitAdmitsTheLargestBatchGet) {
   config.max_batch_keys = 1'000'000;
   config.cache.max_key_bytes = 1 << 20;
   EXPECT_THAT(std::string(config.Validate().message()), StartsWith("--max-batch-keys: "));
+}
+
+class FleetRedisOptionsTest : public ::testing::Test {
+ protected:
+  std::string WritePasswordFile(const std::string& content) {
+    const std::string path =
+        absl::StrCat(::testing::TempDir(), "/fleet-password-",
+                     ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::ofstream(path, std::ios::binary | std::ios::trunc) << content;
+    return path;
+  }
+};
+
+TEST_F(FleetRedisOptionsTest, EndpointTimeoutAndThePasswordReadFromItsFile) {
+  ServerConfig config;
+  config.fleet = "redis://10.0.0.7:6380/2";
+  config.fleet_timeout = absl::Milliseconds(35);
+  config.fleet_password_file = WritePasswordFile("s3cret-fleet\n");
+  ASSERT_TRUE(config.Validate().ok()) << config.Validate();
+  absl::StatusOr<RedisOptions> options = config.FleetRedisOptions();
+  ASSERT_TRUE(options.ok()) << options.status();
+  EXPECT_EQ(options->endpoint.host, "10.0.0.7");
+  EXPECT_EQ(options->endpoint.port, 6380);
+  EXPECT_EQ(options->endpoint.db, 2);
+  EXPECT_EQ(options->command_timeout, absl::Milliseconds(35));
+  EXPECT_EQ(options->password, "s3cret-fleet");
+  // The path is shown, the password never.
+  EXPECT_THAT(config.Describe(), HasSubstr(config.fleet_password_file));
+  EXPECT_THAT(config.Describe(), ::testing::Not(HasSubstr("s3cret")));
+
+  config.fleet_password_file = "";
+  options = config.FleetRedisOptions();
+  ASSERT_TRUE(options.ok()) << options.status();
+  EXPECT_EQ(options->password, "");
+}
+
+TEST_F(FleetRedisOptionsTest, AnUnreadableOrBadPasswordFileNamesTheFlagNotThePassword) {
+  ServerConfig config;
+  config.fleet = "redis://127.0.0.1:6379";
+  config.fleet_password_file = "/nonexistent/fleet-password";
+  absl::StatusOr<RedisOptions> options = config.FleetRedisOptions();
+  EXPECT_EQ(options.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(options.status().message()), StartsWith("--fleet-password-file: "));
+
+  config.fleet_password_file = WritePasswordFile("line-one-secret\nline-two-secret\n");
+  options = config.FleetRedisOptions();
+  EXPECT_THAT(std::string(options.status().message()), StartsWith("--fleet-password-file: "));
+  EXPECT_THAT(std::string(options.status().message()), ::testing::Not(HasSubstr("secret")));
 }
 
 TEST(ConfigTest, DescribeShowsTheEffectiveConfiguration) {
