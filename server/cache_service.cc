@@ -470,6 +470,11 @@ grpc::ServerUnaryReactor* CacheService::Stats(grpc::CallbackServerContext* conte
   response.set_bytes(s.bytes);
   response.set_evictions(s.evictions);
   response.set_negative_hits(s.negative_hits);
+  response.set_fleet_hits(s.fleet_hits);
+  response.set_fleet_leases_won(s.fleet_leases_won);
+  response.set_fleet_lease_waits(s.fleet_lease_waits);
+  response.set_fleet_errors(s.fleet_errors);
+  response.set_fleet_invalidations_received(s.fleet_invalidations_received);
   auto* reactor = new Reactor(*this, RpcMethod::kStats, reply);
   reactor->FinishWith(response);
   return reactor;

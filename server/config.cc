@@ -38,10 +38,9 @@ constexpr int64_t kMaxConcurrentStreamsLimit = 1'000'000;
 // Below a few MiB gRPC cannot hold one large request; above 1 TiB is a typo.
 constexpr int64_t kMinGrpcMemoryLimit = int64_t{16} << 20;
 constexpr int64_t kMaxGrpcMemoryLimit = int64_t{1} << 40;
-// The fleet tier: a Redis call slower than seconds is no help to a cache; a lease of more than an
-// hour would hold a dead sidecar's keys back for that long; Redis takes strings up to 512 MB.
+// The fleet tier: a Redis call slower than seconds is no help to a cache; Redis takes strings up
+// to 512 MB, and a value of hundreds of MB in it would be a cache of its own.
 constexpr absl::Duration kMaxFleetTimeout = absl::Seconds(10);
-constexpr absl::Duration kMaxFleetLeaseTtl = absl::Hours(1);
 constexpr int64_t kMaxFleetValueBytes = int64_t{256} << 20;
 constexpr size_t kMaxFleetKeyPrefixBytes = 64;
 
@@ -63,6 +62,8 @@ constexpr std::pair<absl::string_view, absl::string_view> kOptionFlags[] = {
     {"hedge.delay", "--hedge-delay"},
     {"hedge.percentile", "--hedge-delay"},
     {"hedge.budget", "--hedge-budget"},
+    {"fleet.lease_ttl", "--fleet-lease-ttl"},
+    {"fleet.max_value_bytes", "--fleet-max-value-bytes"},
 };
 
 // The core's "option: what" as "--flag: what"; an option no flag sets keeps its name.
@@ -181,19 +182,16 @@ absl::Status ServerConfig::ValidateFleet() const {
       !s.ok()) {
     return s;
   }
-  if (absl::Status s =
-          CheckPositiveDuration("--fleet-lease-ttl", fleet_lease_ttl, kMaxFleetLeaseTtl);
-      !s.ok()) {
-    return s;
-  }
-  if (fleet_lease_ttl <= fleet_timeout) {
+  // The lease TTL's own bounds are the core's (cache.fleet); the server adds how it must relate
+  // to the Redis timeout.
+  if (cache.fleet.lease_ttl <= fleet_timeout) {
     return FlagError(
         "--fleet-lease-ttl",
         absl::StrCat("must be longer than --fleet-timeout (", absl::FormatDuration(fleet_timeout),
-                     "), got ", absl::FormatDuration(fleet_lease_ttl)));
+                     "), got ", absl::FormatDuration(cache.fleet.lease_ttl)));
   }
-  if (absl::Status s =
-          CheckRange("--fleet-max-value-bytes", fleet_max_value_bytes, 0, kMaxFleetValueBytes);
+  if (absl::Status s = CheckRange("--fleet-max-value-bytes", cache.fleet.max_value_bytes, 1,
+                                  kMaxFleetValueBytes);
       !s.ok()) {
     return s;
   }
@@ -252,8 +250,9 @@ std::string ServerConfig::Describe() const {
       " log-level=", LogLevelName(log_level), " log-format=", LogFormatName(log_format),
       " fleet=", fleet.empty() ? "(off)" : fleet,
       " fleet-timeout=", absl::FormatDuration(fleet_timeout),
-      " fleet-lease-ttl=", absl::FormatDuration(fleet_lease_ttl),
-      " fleet-max-value-bytes=", fleet_max_value_bytes, " fleet-key-prefix=", fleet_key_prefix,
+      " fleet-lease-ttl=", absl::FormatDuration(cache.fleet.lease_ttl),
+      " fleet-max-value-bytes=", cache.fleet.max_value_bytes,
+      " fleet-key-prefix=", fleet_key_prefix,
       " fleet-password-file=", fleet_password_file.empty() ? "(none)" : fleet_password_file);
 }
 

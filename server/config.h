@@ -65,11 +65,7 @@ struct ServerConfig {
   // Every Redis call is answered within this; a slower answer counts as Redis being down for
   // that call (the sidecar goes on alone).
   absl::Duration fleet_timeout = absl::Milliseconds(20);
-  // How long a key's fleet lease lasts unless renewed: a sidecar that dies while loading holds
-  // back the fleet's load of that key for at most this long.
-  absl::Duration fleet_lease_ttl = absl::Seconds(2);
-  // Values larger than this are not stored in Redis: every sidecar loads them itself.
-  int64_t fleet_max_value_bytes = int64_t{1} << 20;
+  // --fleet-lease-ttl and --fleet-max-value-bytes are the core's cache.fleet options.
   // Put before every Redis key and channel of this fleet (fleets may share one Redis).
   std::string fleet_key_prefix = "fc:";
   // A file holding Redis' password (AUTH), read at start-up by FleetRedisOptions(). The password

@@ -233,10 +233,10 @@ ABSL_FLAG(std::string, fleet, kDefaults.fleet,
           "sidecar caches alone)");
 ABSL_FLAG(ft::Duration, fleet_timeout, ft::Duration{kDefaults.fleet_timeout},
           "every Redis call of the fleet tier is answered within this (slower: go on alone)");
-ABSL_FLAG(ft::Duration, fleet_lease_ttl, ft::Duration{kDefaults.fleet_lease_ttl},
+ABSL_FLAG(ft::Duration, fleet_lease_ttl, ft::Duration{kDefaults.cache.fleet.lease_ttl},
           "how long a key's fleet lease lasts unless renewed (a dead loader holds its key back "
           "this long)");
-ABSL_FLAG(ft::ByteSize, fleet_max_value_bytes, ft::ByteSize{kDefaults.fleet_max_value_bytes},
+ABSL_FLAG(ft::ByteSize, fleet_max_value_bytes, ft::ByteSize{kDefaults.cache.fleet.max_value_bytes},
           "largest value stored in Redis; larger ones each sidecar loads itself");
 ABSL_FLAG(std::string, fleet_key_prefix, kDefaults.fleet_key_prefix,
           "put before every Redis key and channel of this fleet (no '{' or '}')");
@@ -318,8 +318,8 @@ ServerConfig ConfigFromFlags() {
   c.cache.max_value_bytes = absl::GetFlag(FLAGS_max_value_bytes).bytes;
   c.fleet = absl::GetFlag(FLAGS_fleet);
   c.fleet_timeout = absl::GetFlag(FLAGS_fleet_timeout).value;
-  c.fleet_lease_ttl = absl::GetFlag(FLAGS_fleet_lease_ttl).value;
-  c.fleet_max_value_bytes = absl::GetFlag(FLAGS_fleet_max_value_bytes).bytes;
+  c.cache.fleet.lease_ttl = absl::GetFlag(FLAGS_fleet_lease_ttl).value;
+  c.cache.fleet.max_value_bytes = absl::GetFlag(FLAGS_fleet_max_value_bytes).bytes;
   c.fleet_key_prefix = absl::GetFlag(FLAGS_fleet_key_prefix);
   c.fleet_password_file = absl::GetFlag(FLAGS_fleet_password_file);
   return c;

@@ -86,6 +86,15 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "flightcache-server: %s\n", std::string(s.message()).c_str());
     return 2;
   }
+  // The fleet's password file is read here too, so --check-config catches an unreadable one.
+  if (!cl->config.fleet.empty()) {
+    if (absl::StatusOr<flightcache::RedisOptions> redis = cl->config.FleetRedisOptions();
+        !redis.ok()) {
+      std::fprintf(stderr, "flightcache-server: %s\n",
+                   std::string(redis.status().message()).c_str());
+      return 2;
+    }
+  }
   if (cl->check_config) {
     std::printf("flightcache-server: configuration OK: %s\n", cl->config.Describe().c_str());
     return 0;

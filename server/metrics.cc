@@ -3,6 +3,8 @@
 #include <prometheus/metric_family.h>
 #include <prometheus/text_serializer.h>
 
+#include <iterator>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -73,14 +75,22 @@ class Metrics::Collector final : public prometheus::Collectable {
     source_ = std::move(source);
   }
 
+  void SetFleetSource(std::function<FleetMetricsSnapshot()> source) {
+    absl::MutexLock lock(&mu_);
+    fleet_source_ = std::move(source);
+  }
+
   std::vector<prometheus::MetricFamily> Collect() const override {
     std::vector<prometheus::MetricFamily> families = registry_->Collect();
     FlightCacheStats s;
+    std::optional<FleetMetricsSnapshot> fleet;
     {
       absl::MutexLock lock(&mu_);
       if (!source_) return families;
       s = source_();
+      if (fleet_source_) fleet = fleet_source_();
     }
+    if (fleet.has_value()) AddFleet(s, *fleet, families);
     using prometheus::MetricType;
     const auto counter = MetricType::Counter;
     const auto gauge = MetricType::Gauge;
@@ -140,9 +150,56 @@ class Metrics::Collector final : public prometheus::Collectable {
   }
 
  private:
+  static void AddFleet(const FlightCacheStats& s, const FleetMetricsSnapshot& f,
+                       std::vector<prometheus::MetricFamily>& families) {
+    using prometheus::MetricType;
+    const auto counter = MetricType::Counter;
+    families.push_back(Single("flightcache_fleet_connected",
+                              "1 when the fleet tier's Redis connection is up, by connection",
+                              MetricType::Gauge, 0));
+    families.back().metric.clear();
+    for (const auto& [connection, up] :
+         {std::pair{"commands", f.commands_connected}, {"subscriber", f.subscriber_connected}}) {
+      prometheus::ClientMetric m;
+      m.label = {{"connection", connection}};
+      m.gauge.value = up ? 1 : 0;
+      families.back().metric.push_back(std::move(m));
+    }
+    const std::pair<const char*, const char*> kHelp[] = {
+        {"flightcache_fleet_hits_total", "Loads answered from the fleet tier"},
+        {"flightcache_fleet_leases_won_total", "Loads this sidecar fetched for the fleet"},
+        {"flightcache_fleet_lease_waits_total", "Loads that waited for another sidecar's fetch"},
+        {"flightcache_fleet_takeovers_total", "Leases taken over after their holder stopped"},
+        {"flightcache_fleet_fallbacks_total",
+         "Loads that went to the origin alone because the fleet tier failed or could not wake"},
+        {"flightcache_fleet_errors_total", "Fleet tier calls that failed"},
+        {"flightcache_fleet_invalidations_received_total",
+         "Invalidations announced by other sidecars"},
+        {"flightcache_fleet_invalidations_sent_total", "Keys invalidated in the fleet tier"},
+        {"flightcache_fleet_announcements_malformed_total",
+         "Announcements dropped because they could not be decoded"},
+        {"flightcache_fleet_resubscriptions_total",
+         "Times the announcement subscription was lost and regained (the local cache is dropped)"},
+    };
+    const double values[] = {static_cast<double>(s.fleet_hits),
+                             static_cast<double>(s.fleet_leases_won),
+                             static_cast<double>(s.fleet_lease_waits),
+                             static_cast<double>(s.fleet_takeovers),
+                             static_cast<double>(s.fleet_fallbacks),
+                             static_cast<double>(s.fleet_errors),
+                             static_cast<double>(s.fleet_invalidations_received),
+                             static_cast<double>(f.invalidations_sent),
+                             static_cast<double>(f.announcements_malformed),
+                             static_cast<double>(f.resubscriptions)};
+    for (size_t i = 0; i < std::size(kHelp); ++i) {
+      families.push_back(Single(kHelp[i].first, kHelp[i].second, counter, values[i]));
+    }
+  }
+
   const std::shared_ptr<prometheus::Registry> registry_;
   mutable absl::Mutex mu_;
   StatsSource source_ ABSL_GUARDED_BY(mu_);
+  std::function<FleetMetricsSnapshot()> fleet_source_ ABSL_GUARDED_BY(mu_);
 };
 
 Metrics::Metrics()
@@ -182,7 +239,14 @@ Metrics::Metrics()
                           .Help("How long each timer callback held the one timer thread; every "
                                 "later timer waits for it")
                           .Register(*registry_)
-                          .Add({}, TimerBuckets())) {}
+                          .Add({}, TimerBuckets())),
+      redis_call_duration_(prometheus::BuildHistogram()
+                               .Name("flightcache_fleet_redis_call_duration_seconds")
+                               .Help("Fleet tier Redis commands by result (ok: any reply; error: "
+                                     "timeout, connection down or an error reply)")
+                               .Register(*registry_)),
+      redis_call_ok_(redis_call_duration_.Add({{"result", "ok"}}, TimerBuckets())),
+      redis_call_error_(redis_call_duration_.Add({{"result", "error"}}, TimerBuckets())) {}
 
 Metrics::~Metrics() = default;
 
@@ -241,6 +305,14 @@ void Metrics::OnTimerFired(const TimerFiring& firing) {
 
 void Metrics::SetStatsSource(StatsSource source) {
   collectable_->SetStatsSource(std::move(source));
+}
+
+void Metrics::SetFleetSource(std::function<FleetMetricsSnapshot()> source) {
+  collectable_->SetFleetSource(std::move(source));
+}
+
+void Metrics::RecordRedisCall(bool ok, absl::Duration latency) {
+  (ok ? redis_call_ok_ : redis_call_error_).Observe(absl::ToDoubleSeconds(latency));
 }
 
 std::shared_ptr<prometheus::Collectable> Metrics::collectable() const { return collectable_; }

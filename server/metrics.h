@@ -46,6 +46,16 @@
 namespace flightcache {
 
 enum class RpcMethod { kGet = 0, kBatchGet, kInvalidate, kStats };
+
+// The fleet tier's own figures (server/fleet/), read at scrape time when --fleet is set.
+struct FleetMetricsSnapshot {
+  bool commands_connected = false;    // the command connection to Redis is up
+  bool subscriber_connected = false;  // the announcement subscription is up
+  uint64_t invalidations_sent = 0;
+  uint64_t announcements_received = 0;
+  uint64_t announcements_malformed = 0;
+  uint64_t resubscriptions = 0;
+};
 inline constexpr int kRpcMethodCount = 4;
 
 class Metrics final : public LoadObserver, public TimerQueueObserver {
@@ -73,6 +83,11 @@ class Metrics final : public LoadObserver, public TimerQueueObserver {
 
   // Where scrape-time figures come from; until set, they are left out.
   void SetStatsSource(StatsSource source);
+  // With --fleet: the tier's state and counters, read at scrape time, and with them the fleet
+  // counters of FlightCacheStats; until set, no fleet series are exported.
+  void SetFleetSource(std::function<FleetMetricsSnapshot()> source);
+  // One Redis command of the fleet tier answered (`ok`: any reply) after `latency`.
+  void RecordRedisCall(bool ok, absl::Duration latency);
 
   // Everything, for prometheus::Exposer::RegisterCollectable.
   std::shared_ptr<prometheus::Collectable> collectable() const;
@@ -95,6 +110,9 @@ class Metrics final : public LoadObserver, public TimerQueueObserver {
   prometheus::Family<prometheus::Counter>& unread_requests_;
   prometheus::Histogram& timer_lateness_;
   prometheus::Histogram& timer_callback_;
+  prometheus::Family<prometheus::Histogram>& redis_call_duration_;
+  prometheus::Histogram& redis_call_ok_;
+  prometheus::Histogram& redis_call_error_;
   // Series created on first use (Family::Add takes a lock); the pointers are then reused.
   // Acquire/release: a reader that sees the pointer sees the constructed series.
   std::array<std::atomic<prometheus::Counter*>, kRpcMethodCount * kCodeCount> request_series_{};

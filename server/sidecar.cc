@@ -38,6 +38,9 @@ constexpr int kMetricsWorkerThreads = 32;
 // A leave is short unless it waits inside gRPC; four let three such waits pass at once.
 constexpr int kDeadlineWorkerThreads = 4;
 constexpr int kMetricsRequestTimeoutMs = 5'000;
+// Threads that run the fleet tier's callbacks, which may complete a flight and answer all of its
+// waiters: never the Redis loop's own thread.
+constexpr int kFleetWorkerThreads = 2;
 
 // How often the trimmer looks at RSS to decide whether to trim (see memory_trimmer.h).
 constexpr absl::Duration kMemoryTrimInterval = absl::Seconds(5);
@@ -95,9 +98,10 @@ absl::StatusOr<std::unique_ptr<Sidecar>> Sidecar::Start(const ServerConfig& conf
   s.origin_ = *std::move(origin);
   s.failure_log_ = std::make_unique<OriginFailureLog>(s.origin_->Describe());
   s.observer_ = std::make_unique<Observer>(*s.metrics_, *s.failure_log_);
+  if (absl::Status fleet = s.StartFleet(); !fleet.ok()) return fleet;
   // TTL checks on the hit path read the coarse clock: a few ms of expiry slack for a cheaper read.
   s.cache_ = std::make_unique<FlightCache>(config.cache, *s.origin_, *s.timers_, s.observer_.get(),
-                                           &CoarseClock::Get());
+                                           &CoarseClock::Get(), s.fleet_.get());
   s.metrics_->SetStatsSource([cache = s.cache_.get()] { return cache->stats(); });
   s.service_ = std::make_unique<CacheService>(
       *s.cache_,
@@ -165,6 +169,56 @@ absl::StatusOr<std::unique_ptr<Sidecar>> Sidecar::Start(const ServerConfig& conf
                                   s.metrics_port_, ")"),
                s.origin_->Describe(), config.Describe());
   return sidecar;
+}
+
+absl::Status Sidecar::StartFleet() {
+  if (config_.fleet.empty()) return absl::OkStatus();
+  absl::StatusOr<RedisOptions> redis = config_.FleetRedisOptions();
+  if (!redis.ok()) return redis.status();
+  fleet_loop_ = std::make_unique<EventLoop>("fleet-loop");
+  fleet_workers_ = std::make_unique<WorkerPool>(kFleetWorkerThreads);
+  // Runs on the loop thread only: reads both connections' states and logs each change once.
+  auto log_state = [this, last = std::make_shared<std::string>()] {
+    const RedisFleetStore* store = fleet_for_log_.load(std::memory_order_acquire);
+    if (store == nullptr) return;  // still being built: the look posted below logs it
+    const RedisFleetStoreStats stats = store->stats();
+    const bool up = stats.commands_state == RedisState::kConnected &&
+                    stats.subscriber_state == RedisState::kConnected;
+    const std::string now =
+        up ? "connected"
+           : absl::StrCat("commands ", RedisStateName(stats.commands_state), ", subscriber ",
+                          RedisStateName(stats.subscriber_state));
+    if (now == *last) return;
+    *last = now;
+    if (up) {
+      spdlog::info("fleet tier connected to {}", config_.fleet);
+    } else {
+      spdlog::warn("fleet tier not usable ({}): going on alone until Redis is back", now);
+    }
+  };
+  fleet_ = std::make_unique<RedisFleetStore>(
+      *fleet_loop_, *redis, *fleet_workers_,
+      RedisFleetStoreOptions{
+          .key_prefix = config_.fleet_key_prefix,
+          .on_call =
+              [metrics = metrics_.get()](absl::StatusCode code, absl::Duration latency) {
+                metrics->RecordRedisCall(code == absl::StatusCode::kOk, latency);
+              },
+          .on_state_change = log_state});
+  fleet_for_log_.store(fleet_.get(), std::memory_order_release);
+  // A state change may have come before the store was published: look once more.
+  fleet_loop_->Post(std::move(log_state));
+  metrics_->SetFleetSource([store = fleet_.get()] {
+    const RedisFleetStoreStats s = store->stats();
+    return FleetMetricsSnapshot{
+        .commands_connected = s.commands_state == RedisState::kConnected,
+        .subscriber_connected = s.subscriber_state == RedisState::kConnected,
+        .invalidations_sent = s.invalidations_sent,
+        .announcements_received = s.announcements_received,
+        .announcements_malformed = s.announcements_malformed,
+        .resubscriptions = s.resubscriptions};
+  });
+  return absl::OkStatus();
 }
 
 Sidecar::~Sidecar() { Shutdown(); }

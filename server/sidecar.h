@@ -25,6 +25,7 @@
 
 #include <grpcpp/server.h>
 
+#include <atomic>
 #include <memory>
 #include <string>
 
@@ -37,6 +38,8 @@
 #include "flightcache/worker_pool.h"
 #include "server/cache_service.h"
 #include "server/config.h"
+#include "server/fleet/event_loop.h"
+#include "server/fleet/redis_fleet_store.h"
 #include "server/logging.h"
 #include "server/memory_trimmer.h"
 #include "server/metrics.h"
@@ -75,6 +78,8 @@ class Sidecar final {
  private:
   class Observer;
   explicit Sidecar(const ServerConfig& config);
+  // Connects the fleet tier (--fleet); its state changes are logged once each.
+  absl::Status StartFleet();
 
   const ServerConfig config_;
   // Declared in dependency order: destroyed from the bottom up.
@@ -85,6 +90,12 @@ class Sidecar final {
   std::unique_ptr<ThreadTimerQueue> timers_;
   std::unique_ptr<Origin> origin_;
   std::unique_ptr<OriginFailureLog> failure_log_;
+  // The fleet tier (--fleet), or null. The cache uses the store and is destroyed first; the store
+  // runs its callbacks on the pool and its I/O on the loop, which outlive it.
+  std::unique_ptr<EventLoop> fleet_loop_;
+  std::unique_ptr<WorkerPool> fleet_workers_;
+  std::unique_ptr<RedisFleetStore> fleet_;
+  std::atomic<const RedisFleetStore*> fleet_for_log_{nullptr};  // fleet_, for its loop thread
   std::unique_ptr<Observer> observer_;
   std::unique_ptr<FlightCache> cache_;
   std::unique_ptr<CacheService> service_;

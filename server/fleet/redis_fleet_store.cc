@@ -23,6 +23,15 @@ if not entry then return false end
 return {entry, redis.call('PTTL', KEYS[1])}
 )lua";
 
+// KEYS[1] entry, KEYS[2] lease; ARGV[1] token, ARGV[2] ttl ms. 1 if taken; 0 if it is held, or
+// if the entry is there already: between a sidecar's Read miss and its TakeLease, the holder may
+// have published and given the lease up, and a lease taken then would fetch the key again.
+constexpr absl::string_view kTakeLeaseScript = R"lua(
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+return 0
+)lua";
+
 // KEYS[1] lease; ARGV[1] token, ARGV[2] ttl ms. 1 if extended, 0 if the lease is not the token's.
 constexpr absl::string_view kRenewScript = R"lua(
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -85,12 +94,6 @@ absl::StatusOr<std::optional<FleetEntry>> ReadResult(RedisReply reply) {
   absl::StatusOr<FleetEntry> entry = DecodeFleetEntry(reply.elements[0].str, ttl);
   if (!entry.ok()) return absl::InternalError(entry.status().message());
   return std::optional<FleetEntry>(*std::move(entry));
-}
-
-absl::StatusOr<bool> TakeLeaseResult(RedisReply reply) {
-  if (reply.is_ok()) return true;
-  if (reply.is_nil()) return false;
-  return Unexpected("SET NX", reply);
 }
 
 // The scripts that answer 1 (done) or 0 (the lease is not the token's).
@@ -244,8 +247,10 @@ void RedisFleetStore::Read(const std::string& key, Callback<std::optional<FleetE
 void RedisFleetStore::TakeLease(const std::string& key, const std::string& token,
                                 absl::Duration ttl, Callback<bool> done) {
   RedisFleetKeys keys = MakeRedisFleetKeys(prefix_, key);
-  Call<bool>({"SET", std::move(keys.lease), token, "NX", "PX", TtlMillis(ttl)}, &TakeLeaseResult,
-             std::move(done));
+  Call<bool>(
+      {"EVAL", std::string(kTakeLeaseScript), "2", std::move(keys.entry), std::move(keys.lease),
+       token, TtlMillis(ttl)},
+      [](RedisReply reply) { return ScriptFlag("the take-lease script", reply); }, std::move(done));
 }
 
 void RedisFleetStore::RenewLease(const std::string& key, const std::string& token,

@@ -277,10 +277,11 @@ TEST_F(RedisFleetStoreTest, PublishedEntriesAreReadByTheOtherSidecarWithTheirTtl
   EXPECT_LE((*entry)->ttl_remaining, absl::Seconds(3));
   EXPECT_GT((*entry)->ttl_remaining, absl::Seconds(3) - kMargin);
 
-  // Publishing ended the lease: the other sidecar can take it at once.
-  EXPECT_TRUE(TakeLease(*b, "k", "b").value_or(false));
-  // The entry is where the key layout says, encoded with its kind.
+  // Publishing ended the lease (and, the entry being there, nobody takes a new one).
   const RedisFleetKeys names = MakeRedisFleetKeys("fc:", "k");
+  EXPECT_EQ(RawInteger({"EXISTS", names.lease}), 0);
+  EXPECT_FALSE(TakeLease(*b, "k", "b").value_or(true));
+  // The entry is where the key layout says, encoded with its kind.
   absl::StatusOr<RedisReply> raw = Raw({"GET", names.entry});
   ASSERT_TRUE(raw.ok()) << raw.status();
   EXPECT_EQ(raw->str, "V" + value);
@@ -315,6 +316,20 @@ TEST_F(RedisFleetStoreTest, LeaseIsExclusiveUntilItExpires) {
   EXPECT_TRUE(TakeLease(*a, "sub-ms", "a", absl::Microseconds(10)).value_or(false));
   const int64_t pttl = RawInteger({"PTTL", lease});
   EXPECT_TRUE(pttl == 1 || pttl == 0 || pttl == -2) << pttl;
+}
+
+// B read a miss just before A published and gave its lease up: B must not take a lease for a
+// key that is in the store (it would fetch it again), whether it holds a value or NOT_FOUND.
+TEST_F(RedisFleetStoreTest, NoLeaseIsTakenForAKeyWhoseEntryIsThere) {
+  std::unique_ptr<RedisFleetStore> a = NewStore();
+  std::unique_ptr<RedisFleetStore> b = NewStore();
+  LoadAndPublish(*a, "k", FleetEntry{.value = "v", .ttl_remaining = absl::Seconds(10)},
+                 {.kind = FleetAnnouncement::Kind::kLoaded, .key = "k"});
+  LoadAndPublish(*a, "gone", FleetEntry{.not_found = true, .ttl_remaining = absl::Seconds(10)},
+                 {.kind = FleetAnnouncement::Kind::kLoaded, .key = "gone"});
+  EXPECT_FALSE(TakeLease(*b, "k", "b", absl::Seconds(1)).value_or(true));
+  EXPECT_FALSE(TakeLease(*b, "gone", "b", absl::Seconds(1)).value_or(true));
+  EXPECT_TRUE(TakeLease(*b, "absent", "b", absl::Seconds(1)).value_or(false));
 }
 
 TEST_F(RedisFleetStoreTest, RenewLeaseOnlyForItsHolderWhileItLasts) {
@@ -380,15 +395,16 @@ TEST_F(RedisFleetStoreTest, AnnouncementsReachTheOtherSidecarIntactAndNeverTheSe
   const std::vector<std::string> keys = {"{", "}", "a}b{c", std::string("n\0l", 3), Binary1KiB()};
   std::vector<FleetAnnouncement> sent;
   for (const std::string& key : keys) {
-    sent.push_back({.kind = Kind::kLoaded, .key = key});
-    LoadAndPublish(*a, key, FleetEntry{.value = "v", .ttl_remaining = absl::Seconds(5)},
-                   sent.back());
+    // kLoaded last: once the key's entry is stored, no lease is taken for it.
     sent.push_back({.kind = Kind::kNotShared, .key = key});
     LoadAndPublish(*a, key, std::nullopt, sent.back());
     sent.push_back({.kind = Kind::kFailed,
                     .key = key,
                     .failure = absl::ResourceExhaustedError(std::string("quota \0 {}", 10))});
     LoadAndPublish(*a, key, std::nullopt, sent.back());
+    sent.push_back({.kind = Kind::kLoaded, .key = key});
+    LoadAndPublish(*a, key, FleetEntry{.value = "v", .ttl_remaining = absl::Seconds(5)},
+                   sent.back());
   }
   // Then one from b: a hears it, and by then it has seen (and dropped) every one of its own.
   LoadAndPublish(*b, "from-b", std::nullopt,

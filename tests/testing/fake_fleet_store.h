@@ -166,7 +166,9 @@ class FakeFleetStore final : public FleetStore {
       absl::MutexLock lock(&backend_.mu_);
       const absl::Time now = backend_.clock_.Now();
       auto it = backend_.leases_.find(key);
-      if (it == backend_.leases_.end() || it->second.expires <= now) {
+      auto entry = backend_.entries_.find(key);
+      const bool entry_there = entry != backend_.entries_.end() && entry->second.expires > now;
+      if (!entry_there && (it == backend_.leases_.end() || it->second.expires <= now)) {
         backend_.leases_[key] = {token, now + ttl};
         taken = true;
       }

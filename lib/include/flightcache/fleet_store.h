@@ -82,7 +82,10 @@ class FleetStore {
   // The key's entry, or nullopt if the fleet does not hold it.
   virtual void Read(const std::string& key, Callback<std::optional<FleetEntry>> done) = 0;
 
-  // Takes the key's lease as `token` for `ttl` if nobody holds it: true if taken, false if held.
+  // Takes the key's lease as `token` for `ttl` if nobody holds it and the key's entry is not in
+  // the store: true if taken; false if held, or if the entry is there (a holder published between
+  // the caller's Read and this call: the caller then waits, and its Read after registering finds
+  // the entry).
   virtual void TakeLease(const std::string& key, const std::string& token, absl::Duration ttl,
                          Callback<bool> done) = 0;
 

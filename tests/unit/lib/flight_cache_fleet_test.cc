@@ -392,6 +392,7 @@ TEST_F(FlightCacheFleetTest, LeaseTakenByALoadThatWasAnsweredMeanwhileIsGivenBac
   timers_.Advance(kLeaseTtl / 2);
   b->store.Hold(true);
   a->origin.AnswerValue(0, "v");   // B's Read on the announcement is done, its reply (a hit) held
+  backend_.Invalidate("k");        // then Redis evicts the entry (allkeys-lru)
   timers_.Advance(kLeaseTtl / 2);  // B's take-over: the lease is free now, so B takes it
   ASSERT_EQ(b->store.ops(FakeFleetStore::kTakeLease), 2);
   ASSERT_TRUE(backend_.LeaseHolder("k").has_value());

@@ -75,8 +75,8 @@ TEST_F(FlagsTest, NoFlagsGiveTheSpecDefaults) {
   EXPECT_EQ(c.log_format, LogFormat::kText);
   EXPECT_EQ(c.fleet, "");
   EXPECT_EQ(c.fleet_timeout, absl::Milliseconds(20));
-  EXPECT_EQ(c.fleet_lease_ttl, absl::Seconds(2));
-  EXPECT_EQ(c.fleet_max_value_bytes, int64_t{1} << 20);
+  EXPECT_EQ(c.cache.fleet.lease_ttl, absl::Seconds(2));
+  EXPECT_EQ(c.cache.fleet.max_value_bytes, int64_t{1} << 20);
   EXPECT_EQ(c.fleet_key_prefix, "fc:");
   EXPECT_EQ(c.fleet_password_file, "");
   EXPECT_FALSE(cl->check_config);
@@ -130,8 +130,8 @@ TEST_F(FlagsTest, FleetFlagsMapOntoTheConfigWithTheEnvironmentAsFallback) {
   const ServerConfig& c = cl->config;
   EXPECT_EQ(c.fleet, "redis://10.0.0.7:6380/2");
   EXPECT_EQ(c.fleet_timeout, absl::Milliseconds(50));  // the command line wins
-  EXPECT_EQ(c.fleet_lease_ttl, absl::Seconds(5));
-  EXPECT_EQ(c.fleet_max_value_bytes, 256 << 10);
+  EXPECT_EQ(c.cache.fleet.lease_ttl, absl::Seconds(5));
+  EXPECT_EQ(c.cache.fleet.max_value_bytes, 256 << 10);
   EXPECT_EQ(c.fleet_key_prefix, "team-a:");
   EXPECT_EQ(c.fleet_password_file, "/etc/fc/redis-password");
   // Validate() does not read the password file (FleetRedisOptions does, at start-up).
