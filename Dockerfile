@@ -37,7 +37,7 @@ RUN apt-get update -qq \
  && apt-get install -y -qq --no-install-recommends \
       libgrpc++1.51 libgrpc29 libprotobuf32 libabsl20220623 libre2-9 libc-ares2 libssl3 \
       zlib1g libspdlog1.10 libfmt9 libprometheus-cpp-core1.0 libprometheus-cpp-pull1.0 \
-      libcivetweb1 \
+      libcivetweb1 libhiredis0.14 \
  && rm -rf /var/lib/apt/lists/*
 # A fixed numeric non-root user, so Kubernetes' runAsNonRoot can verify it.
 RUN groupadd --gid 10001 flightcache \
