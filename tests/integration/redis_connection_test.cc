@@ -27,6 +27,7 @@
 #include "spdlog/spdlog.h"
 #include "tests/testing/latch.h"
 #include "tests/testing/redis_process.h"
+#include "tests/testing/redis_test_options.h"
 
 namespace flightcache {
 namespace {
@@ -34,6 +35,7 @@ namespace {
 using ::flightcache::testing::kTestWait;
 using ::flightcache::testing::Latch;
 using ::flightcache::testing::RedisProcess;
+using ::flightcache::testing::TestRedisOptions;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
@@ -150,17 +152,7 @@ class RedisConnectionTest : public ::testing::Test {
  protected:
   void SetUp() override { ASSERT_TRUE(redis_.Start()) << redis_.Log(); }
 
-  RedisOptions Options() const {
-    RedisOptions options;
-    options.endpoint = {.host = "127.0.0.1", .port = redis_.port()};
-    // Not the 20 ms default: on a loaded 2-core machine a healthy round trip can take longer.
-    // Tests about timeouts set their own.
-    options.command_timeout = absl::Seconds(2);
-    options.stall_timeout = absl::Seconds(2);
-    options.min_backoff = absl::Milliseconds(10);
-    options.max_backoff = absl::Milliseconds(100);
-    return options;
-  }
+  RedisOptions Options() const { return TestRedisOptions(redis_.port()); }
 
   // Commands wait for Redis as long as the test waits for them.
   RedisOptions PatientOptions() const {

@@ -25,12 +25,14 @@
 #include "server/fleet/redis_fleet_keys.h"
 #include "tests/testing/latch.h"
 #include "tests/testing/redis_process.h"
+#include "tests/testing/redis_test_options.h"
 
 namespace flightcache {
 namespace {
 
 using ::flightcache::testing::kTestWait;
 using ::flightcache::testing::RedisProcess;
+using ::flightcache::testing::TestRedisOptions;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using Kind = FleetAnnouncement::Kind;
@@ -144,17 +146,7 @@ class RedisFleetStoreTest : public ::testing::Test {
  protected:
   void SetUp() override { ASSERT_TRUE(redis_.Start()) << redis_.Log(); }
 
-  RedisOptions Options() const {
-    RedisOptions options;
-    options.endpoint = {.host = "127.0.0.1", .port = redis_.port()};
-    // Not the 20 ms default: on a loaded 2-core machine a healthy round trip can take longer.
-    // Tests about timeouts set their own.
-    options.command_timeout = absl::Seconds(2);
-    options.stall_timeout = absl::Seconds(2);
-    options.min_backoff = absl::Milliseconds(10);
-    options.max_backoff = absl::Milliseconds(100);
-    return options;
-  }
+  RedisOptions Options() const { return TestRedisOptions(redis_.port()); }
 
   // A store ("a sidecar"), connected and subscribed.
   std::unique_ptr<RedisFleetStore> NewStore(const RedisOptions& options,
