@@ -63,6 +63,36 @@ start_sidecar() {
   fi
 }
 
+# fleet_metrics NAME...: the sidecars' fleet fallbacks and Redis calls from /metrics (they must
+# have been started with --metrics-listen=127.0.0.1:${NAME}_METRICS): a failed call whose time is
+# about --fleet-timeout (20 ms) timed out; "> 10 ms" counts the calls, ok or not, slower than that.
+fleet_metrics() {
+  local name port urls=()
+  for name in "$@"; do
+    port="${name}_METRICS"
+    urls+=("http://127.0.0.1:${!port}/metrics")
+  done
+  python3 - "${urls[@]}" <<'PY'
+import re, sys, urllib.request
+total = {}
+for url in sys.argv[1:]:
+    for line in urllib.request.urlopen(url, timeout=10).read().decode().splitlines():
+        m = re.match(r'(flightcache_fleet_(?:fallbacks_total|errors_total|redis_call_duration_seconds_(?:count|sum|bucket)))(\{[^}]*\})? (\S+)$', line)
+        if m:
+            labels = sorted(re.findall(r'(\w+)="([^"]*)"', m.group(2) or ""))
+            key = m.group(1) + "{" + ",".join('%s="%s"' % kv for kv in labels) + "}"
+            total[key] = total.get(key, 0) + float(m.group(3))
+def get(name, labels="{}"):
+    return total.get("flightcache_fleet_" + name + labels, 0)
+calls = {r: get("redis_call_duration_seconds_count", '{result="%s"}' % r) for r in ("ok", "error")}
+slow = sum(get("redis_call_duration_seconds_count", '{result="%s"}' % r)
+           - get("redis_call_duration_seconds_bucket", '{le="0.01",result="%s"}' % r) for r in ("ok", "error"))
+err_ms = 1000 * get("redis_call_duration_seconds_sum", '{result="error"}') / calls["error"] if calls["error"] else 0
+print("fallbacks=%d; Redis calls ok=%d failed=%d (mean %.1f ms each) > 10 ms=%d"
+      % (get("fallbacks_total"), calls["ok"], calls["error"], err_ms, slow))
+PY
+}
+
 # spread_herd LABEL CALLERS WAVES NAME...: one herd loadgen (CALLERS per wave) per sidecar NAME,
 # all started together, all given the same herd nonce; reports in $WORK/LABEL.run<i>.json.
 spread_herd() {
@@ -143,12 +173,18 @@ names=()
 for ((i = 0; i < SIDECARS; i++)); do names+=("fleet$i"); done
 
 start_origin origin_fleet --latency=fixed:${ORIGIN_MS}ms --value-bytes=100
-for name in "${names[@]}"; do start_sidecar "$name" "$origin_fleet_PORT" --fleet="$FLEET"; done
+for name in "${names[@]}"; do
+  printf -v "${name}_METRICS" '%s' "$(free_port)"
+  metrics_port="${name}_METRICS"
+  start_sidecar "$name" "$origin_fleet_PORT" --fleet="$FLEET" \
+    --metrics-listen="127.0.0.1:${!metrics_port}"
+done
 redis_commandstats "$redis_PORT" "$WORK/redis.herd.before.json"
 bench_log "herd over the fleet: $SIDECARS loadgens x $PER_SIDECAR callers x $WAVES waves"
 spread_herd fleetherd "$PER_SIDECAR" "$WAVES" "${names[@]}"
 redis_commandstats "$redis_PORT" "$WORK/redis.herd.after.json"
 fleet_counters fleetherd "${names[@]}"
+fleet_metrics "${names[@]}" >"$WORK/fleetherd.metrics.txt"
 for name in "${names[@]}"; do pid="${name}_PID" && stop_pid "${!pid}"; done
 stop_pid "$origin_fleet_PID"
 origin_final_counters origin_fleet >"$WORK/origin_fleet.final.json"
@@ -282,6 +318,7 @@ echo "  herd over the fleet: $HERD_SIZE callers ($SIDECARS x $PER_SIDECAR) x $WA
   "calls=$fleet_requests ok=$fleet_ok; sources $fleet_sources"
 echo "    origin: fetches=$fleet_fetches distinct_keys=$fleet_keys;" \
   "fleet: leases_won=$herd_leases lease_waits=$herd_waits fleet_hits=$herd_hits errors=$herd_errors"
+echo "    fleet tier: $(cat "$WORK/fleetherd.metrics.txt")"
 echo "    latency from wave start (largest of the $SIDECARS loadgens): p50=${fleet_p50} ms p99=${fleet_p99} ms;" \
   "each loadgen's p99: $(for f in "${fleet_files[@]}"; do printf '%s ' "$(json "$f" 'round(d["latency_ms"]["p99"], 1)')"; done)ms"
 echo "  same sidecars without --fleet: calls=$alone_requests ok=$alone_ok;" \
