@@ -19,6 +19,9 @@
 #   start_server NAME ARGS...         flightcache-server on a free port; waits for health SERVING.
 #                                     Sets ${NAME}_PORT and ${NAME}_PID.
 #   start_noop_server NAME ARGS...    the same for flightcache-noop-server.
+#   start_redis NAME                  redis-server on a free port, no persistence; waits for PONG.
+#                                     Sets ${NAME}_PORT and ${NAME}_PID (stopped by PID like the rest).
+#   redis_commandstats PORT FILE      Redis' per-command call counts (INFO commandstats) as JSON.
 #   start_origin NAME ARGS...         flightcache-origin on port 0 (read from --port-file); sets
 #                                     ${NAME}_PORT, ${NAME}_PID; its final counters land in
 #                                     $WORK/NAME.out (last line) once stopped.
@@ -198,6 +201,46 @@ start_noop_server() {
   printf -v "${name}_PORT" '%s' "$port"
   printf -v "${name}_PID" '%s' "$pid"
   bench_log "$name: flightcache-noop-server pid $pid on 127.0.0.1:$port $*"
+}
+
+# start_redis NAME: a throw-away redis-server (the fleet tier's), in the foreground so its PID is
+# ours; no RDB, no AOF: nothing is written to disk.
+start_redis() {
+  local name="$1"
+  command -v redis-server >/dev/null || bench_die "redis-server is required (apt-get install redis-server)"
+  command -v redis-cli >/dev/null || bench_die "redis-cli is required (apt-get install redis-tools)"
+  local port
+  port="$(free_port)"
+  redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --daemonize no \
+    --dir "$WORK" >"$WORK/$name.log" 2>&1 &
+  local pid=$!
+  BENCH_PIDS+=("$pid")
+  local i
+  for ((i = 0; i < 100; i++)); do
+    kill -0 "$pid" 2>/dev/null || {
+      cat "$WORK/$name.log" >&2
+      bench_die "$name exited during start-up"
+    }
+    [[ "$(bounded 5 redis-cli -p "$port" ping 2>/dev/null)" == PONG ]] && break
+    sleep 0.1
+  done
+  [[ "$(bounded 5 redis-cli -p "$port" ping 2>/dev/null)" == PONG ]] || bench_die "$name not answering PING after 10 s"
+  printf -v "${name}_PORT" '%s' "$port"
+  printf -v "${name}_PID" '%s' "$pid"
+  bench_log "$name: $(redis-server --version | cut -d' ' -f1-3) pid $pid on 127.0.0.1:$port"
+}
+
+# redis_commandstats PORT FILE: {"eval": calls, "get": calls, ...} from INFO commandstats.
+# Commands run inside scripts (EVAL) are counted under their own names as well as the EVAL.
+redis_commandstats() {
+  bounded 10 redis-cli -p "$1" info commandstats | python3 -c '
+import json, sys
+calls = {}
+for line in sys.stdin:
+    if line.startswith("cmdstat_"):
+        name, fields = line.strip()[len("cmdstat_"):].split(":", 1)
+        calls[name] = int(dict(f.split("=") for f in fields.split(","))["calls"])
+print(json.dumps(calls))' >"$2"
 }
 
 # start_origin NAME ARGS...: flightcache-origin on a port it picks itself (no race), read back

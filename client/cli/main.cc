@@ -145,6 +145,12 @@ int Stats(pb::Cache::Stub& stub) {
       {"bytes", r.bytes()},
       {"evictions", r.evictions()},
       {"negative_hits", r.negative_hits()},
+      // The fleet tier's (all zero without --fleet).
+      {"fleet_hits", r.fleet_hits()},
+      {"fleet_leases_won", r.fleet_leases_won()},
+      {"fleet_lease_waits", r.fleet_lease_waits()},
+      {"fleet_errors", r.fleet_errors()},
+      {"fleet_invalidations_received", r.fleet_invalidations_received()},
   };
   if (absl::GetFlag(FLAGS_json)) {
     support::JsonObjectWriter json;

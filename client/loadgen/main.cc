@@ -43,7 +43,8 @@ ABSL_FLAG(int64_t, max_inflight, 10000,
 ABSL_FLAG(uint64_t, keys, 10000, "Number of distinct keys (key-0 .. key-N-1).");
 ABSL_FLAG(std::string, distribution, "uniform",
           "Key popularity: 'uniform'; 'zipf:S' (rank r has weight 1/(r+1)^S); 'hot:F[:P]' (the "
-          "first F of the keys get a share P of the requests; P defaults to 1-F).");
+          "first F of the keys get a share P of the requests; P defaults to 1-F); 'sequential' "
+          "(keys 0..N-1 in order, then again: with --requests=N each key exactly once).");
 ABSL_FLAG(std::string, key_prefix, "key-", "Prefix of every key name.");
 ABSL_FLAG(int, batch, 1,
           "Keys per BatchGet call. Above 1 without --batch-share, every call (but the "
@@ -62,6 +63,9 @@ ABSL_FLAG(std::string, scenario, "steady",
           "the same instant, --waves times, with fresh keys).");
 ABSL_FLAG(int, herd_size, 100, "Herd: callers per wave.");
 ABSL_FLAG(int, waves, 5, "Herd: number of waves.");
+ABSL_FLAG(std::string, herd_nonce, "",
+          "Herd: names the waves' keys (default: new ones every run). Loadgens given the same "
+          "nonce ask for the same key in each wave, e.g. one herd spread over several servers.");
 ABSL_FLAG(std::string, json, "", "Also write the report as JSON to this file ('-': stdout).");
 ABSL_FLAG(double, max_error_rate, 1.0,
           "Exit 1 when the share of failed keys (any code but OK and NOT_FOUND) exceeds this.");
@@ -79,9 +83,10 @@ constexpr char kUsage[] =
     "flightcache-loadgen: drive a flightcache server and report what it saved.\n"
     "\n"
     "  flightcache-loadgen --target=HOST:PORT --duration=10s --concurrency=64 --keys=N\n"
-    "      --distribution=uniform|zipf:S|hot:F --deadline=D [--rate=N] [--batch=N] [--json=F]\n"
+    "      --distribution=uniform|zipf:S|hot:F|sequential --deadline=D [--rate=N] [--batch=N] "
+    "[--json=F]\n"
     "      [--invalidate-share=F] [--batch-share=F] [--max-deadline=D]\n"
-    "  flightcache-loadgen --scenario=herd --herd-size=N --waves=W\n"
+    "  flightcache-loadgen --scenario=herd --herd-size=N --waves=W [--herd-nonce=S]\n"
     "\n"
     "Closed loop by default; --rate makes it open loop, with latency measured from each call's\n"
     "scheduled send time (no coordinated omission). A mixed workload sends a share of Invalidate\n"
@@ -132,6 +137,7 @@ Config ConfigFromFlags() {
           : (c.workload.batch_size > 1 ? std::max(0.0, 1 - c.workload.invalidate_share) : 0.0);
   c.workload.key_prefix = absl::GetFlag(FLAGS_key_prefix);
   c.workload.seed = seed;
+  c.workload.herd_nonce = absl::GetFlag(FLAGS_herd_nonce);
   if (absl::Status s = c.workload.Validate(); !s.ok()) support::ExitUsageError(s.message());
 
   const std::string scenario = absl::GetFlag(FLAGS_scenario);

@@ -39,6 +39,10 @@ absl::StatusOr<KeyDistribution> KeyDistribution::Parse(absl::string_view spec) {
     d.kind = Kind::kUniform;
     return d;
   }
+  if (parts[0] == "sequential" && parts.size() == 1) {
+    d.kind = Kind::kSequential;
+    return d;
+  }
   if (parts[0] == "zipf" && parts.size() == 2) {
     absl::StatusOr<double> s = ParseFraction(parts[1], "zipf exponent");
     if (!s.ok()) return s.status();
@@ -69,8 +73,8 @@ absl::StatusOr<KeyDistribution> KeyDistribution::Parse(absl::string_view spec) {
     d.hot_request_share = p;
     return d;
   }
-  return absl::InvalidArgumentError(
-      absl::StrCat("unknown distribution '", spec, "' (expected uniform, zipf:S or hot:F[:P])"));
+  return absl::InvalidArgumentError(absl::StrCat(
+      "unknown distribution '", spec, "' (expected uniform, zipf:S, hot:F[:P] or sequential)"));
 }
 
 std::string KeyDistribution::ToString() const {
@@ -81,6 +85,8 @@ std::string KeyDistribution::ToString() const {
       return absl::StrCat("zipf:", zipf_exponent);
     case Kind::kHot:
       return absl::StrCat("hot:", hot_key_fraction, ":", hot_request_share);
+    case Kind::kSequential:
+      return "sequential";
   }
   return "?";
 }
@@ -140,6 +146,11 @@ uint64_t KeyChooser::Next() {
       if (hot) return std::uniform_int_distribution<uint64_t>(0, hot_keys_ - 1)(rng_);
       return std::uniform_int_distribution<uint64_t>(hot_keys_, num_keys_ - 1)(rng_);
     }
+    case KeyDistribution::Kind::kSequential: {
+      const uint64_t index = next_sequential_;
+      next_sequential_ = next_sequential_ + 1 == num_keys_ ? 0 : next_sequential_ + 1;
+      return index;
+    }
   }
   return 0;
 }
@@ -169,7 +180,9 @@ absl::Status WorkloadOptions::Validate() const {
 Workload::Workload(WorkloadOptions options)
     : options_(std::move(options)),
       herd_nonce_(
-          absl::StrCat(absl::Hex(options_.seed), absl::Hex(absl::ToUnixNanos(absl::Now())))),
+          !options_.herd_nonce.empty()
+              ? options_.herd_nonce
+              : absl::StrCat(absl::Hex(options_.seed), absl::Hex(absl::ToUnixNanos(absl::Now())))),
       chooser_(options_.distribution, options_.num_keys, options_.seed),
       mix_rng_(options_.seed ^ 0x5851f42d4c957f2dULL) {}
 

@@ -5,7 +5,9 @@
 //   uniform      every key equally likely;
 //   zipf:S       key of rank r (0-based) has probability ∝ 1/(r+1)^S, S > 0 (S≈1 is web-like);
 //   hot:F[:P]    a hot set of the first ⌈F·N⌉ keys gets a share P of the requests (default
-//                P = 1-F, so hot:0.2 is the 80/20 rule), the rest go uniformly to the other keys.
+//                P = 1-F, so hot:0.2 is the 80/20 rule), the rest go uniformly to the other keys;
+//   sequential   keys 0, 1, ..., N-1 in order, then again from 0: with --requests=N every key is
+//                asked for exactly once (bench/e2e/fleet.sh: each key's first Get on a sidecar).
 // KeyChooser draws key indices from it (zipf uses Hörmann–Derflinger rejection-inversion: O(1)
 // per draw and no table, so --keys may be in the billions). Workload turns indices into key
 // names, draws each call's kind from the operation mix (a share of Invalidate calls of one key,
@@ -38,7 +40,7 @@
 namespace flightcache::loadgen {
 
 struct KeyDistribution {
-  enum class Kind { kUniform, kZipf, kHot };
+  enum class Kind { kUniform, kZipf, kHot, kSequential };
   Kind kind = Kind::kUniform;
   double zipf_exponent = 0;      // kZipf: S > 0
   double hot_key_fraction = 0;   // kHot: F in (0, 1)
@@ -88,6 +90,7 @@ class KeyChooser final {
   uint64_t hot_keys_ = 0;
   std::mt19937_64 rng_;
   ZipfSampler zipf_;
+  uint64_t next_sequential_ = 0;  // kSequential: the index Next() returns next
 };
 
 struct WorkloadOptions {
@@ -100,6 +103,10 @@ struct WorkloadOptions {
   double batch_share = 0;
   std::string key_prefix = "key-";
   uint64_t seed = 1;
+  // Names the herd scenario's keys. Empty: made from the seed and the time, so every run has
+  // its own keys. Several loadgen processes given one nonce ask for the same key in each wave
+  // (a herd spread over several servers).
+  std::string herd_nonce;
 
   absl::Status Validate() const;
 };
@@ -123,7 +130,8 @@ class Workload final {
   Operation NextOperation();
 
   // The herd scenario's cold key for wave `wave`: unique to this Workload (its seed and the time
-  // it was built), so repeated runs against one server never find it cached.
+  // it was built), so repeated runs against one server never find it cached; or, with
+  // options.herd_nonce, the same for every Workload given that nonce.
   std::string HerdKey(int wave) const;
 
   std::string KeyName(uint64_t index) const;

@@ -65,9 +65,12 @@ TEST_F(CliE2eTest, StatsPrintsEveryCounter) {
   EXPECT_THAT(r.out, HasSubstr("requests 2\n"));
   EXPECT_THAT(r.out, HasSubstr("hits 1\n"));
   EXPECT_THAT(r.out, HasSubstr("negative_hits 0\n"));
+  EXPECT_THAT(r.out, HasSubstr("fleet_lease_waits 0\n"));
   r = Cli({"stats", "--json"});
   EXPECT_EQ(JsonInt(r.out, "requests"), 2);
   EXPECT_EQ(JsonInt(r.out, "origin_fetches"), 1);
+  EXPECT_EQ(JsonInt(r.out, "fleet_hits"), 0) << r.out;
+  EXPECT_EQ(JsonInt(r.out, "fleet_invalidations_received"), 0) << r.out;
 }
 
 TEST_F(CliE2eTest, HealthExitsZeroOnlyWhenServing) {

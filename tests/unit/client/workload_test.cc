@@ -33,9 +33,17 @@ TEST(KeyDistributionTest, ParsesTheSpecSyntax) {
   EXPECT_DOUBLE_EQ(hot2->hot_request_share, 0.95);
 }
 
+TEST(KeyDistributionTest, ParsesSequential) {
+  auto sequential = KeyDistribution::Parse("sequential");
+  ASSERT_TRUE(sequential.ok());
+  EXPECT_EQ(sequential->kind, KeyDistribution::Kind::kSequential);
+  EXPECT_EQ(sequential->ToString(), "sequential");
+}
+
 TEST(KeyDistributionTest, RejectsBadSpecs) {
-  for (const char* bad : {"", "zipf", "zipf:", "zipf:0", "zipf:-1", "zipf:x", "hot:0", "hot:1",
-                          "hot:1.5", "hot:0.2:0", "hot:0.2:1.1", "uniform:3", "gauss", "hot"}) {
+  for (const char* bad :
+       {"sequential:1", "", "zipf", "zipf:", "zipf:0", "zipf:-1", "zipf:x", "hot:0", "hot:1",
+        "hot:1.5", "hot:0.2:0", "hot:0.2:1.1", "uniform:3", "gauss", "hot"}) {
     EXPECT_FALSE(KeyDistribution::Parse(bad).ok()) << bad;
   }
 }
@@ -137,6 +145,33 @@ TEST(KeyChooserTest, OneKeyIsAlwaysThatKey) {
   }
 }
 
+TEST(KeyChooserTest, SequentialVisitsEveryKeyOnceInOrderThenWraps) {
+  KeyChooser chooser(*KeyDistribution::Parse("sequential"), 5, 1);
+  std::vector<uint64_t> drawn;
+  for (int i = 0; i < 7; ++i) drawn.push_back(chooser.Next());
+  EXPECT_EQ(drawn, (std::vector<uint64_t>{0, 1, 2, 3, 4, 0, 1}));
+}
+
+TEST(WorkloadTest, SequentialGivesEachKeyExactlyOnceToConcurrentCallers) {
+  WorkloadOptions options;
+  options.num_keys = 4000;
+  options.distribution = *KeyDistribution::Parse("sequential");
+  Workload workload(options);
+  std::vector<std::vector<std::string>> per_thread(4);
+  std::vector<std::thread> threads;
+  for (auto& keys : per_thread) {
+    threads.emplace_back([&workload, &keys] {
+      for (int i = 0; i < 1000; ++i) keys.push_back(workload.NextOperation().keys.at(0));
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  std::set<std::string> distinct;
+  for (const auto& keys : per_thread) distinct.insert(keys.begin(), keys.end());
+  EXPECT_EQ(distinct.size(), 4000u);
+  EXPECT_EQ(distinct.count("key-0"), 1u);
+  EXPECT_EQ(distinct.count("key-3999"), 1u);
+}
+
 TEST(WorkloadTest, ValidateNamesTheFlag) {
   WorkloadOptions options;
   options.num_keys = 0;
@@ -231,6 +266,19 @@ TEST(WorkloadTest, HerdKeysAreFreshPerWaveAndPerRun) {
   }
   EXPECT_EQ(keys.size(), 20u);
   EXPECT_EQ(a.HerdKey(3), a.HerdKey(3));
+}
+
+TEST(WorkloadTest, HerdNonceGivesSeveralWorkloadsTheSameKeys) {
+  WorkloadOptions options;
+  options.herd_nonce = "run7";
+  options.seed = 1;
+  Workload a(options);
+  options.seed = 2;
+  Workload b(options);
+  EXPECT_EQ(a.HerdKey(0), b.HerdKey(0));
+  EXPECT_EQ(a.HerdKey(19), b.HerdKey(19));
+  EXPECT_NE(a.HerdKey(0), a.HerdKey(1));
+  EXPECT_NE(a.HerdKey(0).find("run7"), std::string::npos) << a.HerdKey(0);
 }
 
 TEST(WorkloadTest, ConcurrentCallersGetValidKeys) {
