@@ -87,7 +87,7 @@ void GrpcTarget::Start(CallSpec call, CallDone done) {
     invalidate->done = std::move(done);
     NextStub().async()->Invalidate(
         &invalidate->context, &invalidate->request, &invalidate->response,
-        [invalidate](grpc::Status status) {
+        [invalidate](const grpc::Status& status) {
           std::unique_ptr<InvalidateCall> owned(invalidate);
           std::vector<ItemResult> results(
               owned->request.keys_size(),
@@ -104,7 +104,7 @@ void GrpcTarget::Start(CallSpec call, CallDone done) {
     get->request.set_key(std::move(call.keys.front()));
     get->done = std::move(done);
     NextStub().async()->Get(
-        &get->context, &get->request, &get->response, [get](grpc::Status status) {
+        &get->context, &get->request, &get->response, [get](const grpc::Status& status) {
           std::unique_ptr<GetCall> owned(get);
           ItemResult result{FromGrpc(status.error_code()), FromProto(owned->response.source())};
           CallDone callback = std::move(owned->done);
@@ -118,7 +118,7 @@ void GrpcTarget::Start(CallSpec call, CallDone done) {
   for (std::string& key : call.keys) batch->request.add_keys(std::move(key));
   batch->done = std::move(done);
   NextStub().async()->BatchGet(
-      &batch->context, &batch->request, &batch->response, [batch](grpc::Status status) {
+      &batch->context, &batch->request, &batch->response, [batch](const grpc::Status& status) {
         std::unique_ptr<BatchGetCall> owned(batch);
         const int keys = owned->request.keys_size();
         std::vector<ItemResult> results;

@@ -148,8 +148,9 @@ Config ConfigFromFlags() {
     for (const auto& [flag, name] : {std::pair{"batch_share", "--batch-share"},
                                      {"invalidate_share", "--invalidate-share"},
                                      {"max_deadline", "--max-deadline"}}) {
-      if (support::WasFlagGiven(flag))
+      if (support::WasFlagGiven(flag)) {
         support::ExitUsageError(absl::StrCat(name, " cannot be used with herd"));
+      }
     }
     if (rate != 0) support::ExitUsageError("--rate cannot be used with --scenario=herd");
   } else if (scenario == "steady") {

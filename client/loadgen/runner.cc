@@ -166,7 +166,7 @@ void Runner::IssueFrom(Slot& slot) {
     const absl::Time sent = clock_.Now();
     slot.phase.store(kStarting, std::memory_order_release);
     target_.Start(std::move(call), [this, &slot, sent, kind](std::vector<ItemResult> results) {
-      SlotDone(slot, sent, kind, std::move(results));
+      SlotDone(slot, sent, kind, results);
     });
     int expected = kStarting;
     if (slot.phase.compare_exchange_strong(expected, kIdle, std::memory_order_acq_rel)) {
@@ -176,7 +176,8 @@ void Runner::IssueFrom(Slot& slot) {
   }
 }
 
-void Runner::SlotDone(Slot& slot, absl::Time sent, CallKind kind, std::vector<ItemResult> results) {
+void Runner::SlotDone(Slot& slot, absl::Time sent, CallKind kind,
+                      const std::vector<ItemResult>& results) {
   recorder_.Record(clock_.Now() - sent, results, kind);
   inflight_.fetch_sub(1, std::memory_order_relaxed);
   int expected = kStarting;
@@ -242,12 +243,12 @@ void Runner::Tick() {
     CallSpec call = NextCall();
     const CallKind kind = call.kind;
     target_.Start(std::move(call), [this, at = *scheduled, kind](std::vector<ItemResult> results) {
-      OpenDone(at, kind, std::move(results));
+      OpenDone(at, kind, results);
     });
   }
 }
 
-void Runner::OpenDone(absl::Time scheduled, CallKind kind, std::vector<ItemResult> results) {
+void Runner::OpenDone(absl::Time scheduled, CallKind kind, const std::vector<ItemResult>& results) {
   const absl::Time now = clock_.Now();
   // From the scheduled time, not the actual send: the heart of avoiding coordinated omission.
   recorder_.Record(now - scheduled, results, kind);
@@ -287,12 +288,12 @@ void Runner::StartWave(int wave) {
     inflight_.fetch_add(1, std::memory_order_relaxed);
     sent_.fetch_add(1, std::memory_order_relaxed);
     target_.Start(std::move(call), [this, wave, wave_start](std::vector<ItemResult> results) {
-      HerdDone(wave, wave_start, std::move(results));
+      HerdDone(wave, wave_start, results);
     });
   }
 }
 
-void Runner::HerdDone(int wave, absl::Time wave_start, std::vector<ItemResult> results) {
+void Runner::HerdDone(int wave, absl::Time wave_start, const std::vector<ItemResult>& results) {
   recorder_.Record(clock_.Now() - wave_start, results);
   inflight_.fetch_sub(1, std::memory_order_relaxed);
   if (herd_remaining_.fetch_sub(1, std::memory_order_acq_rel) == 1) {

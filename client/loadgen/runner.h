@@ -109,17 +109,17 @@ class Runner final {
 
   // Closed loop.
   void IssueFrom(Slot& slot);
-  void SlotDone(Slot& slot, absl::Time sent, CallKind kind, std::vector<ItemResult> results);
+  void SlotDone(Slot& slot, absl::Time sent, CallKind kind, const std::vector<ItemResult>& results);
 
   // Open loop.
   void Tick();
   void ScheduleTickLocked(absl::Time when) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void AdvanceScheduleLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void OpenDone(absl::Time scheduled, CallKind kind, std::vector<ItemResult> results);
+  void OpenDone(absl::Time scheduled, CallKind kind, const std::vector<ItemResult>& results);
 
   // Herd.
   void StartWave(int wave);
-  void HerdDone(int wave, absl::Time wave_start, std::vector<ItemResult> results);
+  void HerdDone(int wave, absl::Time wave_start, const std::vector<ItemResult>& results);
 
   const RunnerOptions options_;
   Workload& workload_;
