@@ -156,8 +156,9 @@ int Main(int argc, char** argv) {
   const absl::Duration log_interval = absl::GetFlag(FLAGS_log_interval);
   const absl::Duration drain_timeout = absl::GetFlag(FLAGS_drain_timeout);
   if (listen.empty()) support::ExitUsageError("--listen must not be empty");
-  if (stats_interval <= absl::ZeroDuration())
+  if (stats_interval <= absl::ZeroDuration()) {
     support::ExitUsageError("--stats-interval must be > 0");
+  }
   if (log_interval < absl::ZeroDuration()) support::ExitUsageError("--log-interval must be >= 0");
   if (drain_timeout < absl::ZeroDuration()) support::ExitUsageError("--drain-timeout must be >= 0");
 

@@ -174,7 +174,7 @@ ConcurrencyLimiter::~ConcurrencyLimiter() {
   delete state_;
 }
 
-void ConcurrencyLimiter::Acquire(std::stop_token cancel, GrantCallback granted) {
+void ConcurrencyLimiter::Acquire(const std::stop_token& cancel, GrantCallback granted) {
   if (cancel.stop_requested()) {
     granted(CancelledInQueueError());
     return;

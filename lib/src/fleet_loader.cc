@@ -45,8 +45,9 @@ void FleetLoader::Shutdown() {
     mu_.Await(absl::Condition(
         +[](int64_t* n) { return *n == 0; }, &active_));
     for (auto& [key, flights] : waiting_) {
-      for (const FlightPtr& f : flights)
+      for (const FlightPtr& f : flights) {
         timers.push_back(std::exchange(f->takeover_timer, kNoTimer));
+      }
     }
   }
   for (TimerId t : timers) {
@@ -232,7 +233,7 @@ void FleetLoader::ReleaseLease(const std::string& key, const std::string& token)
   // Nothing stored; kLoaded tells the waiters to look again: they Read, and start over on a miss.
   store_.Publish(key, token, std::nullopt,
                  FleetAnnouncement{.kind = FleetAnnouncement::Kind::kLoaded, .key = key},
-                 [self = shared_from_this()](absl::StatusOr<bool> published) {
+                 [self = shared_from_this()](const absl::StatusOr<bool>& published) {
                    self->CountError(published.status());
                    self->Exit();
                  });
@@ -261,7 +262,7 @@ void FleetLoader::OnHolderFetched(const FlightPtr& f, FleetPublication publicati
       .kind = publication.kind, .key = f->key, .failure = std::move(publication.failure)};
   // False: the lease was voided (invalidated, or expired and taken over): nothing was stored.
   store_.Publish(f->key, token, std::move(publication.entry), std::move(announcement),
-                 [self = shared_from_this()](absl::StatusOr<bool> published) {
+                 [self = shared_from_this()](const absl::StatusOr<bool>& published) {
                    self->CountError(published.status());
                    self->Exit();
                  });
@@ -386,7 +387,7 @@ void FleetLoader::FetchAlone(const FlightPtr& f, uint64_t epoch, bool fallback) 
   f->load->FetchFromOrigin(nullptr);
 }
 
-void FleetLoader::OnStopped(FlightPtr f) {
+void FleetLoader::OnStopped(const FlightPtr& f) {
   absl::MutexLock lock(&mu_);
   // A holder's fetch is being stopped too; its result (CANCELLED or a timeout) is still
   // published, which ends the lease.
@@ -449,7 +450,7 @@ void FleetLoader::OnResubscribed() {
 
 void FleetLoader::Invalidate(std::vector<std::string> keys) {
   if (!Enter()) return;
-  store_.Invalidate(std::move(keys), [self = shared_from_this()](absl::Status status) {
+  store_.Invalidate(std::move(keys), [self = shared_from_this()](const absl::Status& status) {
     self->CountError(status);
     self->Exit();
   });

@@ -40,7 +40,7 @@ class ConcurrencyLimiter final {
   ConcurrencyLimiter(const ConcurrencyLimiter&) = delete;
   ConcurrencyLimiter& operator=(const ConcurrencyLimiter&) = delete;
 
-  void Acquire(std::stop_token cancel, GrantCallback granted);
+  void Acquire(const std::stop_token& cancel, GrantCallback granted);
 
   // A permit now, or nothing — never queues (hedges use this).
   std::optional<Permit> TryAcquire();

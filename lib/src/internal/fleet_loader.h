@@ -169,7 +169,7 @@ class FleetLoader final : public std::enable_shared_from_this<FleetLoader> {
   // Fetches from the origin without the lease; `fallback`: because of the store, not kNotShared.
   void FetchAlone(const FlightPtr& f, uint64_t epoch, bool fallback);
   void CountError(const absl::Status& status);
-  void OnStopped(FlightPtr f);
+  void OnStopped(const FlightPtr& f);
   TimerId ArmTakeover(const FlightPtr& f) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   TimerId ArmRenewal(const FlightPtr& f) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
