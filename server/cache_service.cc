@@ -95,8 +95,9 @@ class CacheService::Reactor : public grpc::ServerUnaryReactor {
 
  private:
   void Done(grpc::Status status) {
-    if (service_.metrics_ != nullptr)
+    if (service_.metrics_ != nullptr) {
       service_.metrics_->RecordRequest(method_, status.error_code());
+    }
     Finish(std::move(status));
   }
 

@@ -115,7 +115,8 @@ class Metrics final : public LoadObserver, public TimerQueueObserver {
   prometheus::Histogram& redis_call_error_;
   // Series created on first use (Family::Add takes a lock); the pointers are then reused.
   // Acquire/release: a reader that sees the pointer sees the constructed series.
-  std::array<std::atomic<prometheus::Counter*>, kRpcMethodCount * kCodeCount> request_series_{};
+  std::array<std::atomic<prometheus::Counter*>, size_t{kRpcMethodCount} * kCodeCount>
+      request_series_{};
   std::array<std::atomic<prometheus::Counter*>, kCodeCount> batch_key_series_{};
   // [attempt: primary, hedge][result: ok, not_found, error, cancelled]
   std::array<std::atomic<prometheus::Histogram*>, 8> fetch_series_{};

@@ -102,13 +102,13 @@ struct Hedger::RunState final : std::enable_shared_from_this<RunState> {
   std::optional<std::stop_callback<CancelFunctor>> on_cancel;
 };
 
-Hedger::Hedger(HedgeOptions options, TimerQueue& timers)
-    : options_(std::move(options)),
+Hedger::Hedger(const HedgeOptions& options, TimerQueue& timers)
+    : options_(options),
       timers_(timers),
       tokens_(options_.max_tokens),
       window_(options_.percentile > 0 ? static_cast<size_t>(options_.window_size) : 1) {}
 
-void Hedger::Run(std::stop_token cancel, Attempt attempt, FetchCallback done) {
+void Hedger::Run(const std::stop_token& cancel, Attempt attempt, FetchCallback done) {
   if (cancel.stop_requested()) {
     done(absl::CancelledError("load cancelled before its origin fetch started"));
     return;

@@ -49,13 +49,13 @@ struct OriginFetcher::Call {
 };
 
 OriginFetcher::OriginFetcher(Origin& origin, TimerQueue& timers, FetchLimits limits,
-                             HedgeOptions hedge, CallObserver observer)
+                             const HedgeOptions& hedge, CallObserver observer)
     : origin_(origin),
       origin_name_(origin.Describe()),
       timers_(timers),
       observer_(std::move(observer)),
       limiter_(limits.max_concurrent, limits.max_queued),
-      hedger_(std::move(hedge), timers),
+      hedger_(hedge, timers),
       latency_(kFetchLatencyWindow) {}
 
 OriginFetcher::~OriginFetcher() {
@@ -75,8 +75,8 @@ void OriginFetcher::Fetch(std::string key, absl::Time deadline, std::stop_token 
 }
 
 void OriginFetcher::Granted(absl::StatusOr<ConcurrencyLimiter::Permit> permit,
-                            const std::string& key, absl::Time deadline, std::stop_token cancel,
-                            Callback done, PinRef pin) {
+                            const std::string& key, absl::Time deadline,
+                            const std::stop_token& cancel, Callback done, PinRef pin) {
   if (!permit.ok()) {
     done({FetchOutcome::End::kNotSent, permit.status()});
     return;
@@ -147,7 +147,7 @@ bool OriginFetcher::CutByDeadline(const absl::Status& status, absl::Time deadlin
 }
 
 // One origin call under `permit`, timed. `pin` keeps this object alive until it has been reported.
-void OriginFetcher::Send(FetchRequest request, std::stop_token cancel,
+void OriginFetcher::Send(const FetchRequest& request, std::stop_token cancel,
                          ConcurrencyLimiter::Permit permit, FetchCallback report, PinRef pin) {
   auto call = std::make_shared<Call>();
   call->fetcher = this;

@@ -72,12 +72,12 @@ class Hedger final {
   // may be refused: then no hedge is sent and no token is spent). Must not throw.
   using Attempt = std::function<bool(uint32_t attempt, std::stop_token cancel, FetchCallback done)>;
 
-  Hedger(HedgeOptions options, TimerQueue& timers);
+  Hedger(const HedgeOptions& options, TimerQueue& timers);
   Hedger(const Hedger&) = delete;
   Hedger& operator=(const Hedger&) = delete;
 
   // REQUIRES: `attempt` starts attempt 1 (returns true for it).
-  void Run(std::stop_token cancel, Attempt attempt, FetchCallback done);
+  void Run(const std::stop_token& cancel, Attempt attempt, FetchCallback done);
 
   // The delay a hedge would wait now.
   absl::Duration CurrentDelay() const;

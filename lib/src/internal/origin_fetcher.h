@@ -81,7 +81,7 @@ class OriginFetcher final {
       std::function<void(uint32_t attempt, absl::Duration latency, const absl::Status& status)>;
 
   // REQUIRES: limits.max_concurrent >= 1, limits.max_queued >= 0, hedge.Validate().ok().
-  OriginFetcher(Origin& origin, TimerQueue& timers, FetchLimits limits, HedgeOptions hedge,
+  OriginFetcher(Origin& origin, TimerQueue& timers, FetchLimits limits, const HedgeOptions& hedge,
                 CallObserver observer = nullptr);
   ~OriginFetcher();
   OriginFetcher(const OriginFetcher&) = delete;
@@ -100,10 +100,10 @@ class OriginFetcher final {
   struct Call;
 
   void Granted(absl::StatusOr<ConcurrencyLimiter::Permit> permit, const std::string& key,
-               absl::Time deadline, std::stop_token cancel, Callback done, PinRef pin);
+               absl::Time deadline, const std::stop_token& cancel, Callback done, PinRef pin);
   absl::Status TooLateToFetch(absl::Time deadline) const;
   bool CutByDeadline(const absl::Status& status, absl::Time deadline) const;
-  void Send(FetchRequest request, std::stop_token cancel, ConcurrencyLimiter::Permit permit,
+  void Send(const FetchRequest& request, std::stop_token cancel, ConcurrencyLimiter::Permit permit,
             FetchCallback report, PinRef pin);
   static void Finish(Call& call, absl::StatusOr<FetchResult> result);
 

@@ -35,7 +35,7 @@ void SignalWatcher::Loop() {
   const sigset_t set = WatchedSignals();
   // A timeout rather than an infinite wait so that the destructor can stop the thread without
   // sending it a signal.
-  const timespec poll = {0, 100 * 1000 * 1000};
+  const timespec poll = {0, 100L * 1000 * 1000};
   while (!stopping_.load(std::memory_order_relaxed)) {
     const int signal = sigtimedwait(&set, nullptr, &poll);
     if (signal > 0) on_signal_(signal);
