@@ -191,12 +191,13 @@ void GrpcOrigin::Fetch(const FetchRequest& request, std::stop_token cancel, Fetc
   grpc::ClientContext* ctx = &call->context;
   stub_->UnaryCall(
       ctx, FetchMethod(), grpc::StubOptions(), req, resp,
-      [this, call = std::move(call)](grpc::Status status) {
+      [this, call = std::move(call)](const grpc::Status& status) {
         const bool cancelled_by_us = call->cancelled_by_us.load(std::memory_order_acquire);
         absl::StatusOr<FetchResult> result =
             ToFetchResult(Describe(), status, cancelled_by_us, call->response);
-        if (status.ok() && absl::IsInternal(result.status()) && on_garbage_reply_)
+        if (status.ok() && absl::IsInternal(result.status()) && on_garbage_reply_) {
           on_garbage_reply_();
+        }
         FetchCallback done = std::move(call->done);
         if (EndedHereFirst(call->deadline, status, cancelled_by_us) && timers_ != nullptr &&
             cancelled_fetch_grace_ > absl::ZeroDuration()) {

@@ -3,6 +3,7 @@
 #include <malloc.h>
 #include <unistd.h>
 
+#include <cinttypes>
 #include <cstdio>
 #include <utility>
 
@@ -13,8 +14,8 @@ void TrimMallocHeap() { malloc_trim(0); }
 int64_t ResidentBytes() {
   std::FILE* statm = std::fopen("/proc/self/statm", "r");
   if (statm == nullptr) return -1;
-  long long size = 0, resident = 0;
-  const bool read = std::fscanf(statm, "%lld %lld", &size, &resident) == 2;
+  int64_t size = 0, resident = 0;
+  const bool read = std::fscanf(statm, "%" SCNd64 " %" SCNd64, &size, &resident) == 2;
   std::fclose(statm);
   return read ? static_cast<int64_t>(resident) * sysconf(_SC_PAGESIZE) : -1;
 }

@@ -224,7 +224,7 @@ void RedisFleetStore::SetListener(FleetListener* listener) { dispatch_->SetListe
 bool RedisFleetStore::CanWait() const { return subscriber_->state() == RedisState::kConnected; }
 
 template <typename T, typename Convert>
-void RedisFleetStore::Call(std::vector<std::string> args, Convert convert, Callback<T> done) {
+void RedisFleetStore::Call(std::vector<std::string>&& args, Convert convert, Callback<T> done) {
   connection_->Command(
       std::move(args), [&workers = workers_, convert = std::move(convert),
                         done = std::move(done)](absl::StatusOr<RedisReply> reply) mutable {
@@ -250,7 +250,8 @@ void RedisFleetStore::TakeLease(const std::string& key, const std::string& token
   Call<bool>(
       {"EVAL", std::string(kTakeLeaseScript), "2", std::move(keys.entry), std::move(keys.lease),
        token, TtlMillis(ttl)},
-      [](RedisReply reply) { return ScriptFlag("the take-lease script", reply); }, std::move(done));
+      [](const RedisReply& reply) { return ScriptFlag("the take-lease script", reply); },
+      std::move(done));
 }
 
 void RedisFleetStore::RenewLease(const std::string& key, const std::string& token,
@@ -258,7 +259,8 @@ void RedisFleetStore::RenewLease(const std::string& key, const std::string& toke
   RedisFleetKeys keys = MakeRedisFleetKeys(prefix_, key);
   Call<bool>(
       {"EVAL", std::string(kRenewScript), "1", std::move(keys.lease), token, TtlMillis(ttl)},
-      [](RedisReply reply) { return ScriptFlag("the renew script", reply); }, std::move(done));
+      [](const RedisReply& reply) { return ScriptFlag("the renew script", reply); },
+      std::move(done));
 }
 
 void RedisFleetStore::Publish(const std::string& key, const std::string& token,
@@ -315,8 +317,10 @@ void RedisFleetStore::Invalidate(std::vector<std::string> keys, DoneCallback don
         [this, batch](absl::StatusOr<RedisReply> reply) {
           // Moved, not copied, here and below: a status crosses threads with one owner at a
           // time.
-          absl::Status status = reply.ok() ? absl::OkStatus() : std::move(reply).status();
-          if (status.ok() && !(reply->type == RedisReply::Type::kInteger && reply->integer == 1)) {
+          absl::Status status;
+          if (!reply.ok()) {
+            status = std::move(reply).status();
+          } else if (!(reply->type == RedisReply::Type::kInteger && reply->integer == 1)) {
             status = Unexpected("the invalidate script", *reply);
           }
           if (status.ok()) {

@@ -120,7 +120,7 @@ class RedisFleetStore final : public FleetStore {
 
   // Sends `args` and hands the reply, converted by `convert` on a worker, to `done` there.
   template <typename T, typename Convert>
-  void Call(std::vector<std::string> args, Convert convert, Callback<T> done);
+  void Call(std::vector<std::string>&& args, Convert convert, Callback<T> done);
   void OnCall(absl::StatusCode code, absl::Duration latency);
   void OnMessage(absl::string_view message);
 
