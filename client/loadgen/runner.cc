@@ -165,9 +165,10 @@ void Runner::IssueFrom(Slot& slot) {
     const CallKind kind = call.kind;
     const absl::Time sent = clock_.Now();
     slot.phase.store(kStarting, std::memory_order_release);
-    target_.Start(std::move(call), [this, &slot, sent, kind](std::vector<ItemResult> results) {
-      SlotDone(slot, sent, kind, results);
-    });
+    target_.Start(std::move(call),
+                  [this, &slot, sent, kind](const std::vector<ItemResult>& results) {
+                    SlotDone(slot, sent, kind, results);
+                  });
     int expected = kStarting;
     if (slot.phase.compare_exchange_strong(expected, kIdle, std::memory_order_acq_rel)) {
       return;  // the answer is still to come; SlotDone() sends the next call
@@ -242,9 +243,10 @@ void Runner::Tick() {
     }
     CallSpec call = NextCall();
     const CallKind kind = call.kind;
-    target_.Start(std::move(call), [this, at = *scheduled, kind](std::vector<ItemResult> results) {
-      OpenDone(at, kind, results);
-    });
+    target_.Start(std::move(call),
+                  [this, at = *scheduled, kind](const std::vector<ItemResult>& results) {
+                    OpenDone(at, kind, results);
+                  });
   }
 }
 
@@ -287,9 +289,10 @@ void Runner::StartWave(int wave) {
     call.deadline = options_.deadline;
     inflight_.fetch_add(1, std::memory_order_relaxed);
     sent_.fetch_add(1, std::memory_order_relaxed);
-    target_.Start(std::move(call), [this, wave, wave_start](std::vector<ItemResult> results) {
-      HerdDone(wave, wave_start, results);
-    });
+    target_.Start(std::move(call),
+                  [this, wave, wave_start](const std::vector<ItemResult>& results) {
+                    HerdDone(wave, wave_start, results);
+                  });
   }
 }
 

@@ -132,7 +132,7 @@ void FleetLoader::Start(std::unique_ptr<FleetLoad> load) {
                      [weak_self = weak_from_this(), weak = std::weak_ptr<Flight>(f)] {
                        std::shared_ptr<FleetLoader> self = weak_self.lock();
                        FlightPtr flight = weak.lock();
-                       if (self != nullptr && flight != nullptr) self->OnStopped(std::move(flight));
+                       if (self != nullptr && flight != nullptr) self->OnStopped(flight);
                      });
   ReadFirst(f, 0);
 }

@@ -235,14 +235,14 @@ struct FlightCache::Impl final : FleetListener {
   }
 
   // A fleet entry as a load's result.
-  absl::StatusOr<LoadedValue> FromFleet(FleetEntry entry) const {
+  absl::StatusOr<LoadedValue> FromFleet(const FleetEntry& entry) const {
     if (entry.not_found) return LoadedValue{nullptr, entry.ttl_remaining, /*from_fleet=*/true};
     if (static_cast<int64_t>(entry.value.size()) > options.max_value_bytes) {
       return absl::ResourceExhaustedError(
           absl::StrCat("fleet value of ", entry.value.size(),
                        " bytes exceeds max_value_bytes=", options.max_value_bytes));
     }
-    return LoadedValue{MakeValue(std::move(entry.value)), entry.ttl_remaining, /*from_fleet=*/true};
+    return LoadedValue{MakeValue(entry.value), entry.ttl_remaining, /*from_fleet=*/true};
   }
 
   // One local flight as the fleet protocol sees it.
@@ -252,9 +252,7 @@ struct FlightCache::Impl final : FleetListener {
         : impl_(impl), load_(std::move(load)), key_(load_->key()), stop_(load_->stop_token()) {}
     const std::string& key() const override { return key_; }
     std::stop_token stop_token() const override { return stop_; }
-    void AnswerFromFleet(FleetEntry entry) override {
-      load_->Complete(impl_.FromFleet(std::move(entry)));
-    }
+    void AnswerFromFleet(FleetEntry entry) override { load_->Complete(impl_.FromFleet(entry)); }
     void AnswerFailure(absl::Status status) override { load_->Complete(std::move(status)); }
     void FetchFromOrigin(absl::AnyInvocable<void(FleetPublication) &&> then) override {
       impl_.Fetch(load_, std::move(then));

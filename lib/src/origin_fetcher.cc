@@ -64,14 +64,14 @@ OriginFetcher::~OriginFetcher() {
       +[](int64_t* n) { return *n == 0; }, &pins_));
 }
 
-void OriginFetcher::Fetch(std::string key, absl::Time deadline, std::stop_token cancel,
+void OriginFetcher::Fetch(std::string key, absl::Time deadline, const std::stop_token& cancel,
                           Callback done) {
   auto pin = std::make_shared<const Pin>(*this);
-  limiter_.Acquire(cancel, [this, key = std::move(key), deadline, cancel, done = std::move(done),
-                            pin = std::move(pin)](
-                               absl::StatusOr<ConcurrencyLimiter::Permit> permit) mutable {
-    Granted(std::move(permit), key, deadline, std::move(cancel), std::move(done), std::move(pin));
-  });
+  limiter_.Acquire(
+      cancel, [this, key = std::move(key), deadline, cancel, done = std::move(done),
+               pin = std::move(pin)](absl::StatusOr<ConcurrencyLimiter::Permit> permit) mutable {
+        Granted(std::move(permit), key, deadline, cancel, std::move(done), std::move(pin));
+      });
 }
 
 void OriginFetcher::Granted(absl::StatusOr<ConcurrencyLimiter::Permit> permit,

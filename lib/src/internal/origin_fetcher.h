@@ -89,7 +89,7 @@ class OriginFetcher final {
 
   // Fetches `key` before `deadline`; `cancel` stops the wait or the origin calls (`done` then gets
   // CANCELLED, or kCutByDeadline once the deadline has come).
-  void Fetch(std::string key, absl::Time deadline, std::stop_token cancel, Callback done);
+  void Fetch(std::string key, absl::Time deadline, const std::stop_token& cancel, Callback done);
 
   OriginFetcherStats stats() const;
   const std::string& origin_name() const { return origin_name_; }
