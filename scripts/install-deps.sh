@@ -10,6 +10,8 @@ packages=(
   libabsl-dev libspdlog-dev prometheus-cpp-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 procps curl python3-yaml
+  # Lint (scripts/lint.sh, run by scripts/test.sh): Debian's clang-format and clang-tidy (14).
+  clang-format clang-tidy
   # The fleet tier (server/fleet/): the hiredis client library, and redis-server for its tests.
   libhiredis-dev redis-server
 )

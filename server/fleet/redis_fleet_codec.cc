@@ -166,7 +166,7 @@ absl::StatusOr<DecodedAnnouncement> DecodeAnnouncement(absl::string_view message
       return Malformed(absl::StrCat("failure code ", code));
     }
     decoded.announcement.failure =
-        absl::Status(static_cast<absl::StatusCode>(code), std::move(failure_message));
+        absl::Status(static_cast<absl::StatusCode>(code), failure_message);
   }
   if (!in.done()) return Malformed("bytes after the end");
   return decoded;
