@@ -13,7 +13,7 @@ packages=(
   # Lint (scripts/lint.sh, run by scripts/test.sh): Debian's clang-format and clang-tidy (14).
   clang-format clang-tidy
   # The fleet tier (server/fleet/): the hiredis client library, and redis-server for its tests.
-  libhiredis-dev redis-server
+  libhiredis-dev redis-server redis-tools
 )
 case "${1:-}" in
   "") ;;

@@ -352,6 +352,27 @@ TEST_F(FleetE2eTest, RedisKilledAndRestartedNoGetFailsAndTheTierResumes) {
   EXPECT_GT(fleet_answers, 0) << "the tier did not resume within 30 s of Redis' restart";
 }
 
+// A full Redis (maxmemory reached, no eviction) refuses every write: no entry, lease or
+// announcement can be stored. Every Get still succeeds, from the origin, and the errors are
+// counted.
+TEST_F(FleetE2eTest, AFullRedisFailsNoGet) {
+  StartSidecars(2);
+  redis_.Cli({"CONFIG", "SET", "maxmemory-policy", "noeviction"});
+  redis_.Cli({"CONFIG", "SET", "maxmemory", "1"});  // below what Redis already uses
+  for (int i = 0; i < 20; ++i) {
+    const std::string k = absl::StrCat("full-", i);
+    for (int sidecar : {0, 1}) {
+      v1::GetResponse response;
+      const grpc::Status status = Get(sidecar, k, &response, absl::Seconds(5));
+      ASSERT_TRUE(status.ok()) << k << " on " << sidecar << ": " << status.error_message();
+      EXPECT_EQ(response.value(), absl::StrCat(k, "#", sidecar + 1));  // each fetched its own
+    }
+  }
+  EXPECT_GT(Stats(0).fleet_errors(), 0);
+  EXPECT_GT(Stats(1).fleet_errors(), 0);
+  EXPECT_EQ(Stats(1).fleet_hits(), 0);
+}
+
 TEST_F(FleetE2eTest, ARedisThatStopsAnsweringDelaysNoGetPastItsDeadline) {
   StartSidecars(2, {"--fleet-timeout=20ms"});
   redis_.Pause();

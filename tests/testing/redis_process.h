@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -101,6 +102,23 @@ class RedisProcess final {
     EXPECT_EQ(ProcessState(), 'T') << "redis-server did not stop";
   }
   void Resume() { Signal(SIGCONT); }
+
+  // Runs `redis-cli -p PORT args...` (Debian's redis-tools, beside redis-server) and returns its
+  // output; a failure to run it is a gtest failure. For a test's own settings (CONFIG SET ...).
+  std::string Cli(const std::vector<std::string>& args) {
+    const std::string binary = FindInPath("redis-cli");
+    if (binary.empty()) {
+      ADD_FAILURE() << "redis-cli is not in PATH (scripts/install-deps.sh installs redis-tools)";
+      return "";
+    }
+    std::vector<std::string> argv = {binary, "-p", absl::StrCat(port_)};
+    if (!password_.empty()) argv.insert(argv.end(), {"-a", password_, "--no-auth-warning"});
+    argv.insert(argv.end(), args.begin(), args.end());
+    const ProgramResult result = RunProgram(std::move(argv), {}, kTestWait);
+    EXPECT_EQ(result.exit_code, 0)
+        << "redis-cli " << absl::StrJoin(args, " ") << ": " << result.err;
+    return result.out;
+  }
 
   int port() const { return port_; }
   std::string Log() const { return child_.has_value() ? child_->out() + child_->err() : last_log_; }
