@@ -68,13 +68,16 @@ class FleetE2eTest : public ::testing::Test {
   std::string FleetUrl() const { return absl::StrCat("redis://127.0.0.1:", redis_.port()); }
 
   // Starts `n` sidecars on the fleet and waits until each has its Redis connections up (it logs
-  // "fleet tier connected" once both the command connection and the subscription are).
+  // "fleet tier connected" once both the command connection and the subscription are). Not the
+  // 20 ms default --fleet-timeout: under ASan on a busy 2-core machine a healthy Redis call took
+  // longer (a Publish timed out, its lease was held until it expired and a third fetch followed);
+  // the tests about a failing Redis pass their own (the later flag wins).
   void StartSidecars(int n, const std::vector<std::string>& extra_flags = {}) {
     for (int i = 0; i < n; ++i) {
       std::vector<std::string> flags = {
-          "--listen=127.0.0.1:0",   "--metrics-listen=",  "--origin=" + origin_->url(),
-          "--fleet=" + FleetUrl(),  "--drain-timeout=2s", "--load-timeout=30s",
-          "--fleet-lease-ttl=500ms"};
+          "--listen=127.0.0.1:0",    "--metrics-listen=",    "--origin=" + origin_->url(),
+          "--fleet=" + FleetUrl(),   "--drain-timeout=2s",   "--load-timeout=30s",
+          "--fleet-lease-ttl=500ms", "--fleet-timeout=250ms"};
       flags.insert(flags.end(), extra_flags.begin(), extra_flags.end());
       Sidecar sidecar;
       sidecar.process = std::make_unique<ChildProcess>(ServerCommand(flags));
