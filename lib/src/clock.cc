@@ -21,6 +21,12 @@ absl::Time CoarseClock::Now() const {
   return absl::UnixEpoch() + absl::DurationFromTimespec(ts);
 }
 
+absl::Duration CoarseClock::Resolution() {
+  timespec ts;
+  clock_getres(CLOCK_MONOTONIC_COARSE, &ts);
+  return absl::DurationFromTimespec(ts);
+}
+
 const CoarseClock& CoarseClock::Get() {
   static const CoarseClock* const clock = new CoarseClock();
   return *clock;

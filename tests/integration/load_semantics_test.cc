@@ -406,7 +406,7 @@ TEST_F(LoadSemanticsTest, NotFoundIsCachedForTheNegativeTtlThenFetchedAgain) {
   config.cache.negative_ttl = kNegativeTtl;
   StartServer(config);
 
-  const absl::Time start = absl::Now();
+  const absl::Time start = MonotonicClock::Get().Now();
   v1::GetResponse response;
   EXPECT_EQ(Get("gone", &response).error_code(), grpc::StatusCode::NOT_FOUND);
   EXPECT_EQ(origin_->fetches("gone"), 1);
@@ -419,7 +419,7 @@ TEST_F(LoadSemanticsTest, NotFoundIsCachedForTheNegativeTtlThenFetchedAgain) {
   absl::Time answered;
   for (int i = 0; i < 500; ++i) {  // about 10 s at most
     status = Get("gone", &response);
-    answered = absl::Now();
+    answered = MonotonicClock::Get().Now();
     if (status.ok()) break;
     ASSERT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
     absl::SleepFor(absl::Milliseconds(20));
@@ -428,8 +428,9 @@ TEST_F(LoadSemanticsTest, NotFoundIsCachedForTheNegativeTtlThenFetchedAgain) {
   EXPECT_EQ(response.value(), "back");
   EXPECT_EQ(response.source(), v1::SOURCE_LOADED);
   EXPECT_EQ(origin_->fetches("gone"), 2);
-  // The negative entry was stored after `start`, so it cannot have expired before start + TTL.
-  EXPECT_GE(answered - start, kNegativeTtl);
+  // The negative entry was stored after `start`, so it cannot have expired before start + TTL, less
+  // the one tick of the coarse clock the server stamps and checks expiries with.
+  EXPECT_GE(answered - start, kNegativeTtl - CoarseClock::Resolution());
   EXPECT_GE(sidecar_->stats().negative_hits, 1);
 }
 
@@ -497,12 +498,12 @@ TEST_F(LoadSemanticsTest, OriginTtlExpiresTheEntry) {
   for (int attempt = 0; attempt < 5 && !hit_shown; ++attempt) {
     key = absl::StrCat("ttl-", attempt);
     origin_->SetBehavior(key, {.ttl_ms = absl::ToInt64Milliseconds(kTtl)});
-    start = absl::Now();
+    start = MonotonicClock::Get().Now();
     ASSERT_TRUE(Get(key, &response).ok());
     EXPECT_EQ(response.source(), v1::SOURCE_LOADED);
     EXPECT_LE(response.ttl_remaining_ms(), absl::ToInt64Milliseconds(kTtl));
     ASSERT_TRUE(Get(key, &response).ok());
-    if (absl::Now() - start < kTtl - absl::Milliseconds(50)) {
+    if (MonotonicClock::Get().Now() - start < kTtl - absl::Milliseconds(50)) {
       EXPECT_EQ(response.source(), v1::SOURCE_HIT);
       EXPECT_EQ(response.value(), key + "#1");
       EXPECT_EQ(origin_->fetches(key), 1);
@@ -515,7 +516,7 @@ TEST_F(LoadSemanticsTest, OriginTtlExpiresTheEntry) {
   absl::Time answered;
   for (int i = 0; i < 250; ++i) {  // about 5 s at most: far below the default TTL of 60 s
     status = Get(key, &response);
-    answered = absl::Now();
+    answered = MonotonicClock::Get().Now();
     ASSERT_TRUE(status.ok()) << status.error_message();
     if (response.source() != v1::SOURCE_HIT) break;
     EXPECT_EQ(response.value(), key + "#1");
@@ -524,7 +525,8 @@ TEST_F(LoadSemanticsTest, OriginTtlExpiresTheEntry) {
   EXPECT_EQ(response.source(), v1::SOURCE_LOADED);
   EXPECT_EQ(response.value(), key + "#2");
   EXPECT_EQ(origin_->fetches(key), 2);
-  EXPECT_GE(answered - start, kTtl);
+  // Stamped after `start` with the server's coarse clock: expired no earlier than one tick short.
+  EXPECT_GE(answered - start, kTtl - CoarseClock::Resolution());
 }
 
 // --- Deadlines at the flags' limits

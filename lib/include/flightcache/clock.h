@@ -31,10 +31,14 @@ class MonotonicClock final : public Clock {
 // The same monotonic clock as MonotonicClock (CLOCK_MONOTONIC) read at the kernel's tick resolution
 // (CLOCK_MONOTONIC_COARSE, typically 1-4 ms): several times cheaper to read. Its values trail
 // MonotonicClock's by at most one tick and are comparable with them. Good for TTL checks on the
-// cache's hit path, where a few milliseconds do not matter; not for measuring latencies.
+// cache's hit path, where a few milliseconds do not matter; not for measuring latencies. An entry
+// whose expiry is stamped and checked with this clock lives its TTL give or take one tick.
 class CoarseClock final : public Clock {
  public:
   absl::Time Now() const override;
+
+  // The tick: how far Now() may trail MonotonicClock's, and so how early or late an expiry is seen.
+  static absl::Duration Resolution();
 
   // A process-wide instance; never destroyed.
   static const CoarseClock& Get();

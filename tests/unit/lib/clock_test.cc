@@ -25,5 +25,11 @@ TEST(ClockTest, CoarseClockTrailsMonotonicClockByAtMostATick) {
   }
 }
 
+TEST(ClockTest, CoarseClockResolutionIsAKernelTick) {
+  // HZ is 100 to 1000 on Linux: a tick of 1 to 10 ms.
+  EXPECT_GE(CoarseClock::Resolution(), absl::Milliseconds(1));
+  EXPECT_LE(CoarseClock::Resolution(), absl::Milliseconds(10));
+}
+
 }  // namespace
 }  // namespace flightcache
