@@ -40,7 +40,7 @@ constexpr size_t kMinGhostBuckets = 16;
 CacheShard::CacheShard(int64_t capacity_bytes)
     : capacity_(std::max<int64_t>(0, capacity_bytes)), small_capacity_(capacity_ / 10) {
   // The per-entry memory estimate in the header assumes this layout.
-  static_assert(sizeof(Slot) == 48, "Slot grew: update the memory estimate in cache_shard.h");
+  static_assert(sizeof(Slot) == 56, "Slot grew: update the memory estimate in cache_shard.h");
 }
 
 CacheShard::~CacheShard() {
@@ -65,14 +65,39 @@ std::optional<CacheHit> CacheShard::Peek(std::string_view key, size_t hash, absl
   return hit;
 }
 
+std::optional<CacheHit> CacheShard::LookupAllowingStale(std::string_view key, size_t hash,
+                                                        absl::Time now, ReleasedValues* released) {
+  bool expired = false;
+  std::optional<CacheHit> hit = SharedLookupAllowingStale(key, hash, now, &expired);
+  if (expired) RemoveExpired(key, hash, now, released);
+  return hit;
+}
+
+bool CacheShard::Dead(const Slot& slot, int64_t now_ns) const {
+  if (slot.value == nullptr || keep_expired_ns_ == 0) return slot.expires_ns <= now_ns;
+  // Saturating: an entry that never expires is never dead.
+  if (slot.expires_ns > kNeverNs - keep_expired_ns_) return false;
+  return slot.expires_ns + keep_expired_ns_ <= now_ns;
+}
+
+CacheHit CacheShard::HitOf(const Slot& slot, int64_t now_ns) {
+  return CacheHit{slot.value, FromNanos(slot.expires_ns),
+                  absl::Nanoseconds(slot.expires_ns - now_ns),
+                  /*refresh_due=*/slot.expires_ns > now_ns && slot.refresh_ns <= now_ns};
+}
+
 const CacheShard::Slot* CacheShard::FindLive(std::string_view key, size_t hash, int64_t now_ns,
-                                             bool count_access, bool* expired) const {
+                                             bool count_access, bool* expired,
+                                             bool allow_stale) const {
   const auto it = index_.find(HashedKey{key, hash});
   if (it == index_.end()) return nullptr;
   const Slot& slot = slots_[*it];
   if (slot.expires_ns <= now_ns) {
-    if (expired != nullptr) *expired = true;
-    return nullptr;
+    if (Dead(slot, now_ns)) {
+      if (expired != nullptr) *expired = true;
+      return nullptr;
+    }
+    if (!allow_stale) return nullptr;
   }
   // The whole cost of a hit for the eviction policy: no relinking, and a write only while the
   // counter is below its cap (a hot key's line stays shared between cores). Two readers racing
@@ -90,8 +115,17 @@ std::optional<CacheHit> CacheShard::SharedLookup(std::string_view key, size_t ha
   const int64_t now_ns = ToNanos(now);
   const Slot* slot = FindLive(key, hash, now_ns, count_access, expired);
   if (slot == nullptr) return std::nullopt;
-  return CacheHit{slot->value, FromNanos(slot->expires_ns),
-                  absl::Nanoseconds(slot->expires_ns - now_ns)};
+  return HitOf(*slot, now_ns);
+}
+
+std::optional<CacheHit> CacheShard::SharedLookupAllowingStale(std::string_view key, size_t hash,
+                                                              absl::Time now,
+                                                              bool* expired) const {
+  const int64_t now_ns = ToNanos(now);
+  const Slot* slot =
+      FindLive(key, hash, now_ns, /*count_access=*/true, expired, /*allow_stale=*/true);
+  if (slot == nullptr) return std::nullopt;
+  return HitOf(*slot, now_ns);
 }
 
 bool CacheShard::SharedRead(std::string_view key, size_t hash, absl::Time now, bool* expired,
@@ -101,20 +135,21 @@ bool CacheShard::SharedRead(std::string_view key, size_t hash, absl::Time now, b
   if (slot == nullptr) return false;
   const bool negative = slot->value == nullptr;
   read(CacheEntryView{negative ? std::string_view() : slot->value.view(), negative,
-                      absl::Nanoseconds(slot->expires_ns - now_ns)});
+                      absl::Nanoseconds(slot->expires_ns - now_ns),
+                      /*refresh_due=*/slot->refresh_ns <= now_ns});
   return true;
 }
 
 bool CacheShard::RemoveExpired(std::string_view key, size_t hash, absl::Time now,
                                ReleasedValues* released) {
   const auto it = index_.find(HashedKey{key, hash});
-  if (it == index_.end() || slots_[*it].expires_ns > ToNanos(now)) return false;
+  if (it == index_.end() || !Dead(slots_[*it], ToNanos(now))) return false;
   Remove(*it, it, Removal::kExpired, released);
   return true;
 }
 
 void CacheShard::Insert(std::string_view key, size_t hash, Value value, absl::Time expires_at,
-                        absl::Time now, ReleasedValues* released) {
+                        absl::Time now, ReleasedValues* released, absl::Time refresh_at) {
   const int64_t now_ns = ToNanos(now);
   const int64_t expires_ns = ToNanos(expires_at);
 
@@ -125,7 +160,7 @@ void CacheShard::Insert(std::string_view key, size_t hash, Value value, absl::Ti
   uint8_t freq = 0;
   if (const auto it = index_.find(HashedKey{key, hash}); it != index_.end()) {
     const uint32_t s = *it;
-    if (slots_[s].expires_ns > now_ns) {
+    if (!Dead(slots_[s], now_ns)) {
       replacing = true;
       queue = slots_[s].queue;
       freq = slots_[s].freq;
@@ -149,6 +184,7 @@ void CacheShard::Insert(std::string_view key, size_t hash, Value value, absl::Ti
   Slot& slot = slots_[s];
   slot.value = std::move(value);
   slot.expires_ns = expires_ns;
+  slot.refresh_ns = ToNanos(refresh_at);
   slot.freq = freq;
   PushNewest(queue, s);
   FifoOf(queue).bytes += charge;
@@ -162,7 +198,7 @@ bool CacheShard::Erase(std::string_view key, size_t hash, absl::Time now,
   const auto it = index_.find(HashedKey{key, hash});
   if (it == index_.end()) return false;
   const uint32_t s = *it;
-  const bool live = slots_[s].expires_ns > ToNanos(now);
+  const bool live = !Dead(slots_[s], ToNanos(now));
   Remove(s, it, live ? Removal::kErased : Removal::kExpired, released);
   return live;
 }
@@ -174,6 +210,10 @@ void CacheShard::Clear(ReleasedValues* released) {
       RemoveHashed(s, Hash(KeyOf(s)), Removal::kErased, released);
     }
   }
+}
+
+void CacheShard::SetKeepExpiredFor(absl::Duration keep) {
+  keep_expired_ns_ = std::max<int64_t>(0, ToNanos(absl::UnixEpoch() + keep));
 }
 
 void CacheShard::SetCapacity(int64_t capacity_bytes, absl::Time now, ReleasedValues* released) {
@@ -199,7 +239,7 @@ void CacheShard::EvictOne(int64_t now_ns, ReleasedValues* released) {
     if (s == kNil) return;
     Slot& slot = slots_[s];
     if (slot.expires_ns <= now_ns) {
-      // Expired entries go first, whatever their counter says.
+      // Expired entries (kept stale or dead) go first, whatever their counter says.
       RemoveHashed(s, Hash(KeyOf(slot)), Removal::kExpired, released);
       return;
     }

@@ -1,5 +1,8 @@
 #include "flightcache/flight_cache.h"
 
+#include <algorithm>
+#include <optional>
+#include <string>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -25,6 +28,21 @@ struct LoadedValue {
 using Group = SingleFlightGroup<LoadedValue>;
 
 bool IsAnswer(const absl::Status& status) { return status.ok() || absl::IsNotFound(status); }
+
+// A load failure that stale-if-error covers: the origin's or this sidecar's trouble (UNAVAILABLE,
+// the load timeout, a full queue, garbage, a value over the limit), not an answer and not the
+// caller's own cancellation.
+bool IsFailureToCoverWithStale(const absl::Status& status) {
+  return !IsAnswer(status) && !absl::IsCancelled(status);
+}
+
+// The store keeps values past their TTL for the longer of the two stale windows.
+CacheOptions StoreOptions(const FlightCacheOptions& options) {
+  CacheOptions store = options.store;
+  store.keep_expired_for = std::max(
+      {store.keep_expired_for, options.stale_while_revalidate, options.stale_if_error});
+  return store;
+}
 
 // Origin errors reach callers as UNAVAILABLE naming the origin's error (see the spec's status
 // table); NOT_FOUND, INTERNAL (our own bug or garbage from the origin) and RESOURCE_EXHAUSTED (the
@@ -90,7 +108,21 @@ absl::Status FlightCacheOptions::Validate() const {
     return s;
   }
   if (absl::Status s = PrefixOptionError("hedge.", hedge.Validate()); !s.ok()) return s;
-  return PrefixOptionError("fleet.", fleet.Validate());
+  if (absl::Status s = PrefixOptionError("fleet.", fleet.Validate()); !s.ok()) return s;
+  if (absl::Status s =
+          CheckNonNegativeDuration("stale_while_revalidate", stale_while_revalidate, kMaxTtl);
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = CheckNonNegativeDuration("stale_if_error", stale_if_error, kMaxTtl);
+      !s.ok()) {
+    return s;
+  }
+  if (!(refresh_ahead >= 0 && refresh_ahead < 1)) {
+    return OptionError("refresh_ahead",
+                       absl::StrCat("must be 0 (off) or a fraction in (0, 1), got ", refresh_ahead));
+  }
+  return absl::OkStatus();
 }
 
 struct FlightCache::Impl final : FleetListener {
@@ -101,7 +133,7 @@ struct FlightCache::Impl final : FleetListener {
         load_timeout_message(absl::StrCat("origin ", origin_name,
                                           " timed out: no answer within load_timeout=",
                                           absl::FormatDuration(options.load_timeout))),
-        cache(options.store, ttl_clock),
+        cache(StoreOptions(options), ttl_clock),
         group({.abandon = options.abandoned_loads,
                .load_timeout = options.load_timeout,
                .timeout_message = load_timeout_message},
@@ -148,14 +180,52 @@ struct FlightCache::Impl final : FleetListener {
     };
   }
 
-  // Runs under the group's shard lock for the key: only answers are cached, failures never.
+  // Runs under the group's shard lock for the key: only answers are cached, failures never. An
+  // answer always replaces what was there, so no stale value outlives a newer answer.
   void Store(const std::string& key, const absl::StatusOr<LoadedValue>& result) {
     if (result.ok()) {
       // A NOT_FOUND from the fleet is a null value; a fleet entry may have no TTL left.
-      if (result->ttl > absl::ZeroDuration()) cache.Insert(key, result->value, result->ttl);
-    } else if (absl::IsNotFound(result.status()) && options.negative_ttl > absl::ZeroDuration()) {
-      cache.Insert(key, nullptr, options.negative_ttl);
+      if (result->ttl > absl::ZeroDuration()) {
+        cache.Insert(key, result->value, result->ttl, RefreshAfter(*result));
+      } else {
+        cache.Erase(key);
+      }
+    } else if (absl::IsNotFound(result.status())) {
+      if (options.negative_ttl > absl::ZeroDuration()) {
+        cache.Insert(key, nullptr, options.negative_ttl);
+      } else {
+        cache.Erase(key);
+      }
     }
+  }
+
+  // When a hit on this value starts a refresh-ahead: never for not-found entries.
+  absl::Duration RefreshAfter(const LoadedValue& loaded) const {
+    if (options.refresh_ahead <= 0 || loaded.value == nullptr) return absl::InfiniteDuration();
+    return loaded.ttl * options.refresh_ahead;
+  }
+
+  // Starts a background refresh of `key` unless a load of it is in flight: an ordinary flight
+  // that no caller waits for.
+  void Refresh(std::string_view key) {
+    if (group.StartBackground(key, [this](LoadHandle<LoadedValue>&& load) {
+          Load(std::move(load));
+        })) {
+      refreshes_started.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+
+  // A value the store still holds (fresh, or past its TTL by less than `window`) as a Get's
+  // answer, for a caller that would otherwise wait or fail. Nothing for a not-found entry.
+  std::optional<GetResult> Retained(const std::optional<CacheHit>& hit, absl::Duration window) {
+    if (!hit.has_value() || hit->negative() || hit->stale_for() >= window) return std::nullopt;
+    if (!hit->stale()) {
+      return GetResult{.value = hit->value, .source = Source::kHit,
+                       .ttl_remaining = hit->ttl_remaining};
+    }
+    stale_served.fetch_add(1, std::memory_order_relaxed);
+    return GetResult{.value = hit->value, .source = Source::kStale,
+                     .stale_for = hit->stale_for()};
   }
 
   void CountCompletion(const absl::Status& status) {
@@ -352,6 +422,7 @@ struct FlightCache::Impl final : FleetListener {
   StripedCounters<kCounterCount> requests;
   std::atomic<int64_t> loads_succeeded{0}, loads_failed{0}, loads_cancelled{0};
   std::atomic<int64_t> fleet_invalidations_received{0};
+  std::atomic<int64_t> stale_served{0}, refreshes_started{0};
   Group group;
   FleetStore* const fleet;              // null: no fleet tier
   std::shared_ptr<FleetLoader> loader;  // set iff `fleet` is
@@ -381,13 +452,36 @@ GetHandle FlightCache::Get(std::string_view key, Callback done) {
     return {};
   }
   // One probe and one count per lookup: a hit here, or — under the key's group lock, where no
-  // load can store it unseen — the group's recheck, which counts the hit it finds.
-  if (std::optional<CacheHit> hit = impl.cache.Lookup(key)) {
+  // load can store it unseen — the group's recheck, which counts the hit it finds. With
+  // stale-while-revalidate the probe also finds a stale value, served while a refresh runs.
+  // Refreshes start before `done` runs: `key` may point into the caller's request.
+  const absl::Duration swr = options_.stale_while_revalidate;
+  std::optional<CacheHit> hit =
+      swr > absl::ZeroDuration() ? impl.cache.LookupAllowingStale(key) : impl.cache.Lookup(key);
+  if (hit.has_value() && !hit->stale()) {
+    if (hit->refresh_due) impl.Refresh(key);
     done(impl.FromCacheHit(*hit));
     return {};
   }
-  Group::Callback on_load = [&impl, done = std::move(done)](const SharedResult<LoadedValue>& result,
-                                                            Group::Outcome outcome) mutable {
+  if (std::optional<GetResult> stale = impl.Retained(hit, swr)) {
+    impl.Refresh(key);
+    done(*std::move(stale));
+    return {};
+  }
+  // With stale-if-error, a waiter whose load fails looks for a stale value of its key.
+  std::string stale_if_error_key =
+      options_.stale_if_error > absl::ZeroDuration() ? std::string(key) : std::string();
+  Group::Callback on_load = [&impl, done = std::move(done),
+                             stale_key = std::move(stale_if_error_key)](
+                                const SharedResult<LoadedValue>& result,
+                                Group::Outcome outcome) mutable {
+    if (!stale_key.empty() && IsFailureToCoverWithStale(result->status())) {
+      if (std::optional<GetResult> stale = impl.Retained(
+              impl.cache.LookupAllowingStale(stale_key), impl.options.stale_if_error)) {
+        done(*std::move(stale));
+        return;
+      }
+    }
     done(impl.FromLoad(result, outcome));
   };
   Group::Joined joined = impl.group.Join(
@@ -416,14 +510,17 @@ bool FlightCache::ReadHit(std::string_view key,
   Impl& impl = *impl_;
   if (key.empty() || static_cast<int64_t>(key.size()) > options_.max_key_bytes) return false;
   bool negative = false;
+  bool refresh_due = false;
   if (!impl.cache.Read(key, [&](const CacheEntryView& entry) {
         negative = entry.negative;
+        refresh_due = entry.refresh_due;
         read(entry);
       })) {
     return false;
   }
   impl.requests.Add(Impl::kRequests);
   impl.requests.Add(negative ? Impl::kNegativeHits : Impl::kHits);
+  if (refresh_due) impl.Refresh(key);
   return true;
 }
 
@@ -464,6 +561,8 @@ FlightCacheStats FlightCache::stats() const {
   s.entries = cache.entries;
   s.bytes = cache.bytes;
   s.evictions = cache.evictions;
+  s.stale_served = load(impl.stale_served);
+  s.refreshes_started = load(impl.refreshes_started);
   if (impl.loader != nullptr) {
     const FleetLoaderStats fleet = impl.loader->stats();
     s.fleet_hits = fleet.hits;

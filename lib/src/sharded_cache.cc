@@ -16,6 +16,7 @@ namespace {
 constexpr int kMaxShards = 1024;
 // Far above any sensible cache; low enough that a typo (a size in bits, a stray digit) is caught.
 constexpr int64_t kMaxCapacityBytes = int64_t{1} << 40;  // 1 TiB
+constexpr absl::Duration kMaxKeep = absl::Hours(8760);    // a year, like the longest TTL
 
 int RoundUpToPowerOfTwo(int n) {
   int p = 1;
@@ -27,6 +28,10 @@ int RoundUpToPowerOfTwo(int n) {
 
 absl::Status CacheOptions::Validate() const {
   if (absl::Status s = CheckRange("capacity_bytes", capacity_bytes, 1, kMaxCapacityBytes);
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = CheckNonNegativeDuration("keep_expired_for", keep_expired_for, kMaxKeep);
       !s.ok()) {
     return s;
   }
@@ -53,6 +58,7 @@ ShardedCache::ShardedCache(CacheOptions options, const Clock& clock) : clock_(cl
   for (int i = 0; i < shard_count; ++i) {
     const int64_t share = capacity / shard_count + (i < capacity % shard_count ? 1 : 0);
     StripedWriterLock lock(&shards_[i].mu);
+    shards_[i].cache.SetKeepExpiredFor(std::max(absl::ZeroDuration(), options.keep_expired_for));
     shards_[i].cache.SetCapacity(share, now);
   }
 }
@@ -104,7 +110,22 @@ std::optional<CacheHit> ShardedCache::Lookup(std::string_view key) {
   return std::nullopt;
 }
 
-void ShardedCache::Insert(std::string_view key, Value value, absl::Duration ttl) {
+std::optional<CacheHit> ShardedCache::LookupAllowingStale(std::string_view key) {
+  const size_t hash = CacheShard::Hash(key);
+  const absl::Time now = clock_.Now();
+  Shard& shard = ShardFor(hash);
+  bool expired = false;
+  {
+    StripedReaderLock lock(&shard.mu);
+    std::optional<CacheHit> hit = shard.cache.SharedLookupAllowingStale(key, hash, now, &expired);
+    if (!expired) return hit;
+  }
+  DropExpired(shard, key, hash, now);
+  return std::nullopt;
+}
+
+void ShardedCache::Insert(std::string_view key, Value value, absl::Duration ttl,
+                          absl::Duration refresh_after) {
   const size_t hash = CacheShard::Hash(key);
   const absl::Time now = clock_.Now();
   Shard& shard = ShardFor(hash);
@@ -112,7 +133,7 @@ void ShardedCache::Insert(std::string_view key, Value value, absl::Duration ttl)
   // lock is released; `released` is declared first so it is destroyed last.
   CacheShard::ReleasedValues released;
   StripedWriterLock lock(&shard.mu);
-  shard.cache.Insert(key, hash, std::move(value), now + ttl, now, &released);
+  shard.cache.Insert(key, hash, std::move(value), now + ttl, now, &released, now + refresh_after);
 }
 
 bool ShardedCache::Erase(std::string_view key) {

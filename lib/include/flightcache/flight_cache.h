@@ -10,6 +10,17 @@
 // is cancelled half way while the loads behind it wait. Invalidate() removes entries and detaches
 // loads in flight so their results are not stored and later Gets start new loads.
 //
+// Serving stale (all off by default): with `stale_while_revalidate`, a Get for a value past its
+// TTL by less than that window is answered at once with the stale value (Source::kStale) while one
+// background refresh runs; with `stale_if_error`, a Get whose load fails (anything but an answer
+// or the caller's own cancellation) gets a value past its TTL by less than that window instead of
+// the error; with `refresh_ahead` = F, a hit on a value older than F x its TTL starts a background
+// refresh, so a key that keeps being read never expires. A background refresh is an ordinary
+// flight (coalesced with misses, limited, hedged, under its own timeout) that no caller waits for
+// and no caller's leaving cancels. Stale values are kept in the store (counted against its
+// capacity, evicted first) for the longer of the two windows; Invalidate removes them, and a
+// NOT_FOUND answer replaces them.
+//
 // With a FleetStore (the fleet tier), a load first asks the fleet, and at most one sidecar of the
 // fleet fetches a key from the origin while the others wait for it (internal/fleet_loader.h);
 // invalidations reach every sidecar. The fleet only ever saves origin fetches: when it fails, a
@@ -79,19 +90,31 @@ struct FlightCacheOptions {
   int64_t max_value_bytes = int64_t{4} << 20;
   HedgeOptions hedge;
   FleetOptions fleet;
+  // Serving stale (see the file comment); zero turns each off.
+  absl::Duration stale_while_revalidate = absl::ZeroDuration();
+  absl::Duration stale_if_error = absl::ZeroDuration();
+  double refresh_ahead = 0;  // 0, or a fraction of the TTL in (0, 1)
 
   absl::Status Validate() const;
 };
 
-// As on the wire; 4 (SOURCE_STALE) is reserved. kFleet: this call's load was answered by the
-// fleet (callers that joined that load see kCoalesced).
-enum class Source { kUnspecified = 0, kHit = 1, kLoaded = 2, kCoalesced = 3, kFleet = 5 };
+// As on the wire. kFleet: this call's load was answered by the fleet (callers that joined that
+// load see kCoalesced). kStale: a value past its TTL (GetResult::stale_for says by how much).
+enum class Source {
+  kUnspecified = 0,
+  kHit = 1,
+  kLoaded = 2,
+  kCoalesced = 3,
+  kStale = 4,
+  kFleet = 5
+};
 
 struct GetResult {
   absl::Status status;  // OK, or the code a caller of Get sees (see the spec's status table)
   Value value;          // set when status is OK
   Source source = Source::kUnspecified;
-  absl::Duration ttl_remaining = absl::ZeroDuration();
+  absl::Duration ttl_remaining = absl::ZeroDuration();  // zero for a stale value
+  absl::Duration stale_for = absl::ZeroDuration();      // how long past its TTL (kStale only)
 };
 
 // The spec's Stats: counters since start plus current gauges.
@@ -113,6 +136,9 @@ struct FlightCacheStats {
   int64_t bytes = 0;
   int64_t evictions = 0;
   int64_t negative_hits = 0;
+  // Serving stale: stale answers given (each one), background refreshes started.
+  int64_t stale_served = 0;
+  int64_t refreshes_started = 0;
   // Origin work that could not help (metrics only, not in the wire Stats):
   // loads that left the queue without fetching because too little of their timeout was left for a
   // typical fetch to answer, and loads whose fetch was still running when their timeout passed.

@@ -7,7 +7,8 @@
 // no hits or misses: its one caller, FlightCache, keeps the request ledger. The byte bound
 // counts key + value + a fixed per-entry overhead (kCacheEntryOverheadBytes, cache_entry.h) and
 // holds at every moment (each shard owns capacity/N). Entries expire at their TTL; expired entries
-// read as misses and are dropped lazily. Eviction keeps the hot set (see cache_shard.h for the
+// read as misses and are dropped lazily, except that a value may be kept stale for
+// `keep_expired_for` past its TTL, for LookupAllowingStale() (serving stale; cache_entry.h). Eviction keeps the hot set (see cache_shard.h for the
 // policy and why).
 //
 // Values are immutable and shared (value.h): a hit returns a shared reference to the stored bytes
@@ -42,6 +43,9 @@ namespace flightcache {
 struct CacheOptions {
   int64_t capacity_bytes = int64_t{256} << 20;
   int shard_count = 16;  // rounded up to a power of two
+  // How long a value is kept past its TTL for serving stale (counted against capacity_bytes,
+  // evicted first). FlightCache sets it from its stale options.
+  absl::Duration keep_expired_for = absl::ZeroDuration();
 
   absl::Status Validate() const;
 };
@@ -62,6 +66,9 @@ class ShardedCache final {
   // A live entry, or nothing (missing or expired). Counted as an access by the eviction policy.
   std::optional<CacheHit> Lookup(std::string_view key);
 
+  // Like Lookup(), but also finds a value kept stale past its TTL (CacheHit::stale()).
+  std::optional<CacheHit> LookupAllowingStale(std::string_view key);
+
   // Like Lookup(), but instead of returning a shared reference to the value it calls `read` with
   // a view of the live entry while the shard is held for reading, so the caller can copy the
   // bytes where it needs them (e.g. into a response). This skips the Value's reference count,
@@ -70,8 +77,10 @@ class ShardedCache final {
   bool Read(std::string_view key, absl::FunctionRef<void(const CacheEntryView&)> read);
 
   // Stores `value` (null: a negative entry) until now + ttl, replacing any entry for `key`.
-  // An entry larger than a shard's capacity is not stored. REQUIRES: ttl > 0.
-  void Insert(std::string_view key, Value value, absl::Duration ttl);
+  // An entry larger than a shard's capacity is not stored. Reads more than `refresh_after` from
+  // now report it refresh_due. REQUIRES: ttl > 0.
+  void Insert(std::string_view key, Value value, absl::Duration ttl,
+              absl::Duration refresh_after = absl::InfiniteDuration());
 
   // Removes the entry; true if a live one was there.
   bool Erase(std::string_view key);

@@ -16,11 +16,17 @@
 // Entries can be removed from the middle of a queue (Erase, replace, expired on read), so the
 // queues are doubly linked lists threaded through slot indices rather than rings.
 //
-// Expiry: an entry is live while now < expires_at. Expired entries read as misses and are
-// dropped when they are touched (lookup, insert of the same key, erase; SharedLookup leaves that
-// to its caller) or when eviction reaches them at a queue tail, where they go first whatever their
-// counter says. There is no expiry index, so an expired entry in the middle of a queue keeps its
+// Expiry: an entry is live (fresh) while now < expires_at. A value entry is then kept, stale, for
+// keep_expired_for (SetKeepExpiredFor; 0 by default): fresh-only lookups miss it, but
+// SharedLookupAllowingStale finds it, and it still counts against the capacity. Past that (a
+// negative entry: at once) it is dead. Dead entries read as misses and are dropped when they are
+// touched (lookup, insert of the same key, erase; SharedLookup leaves that to its caller); stale
+// and dead entries alike go first, whatever their counter says, when eviction reaches them at a
+// queue tail. There is no expiry index, so an expired entry in the middle of a queue keeps its
 // bytes until one of those happens.
+//
+// Refresh ahead: Insert() may give a value a refresh_at point; reads of the fresh entry after it
+// report refresh_due, so the caller can reload a key that keeps being read before it expires.
 //
 // Accounting: every entry is charged Charge(key, value) = key bytes + value bytes +
 // kCacheEntryOverheadBytes (a negative entry: key + overhead). bytes() <= capacity()
@@ -28,12 +34,12 @@
 // exceeds the capacity is not stored. Evictions (entries removed to make room) and expirations
 // are counted separately; Erase() and replacement count as neither.
 //
-// Memory: entries live in a vector of 48-byte slots (value, expiry, key inline up to 16 bytes,
-// links, counter), indexed by an absl::flat_hash_set<uint32_t> of slot numbers that hashes and
+// Memory: entries live in a vector of 56-byte slots (value, expiry, refresh point, key inline up
+// to 16 bytes, links, counter), indexed by an absl::flat_hash_set<uint32_t> of slot numbers that hashes and
 // compares through the slot's key, so a key is stored once. The ghost is a direct-mapped table of
 // 32-bit fingerprints with at least as many buckets as entries. Estimated cache-owned bytes per
-// entry with keys <= 16 bytes: 48 (slot) + 6..12 (index at absl's 7/16..7/8 load) + 4..8
-// (ghost) = about 58..68 (measured: see docs/BENCHMARKS.md, memory); a longer key adds
+// entry with keys <= 16 bytes: 56 (slot) + 6..12 (index at absl's 7/16..7/8 load) + 4..8
+// (ghost) = about 66..76 (measured: see docs/BENCHMARKS.md, memory); a longer key adds
 // one heap block of its size rounded up by malloc. The Value itself (value.h) is caller-allocated,
 // one block: for a 100-byte value a 128-byte malloc chunk (4 count + 4 length + 100 bytes).
 //
@@ -104,6 +110,11 @@ class CacheShard final {
   std::optional<CacheHit> Lookup(std::string_view key, size_t hash, absl::Time now,
                                  ReleasedValues* released = nullptr);
 
+  // The entry for `key` if it is fresh or kept stale (CacheHit::stale()), counted as an access; a
+  // dead one is dropped. For serving stale values.
+  std::optional<CacheHit> LookupAllowingStale(std::string_view key, size_t hash, absl::Time now,
+                                              ReleasedValues* released = nullptr);
+
   // Like Lookup() but not counted as an access, so re-checks do not make a key look hot.
   std::optional<CacheHit> Peek(std::string_view key, size_t hash, absl::Time now,
                                ReleasedValues* released = nullptr);
@@ -115,38 +126,48 @@ class CacheShard final {
   std::optional<CacheHit> SharedLookup(std::string_view key, size_t hash, absl::Time now,
                                        bool count_access, bool* expired = nullptr) const;
 
+  // SharedLookup() (counted as an access) that also finds a stale entry kept past its expiry.
+  std::optional<CacheHit> SharedLookupAllowingStale(std::string_view key, size_t hash,
+                                                    absl::Time now, bool* expired = nullptr) const;
+
   // SharedLookup() that hands `read` a view of the entry instead of a copy of its Value.
   // Returns true if a live entry was found (and `read` called).
   bool SharedRead(std::string_view key, size_t hash, absl::Time now, bool* expired,
                   absl::FunctionRef<void(const CacheEntryView&)> read) const;
 
-  // Removes the entry for `key` if it has expired by `now`; true if it did.
+  // Removes the entry for `key` if it is dead (expired and past its keep window) by `now`; true if
+  // it did.
   bool RemoveExpired(std::string_view key, size_t hash, absl::Time now,
                      ReleasedValues* released = nullptr);
 
   // Stores `value` (null: a negative entry) until `expires_at`, replacing any entry for `key`.
-  // A replaced live entry keeps its queue and access count, so refreshing a hot key does not
-  // demote it. If the charge exceeds capacity() or expires_at <= now, nothing is stored and any
-  // previous entry for `key` is removed (so a stale value is never left behind).
+  // A replaced entry that was not dead (fresh or kept stale) passes on its queue and access count,
+  // so refreshing a hot key does not demote it. If the charge exceeds capacity() or
+  // expires_at <= now, nothing is stored and any previous entry for `key` is removed (so a stale
+  // value is never left behind). Reads after `refresh_at` report the entry refresh_due.
   void Insert(std::string_view key, size_t hash, Value value, absl::Time expires_at, absl::Time now,
-              ReleasedValues* released = nullptr);
+              ReleasedValues* released = nullptr,
+              absl::Time refresh_at = absl::InfiniteFuture());
 
-  // Removes the entry for `key`; true if it was live.
+  // Removes the entry for `key`; true if it was not dead (fresh or kept stale).
   bool Erase(std::string_view key, size_t hash, absl::Time now, ReleasedValues* released = nullptr);
 
   // Removes every entry (counted as erased, not evicted). The ghost keeps its fingerprints.
   void Clear(ReleasedValues* released = nullptr);
+
+  // How long a value entry is kept, stale, past its expiry (>= 0). Applies to stored entries too.
+  void SetKeepExpiredFor(absl::Duration keep);
 
   // Changes the capacity, evicting as needed to fit it. A capacity <= 0 becomes 0.
   void SetCapacity(int64_t capacity_bytes, absl::Time now, ReleasedValues* released = nullptr);
 
   int64_t capacity() const { return capacity_; }
   int64_t bytes() const { return bytes_; }
-  // Stored entries, including expired ones not dropped yet.
+  // Stored entries, including stale and dead ones not dropped yet.
   int64_t entries() const { return static_cast<int64_t>(index_.size()); }
   // Entries removed to make room.
   int64_t evictions() const { return evictions_; }
-  // Expired entries dropped (on access or when eviction reached them).
+  // Expired (stale or dead) entries dropped (on access or when eviction reached them).
   int64_t expirations() const { return expirations_; }
 
   // Walks every structure and checks they agree (byte and entry totals equal the sum over the
@@ -167,6 +188,7 @@ class CacheShard final {
   struct Slot {
     Value value;             // null for a negative entry (and for a free slot)
     int64_t expires_ns = 0;  // absl::ToUnixNanos(expires_at), saturated
+    int64_t refresh_ns = 0;  // absl::ToUnixNanos(refresh_at), saturated
     union {
       char* heap;
       char inline_bytes[kInlineKeyBytes];
@@ -213,10 +235,14 @@ class CacheShard final {
         slot.key_size <= kInlineKeyBytes ? slot.key.inline_bytes : slot.key.heap, slot.key_size);
   }
   static int64_t ChargeOf(const Slot& slot) { return Charge(KeyOf(slot), slot.value); }
-  // The live slot for `key` (counted as an access if `count_access`), or null; an expired one
-  // sets *expired. Changes nothing but the slot's atomic access counter.
+  // The fresh slot for `key` (or also a stale one, if `allow_stale`), counted as an access if
+  // `count_access`, or null; a dead one sets *expired. Changes nothing but the slot's atomic
+  // access counter.
   const Slot* FindLive(std::string_view key, size_t hash, int64_t now_ns, bool count_access,
-                       bool* expired) const;
+                       bool* expired, bool allow_stale = false) const;
+  // Past its expiry and its keep window: never to be read again.
+  bool Dead(const Slot& slot, int64_t now_ns) const;
+  static CacheHit HitOf(const Slot& slot, int64_t now_ns);
 
   void MakeRoom(int64_t charge, int64_t now_ns, ReleasedValues* released);
   void EvictOne(int64_t now_ns, ReleasedValues* released);
@@ -233,6 +259,7 @@ class CacheShard final {
 
   int64_t capacity_ = 0;
   int64_t small_capacity_ = 0;  // S's share: 10% of capacity_
+  int64_t keep_expired_ns_ = 0;
   int64_t bytes_ = 0;
   int64_t evictions_ = 0;
   int64_t expirations_ = 0;

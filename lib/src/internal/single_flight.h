@@ -17,6 +17,8 @@
 //   load.
 // - `store(key, result)` runs under the key's shard lock when a flight that is still attached
 //   completes, before its waiters wake and before it leaves the table.
+// StartBackground(key) starts a flight that no caller waits for (a background refresh): callers
+// who ask for the key meanwhile join it, and it is never cancelled for lack of waiters.
 // Detach(key) (the server's Invalidate) removes the key's flight from the table under the same
 // lock: its waiters still get its result, but `store` is never called for it, and later callers
 // start a new flight — so a slow old load can never overwrite a newer value. The group still
@@ -389,6 +391,26 @@ class SingleFlightGroup final {
         });
     if (outcome == Outcome::kStarted) Start(entry, std::move(loader));
     return {FlightWaiter(entry, subscription), outcome};
+  }
+
+  // Starts `key`'s flight with no waiter, unless one is already in flight (then the caller's
+  // refresh is that flight). The flight holds a waiter reference of its own until it completes,
+  // so callers who join and leave can never cancel it; it ends with its result, its load timeout,
+  // Detach() plus completion, or CancelAll(). No recheck: the caller knows the cached entry needs
+  // replacing. Returns true if it started a flight (the loader ran).
+  bool StartBackground(std::string_view key, Loader&& loader) {
+    auto& shard = core_->ShardFor(key);
+    std::shared_ptr<internal::FlightEntry<T>> entry;
+    {
+      absl::MutexLock lock(&shard.mu);
+      if (shard.flights.contains(internal::AbslView(key))) return false;
+      entry = std::make_shared<internal::FlightEntry<T>>(std::string(key), core_);
+      entry->attached = true;
+      entry->waiters = 1;  // the flight's own reference, never released
+      shard.flights.emplace(entry->key, entry);
+    }
+    Start(entry, std::move(loader));
+    return true;
   }
 
   // Takes `key`'s flight (if any) out of the table so its result is not stored and later callers

@@ -21,6 +21,7 @@
 #include "tests/testing/fake_clock.h"
 #include "tests/testing/fake_fleet_store.h"
 #include "tests/testing/fake_origin.h"
+#include "tests/testing/get_reply.h"
 #include "tests/testing/get_blocking.h"
 
 namespace flightcache {
@@ -34,28 +35,7 @@ using ::testing::HasSubstr;
 
 constexpr absl::Duration kLeaseTtl = absl::Seconds(2);
 
-// What one Get delivered (shared with the callback, which may run after the test's locals die).
-struct Reply {
-  struct State {
-    int calls = 0;
-    GetResult result;
-  };
-  std::shared_ptr<State> state = std::make_shared<State>();
-
-  FlightCache::Callback Callback() {
-    return [s = state](GetResult r) {
-      s->result = std::move(r);
-      s->calls++;
-    };
-  }
-  int calls() const { return state->calls; }
-  const GetResult& result() const { return state->result; }
-  std::string value() const {
-    return std::string(state->result.value ? *state->result.value : "<null>");
-  }
-  absl::StatusCode code() const { return state->result.status.code(); }
-  Source source() const { return state->result.source; }
-};
+using Reply = testing::GetReply;
 
 // One simulated sidecar.
 struct Sidecar {
