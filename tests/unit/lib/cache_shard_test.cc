@@ -43,6 +43,68 @@ struct Harness {
   CacheShard shard;
 };
 
+// A value is kept stale for the keep window past its TTL: fresh lookups miss it, stale-allowing
+// ones find it (with how long past its TTL it is) until the window ends. Not-found entries are
+// never kept: a stale "not found" has nothing worth serving.
+TEST(CacheShardTest, ValuesAreKeptStaleForTheKeepWindowAndNegativeEntriesAreNot) {
+  Harness h(1 << 20);
+  h.shard.SetKeepExpiredFor(absl::Seconds(10));
+  h.Put("a", "alpha", absl::Seconds(1));
+  h.Put("n", std::nullopt, absl::Seconds(1));
+  const int64_t bytes = h.shard.bytes();
+  h.clock.Advance(absl::Seconds(3));
+
+  EXPECT_FALSE(h.Get("a").has_value());
+  auto stale = h.shard.LookupAllowingStale("a", CacheShard::Hash("a"), h.clock.Now());
+  ASSERT_TRUE(stale.has_value());
+  EXPECT_TRUE(stale->stale());
+  EXPECT_EQ(stale->stale_for(), absl::Seconds(2));
+  EXPECT_EQ(*stale->value, "alpha");
+  EXPECT_FALSE(h.shard.LookupAllowingStale("n", CacheShard::Hash("n"), h.clock.Now()).has_value());
+  EXPECT_EQ(h.shard.entries(), 1) << "the expired negative entry was dropped, the value kept";
+  EXPECT_LT(h.shard.bytes(), bytes);
+
+  h.clock.Advance(absl::Seconds(8));  // 11 s past its TTL: dead
+  EXPECT_FALSE(h.shard.LookupAllowingStale("a", CacheShard::Hash("a"), h.clock.Now()).has_value());
+  EXPECT_EQ(h.shard.entries(), 0);
+  EXPECT_TRUE(h.shard.CheckInvariants().ok()) << h.shard.CheckInvariants();
+}
+
+TEST(CacheShardTest, AReadPastTheRefreshPointReportsTheEntryDue) {
+  Harness h(1 << 20);
+  const absl::Time now = h.clock.Now();
+  h.shard.Insert("a", CacheShard::Hash("a"), MakeValue("alpha"), now + absl::Seconds(10), now,
+                 nullptr, now + absl::Seconds(8));
+  h.clock.Advance(absl::Seconds(7));
+  EXPECT_FALSE(h.Get("a")->refresh_due);
+  h.clock.Advance(absl::Seconds(1));
+  EXPECT_TRUE(h.Get("a")->refresh_due);
+  bool due = false;
+  EXPECT_TRUE(h.shard.SharedRead("a", CacheShard::Hash("a"), h.clock.Now(), nullptr,
+                                 [&](const CacheEntryView& e) { due = e.refresh_due; }));
+  EXPECT_TRUE(due);
+  h.Put("b", "beta");  // no refresh point
+  h.clock.Advance(absl::Seconds(59));
+  EXPECT_FALSE(h.Get("b")->refresh_due);
+}
+
+// A stale entry is erased and replaced like a live one (Invalidate counts it; a refresh replaces
+// it).
+TEST(CacheShardTest, AStaleEntryIsErasedAndReplacedLikeALiveOne) {
+  Harness h(1 << 20);
+  h.shard.SetKeepExpiredFor(absl::Seconds(10));
+  h.Put("a", "alpha", absl::Seconds(1));
+  h.clock.Advance(absl::Seconds(2));
+  EXPECT_TRUE(h.shard.Erase("a", CacheShard::Hash("a"), h.clock.Now()))
+      << "a stale entry counts as removed";
+  h.Put("a", "alpha", absl::Seconds(1));
+  h.clock.Advance(absl::Seconds(2));
+  h.Put("a", "alpha2", absl::Seconds(60));
+  EXPECT_EQ(*h.Get("a")->value, "alpha2");
+  EXPECT_EQ(h.shard.entries(), 1);
+  EXPECT_TRUE(h.shard.CheckInvariants().ok()) << h.shard.CheckInvariants();
+}
+
 TEST(CacheShardTest, HitMissAndNegativeEntries) {
   Harness h(1 << 20);
   h.Put("a", "alpha");
