@@ -254,6 +254,7 @@ class CacheService::GetReactor final : public Reactor {
     if (result.value != nullptr) response_.set_value(result.value.data(), result.value.size());
     response_.set_source(ToProtoSource(result.source));
     response_.set_ttl_remaining_ms(absl::ToInt64Milliseconds(result.ttl_remaining));
+    response_.set_stale_ms(absl::ToInt64Milliseconds(result.stale_for));
     FinishWith(response_);
   }
 
@@ -330,6 +331,7 @@ class CacheService::BatchGetReactor final : public Reactor {
                                   std::memory_order_relaxed);
       }
       slot.set_ttl_remaining_ms(absl::ToInt64Milliseconds(result.ttl_remaining));
+      slot.set_stale_ms(absl::ToInt64Milliseconds(result.stale_for));
     } else {
       slot.set_message(std::string(result.status.message()));
     }
@@ -471,6 +473,8 @@ grpc::ServerUnaryReactor* CacheService::Stats(grpc::CallbackServerContext* conte
   response.set_bytes(s.bytes);
   response.set_evictions(s.evictions);
   response.set_negative_hits(s.negative_hits);
+  response.set_stale_served(s.stale_served);
+  response.set_refreshes_started(s.refreshes_started);
   response.set_fleet_hits(s.fleet_hits);
   response.set_fleet_leases_won(s.fleet_leases_won);
   response.set_fleet_lease_waits(s.fleet_lease_waits);

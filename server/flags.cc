@@ -192,6 +192,16 @@ ABSL_FLAG(ft::Duration, ttl, ft::Duration{kDefaults.cache.default_ttl},
           "TTL of a value whose origin response has ttl_ms 0");
 ABSL_FLAG(ft::Duration, negative_ttl, ft::Duration{kDefaults.cache.negative_ttl},
           "how long a NOT_FOUND is cached (0 disables negative caching)");
+ABSL_FLAG(ft::Duration, stale_while_revalidate,
+          ft::Duration{kDefaults.cache.stale_while_revalidate},
+          "serve a value up to this long past its TTL at once while one background refresh runs "
+          "(0: off)");
+ABSL_FLAG(ft::Duration, stale_if_error, ft::Duration{kDefaults.cache.stale_if_error},
+          "when a load fails, serve a value up to this long past its TTL instead of the error "
+          "(0: off)");
+ABSL_FLAG(ft::Fraction, refresh_ahead, ft::Fraction{kDefaults.cache.refresh_ahead},
+          "a hit on a value older than this fraction of its TTL starts a background refresh "
+          "(0: off; below 1)");
 ABSL_FLAG(ft::ByteSize, capacity_bytes, ft::ByteSize{kDefaults.cache.store.capacity_bytes},
           "cache capacity: keys, values and per-entry overhead");
 ABSL_FLAG(ft::Duration, load_timeout, ft::Duration{kDefaults.cache.load_timeout},
@@ -261,6 +271,9 @@ constexpr FlagSpec kFlags[] = {
     {"origin", true},
     {"ttl", true},
     {"negative_ttl", true},
+    {"stale_while_revalidate", true},
+    {"stale_if_error", true},
+    {"refresh_ahead", true},
     {"capacity_bytes", true},
     {"load_timeout", true},
     {"abandoned_loads", true},
@@ -301,6 +314,9 @@ ServerConfig ConfigFromFlags() {
   c.log_format = absl::GetFlag(FLAGS_log_format).format;
   c.cache.default_ttl = absl::GetFlag(FLAGS_ttl).value;
   c.cache.negative_ttl = absl::GetFlag(FLAGS_negative_ttl).value;
+  c.cache.stale_while_revalidate = absl::GetFlag(FLAGS_stale_while_revalidate).value;
+  c.cache.stale_if_error = absl::GetFlag(FLAGS_stale_if_error).value;
+  c.cache.refresh_ahead = absl::GetFlag(FLAGS_refresh_ahead).value;
   c.cache.store.capacity_bytes = absl::GetFlag(FLAGS_capacity_bytes).bytes;
   c.cache.load_timeout = absl::GetFlag(FLAGS_load_timeout).value;
   c.cache.abandoned_loads = absl::GetFlag(FLAGS_abandoned_loads).policy;

@@ -104,8 +104,16 @@ class Metrics::Collector final : public prometheus::Collectable {
     families.push_back(Single("flightcache_coalesced_total",
                               "Gets that joined a load already in flight", counter,
                               static_cast<double>(s.coalesced)));
+    families.push_back(Single("flightcache_stale_served_total",
+                              "Gets answered with a value past its TTL (stale-while-revalidate, "
+                              "stale-if-error)",
+                              counter, static_cast<double>(s.stale_served)));
     families.push_back(Single("flightcache_loads_started_total", "Loads started", counter,
                               static_cast<double>(s.loads_started)));
+    families.push_back(Single("flightcache_refreshes_started_total",
+                              "Background refreshes started (stale-while-revalidate, "
+                              "refresh-ahead); also counted in loads_started",
+                              counter, static_cast<double>(s.refreshes_started)));
     families.push_back(Single("flightcache_loads_total", "Finished loads by outcome", counter, 0));
     families.back().metric.clear();
     for (const auto& [outcome, value] : {std::pair{"succeeded", s.loads_succeeded},

@@ -104,6 +104,8 @@ v1::Source ToProtoSource(Source source) {
       return v1::SOURCE_LOADED;
     case Source::kCoalesced:
       return v1::SOURCE_COALESCED;
+    case Source::kStale:
+      return v1::SOURCE_STALE;
     case Source::kFleet:
       return v1::SOURCE_FLEET;
     case Source::kUnspecified:

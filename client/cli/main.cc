@@ -56,6 +56,8 @@ std::string SourceName(pb::Source source) {
       return "LOADED";
     case pb::SOURCE_COALESCED:
       return "COALESCED";
+    case pb::SOURCE_STALE:
+      return "STALE";
     case pb::SOURCE_FLEET:
       return "FLEET";
     default:
@@ -92,6 +94,7 @@ int Get(pb::Cache::Stub& stub, const std::string& key) {
                      .Add("value", response.value())
                      .Add("source", SourceName(response.source()))
                      .Add("ttl_remaining_ms", response.ttl_remaining_ms())
+                     .Add("stale_ms", response.stale_ms())
                      .Build()
               << std::endl;
     return support::kExitOk;
@@ -99,8 +102,13 @@ int Get(pb::Cache::Stub& stub, const std::string& key) {
   std::fwrite(response.value().data(), 1, response.value().size(), stdout);
   if (!absl::GetFlag(FLAGS_raw)) std::fputc('\n', stdout);
   std::fflush(stdout);
-  std::fprintf(stderr, "source=%s ttl_remaining=%s\n", SourceName(response.source()).c_str(),
-               absl::FormatDuration(absl::Milliseconds(response.ttl_remaining_ms())).c_str());
+  if (response.source() == pb::SOURCE_STALE) {
+    std::fprintf(stderr, "source=STALE stale=%s\n",
+                 absl::FormatDuration(absl::Milliseconds(response.stale_ms())).c_str());
+  } else {
+    std::fprintf(stderr, "source=%s ttl_remaining=%s\n", SourceName(response.source()).c_str(),
+                 absl::FormatDuration(absl::Milliseconds(response.ttl_remaining_ms())).c_str());
+  }
   return support::kExitOk;
 }
 
@@ -145,6 +153,10 @@ int Stats(pb::Cache::Stub& stub) {
       {"bytes", r.bytes()},
       {"evictions", r.evictions()},
       {"negative_hits", r.negative_hits()},
+      // Serving stale's (zero unless --stale-while-revalidate, --stale-if-error or
+      // --refresh-ahead).
+      {"stale_served", r.stale_served()},
+      {"refreshes_started", r.refreshes_started()},
       // The fleet tier's (all zero without --fleet).
       {"fleet_hits", r.fleet_hits()},
       {"fleet_leases_won", r.fleet_leases_won()},

@@ -20,6 +20,8 @@ Source FromProto(pb::Source source) {
       return Source::kLoaded;
     case pb::SOURCE_COALESCED:
       return Source::kCoalesced;
+    case pb::SOURCE_STALE:
+      return Source::kStale;
     case pb::SOURCE_FLEET:
       return Source::kFleet;
     default:
@@ -167,6 +169,8 @@ absl::StatusOr<ServerStats> GrpcTarget::FetchStats(absl::Duration deadline) {
   s.bytes = r.bytes();
   s.evictions = r.evictions();
   s.negative_hits = r.negative_hits();
+  s.stale_served = r.stale_served();
+  s.refreshes_started = r.refreshes_started();
   return s;
 }
 

@@ -48,6 +48,8 @@ ServerStats Delta(const ServerStats& b, const ServerStats& a) {
   d.bytes = a.bytes;
   d.evictions = a.evictions - b.evictions;
   d.negative_hits = a.negative_hits - b.negative_hits;
+  d.stale_served = a.stale_served - b.stale_served;
+  d.refreshes_started = a.refreshes_started - b.refreshes_started;
   return d;
 }
 
@@ -118,10 +120,11 @@ std::string FormatText(const Report& r) {
     absl::StrAppendFormat(&out,
                           "server      requests=%d hits=%d negative_hits=%d misses=%d "
                           "coalesced=%d loads_started=%d loads_failed=%d loads_cancelled=%d "
-                          "origin_fetches=%d evictions=%d\n",
+                          "origin_fetches=%d evictions=%d stale_served=%d "
+                          "refreshes_started=%d\n",
                           d.requests, d.hits, d.negative_hits, d.misses, d.coalesced,
                           d.loads_started, d.loads_failed, d.loads_cancelled, d.origin_fetches,
-                          d.evictions);
+                          d.evictions, d.stale_served, d.refreshes_started);
     absl::StrAppendFormat(&out,
                           "savings     hit_ratio=%.4f coalescing_ratio=%.4f "
                           "origin_fetches_per_request=%.4f hedges_sent=%d hedges_won=%d\n",
@@ -197,6 +200,8 @@ std::string FormatJson(const Report& r) {
         .Add("bytes", d.bytes)
         .Add("evictions", d.evictions)
         .Add("negative_hits", d.negative_hits)
+        .Add("stale_served", d.stale_served)
+        .Add("refreshes_started", d.refreshes_started)
         .Add("hit_ratio", s.hit_ratio)
         .Add("coalescing_ratio", s.coalescing_ratio)
         .Add("origin_fetches_per_request", s.origin_fetches_per_request);

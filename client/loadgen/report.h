@@ -43,6 +43,8 @@ struct ServerStats {
   int64_t bytes = 0;           // gauge
   int64_t evictions = 0;
   int64_t negative_hits = 0;
+  int64_t stale_served = 0;
+  int64_t refreshes_started = 0;
 };
 
 ServerStats Delta(const ServerStats& before, const ServerStats& after);
