@@ -144,6 +144,28 @@ TEST_F(FlagsTest, FleetFlagsMapOntoTheConfigWithTheEnvironmentAsFallback) {
   EXPECT_THAT(Parse({})->config.Describe(), HasSubstr("fleet=(off)"));
 }
 
+TEST_F(FlagsTest, StaleServingFlagsMapOntoTheConfig) {
+  // Off by default: today's behaviour.
+  const ServerConfig defaults = Parse({})->config;
+  EXPECT_EQ(defaults.cache.stale_while_revalidate, absl::ZeroDuration());
+  EXPECT_EQ(defaults.cache.stale_if_error, absl::ZeroDuration());
+  EXPECT_EQ(defaults.cache.refresh_ahead, 0);
+
+  env_["FLIGHTCACHE_STALE_IF_ERROR"] = "1h";
+  absl::StatusOr<CommandLine> cl =
+      Parse({"--stale-while-revalidate=30s", "--refresh-ahead=0.8"});
+  ASSERT_TRUE(cl.ok()) << cl.status();
+  const ServerConfig& c = cl->config;
+  EXPECT_EQ(c.cache.stale_while_revalidate, absl::Seconds(30));
+  EXPECT_EQ(c.cache.stale_if_error, absl::Hours(1));
+  EXPECT_DOUBLE_EQ(c.cache.refresh_ahead, 0.8);
+  EXPECT_TRUE(c.Validate().ok()) << c.Validate();
+  const std::string line = c.Describe();
+  EXPECT_THAT(line, HasSubstr("stale-while-revalidate=30s"));
+  EXPECT_THAT(line, HasSubstr("stale-if-error=1h"));
+  EXPECT_THAT(line, HasSubstr("refresh-ahead=0.8"));
+}
+
 TEST_F(FlagsTest, SeparateValuesAndUnderscoresWorkToo) {
   absl::StatusOr<CommandLine> cl = Parse({"--listen", "127.0.0.1:1", "--max_key_bytes=10"});
   ASSERT_TRUE(cl.ok()) << cl.status();
@@ -262,6 +284,12 @@ TEST_F(FlagsTest, EveryBadValueIsOneLineNamingItsFlag) {
       {"--fleet-key-prefix=a}b", "--fleet-key-prefix: "},
       {"--fleet-key-prefix=" + std::string(65, 'p'), "--fleet-key-prefix: "},
       {"--fleet-password-file=/etc/fc/pw", "--fleet-password-file: "},  // without --fleet
+      {"--stale-while-revalidate=-1s", "--stale-while-revalidate: "},
+      {"--stale-while-revalidate=later", "--stale-while-revalidate: "},
+      {"--stale-if-error=-5m", "--stale-if-error: "},
+      {"--refresh-ahead=1", "--refresh-ahead: "},
+      {"--refresh-ahead=-0.1", "--refresh-ahead: "},
+      {"--refresh-ahead=often", "--refresh-ahead: "},
       {"--bogus=1", "--bogus: unknown flag"},
       {"--listen", "--listen: missing value"},
   };
@@ -301,6 +329,9 @@ TEST_F(FlagsTest, EveryDurationAndSizeFlagHasAnUpperBound) {
       {"fleet-timeout", "10s", "10001ms", {"--fleet-lease-ttl=1m"}},
       {"fleet-lease-ttl", "1h", "1h1ms"},
       {"fleet-max-value-bytes", "256MiB", "268435457"},
+      {"stale-while-revalidate", "8760h", "8760h1ms"},
+      {"stale-if-error", "8760h", "8760h1ms"},
+      {"refresh-ahead", "0.99", "1"},
   };
   const std::set<std::string> not_numbers = {
       "listen",     "origin",       "abandoned-loads", "metrics-listen",   "log-level",
