@@ -119,8 +119,7 @@ std::optional<CacheHit> CacheShard::SharedLookup(std::string_view key, size_t ha
 }
 
 std::optional<CacheHit> CacheShard::SharedLookupAllowingStale(std::string_view key, size_t hash,
-                                                              absl::Time now,
-                                                              bool* expired) const {
+                                                              absl::Time now, bool* expired) const {
   const int64_t now_ns = ToNanos(now);
   const Slot* slot =
       FindLive(key, hash, now_ns, /*count_access=*/true, expired, /*allow_stale=*/true);

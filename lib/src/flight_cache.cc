@@ -39,8 +39,8 @@ bool IsFailureToCoverWithStale(const absl::Status& status) {
 // The store keeps values past their TTL for the longer of the two stale windows.
 CacheOptions StoreOptions(const FlightCacheOptions& options) {
   CacheOptions store = options.store;
-  store.keep_expired_for = std::max(
-      {store.keep_expired_for, options.stale_while_revalidate, options.stale_if_error});
+  store.keep_expired_for =
+      std::max({store.keep_expired_for, options.stale_while_revalidate, options.stale_if_error});
   return store;
 }
 
@@ -119,8 +119,9 @@ absl::Status FlightCacheOptions::Validate() const {
     return s;
   }
   if (!(refresh_ahead >= 0 && refresh_ahead < 1)) {
-    return OptionError("refresh_ahead",
-                       absl::StrCat("must be 0 (off) or a fraction in (0, 1), got ", refresh_ahead));
+    return OptionError(
+        "refresh_ahead",
+        absl::StrCat("must be 0 (off) or a fraction in (0, 1), got ", refresh_ahead));
   }
   return absl::OkStatus();
 }
@@ -208,9 +209,8 @@ struct FlightCache::Impl final : FleetListener {
   // Starts a background refresh of `key` unless a load of it is in flight: an ordinary flight
   // that no caller waits for.
   void Refresh(std::string_view key) {
-    if (group.StartBackground(key, [this](LoadHandle<LoadedValue>&& load) {
-          Load(std::move(load));
-        })) {
+    if (group.StartBackground(key,
+                              [this](LoadHandle<LoadedValue>&& load) { Load(std::move(load)); })) {
       refreshes_started.fetch_add(1, std::memory_order_relaxed);
     }
   }
@@ -220,12 +220,11 @@ struct FlightCache::Impl final : FleetListener {
   std::optional<GetResult> Retained(const std::optional<CacheHit>& hit, absl::Duration window) {
     if (!hit.has_value() || hit->negative() || hit->stale_for() >= window) return std::nullopt;
     if (!hit->stale()) {
-      return GetResult{.value = hit->value, .source = Source::kHit,
-                       .ttl_remaining = hit->ttl_remaining};
+      return GetResult{
+          .value = hit->value, .source = Source::kHit, .ttl_remaining = hit->ttl_remaining};
     }
     stale_served.fetch_add(1, std::memory_order_relaxed);
-    return GetResult{.value = hit->value, .source = Source::kStale,
-                     .stale_for = hit->stale_for()};
+    return GetResult{.value = hit->value, .source = Source::kStale, .stale_for = hit->stale_for()};
   }
 
   void CountCompletion(const absl::Status& status) {
@@ -464,6 +463,7 @@ GetHandle FlightCache::Get(std::string_view key, Callback done) {
     return {};
   }
   if (std::optional<GetResult> stale = impl.Retained(hit, swr)) {
+    impl.requests.Add(Impl::kMisses);  // a miss of the fresh cache, answered from the stale value
     impl.Refresh(key);
     done(*std::move(stale));
     return {};
@@ -471,19 +471,18 @@ GetHandle FlightCache::Get(std::string_view key, Callback done) {
   // With stale-if-error, a waiter whose load fails looks for a stale value of its key.
   std::string stale_if_error_key =
       options_.stale_if_error > absl::ZeroDuration() ? std::string(key) : std::string();
-  Group::Callback on_load = [&impl, done = std::move(done),
-                             stale_key = std::move(stale_if_error_key)](
-                                const SharedResult<LoadedValue>& result,
-                                Group::Outcome outcome) mutable {
-    if (!stale_key.empty() && IsFailureToCoverWithStale(result->status())) {
-      if (std::optional<GetResult> stale = impl.Retained(
-              impl.cache.LookupAllowingStale(stale_key), impl.options.stale_if_error)) {
-        done(*std::move(stale));
-        return;
-      }
-    }
-    done(impl.FromLoad(result, outcome));
-  };
+  Group::Callback on_load =
+      [&impl, done = std::move(done), stale_key = std::move(stale_if_error_key)](
+          const SharedResult<LoadedValue>& result, Group::Outcome outcome) mutable {
+        if (!stale_key.empty() && IsFailureToCoverWithStale(result->status())) {
+          if (std::optional<GetResult> stale = impl.Retained(
+                  impl.cache.LookupAllowingStale(stale_key), impl.options.stale_if_error)) {
+            done(*std::move(stale));
+            return;
+          }
+        }
+        done(impl.FromLoad(result, outcome));
+      };
   Group::Joined joined = impl.group.Join(
       key, [&impl](LoadHandle<LoadedValue>&& load) { impl.Load(std::move(load)); },
       std::move(on_load));

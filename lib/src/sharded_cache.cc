@@ -16,7 +16,7 @@ namespace {
 constexpr int kMaxShards = 1024;
 // Far above any sensible cache; low enough that a typo (a size in bits, a stray digit) is caught.
 constexpr int64_t kMaxCapacityBytes = int64_t{1} << 40;  // 1 TiB
-constexpr absl::Duration kMaxKeep = absl::Hours(8760);    // a year, like the longest TTL
+constexpr absl::Duration kMaxKeep = absl::Hours(8760);   // a year, like the longest TTL
 
 int RoundUpToPowerOfTwo(int n) {
   int p = 1;

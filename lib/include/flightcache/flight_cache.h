@@ -136,7 +136,8 @@ struct FlightCacheStats {
   int64_t bytes = 0;
   int64_t evictions = 0;
   int64_t negative_hits = 0;
-  // Serving stale: stale answers given (each one), background refreshes started.
+  // Serving stale: stale answers given (each one; each is also counted a miss), background
+  // refreshes started (each is also counted in loads_started).
   int64_t stale_served = 0;
   int64_t refreshes_started = 0;
   // Origin work that could not help (metrics only, not in the wire Stats):

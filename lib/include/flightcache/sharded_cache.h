@@ -8,8 +8,8 @@
 // counts key + value + a fixed per-entry overhead (kCacheEntryOverheadBytes, cache_entry.h) and
 // holds at every moment (each shard owns capacity/N). Entries expire at their TTL; expired entries
 // read as misses and are dropped lazily, except that a value may be kept stale for
-// `keep_expired_for` past its TTL, for LookupAllowingStale() (serving stale; cache_entry.h). Eviction keeps the hot set (see cache_shard.h for the
-// policy and why).
+// `keep_expired_for` past its TTL, for LookupAllowingStale() (serving stale; cache_entry.h).
+// Eviction keeps the hot set (see cache_shard.h for the policy and why).
 //
 // Values are immutable and shared (value.h): a hit returns a shared reference to the stored bytes
 // without copying it under the lock.

@@ -35,10 +35,10 @@
 // are counted separately; Erase() and replacement count as neither.
 //
 // Memory: entries live in a vector of 56-byte slots (value, expiry, refresh point, key inline up
-// to 16 bytes, links, counter), indexed by an absl::flat_hash_set<uint32_t> of slot numbers that hashes and
-// compares through the slot's key, so a key is stored once. The ghost is a direct-mapped table of
-// 32-bit fingerprints with at least as many buckets as entries. Estimated cache-owned bytes per
-// entry with keys <= 16 bytes: 56 (slot) + 6..12 (index at absl's 7/16..7/8 load) + 4..8
+// to 16 bytes, links, counter), indexed by an absl::flat_hash_set<uint32_t> of slot numbers that
+// hashes and compares through the slot's key, so a key is stored once. The ghost is a direct-mapped
+// table of 32-bit fingerprints with at least as many buckets as entries. Estimated cache-owned
+// bytes per entry with keys <= 16 bytes: 56 (slot) + 6..12 (index at absl's 7/16..7/8 load) + 4..8
 // (ghost) = about 66..76 (measured: see docs/BENCHMARKS.md, memory); a longer key adds
 // one heap block of its size rounded up by malloc. The Value itself (value.h) is caller-allocated,
 // one block: for a 100-byte value a 128-byte malloc chunk (4 count + 4 length + 100 bytes).
@@ -146,8 +146,7 @@ class CacheShard final {
   // expires_at <= now, nothing is stored and any previous entry for `key` is removed (so a stale
   // value is never left behind). Reads after `refresh_at` report the entry refresh_due.
   void Insert(std::string_view key, size_t hash, Value value, absl::Time expires_at, absl::Time now,
-              ReleasedValues* released = nullptr,
-              absl::Time refresh_at = absl::InfiniteFuture());
+              ReleasedValues* released = nullptr, absl::Time refresh_at = absl::InfiniteFuture());
 
   // Removes the entry for `key`; true if it was not dead (fresh or kept stale).
   bool Erase(std::string_view key, size_t hash, absl::Time now, ReleasedValues* released = nullptr);

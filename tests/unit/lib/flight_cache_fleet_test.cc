@@ -21,8 +21,8 @@
 #include "tests/testing/fake_clock.h"
 #include "tests/testing/fake_fleet_store.h"
 #include "tests/testing/fake_origin.h"
-#include "tests/testing/get_reply.h"
 #include "tests/testing/get_blocking.h"
+#include "tests/testing/get_reply.h"
 
 namespace flightcache {
 namespace {

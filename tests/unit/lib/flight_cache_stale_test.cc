@@ -93,6 +93,10 @@ TEST_F(FlightCacheStaleTest, StaleWhileRevalidateAnswersAtOnceWhileExactlyOneRef
   EXPECT_EQ(s.stale_served, 3);
   EXPECT_EQ(s.refreshes_started, 1);
   EXPECT_EQ(s.loads_inflight, 1);
+  // Every request is a hit, a negative hit or a miss: a stale answer is a miss of the fresh cache.
+  EXPECT_EQ(s.requests, 4);
+  EXPECT_EQ(s.misses, 4);
+  EXPECT_EQ(s.hits, 0);
 
   // Nobody waits for the refresh, and nobody's absence cancels it: it stores its value.
   EXPECT_FALSE(origin_.cancelled(1));

@@ -152,8 +152,7 @@ TEST_F(FlagsTest, StaleServingFlagsMapOntoTheConfig) {
   EXPECT_EQ(defaults.cache.refresh_ahead, 0);
 
   env_["FLIGHTCACHE_STALE_IF_ERROR"] = "1h";
-  absl::StatusOr<CommandLine> cl =
-      Parse({"--stale-while-revalidate=30s", "--refresh-ahead=0.8"});
+  absl::StatusOr<CommandLine> cl = Parse({"--stale-while-revalidate=30s", "--refresh-ahead=0.8"});
   ASSERT_TRUE(cl.ok()) << cl.status();
   const ServerConfig& c = cl->config;
   EXPECT_EQ(c.cache.stale_while_revalidate, absl::Seconds(30));
