@@ -96,6 +96,14 @@ void ShardedCache::DropExpired(Shard& shard, std::string_view key, size_t hash, 
 }
 
 std::optional<CacheHit> ShardedCache::Lookup(std::string_view key) {
+  return Find(key, /*allow_stale=*/false);
+}
+
+std::optional<CacheHit> ShardedCache::LookupAllowingStale(std::string_view key) {
+  return Find(key, /*allow_stale=*/true);
+}
+
+std::optional<CacheHit> ShardedCache::Find(std::string_view key, bool allow_stale) {
   const size_t hash = CacheShard::Hash(key);
   const absl::Time now = clock_.Now();
   Shard& shard = ShardFor(hash);
@@ -103,21 +111,8 @@ std::optional<CacheHit> ShardedCache::Lookup(std::string_view key) {
   {
     StripedReaderLock lock(&shard.mu);
     std::optional<CacheHit> hit =
-        shard.cache.SharedLookup(key, hash, now, /*count_access=*/true, &expired);
-    if (!expired) return hit;
-  }
-  DropExpired(shard, key, hash, now);
-  return std::nullopt;
-}
-
-std::optional<CacheHit> ShardedCache::LookupAllowingStale(std::string_view key) {
-  const size_t hash = CacheShard::Hash(key);
-  const absl::Time now = clock_.Now();
-  Shard& shard = ShardFor(hash);
-  bool expired = false;
-  {
-    StripedReaderLock lock(&shard.mu);
-    std::optional<CacheHit> hit = shard.cache.SharedLookupAllowingStale(key, hash, now, &expired);
+        allow_stale ? shard.cache.SharedLookupAllowingStale(key, hash, now, &expired)
+                    : shard.cache.SharedLookup(key, hash, now, /*count_access=*/true, &expired);
     if (!expired) return hit;
   }
   DropExpired(shard, key, hash, now);

@@ -96,6 +96,8 @@ class ShardedCache final {
   struct Shard;
   // The shard that owns keys with this CacheShard::Hash().
   Shard& ShardFor(size_t hash) const;
+  // Lookup() or LookupAllowingStale(): a live (or kept stale) entry; drops a dead one.
+  std::optional<CacheHit> Find(std::string_view key, bool allow_stale);
   void DropExpired(Shard& shard, std::string_view key, size_t hash, absl::Time now);
 
   const Clock& clock_;

@@ -47,6 +47,15 @@ class FlightCacheStaleTest : public ::testing::Test {
     ASSERT_EQ(loaded.value(), value);
   }
 
+  // A cache whose key "k" was loaded as "v1" (fetch 0) and is now `past_ttl` past its TTL.
+  std::unique_ptr<FlightCache> MakeWithExpiredKey(const FlightCacheOptions& o,
+                                                  absl::Duration past_ttl) {
+    auto cache = Make(o);
+    Load(*cache, "k", 0, "v1");
+    timers_.Advance(kTtl + past_ttl);
+    return cache;
+  }
+
   FakeTimerQueue timers_;
   FakeOrigin origin_;
 };
@@ -75,9 +84,7 @@ TEST_F(FlightCacheStaleTest, OptionsAreChecked) {
 TEST_F(FlightCacheStaleTest, StaleWhileRevalidateAnswersAtOnceWhileExactlyOneRefreshRuns) {
   FlightCacheOptions o = Options();
   o.stale_while_revalidate = absl::Seconds(10);
-  auto cache = Make(o);
-  Load(*cache, "k", 0, "v1");
-  timers_.Advance(kTtl + absl::Milliseconds(500));
+  auto cache = MakeWithExpiredKey(o, absl::Milliseconds(500));
 
   std::vector<Reply> replies(3);
   for (Reply& r : replies) cache->Get("k", r.Callback());
@@ -114,9 +121,7 @@ TEST_F(FlightCacheStaleTest, StaleWhileRevalidateAnswersAtOnceWhileExactlyOneRef
 TEST_F(FlightCacheStaleTest, PastTheStaleWindowAGetWaitsForTheLoad) {
   FlightCacheOptions o = Options();
   o.stale_while_revalidate = absl::Seconds(10);
-  auto cache = Make(o);
-  Load(*cache, "k", 0, "v1");
-  timers_.Advance(kTtl + absl::Seconds(10));
+  auto cache = MakeWithExpiredKey(o, absl::Seconds(10));
 
   Reply waiting;
   cache->Get("k", waiting.Callback());
@@ -132,9 +137,7 @@ TEST_F(FlightCacheStaleTest, PastTheStaleWindowAGetWaitsForTheLoad) {
 TEST_F(FlightCacheStaleTest, AFailedRefreshLeavesTheStaleValueAndTheNextReadTriesAgain) {
   FlightCacheOptions o = Options();
   o.stale_while_revalidate = absl::Seconds(10);
-  auto cache = Make(o);
-  Load(*cache, "k", 0, "v1");
-  timers_.Advance(kTtl + absl::Seconds(1));
+  auto cache = MakeWithExpiredKey(o, absl::Seconds(1));
 
   Reply first;
   cache->Get("k", first.Callback());
@@ -153,9 +156,7 @@ TEST_F(FlightCacheStaleTest, NothingStaleIsServedAfterInvalidate) {
   FlightCacheOptions o = Options();
   o.stale_while_revalidate = absl::Seconds(10);
   o.stale_if_error = absl::Seconds(10);
-  auto cache = Make(o);
-  Load(*cache, "k", 0, "v1");
-  timers_.Advance(kTtl + absl::Seconds(1));
+  auto cache = MakeWithExpiredKey(o, absl::Seconds(1));
   Reply stale;
   cache->Get("k", stale.Callback());  // starts refresh fetch 1
   ASSERT_EQ(stale.source(), Source::kStale);
@@ -178,9 +179,7 @@ TEST_F(FlightCacheStaleTest, NothingStaleIsServedAfterInvalidate) {
 TEST_F(FlightCacheStaleTest, StaleIfErrorAnswersEveryWaiterOfAFailedLoadWithTheOldValue) {
   FlightCacheOptions o = Options();
   o.stale_if_error = absl::Seconds(10);
-  auto cache = Make(o);
-  Load(*cache, "k", 0, "v1");
-  timers_.Advance(kTtl + absl::Seconds(2));
+  auto cache = MakeWithExpiredKey(o, absl::Seconds(2));
 
   Reply first, joined;
   cache->Get("k", first.Callback());
@@ -203,9 +202,7 @@ TEST_F(FlightCacheStaleTest, StaleIfErrorCoversTheLoadTimeout) {
   FlightCacheOptions o = Options();
   o.stale_if_error = absl::Seconds(10);
   o.load_timeout = absl::Seconds(1);
-  auto cache = Make(o);
-  Load(*cache, "k", 0, "v1");
-  timers_.Advance(kTtl + absl::Seconds(1));
+  auto cache = MakeWithExpiredKey(o, absl::Seconds(1));
 
   Reply r;
   cache->Get("k", r.Callback());
@@ -221,9 +218,7 @@ TEST_F(FlightCacheStaleTest, StaleIfErrorCoversAFullLoadQueue) {
   o.stale_if_error = absl::Seconds(10);
   o.max_concurrent_loads = 1;
   o.max_queued_loads = 0;
-  auto cache = Make(o);
-  Load(*cache, "k", 0, "v1");
-  timers_.Advance(kTtl + absl::Seconds(1));
+  auto cache = MakeWithExpiredKey(o, absl::Seconds(1));
   Reply busy;
   cache->Get("busy", busy.Callback());  // holds the one permit
   ASSERT_EQ(origin_.fetches(), 2);
@@ -250,9 +245,7 @@ TEST_F(FlightCacheStaleTest, WithoutStaleIfErrorTheFailureReachesTheCaller) {
 TEST_F(FlightCacheStaleTest, PastTheStaleIfErrorWindowTheFailureReachesTheCaller) {
   FlightCacheOptions o = Options();
   o.stale_if_error = absl::Seconds(10);
-  auto cache = Make(o);
-  Load(*cache, "k", 0, "v1");
-  timers_.Advance(kTtl + absl::Seconds(10));
+  auto cache = MakeWithExpiredKey(o, absl::Seconds(10));
   Reply r;
   cache->Get("k", r.Callback());
   ASSERT_TRUE(origin_.Answer(1, absl::UnavailableError("origin down")));
