@@ -67,6 +67,7 @@ constexpr std::pair<absl::string_view, absl::string_view> kOptionFlags[] = {
     {"hedge.budget", "--hedge-budget"},
     {"fleet.lease_ttl", "--fleet-lease-ttl"},
     {"fleet.max_value_bytes", "--fleet-max-value-bytes"},
+    {"eject_after", "--origin-eject-after"},
 };
 
 // The core's "option: what" as "--flag: what"; an option no flag sets keeps its name.
@@ -129,6 +130,7 @@ absl::Status ServerConfig::Validate() const {
   if (absl::StatusOr<OriginSpec> spec = ParseOriginUrl(origin); !spec.ok()) {
     return FlagError("--origin", spec.status().message());
   }
+  if (absl::Status s = origin_replicas.Validate(); !s.ok()) return AsFlagError(s);
   if (absl::Status s = cache.Validate(); !s.ok()) return AsFlagError(s);
   if (absl::Status s = CheckNonNegativeDuration("--drain-timeout", drain_timeout, kMaxTimeout);
       !s.ok()) {
@@ -235,7 +237,7 @@ int ServerConfig::OriginMaxResponseBytes() const {
 
 std::string ServerConfig::Describe() const {
   return absl::StrCat(
-      "listen=", listen, " origin=", origin,
+      "listen=", listen, " origin=", origin, " origin-eject-after=", origin_replicas.eject_after,
       " metrics-listen=", metrics_listen.empty() ? "(disabled)" : metrics_listen,
       " ttl=", absl::FormatDuration(cache.default_ttl),
       " negative-ttl=", absl::FormatDuration(cache.negative_ttl),

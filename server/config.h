@@ -23,6 +23,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "flightcache/flight_cache.h"
+#include "flightcache/replica_set.h"
 #include "server/fleet/redis_options.h"
 
 namespace flightcache {
@@ -37,6 +38,9 @@ struct ServerConfig {
   // gRPC listen address, HOST:PORT ([::1]:PORT for IPv6) or unix:PATH. Port 0 picks a free port.
   std::string listen = "127.0.0.1:50051";
   std::string origin = std::string(kDefaultOrigin);
+  // With several grpc:// replicas: --origin-eject-after (the rest of ReplicaSetOptions keeps the
+  // contract's 10 s doubling to 5 min).
+  ReplicaSetOptions origin_replicas;
   // Prometheus /metrics address, HOST:PORT; empty disables the endpoint.
   std::string metrics_listen = "127.0.0.1:9464";
   // How long calls in flight may run on after SIGTERM before they are cancelled.

@@ -186,8 +186,12 @@ ft::HedgeDelay DefaultHedgeDelay() {
 ABSL_FLAG(std::string, listen, kDefaults.listen,
           "gRPC listen address: HOST:PORT, [IPV6]:PORT or unix:PATH (port 0: any free port)");
 ABSL_FLAG(std::string, origin, kDefaults.origin,
-          "the origin: grpc://HOST:PORT, or sim://?latency_ms=20&jitter_ms=5&value_bytes=128&"
-          "error_rate=0&not_found_rate=0 (the built-in simulated origin)");
+          "the origin: grpc://HOST:PORT (or grpc://HOST:PORT,HOST:PORT,... for replicas), or "
+          "sim://?latency_ms=20&jitter_ms=5&value_bytes=128&error_rate=0&not_found_rate=0 (the "
+          "built-in simulated origin)");
+ABSL_FLAG(ft::Count, origin_eject_after, ft::Count{kDefaults.origin_replicas.eject_after},
+          "with several grpc:// replicas, consecutive failed fetches that leave a replica out "
+          "for 10 s (doubling on each repeat, up to 5 min; never the last one); 0: never");
 ABSL_FLAG(ft::Duration, ttl, ft::Duration{kDefaults.cache.default_ttl},
           "TTL of a value whose origin response has ttl_ms 0");
 ABSL_FLAG(ft::Duration, negative_ttl, ft::Duration{kDefaults.cache.negative_ttl},
@@ -269,6 +273,7 @@ using support::FlagSpec;
 constexpr FlagSpec kFlags[] = {
     {"listen", true},
     {"origin", true},
+    {"origin_eject_after", true},
     {"ttl", true},
     {"negative_ttl", true},
     {"stale_while_revalidate", true},
@@ -304,6 +309,7 @@ ServerConfig ConfigFromFlags() {
   ServerConfig c;
   c.listen = absl::GetFlag(FLAGS_listen);
   c.origin = absl::GetFlag(FLAGS_origin);
+  c.origin_replicas.eject_after = absl::GetFlag(FLAGS_origin_eject_after).value;
   c.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
   c.drain_timeout = absl::GetFlag(FLAGS_drain_timeout).value;
   c.cancelled_fetch_grace = absl::GetFlag(FLAGS_cancelled_fetch_grace).value;

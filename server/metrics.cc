@@ -58,6 +58,11 @@ T* LoadOrCreate(std::atomic<T*>& slot, absl::FunctionRef<T*()> create) {
 
 // From the timer thread's wake-up slack (tens of microseconds) to stalls long enough to matter
 // to a caller's deadline.
+// Origin fetch latencies: 0.5 ms to 10 s.
+prometheus::Histogram::BucketBoundaries FetchBuckets() {
+  return {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+}
+
 prometheus::Histogram::BucketBoundaries TimerBuckets() {
   return {0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1};
 }
@@ -80,6 +85,11 @@ class Metrics::Collector final : public prometheus::Collectable {
     fleet_source_ = std::move(source);
   }
 
+  void SetReplicaSource(std::function<std::vector<ReplicaStats>()> source) {
+    absl::MutexLock lock(&mu_);
+    replica_source_ = std::move(source);
+  }
+
   std::vector<prometheus::MetricFamily> Collect() const override {
     std::vector<prometheus::MetricFamily> families = registry_->Collect();
     FlightCacheStats s;
@@ -89,6 +99,7 @@ class Metrics::Collector final : public prometheus::Collectable {
       if (!source_) return families;
       s = source_();
       if (fleet_source_) fleet = fleet_source_();
+      if (replica_source_) AddReplicas(replica_source_(), families);
     }
     if (fleet.has_value()) AddFleet(s, *fleet, families);
     using prometheus::MetricType;
@@ -158,6 +169,43 @@ class Metrics::Collector final : public prometheus::Collectable {
   }
 
  private:
+  static void AddReplicas(const std::vector<ReplicaStats>& replicas,
+                          std::vector<prometheus::MetricFamily>& families) {
+    using prometheus::MetricType;
+    struct Series {
+      const char* name;
+      const char* help;
+      MetricType type;
+      double (*value)(const ReplicaStats&);
+    };
+    const Series kSeries[] = {
+        {"flightcache_origin_replica_fetches_total", "Origin fetches sent to each replica",
+         MetricType::Counter, [](const ReplicaStats& r) { return static_cast<double>(r.fetches); }},
+        {"flightcache_origin_replica_failures_total",
+         "Fetches of each replica that failed (not OK, NOT_FOUND or cancelled by us)",
+         MetricType::Counter,
+         [](const ReplicaStats& r) { return static_cast<double>(r.failures); }},
+        {"flightcache_origin_replica_ejections_total",
+         "Times each replica was left out after consecutive failures", MetricType::Counter,
+         [](const ReplicaStats& r) { return static_cast<double>(r.ejections); }},
+        {"flightcache_origin_replica_ejected", "1 while the replica is left out", MetricType::Gauge,
+         [](const ReplicaStats& r) { return r.ejected ? 1.0 : 0.0; }},
+        {"flightcache_origin_replica_outstanding", "Fetches in flight to each replica",
+         MetricType::Gauge,
+         [](const ReplicaStats& r) { return static_cast<double>(r.outstanding); }},
+    };
+    for (const Series& series : kSeries) {
+      families.push_back(Single(series.name, series.help, series.type, 0));
+      families.back().metric.clear();
+      for (const ReplicaStats& r : replicas) {
+        prometheus::ClientMetric m;
+        m.label = {{"replica", r.name}};
+        (series.type == MetricType::Counter ? m.counter.value : m.gauge.value) = series.value(r);
+        families.back().metric.push_back(std::move(m));
+      }
+    }
+  }
+
   static void AddFleet(const FlightCacheStats& s, const FleetMetricsSnapshot& f,
                        std::vector<prometheus::MetricFamily>& families) {
     using prometheus::MetricType;
@@ -208,6 +256,7 @@ class Metrics::Collector final : public prometheus::Collectable {
   mutable absl::Mutex mu_;
   StatsSource source_ ABSL_GUARDED_BY(mu_);
   std::function<FleetMetricsSnapshot()> fleet_source_ ABSL_GUARDED_BY(mu_);
+  std::function<std::vector<ReplicaStats>()> replica_source_ ABSL_GUARDED_BY(mu_);
 };
 
 Metrics::Metrics()
@@ -254,7 +303,11 @@ Metrics::Metrics()
                                      "timeout, connection down or an error reply)")
                                .Register(*registry_)),
       redis_call_ok_(redis_call_duration_.Add({{"result", "ok"}}, TimerBuckets())),
-      redis_call_error_(redis_call_duration_.Add({{"result", "error"}}, TimerBuckets())) {}
+      redis_call_error_(redis_call_duration_.Add({{"result", "error"}}, TimerBuckets())),
+      replica_fetch_duration_(prometheus::BuildHistogram()
+                                  .Name("flightcache_origin_replica_fetch_duration_seconds")
+                                  .Help("Origin fetch latency by replica (every result)")
+                                  .Register(*registry_)) {}
 
 Metrics::~Metrics() = default;
 
@@ -282,6 +335,20 @@ void Metrics::RecordUnreadRequest(RpcMethod method) {
   unread_requests_.Add({{"method", MethodName(method)}}).Increment();
 }
 
+void Metrics::SetReplicas(const std::vector<std::string>& names,
+                          std::function<std::vector<ReplicaStats>()> source) {
+  for (const std::string& name : names) {
+    replica_series_.push_back(&replica_fetch_duration_.Add({{"replica", name}}, FetchBuckets()));
+  }
+  collectable_->SetReplicaSource(std::move(source));
+}
+
+void Metrics::RecordReplicaFetch(size_t replica, absl::Duration latency) {
+  if (replica < replica_series_.size()) {
+    replica_series_[replica]->Observe(absl::ToDoubleSeconds(latency));
+  }
+}
+
 void Metrics::OnFetchDone(uint32_t attempt, absl::Duration latency, const absl::Status& status) {
   const int attempt_index = attempt >= 2 ? 1 : 0;
   int result_index = 2;
@@ -300,8 +367,7 @@ void Metrics::OnFetchDone(uint32_t attempt, absl::Duration latency, const absl::
       LoadOrCreate<prometheus::Histogram>(fetch_series_[attempt_index * 4 + result_index], [&] {
         return &fetch_duration_.Add(
             {{"attempt", attempt_index == 0 ? "primary" : "hedge"}, {"result", result}},
-            prometheus::Histogram::BucketBoundaries{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                                                    0.1, 0.25, 0.5, 1, 2.5, 5, 10});
+            FetchBuckets());
       });
   series->Observe(absl::ToDoubleSeconds(latency));
 }

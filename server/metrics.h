@@ -37,10 +37,12 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "flightcache/flight_cache.h"
+#include "flightcache/replica_set.h"
 #include "flightcache/timer_queue.h"
 
 namespace flightcache {
@@ -89,6 +91,13 @@ class Metrics final : public LoadObserver, public TimerQueueObserver {
   // One Redis command of the fleet tier answered (`ok`: any reply) after `latency`.
   void RecordRedisCall(bool ok, absl::Duration latency);
 
+  // With several origin replicas: their names (label `replica`), given once before any fetch,
+  // and where their counters are read at scrape time.
+  void SetReplicas(const std::vector<std::string>& names,
+                   std::function<std::vector<ReplicaStats>()> source);
+  // One fetch of replica `replica` finished (ReplicaSet's observer).
+  void RecordReplicaFetch(size_t replica, absl::Duration latency);
+
   // Everything, for prometheus::Exposer::RegisterCollectable.
   std::shared_ptr<prometheus::Collectable> collectable() const;
 
@@ -120,6 +129,9 @@ class Metrics final : public LoadObserver, public TimerQueueObserver {
   std::array<std::atomic<prometheus::Counter*>, kCodeCount> batch_key_series_{};
   // [attempt: primary, hedge][result: ok, not_found, error, cancelled]
   std::array<std::atomic<prometheus::Histogram*>, 8> fetch_series_{};
+  prometheus::Family<prometheus::Histogram>& replica_fetch_duration_;
+  // One series per replica, made by SetReplicas() before any fetch; fixed afterwards.
+  std::vector<prometheus::Histogram*> replica_series_;
 };
 
 }  // namespace flightcache

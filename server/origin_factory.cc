@@ -8,11 +8,15 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "flightcache/sim/sim_origin.h"
 
 namespace flightcache {
 namespace {
+
+// Far more replicas than one sidecar should spread over; bounds the per-replica metrics.
+constexpr size_t kMaxReplicas = 64;
 
 // HOST:PORT or [IPV6]:PORT with a port in [1, 65535]: where a grpc:// origin can be.
 absl::Status ValidateHostPort(absl::string_view host_port) {
@@ -61,9 +65,16 @@ absl::StatusOr<OriginSpec> ParseOriginUrl(absl::string_view url) {
       return absl::InvalidArgumentError(absl::StrCat(
           "'", url, "': a grpc origin takes no path or query (want grpc://HOST:PORT)"));
     }
-    if (absl::Status s = ValidateHostPort(rest); !s.ok()) return s;
+    // Replicas: grpc://HOST:PORT,HOST:PORT,...
+    for (absl::string_view target : absl::StrSplit(rest, ',')) {
+      if (absl::Status s = ValidateHostPort(target); !s.ok()) return s;
+      spec.grpc_targets.emplace_back(target);
+    }
+    if (spec.grpc_targets.size() > kMaxReplicas) {
+      return absl::InvalidArgumentError(absl::StrCat("'", url, "' lists ", spec.grpc_targets.size(),
+                                                     " replicas; at most ", kMaxReplicas));
+    }
     spec.kind = OriginSpec::Kind::kGrpc;
-    spec.grpc_target = std::string(rest);
     return spec;
   }
   if (absl::ConsumePrefix(&rest, "sim://") || absl::ConsumePrefix(&rest, "sim:")) {
@@ -88,14 +99,22 @@ absl::StatusOr<OriginSpec> ParseOriginUrl(absl::string_view url) {
 }
 
 absl::StatusOr<std::unique_ptr<Origin>> CreateOrigin(const OriginSpec& spec, TimerQueue& timers,
-                                                     GrpcOriginOptions grpc) {
+                                                     GrpcOriginOptions grpc,
+                                                     const ReplicaSetOptions& replicas,
+                                                     ReplicaSet::FetchObserver observer) {
   switch (spec.kind) {
     case OriginSpec::Kind::kGrpc: {
       grpc.timers = &timers;
-      absl::StatusOr<std::unique_ptr<GrpcOrigin>> origin =
-          GrpcOrigin::Create(spec.grpc_target, grpc);
-      if (!origin.ok()) return origin.status();
-      return std::unique_ptr<Origin>(*std::move(origin));
+      std::vector<std::unique_ptr<Origin>> origins;
+      for (const std::string& target : spec.grpc_targets) {
+        absl::StatusOr<std::unique_ptr<GrpcOrigin>> origin = GrpcOrigin::Create(target, grpc);
+        if (!origin.ok()) return origin.status();
+        origins.push_back(*std::move(origin));
+      }
+      if (origins.size() == 1) return std::move(origins.front());
+      if (absl::Status s = replicas.Validate(); !s.ok()) return s;
+      return std::unique_ptr<Origin>(std::make_unique<ReplicaSet>(
+          std::move(origins), timers.clock(), replicas, std::move(observer)));
     }
     case OriginSpec::Kind::kSim:
       if (absl::Status s = spec.sim.Validate(); !s.ok()) return s;

@@ -19,10 +19,12 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "flightcache/origin.h"
+#include "flightcache/replica_set.h"
 #include "flightcache/sim/origin_model.h"
 #include "flightcache/timer_queue.h"
 #include "server/grpc_origin.h"
@@ -32,8 +34,8 @@ namespace flightcache {
 struct OriginSpec {
   enum class Kind { kGrpc, kSim };
   Kind kind = Kind::kSim;
-  std::string grpc_target;      // kGrpc: HOST:PORT
-  sim::OriginModelOptions sim;  // kSim
+  std::vector<std::string> grpc_targets;  // kGrpc: HOST:PORT, one per replica (in URL order)
+  sim::OriginModelOptions sim;            // kSim
 };
 
 // INVALID_ARGUMENT (without the flag name; the caller adds "--origin: ") for a URL that is not
@@ -42,8 +44,12 @@ absl::StatusOr<OriginSpec> ParseOriginUrl(absl::string_view url);
 
 // `timers` drives the simulated origin and the grpc:// origin's grace pauses, and must outlive the
 // origin. `grpc` is what a grpc:// origin is built with (its `timers` is replaced by `timers`).
+// A grpc:// URL with several addresses is a ReplicaSet of one GrpcOrigin per address, with
+// `replicas` and `observer` (its clock: timers.clock()); with one address, a GrpcOrigin alone.
 absl::StatusOr<std::unique_ptr<Origin>> CreateOrigin(const OriginSpec& spec, TimerQueue& timers,
-                                                     GrpcOriginOptions grpc);
+                                                     GrpcOriginOptions grpc,
+                                                     const ReplicaSetOptions& replicas = {},
+                                                     ReplicaSet::FetchObserver observer = nullptr);
 
 }  // namespace flightcache
 

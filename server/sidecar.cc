@@ -91,11 +91,21 @@ absl::StatusOr<std::unique_ptr<Sidecar>> Sidecar::Start(const ServerConfig& conf
       *spec, *s.timers_,
       {.max_response_bytes = config.OriginMaxResponseBytes(),
        .cancelled_fetch_grace = config.cancelled_fetch_grace,
-       .on_garbage_reply = [metrics = s.metrics_.get()] { metrics->RecordOriginGarbageReply(); }});
+       .on_garbage_reply = [metrics = s.metrics_.get()] { metrics->RecordOriginGarbageReply(); }},
+      config.origin_replicas,
+      [metrics = s.metrics_.get()](size_t replica, absl::Duration latency, const absl::Status&) {
+        metrics->RecordReplicaFetch(replica, latency);
+      });
   if (!origin.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("--origin: ", origin.status().message()));
   }
   s.origin_ = *std::move(origin);
+  // Several replicas: per-replica series, before the first fetch can finish.
+  if (const auto* replicas = dynamic_cast<const ReplicaSet*>(s.origin_.get())) {
+    std::vector<std::string> names;
+    for (const ReplicaStats& r : replicas->stats()) names.push_back(r.name);
+    s.metrics_->SetReplicas(names, [replicas] { return replicas->stats(); });
+  }
   s.failure_log_ = std::make_unique<OriginFailureLog>(s.origin_->Describe());
   s.observer_ = std::make_unique<Observer>(*s.metrics_, *s.failure_log_);
   if (absl::Status fleet = s.StartFleet(); !fleet.ok()) return fleet;

@@ -37,13 +37,18 @@ namespace {
 constexpr int64_t kMaxFetchedValueBytes = 1 << 20;
 
 void CheckGrpc(absl::string_view url, const OriginSpec& spec) {
-  FUZZ_CHECK(absl::EndsWith(url, spec.grpc_target) && !spec.grpc_target.empty())
-      << "target '" << spec.grpc_target << "' of '" << url << "'";
-  FUZZ_CHECK(absl::StrContains(spec.grpc_target, ':')) << "no port in '" << spec.grpc_target << "'";
-  absl::StatusOr<std::unique_ptr<GrpcOrigin>> origin =
-      GrpcOrigin::Create(spec.grpc_target, GrpcOriginOptions{});
-  FUZZ_CHECK(origin.ok()) << "accepted grpc origin '" << url
-                          << "' cannot be created: " << origin.status();
+  FUZZ_CHECK(!spec.grpc_targets.empty()) << "no target in '" << url << "'";
+  FUZZ_CHECK(absl::EndsWith(url, spec.grpc_targets.back()))
+      << "last target '" << spec.grpc_targets.back() << "' of '" << url << "'";
+  for (const std::string& target : spec.grpc_targets) {
+    FUZZ_CHECK(!target.empty() && absl::StrContains(target, ':'))
+        << "no port in '" << target << "' of '" << url << "'";
+    FUZZ_CHECK(!absl::StrContains(target, ',')) << "a list left in '" << target << "'";
+    absl::StatusOr<std::unique_ptr<GrpcOrigin>> origin =
+        GrpcOrigin::Create(target, GrpcOriginOptions{});
+    FUZZ_CHECK(origin.ok()) << "accepted grpc origin '" << url
+                            << "' cannot be created: " << origin.status();
+  }
 }
 
 void CheckSimFetch(const sim::OriginModelOptions& options) {

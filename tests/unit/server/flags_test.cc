@@ -144,6 +144,17 @@ TEST_F(FlagsTest, FleetFlagsMapOntoTheConfigWithTheEnvironmentAsFallback) {
   EXPECT_THAT(Parse({})->config.Describe(), HasSubstr("fleet=(off)"));
 }
 
+TEST_F(FlagsTest, OriginReplicasAndTheirEjectionMapOntoTheConfig) {
+  EXPECT_EQ(Parse({})->config.origin_replicas.eject_after, 5);
+  absl::StatusOr<CommandLine> cl =
+      Parse({"--origin=grpc://a:9000,b:9000", "--origin-eject-after=0"});
+  ASSERT_TRUE(cl.ok()) << cl.status();
+  EXPECT_EQ(cl->config.origin, "grpc://a:9000,b:9000");
+  EXPECT_EQ(cl->config.origin_replicas.eject_after, 0);
+  EXPECT_TRUE(cl->config.Validate().ok()) << cl->config.Validate();
+  EXPECT_THAT(cl->config.Describe(), HasSubstr("origin-eject-after=0"));
+}
+
 TEST_F(FlagsTest, StaleServingFlagsMapOntoTheConfig) {
   // Off by default: today's behaviour.
   const ServerConfig defaults = Parse({})->config;
@@ -289,6 +300,9 @@ TEST_F(FlagsTest, EveryBadValueIsOneLineNamingItsFlag) {
       {"--refresh-ahead=1", "--refresh-ahead: "},
       {"--refresh-ahead=-0.1", "--refresh-ahead: "},
       {"--refresh-ahead=often", "--refresh-ahead: "},
+      {"--origin-eject-after=-1", "--origin-eject-after: "},
+      {"--origin-eject-after=some", "--origin-eject-after: "},
+      {"--origin=grpc://a:1,", "--origin: "},
       {"--bogus=1", "--bogus: unknown flag"},
       {"--listen", "--listen: missing value"},
   };
@@ -331,6 +345,7 @@ TEST_F(FlagsTest, EveryDurationAndSizeFlagHasAnUpperBound) {
       {"stale-while-revalidate", "8760h", "8760h1ms"},
       {"stale-if-error", "8760h", "8760h1ms"},
       {"refresh-ahead", "0.99", "1"},
+      {"origin-eject-after", "1000000", "1000001"},
   };
   const std::set<std::string> not_numbers = {
       "listen",     "origin",       "abandoned-loads", "metrics-listen",   "log-level",

@@ -6,6 +6,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/escaping.h"
 #include "flightcache/sim/sim_origin.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/fake_clock.h"
 
@@ -21,7 +22,18 @@ TEST(OriginFactoryTest, OriginUrlsParse) {
   absl::StatusOr<OriginSpec> grpc = ParseOriginUrl("grpc://10.0.0.7:9000");
   ASSERT_TRUE(grpc.ok());
   EXPECT_EQ(grpc->kind, OriginSpec::Kind::kGrpc);
-  EXPECT_EQ(grpc->grpc_target, "10.0.0.7:9000");
+  EXPECT_THAT(grpc->grpc_targets, ::testing::ElementsAre("10.0.0.7:9000"));
+  absl::StatusOr<OriginSpec> replicas = ParseOriginUrl("grpc://10.0.0.7:9000,[::1]:9001,b:9002");
+  ASSERT_TRUE(replicas.ok()) << replicas.status();
+  EXPECT_THAT(replicas->grpc_targets,
+              ::testing::ElementsAre("10.0.0.7:9000", "[::1]:9001", "b:9002"));
+  EXPECT_FALSE(ParseOriginUrl("grpc://a:1,").ok());
+  EXPECT_FALSE(ParseOriginUrl("grpc://a:1,,b:2").ok());
+  EXPECT_FALSE(ParseOriginUrl("grpc://a:1,b").ok());
+  std::string many = "grpc://a:1";
+  for (int i = 0; i < 64; ++i) many += ",a:1";
+  EXPECT_THAT(std::string(ParseOriginUrl(many).status().message()),
+              ::testing::HasSubstr("at most 64"));
   EXPECT_TRUE(ParseOriginUrl("grpc://[::1]:9000").ok());
   EXPECT_TRUE(ParseOriginUrl("grpc://origin.internal:9000").ok());
   EXPECT_FALSE(ParseOriginUrl("grpc://origin.internal").ok());
@@ -50,6 +62,26 @@ TEST(OriginFactoryTest, ASimOriginDescribesItselfAsAUrlThatParsesBack) {
   const absl::StatusOr<OriginSpec> again = ParseOriginUrl((*origin)->Describe());
   ASSERT_TRUE(again.ok()) << again.status();
   EXPECT_EQ(sim::SimOriginUrl(again->sim), (*origin)->Describe());
+}
+
+// Several grpc:// addresses make one origin of replicas, described as the list it was given;
+// one address makes a plain gRPC origin.
+TEST(OriginFactoryTest, SeveralGrpcAddressesMakeAReplicaSet) {
+  testing::FakeTimerQueue timers;
+  absl::StatusOr<OriginSpec> spec = ParseOriginUrl("grpc://127.0.0.1:1,127.0.0.1:2");
+  ASSERT_TRUE(spec.ok());
+  absl::StatusOr<std::unique_ptr<Origin>> origin = CreateOrigin(*spec, timers, {});
+  ASSERT_TRUE(origin.ok()) << origin.status();
+  const auto* replicas = dynamic_cast<const ReplicaSet*>(origin->get());
+  ASSERT_NE(replicas, nullptr);
+  EXPECT_EQ(replicas->size(), 2u);
+  EXPECT_EQ((*origin)->Describe(), "grpc://127.0.0.1:1,grpc://127.0.0.1:2");
+
+  absl::StatusOr<std::unique_ptr<Origin>> single =
+      CreateOrigin(*ParseOriginUrl("grpc://127.0.0.1:1"), timers, {});
+  ASSERT_TRUE(single.ok());
+  EXPECT_EQ(dynamic_cast<const ReplicaSet*>(single->get()), nullptr);
+  EXPECT_FALSE(CreateOrigin(*spec, timers, {}, ReplicaSetOptions{.eject_after = -1}).ok());
 }
 
 }  // namespace
