@@ -238,6 +238,7 @@ int ServerConfig::OriginMaxResponseBytes() const {
 std::string ServerConfig::Describe() const {
   return absl::StrCat(
       "listen=", listen, " origin=", origin, " origin-eject-after=", origin_replicas.eject_after,
+      " origin-hedge-other-replica=", origin_replicas.hedge_to_other_replica ? "true" : "false",
       " metrics-listen=", metrics_listen.empty() ? "(disabled)" : metrics_listen,
       " ttl=", absl::FormatDuration(cache.default_ttl),
       " negative-ttl=", absl::FormatDuration(cache.negative_ttl),

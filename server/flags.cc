@@ -192,6 +192,9 @@ ABSL_FLAG(std::string, origin, kDefaults.origin,
 ABSL_FLAG(ft::Count, origin_eject_after, ft::Count{kDefaults.origin_replicas.eject_after},
           "with several grpc:// replicas, consecutive failed fetches that leave a replica out "
           "for 10 s (doubling on each repeat, up to 5 min; never the last one); 0: never");
+ABSL_FLAG(bool, origin_hedge_other_replica, kDefaults.origin_replicas.hedge_to_other_replica,
+          "with several replicas, send a hedge to another replica than its primary's (false: to "
+          "the primary's own replica; only to measure what this buys)");
 ABSL_FLAG(ft::Duration, ttl, ft::Duration{kDefaults.cache.default_ttl},
           "TTL of a value whose origin response has ttl_ms 0");
 ABSL_FLAG(ft::Duration, negative_ttl, ft::Duration{kDefaults.cache.negative_ttl},
@@ -274,6 +277,7 @@ constexpr FlagSpec kFlags[] = {
     {"listen", true},
     {"origin", true},
     {"origin_eject_after", true},
+    {"origin_hedge_other_replica", true},
     {"ttl", true},
     {"negative_ttl", true},
     {"stale_while_revalidate", true},
@@ -310,6 +314,7 @@ ServerConfig ConfigFromFlags() {
   c.listen = absl::GetFlag(FLAGS_listen);
   c.origin = absl::GetFlag(FLAGS_origin);
   c.origin_replicas.eject_after = absl::GetFlag(FLAGS_origin_eject_after).value;
+  c.origin_replicas.hedge_to_other_replica = absl::GetFlag(FLAGS_origin_hedge_other_replica);
   c.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
   c.drain_timeout = absl::GetFlag(FLAGS_drain_timeout).value;
   c.cancelled_fetch_grace = absl::GetFlag(FLAGS_cancelled_fetch_grace).value;

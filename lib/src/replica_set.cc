@@ -31,8 +31,7 @@ absl::Status ReplicaSetOptions::Validate() const {
       !s.ok()) {
     return s;
   }
-  if (absl::Status s = CheckPositiveDuration("max_ejection", max_ejection, kMaxEjection);
-      !s.ok()) {
+  if (absl::Status s = CheckPositiveDuration("max_ejection", max_ejection, kMaxEjection); !s.ok()) {
     return s;
   }
   if (max_ejection < base_ejection) {
@@ -67,6 +66,9 @@ size_t ReplicaSet::Pick(const FetchRequest& request, absl::Time now) {
   size_t avoid = kNone;
   if (request.attempt > 1) {
     if (auto it = primary_of_.find(request.key); it != primary_of_.end()) avoid = it->second;
+    if (!options_.hedge_to_other_replica && avoid != kNone && Healthy(replicas_[avoid], now)) {
+      return avoid;
+    }
   }
   const size_t n = replicas_.size();
   const size_t start = next_;
@@ -133,9 +135,8 @@ void ReplicaSet::Finish(size_t index, const FetchRequest& request, const absl::S
           Healthy(r, now) && HealthyCount(now) > 1) {
         // Back for a whole max_ejection since its last ejection ended: a first offence again.
         if (now - r.ejected_until >= options_.max_ejection) r.repeat = 0;
-        const absl::Duration length =
-            std::min(options_.base_ejection * (int64_t{1} << std::min(r.repeat, 30)),
-                     options_.max_ejection);
+        const absl::Duration length = std::min(
+            options_.base_ejection * (int64_t{1} << std::min(r.repeat, 30)), options_.max_ejection);
         r.ejected_until = now + length;
         ++r.repeat;
         ++r.ejections;

@@ -45,6 +45,9 @@ struct ReplicaSetOptions {
   int64_t eject_after = 5;
   absl::Duration base_ejection = absl::Seconds(10);
   absl::Duration max_ejection = absl::Minutes(5);
+  // Off only to measure what it buys: then a hedge goes to its primary's own replica (what one
+  // address behind a connection-level balancer gives).
+  bool hedge_to_other_replica = true;
 
   absl::Status Validate() const;
 };

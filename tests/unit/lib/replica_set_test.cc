@@ -16,9 +16,9 @@
 namespace flightcache {
 namespace {
 
+using ::testing::ElementsAre;
 using testing::FakeClock;
 using testing::FakeOrigin;
-using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
 // N fake replicas behind a ReplicaSet; the fakes stay reachable through raw pointers.
@@ -32,9 +32,11 @@ class ReplicaSetTest : public ::testing::Test {
       replicas.push_back(std::move(fake));
     }
     ASSERT_TRUE(options.Validate().ok()) << options.Validate();
-    set_ = std::make_unique<ReplicaSet>(
-        std::move(replicas), clock_, options,
-        [this](size_t replica, absl::Duration, const absl::Status&) { observed_.push_back(replica); });
+    set_ =
+        std::make_unique<ReplicaSet>(std::move(replicas), clock_, options,
+                                     [this](size_t replica, absl::Duration, const absl::Status&) {
+                                       observed_.push_back(replica);
+                                     });
   }
 
   // Fetches `key` (attempt 1 or 2) and returns which replica got it.
@@ -108,6 +110,15 @@ TEST_F(ReplicaSetTest, AHedgeNeverGoesToItsPrimarysReplica) {
   }
 }
 
+TEST_F(ReplicaSetTest, WithoutHedgeToOtherReplicaAHedgeGoesToItsPrimarysReplica) {
+  Make(2, {.hedge_to_other_replica = false});
+  for (int i = 0; i < 10; ++i) {
+    const std::string key = absl::StrCat("k", i);
+    const size_t primary = FetchTo(key, 1);
+    EXPECT_EQ(FetchTo(key, 2), primary) << key;
+  }
+}
+
 // Least outstanding would pick the primary's replica (it is the idle one); the hedge still goes
 // elsewhere.
 TEST_F(ReplicaSetTest, AHedgeAvoidsThePrimaryEvenWhenItIsTheLeastBusy) {
@@ -170,7 +181,8 @@ TEST_F(ReplicaSetTest, AFailingReplicaIsEjectedForTenSecondsThenTwentyAndComesBa
 }
 
 TEST_F(ReplicaSetTest, EjectionsDoubleUpToTheMaximum) {
-  Make(2, {.eject_after = 1, .base_ejection = absl::Seconds(10), .max_ejection = absl::Seconds(30)});
+  Make(2,
+       {.eject_after = 1, .base_ejection = absl::Seconds(10), .max_ejection = absl::Seconds(30)});
   AnswerInline({false, true});
   for (absl::Duration expected :
        {absl::Seconds(10), absl::Seconds(20), absl::Seconds(30), absl::Seconds(30)}) {
@@ -202,7 +214,8 @@ TEST_F(ReplicaSetTest, NotFoundAndCancellationsDoNotCountAsFailures) {
   fakes_[1]->set_auto_answer(nullptr);
   std::stop_source stop;
   for (int i = 0; i < 4; ++i) {
-    set_->Fetch({.key = absl::StrCat("c", i)}, stop.get_token(), [](absl::StatusOr<FetchResult>) {});
+    set_->Fetch({.key = absl::StrCat("c", i)}, stop.get_token(),
+                [](absl::StatusOr<FetchResult>) {});
   }
   stop.request_stop();
   const std::vector<ReplicaStats> stats = set_->stats();

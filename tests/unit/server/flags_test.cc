@@ -146,11 +146,12 @@ TEST_F(FlagsTest, FleetFlagsMapOntoTheConfigWithTheEnvironmentAsFallback) {
 
 TEST_F(FlagsTest, OriginReplicasAndTheirEjectionMapOntoTheConfig) {
   EXPECT_EQ(Parse({})->config.origin_replicas.eject_after, 5);
-  absl::StatusOr<CommandLine> cl =
-      Parse({"--origin=grpc://a:9000,b:9000", "--origin-eject-after=0"});
+  absl::StatusOr<CommandLine> cl = Parse({"--origin=grpc://a:9000,b:9000", "--origin-eject-after=0",
+                                          "--origin-hedge-other-replica=false"});
   ASSERT_TRUE(cl.ok()) << cl.status();
   EXPECT_EQ(cl->config.origin, "grpc://a:9000,b:9000");
   EXPECT_EQ(cl->config.origin_replicas.eject_after, 0);
+  EXPECT_FALSE(cl->config.origin_replicas.hedge_to_other_replica);
   EXPECT_TRUE(cl->config.Validate().ok()) << cl->config.Validate();
   EXPECT_THAT(cl->config.Describe(), HasSubstr("origin-eject-after=0"));
 }
@@ -347,9 +348,17 @@ TEST_F(FlagsTest, EveryDurationAndSizeFlagHasAnUpperBound) {
       {"refresh-ahead", "0.99", "1"},
       {"origin-eject-after", "1000000", "1000001"},
   };
-  const std::set<std::string> not_numbers = {
-      "listen",     "origin",       "abandoned-loads", "metrics-listen",   "log-level",
-      "log-format", "check-config", "fleet",           "fleet-key-prefix", "fleet-password-file"};
+  const std::set<std::string> not_numbers = {"listen",
+                                             "origin",
+                                             "abandoned-loads",
+                                             "metrics-listen",
+                                             "log-level",
+                                             "log-format",
+                                             "check-config",
+                                             "fleet",
+                                             "fleet-key-prefix",
+                                             "fleet-password-file",
+                                             "origin-hedge-other-replica"};
   std::set<std::string> covered = not_numbers;
   for (const Bound& b : bounds) {
     covered.insert(b.flag);
