@@ -89,14 +89,14 @@ int Get(pb::Cache::Stub& stub, const std::string& key) {
   const grpc::Status status = stub.Get(&context, request, &response);
   if (!status.ok()) return Fail("get", status);
   if (absl::GetFlag(FLAGS_json)) {
-    std::cout << support::JsonObjectWriter()
-                     .Add("key", key)
-                     .Add("value", response.value())
-                     .Add("source", SourceName(response.source()))
-                     .Add("ttl_remaining_ms", response.ttl_remaining_ms())
-                     .Add("stale_ms", response.stale_ms())
-                     .Build()
-              << std::endl;
+    support::JsonObjectWriter json;
+    json.Add("key", key)
+        .Add("value", response.value())
+        .Add("source", SourceName(response.source()))
+        .Add("ttl_remaining_ms", response.ttl_remaining_ms());
+    // Like proto3's JSON mapping, a field that is always zero on fresh answers is left out.
+    if (response.source() == pb::SOURCE_STALE) json.Add("stale_ms", response.stale_ms());
+    std::cout << json.Build() << std::endl;
     return support::kExitOk;
   }
   std::fwrite(response.value().data(), 1, response.value().size(), stdout);

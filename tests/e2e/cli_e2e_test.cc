@@ -38,6 +38,17 @@ TEST_F(CliE2eTest, GetPrintsTheValueAndItsSource) {
             "\"ttl_remaining_ms\":60000}\n");
 }
 
+TEST_F(CliE2eTest, StaleGetPrintsHowStaleTheValueIs) {
+  ProgramResult r = Cli({"get", "stale:1"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "old-value-of-stale:1\n");
+  EXPECT_THAT(r.err, HasSubstr("source=STALE stale=1.5s"));
+  r = Cli({"--json", "get", "stale:1"});
+  EXPECT_EQ(r.out,
+            "{\"key\":\"stale:1\",\"value\":\"old-value-of-stale:1\",\"source\":\"STALE\","
+            "\"ttl_remaining_ms\":0,\"stale_ms\":1500}\n");
+}
+
 TEST_F(CliE2eTest, FailedGetExitsOneNamingTheCode) {
   ProgramResult r = Cli({"get", "missing-key"});
   EXPECT_EQ(r.exit_code, 1);

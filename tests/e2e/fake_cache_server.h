@@ -2,6 +2,7 @@
 // client programs (loadgen, cli) are tested end to end without the real server.
 //
 // Answers by key: "" -> INVALID_ARGUMENT; "missing*" -> NOT_FOUND; "err*" -> UNAVAILABLE;
+// "stale*" -> "old-value-of-<key>", STALE by 1.5 s;
 // anything else -> "value-of-<key>", LOADED the first time (until invalidated), HIT after.
 // With a delay, every Get/BatchGet answers that much later from a timer thread (callback API,
 // no thread per call), so clients can hold thousands of calls in flight. HoldUntilInFlight(n)
@@ -38,6 +39,8 @@ namespace flightcache::e2e {
 
 class FakeCacheServer final : public flightcache::v1::Cache::CallbackService {
  public:
+  static constexpr int64_t kStaleMs = 1500;
+
   explicit FakeCacheServer(absl::Duration delay = absl::ZeroDuration()) : delay_(delay) {
     grpc::EnableDefaultHealthCheckService(true);
     grpc::ServerBuilder builder;
@@ -104,7 +107,8 @@ class FakeCacheServer final : public flightcache::v1::Cache::CallbackService {
             : grpc::Status(static_cast<grpc::StatusCode>(result.code()), result.message());
     response->set_value(result.value());
     response->set_source(result.source());
-    response->set_ttl_remaining_ms(60000);
+    response->set_ttl_remaining_ms(result.source() == flightcache::v1::SOURCE_STALE ? 0 : 60000);
+    response->set_stale_ms(result.stale_ms());
     return Reply(context, std::move(status));
   }
 
@@ -170,6 +174,10 @@ class FakeCacheServer final : public flightcache::v1::Cache::CallbackService {
     } else if (absl::StartsWith(key, "missing")) {
       r.set_code(static_cast<int>(grpc::StatusCode::NOT_FOUND));
       r.set_message("no such key");
+    } else if (absl::StartsWith(key, "stale")) {
+      r.set_value("old-value-of-" + key);
+      r.set_source(flightcache::v1::SOURCE_STALE);
+      r.set_stale_ms(kStaleMs);
     } else if (absl::StartsWith(key, "err")) {
       r.set_code(static_cast<int>(grpc::StatusCode::UNAVAILABLE));
       r.set_message("origin: injected error");
