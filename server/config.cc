@@ -59,6 +59,8 @@ constexpr std::pair<absl::string_view, absl::string_view> kOptionFlags[] = {
     {"refresh_ahead", "--refresh-ahead"},
     {"load_timeout", "--load-timeout"},
     {"max_concurrent_loads", "--max-concurrent-loads"},
+    {"adaptive_concurrency.min_limit", "--max-concurrent-loads"},
+    {"adaptive_concurrency.max_limit", "--max-concurrent-loads"},
     {"max_queued_loads", "--max-queued-loads"},
     {"max_key_bytes", "--max-key-bytes"},
     {"max_value_bytes", "--max-value-bytes"},
@@ -248,7 +250,7 @@ std::string ServerConfig::Describe() const {
       " load-timeout=", absl::FormatDuration(cache.load_timeout),
       " abandoned-loads=", AbandonPolicyName(cache.abandoned_loads),
       " hedge-delay=", FormatHedgeDelay(cache.hedge), " hedge-budget=", cache.hedge.budget,
-      " max-concurrent-loads=", cache.max_concurrent_loads,
+      " max-concurrent-loads=", FormatConcurrencyLimit(cache),
       " max-queued-loads=", cache.max_queued_loads, " max-key-bytes=", cache.max_key_bytes,
       " max-value-bytes=", cache.max_value_bytes, " max-batch-keys=", max_batch_keys,
       " max-concurrent-streams=", max_concurrent_streams,
@@ -262,6 +264,12 @@ std::string ServerConfig::Describe() const {
       " fleet-max-value-bytes=", cache.fleet.max_value_bytes,
       " fleet-key-prefix=", fleet_key_prefix,
       " fleet-password-file=", fleet_password_file.empty() ? "(none)" : fleet_password_file);
+}
+
+std::string FormatConcurrencyLimit(const FlightCacheOptions& cache) {
+  if (!cache.adaptive_concurrency) return absl::StrCat(cache.max_concurrent_loads);
+  return absl::StrCat("adaptive:", cache.adaptive_concurrency->min_limit, "-",
+                      cache.adaptive_concurrency->max_limit);
 }
 
 std::string FormatHedgeDelay(const HedgeOptions& hedge) {

@@ -107,6 +107,8 @@ absl::Status ValidateListenAddress(absl::string_view flag, absl::string_view add
 
 // "off", a duration ("20ms") or a percentile ("p95") — the --hedge-delay spelling of `hedge`.
 std::string FormatHedgeDelay(const HedgeOptions& hedge);
+// --max-concurrent-loads as given: N, or adaptive:MIN-MAX.
+std::string FormatConcurrencyLimit(const FlightCacheOptions& cache);
 
 absl::string_view LogLevelName(LogLevel level);
 absl::string_view LogFormatName(LogFormat format);

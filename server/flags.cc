@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <limits>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -12,6 +13,7 @@
 #include "absl/flags/reflection.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
 #include "flightcache/support/flags.h"
@@ -71,6 +73,43 @@ bool AbslParseFlag(absl::string_view text, Count* out, std::string* error) {
   return true;
 }
 std::string AbslUnparseFlag(const Count& c) { return absl::StrCat(c.value); }
+
+// N | adaptive | adaptive:MIN-MAX
+struct ConcurrencyLimit {
+  int64_t fixed = 0;
+  std::optional<AdaptiveLimitOptions> adaptive;
+};
+bool AbslParseFlag(absl::string_view text, ConcurrencyLimit* out, std::string* error) {
+  text = absl::StripAsciiWhitespace(text);
+  constexpr char kWant[] = "want an integer, adaptive, or adaptive:MIN-MAX such as adaptive:4-256";
+  if (absl::ConsumePrefix(&text, "adaptive")) {
+    AdaptiveLimitOptions range;
+    if (absl::ConsumePrefix(&text, ":")) {
+      const std::vector<absl::string_view> bounds = absl::StrSplit(text, '-');
+      if (bounds.size() != 2 || !absl::SimpleAtoi(bounds[0], &range.min_limit) ||
+          !absl::SimpleAtoi(bounds[1], &range.max_limit)) {
+        *error = kWant;
+        return false;
+      }
+    } else if (!text.empty()) {
+      *error = kWant;
+      return false;
+    }
+    *out = ConcurrencyLimit{.adaptive = range};
+    return true;
+  }
+  int64_t n = 0;
+  if (!absl::SimpleAtoi(text, &n)) {
+    *error = kWant;
+    return false;
+  }
+  *out = ConcurrencyLimit{.fixed = n};
+  return true;
+}
+std::string AbslUnparseFlag(const ConcurrencyLimit& c) {
+  if (!c.adaptive) return absl::StrCat(c.fixed);
+  return absl::StrCat("adaptive:", c.adaptive->min_limit, "-", c.adaptive->max_limit);
+}
 
 struct Fraction {
   double value = 0;
@@ -220,8 +259,10 @@ ABSL_FLAG(ft::HedgeDelay, hedge_delay, DefaultHedgeDelay(),
           "origin latencies (p95)");
 ABSL_FLAG(ft::Fraction, hedge_budget, ft::Fraction{kDefaults.cache.hedge.budget},
           "hedge tokens earned per primary fetch (a hedge costs 1; the bucket holds 10)");
-ABSL_FLAG(ft::Count, max_concurrent_loads, ft::Count{kDefaults.cache.max_concurrent_loads},
-          "origin fetches in flight at most, hedges included");
+ABSL_FLAG(ft::ConcurrencyLimit, max_concurrent_loads,
+          ft::ConcurrencyLimit{.fixed = kDefaults.cache.max_concurrent_loads},
+          "origin fetches in flight at most, hedges included: a number, or adaptive[:MIN-MAX] "
+          "(found from the origin's latency as it runs; default range 4-256)");
 ABSL_FLAG(ft::Count, max_queued_loads, ft::Count{kDefaults.cache.max_queued_loads},
           "loads waiting for a fetch permit at most; beyond it, RESOURCE_EXHAUSTED");
 ABSL_FLAG(ft::ByteSize, max_key_bytes, ft::ByteSize{kDefaults.cache.max_key_bytes},
@@ -339,7 +380,12 @@ ServerConfig ConfigFromFlags() {
     c.cache.hedge.delay = hedge.delay;
   }
   c.cache.hedge.budget = absl::GetFlag(FLAGS_hedge_budget).value;
-  c.cache.max_concurrent_loads = absl::GetFlag(FLAGS_max_concurrent_loads).value;
+  const ft::ConcurrencyLimit concurrency = absl::GetFlag(FLAGS_max_concurrent_loads);
+  if (concurrency.adaptive) {
+    c.cache.adaptive_concurrency = concurrency.adaptive;
+  } else {
+    c.cache.max_concurrent_loads = concurrency.fixed;
+  }
   c.cache.max_queued_loads = absl::GetFlag(FLAGS_max_queued_loads).value;
   c.cache.max_key_bytes = absl::GetFlag(FLAGS_max_key_bytes).bytes;
   c.cache.max_value_bytes = absl::GetFlag(FLAGS_max_value_bytes).bytes;

@@ -158,6 +158,10 @@ class Metrics::Collector final : public prometheus::Collectable {
                               static_cast<double>(s.loads_inflight)));
     families.push_back(Single("flightcache_loads_queued", "Loads waiting for a concurrency permit",
                               gauge, static_cast<double>(s.loads_queued)));
+    families.push_back(Single("flightcache_load_concurrency_limit",
+                              "Origin fetches allowed in flight now (--max-concurrent-loads, or "
+                              "the adaptive limit's current value)",
+                              gauge, static_cast<double>(s.load_concurrency_limit)));
     families.push_back(Single("flightcache_cache_entries", "Entries in the cache", gauge,
                               static_cast<double>(s.entries)));
     families.push_back(Single("flightcache_cache_bytes",

@@ -1,5 +1,6 @@
 #include "flightcache/concurrency_limiter.h"
 
+#include <algorithm>
 #include <cassert>
 #include <list>
 #include <memory>
@@ -59,13 +60,17 @@ struct ConcurrencyLimiter::State {
   };
 
   State(ConcurrencyLimiter* owner, int64_t permits, int64_t max_queued)
-      : owner(owner), permits(permits), max_queued(max_queued) {}
+      : owner(owner), max_queued(max_queued), permits(permits) {}
 
   // Called by a waiter's stop callback, on the thread that requested stop.
   void Cancel(Waiter* waiter);
 
   // Returns one permit: hands it to the oldest waiter, or frees it.
-  void Release();
+  void Release() { HandOver(1); }
+
+  // Gives `count` permits, already counted in `in_use`, to the oldest waiters; frees those that no
+  // waiter takes or that are above the limit.
+  void HandOver(int64_t count);
 
   // Returns true and takes a permit if one is free and nobody waits (FIFO: a newcomer must not
   // overtake the queue).
@@ -76,12 +81,13 @@ struct ConcurrencyLimiter::State {
   }
 
   ConcurrencyLimiter* const owner;
-  const int64_t permits;
   const int64_t max_queued;
 
   mutable absl::Mutex mu;
+  int64_t permits ABSL_GUARDED_BY(mu);  // K; SetPermits changes it
   // Permits held by Permit objects, including one being handed over (the count does not drop
-  // during a hand-off). Invariant: !queue.empty() implies in_use == permits.
+  // during a hand-off). Above `permits` for a while after SetPermits lowered it. Invariant:
+  // !queue.empty() implies in_use >= permits.
   int64_t in_use ABSL_GUARDED_BY(mu) = 0;
   WaiterList queue ABSL_GUARDED_BY(mu);  // FIFO, oldest first
 };
@@ -116,12 +122,12 @@ void ConcurrencyLimiter::State::Cancel(Waiter* waiter) {
   // allowed on this thread. Nothing may touch `waiter` or this functor after this line.
 }
 
-void ConcurrencyLimiter::State::Release() {
+void ConcurrencyLimiter::State::HandOver(int64_t count) {
   if (current_handoff_loop != nullptr && current_handoff_loop->state == this) {
-    ++current_handoff_loop->pending_releases;  // the enclosing loop hands this permit on
+    current_handoff_loop->pending_releases += count;  // the enclosing loop hands these on
     return;
   }
-  HandoffLoop loop{this, 1};
+  HandoffLoop loop{this, count};
   HandoffLoop* const outer = current_handoff_loop;
   current_handoff_loop = &loop;
   while (loop.pending_releases > 0) {
@@ -130,7 +136,7 @@ void ConcurrencyLimiter::State::Release() {
     GrantCallback granted;
     {
       absl::MutexLock lock(&mu);
-      if (queue.empty()) {
+      if (queue.empty() || in_use > permits) {
         --in_use;
         continue;
       }
@@ -247,7 +253,23 @@ int64_t ConcurrencyLimiter::queued() const {
   return static_cast<int64_t>(state_->queue.size());
 }
 
-int64_t ConcurrencyLimiter::permits() const { return state_->permits; }
+int64_t ConcurrencyLimiter::permits() const {
+  absl::MutexLock lock(&state_->mu);
+  return state_->permits;
+}
+
+void ConcurrencyLimiter::SetPermits(int64_t permits) {
+  assert(permits >= 1);
+  int64_t granted = 0;
+  {
+    absl::MutexLock lock(&state_->mu);
+    state_->permits = permits;
+    granted = std::min(permits - state_->in_use, static_cast<int64_t>(state_->queue.size()));
+    if (granted <= 0) return;
+    state_->in_use += granted;  // counted as held until handed over, as a released permit is
+  }
+  state_->HandOver(granted);
+}
 
 ConcurrencyLimiter::Permit::Permit(Permit&& other) noexcept
     : limiter_(std::exchange(other.limiter_, nullptr)) {}

@@ -98,6 +98,13 @@ absl::Status FlightCacheOptions::Validate() const {
       !s.ok()) {
     return s;
   }
+  if (adaptive_concurrency) {
+    if (absl::Status s =
+            PrefixOptionError("adaptive_concurrency.", adaptive_concurrency->Validate());
+        !s.ok()) {
+      return s;
+    }
+  }
   if (absl::Status s = CheckRange("max_queued_loads", max_queued_loads, 0, kMaxQueuedLoads);
       !s.ok()) {
     return s;
@@ -152,7 +159,8 @@ struct FlightCache::Impl final : FleetListener {
         fleet(fleet_store),
         fetcher(origin, timers,
                 {.max_concurrent = options.max_concurrent_loads,
-                 .max_queued = options.max_queued_loads},
+                 .max_queued = options.max_queued_loads,
+                 .adaptive = options.adaptive_concurrency},
                 options.hedge, FetchObserver(observer)) {
     if (fleet == nullptr) return;
     loader = std::make_shared<FleetLoader>(
@@ -552,6 +560,7 @@ FlightCacheStats FlightCache::stats() const {
   const OriginFetcherStats fetches = impl.fetcher.stats();
   s.loads_too_late_to_fetch = fetches.too_late;
   s.fetches_cut_by_load_timeout = fetches.cut_by_deadline;
+  s.load_concurrency_limit = fetches.concurrency_limit;
   s.origin_fetches = fetches.fetches;
   s.hedges_sent = fetches.hedges_sent;
   s.hedges_won = fetches.hedges_won;

@@ -54,9 +54,12 @@ OriginFetcher::OriginFetcher(Origin& origin, TimerQueue& timers, FetchLimits lim
       origin_name_(origin.Describe()),
       timers_(timers),
       observer_(std::move(observer)),
-      limiter_(limits.max_concurrent, limits.max_queued),
+      limiter_(limits.adaptive ? limits.adaptive->min_limit : limits.max_concurrent,
+               limits.max_queued),
       hedger_(hedge, timers),
-      latency_(kFetchLatencyWindow) {}
+      latency_(kFetchLatencyWindow) {
+  if (limits.adaptive) adaptive_.emplace(*limits.adaptive);
+}
 
 OriginFetcher::~OriginFetcher() {
   absl::MutexLock lock(&pins_mu_);
@@ -179,11 +182,28 @@ void OriginFetcher::Finish(Call& call, absl::StatusOr<FetchResult> result) {
     absl::MutexLock lock(&self.latency_mu_);
     self.latency_.Add(latency);
   }
+  self.AdaptLimit(latency, result.status());
   if (self.observer_) self.observer_(call.attempt, latency, result.status());
   // The origin call has ended: only now does its concurrency slot come free.
   call.permit.Release();
   FetchCallback report = std::move(call.report);
   report(std::move(result));
+}
+
+// Feeds one ended origin call (its permit still held, so it counts itself in flight) to the
+// adaptive limit. Cancelled calls and other errors say nothing about the origin's capacity.
+void OriginFetcher::AdaptLimit(absl::Duration latency, const absl::Status& status) {
+  const bool answer = IsAnswer(status);
+  const bool overload = absl::IsDeadlineExceeded(status) || absl::IsResourceExhausted(status);
+  if (!answer && !overload) return;
+  const int64_t in_flight = limiter_.in_use();
+  int64_t limit;
+  {
+    absl::MutexLock lock(&latency_mu_);
+    if (!adaptive_) return;
+    limit = answer ? adaptive_->OnAnswer(latency, in_flight) : adaptive_->OnOverload(in_flight);
+  }
+  if (limit != limiter_.permits()) limiter_.SetPermits(limit);
 }
 
 OriginFetcherStats OriginFetcher::stats() const {
@@ -193,7 +213,8 @@ OriginFetcherStats OriginFetcher::stats() const {
           .hedges_won = hedges.hedges_won,
           .queued = limiter_.queued(),
           .too_late = too_late_.load(std::memory_order_relaxed),
-          .cut_by_deadline = cut_by_deadline_.load(std::memory_order_relaxed)};
+          .cut_by_deadline = cut_by_deadline_.load(std::memory_order_relaxed),
+          .concurrency_limit = limiter_.permits()};
 }
 
 }  // namespace flightcache

@@ -772,6 +772,8 @@ TEST_F(ServerTest, MetricsCountRequestsAndServeThemOverHttp) {
   EXPECT_THAT(*body, HasSubstr("flightcache_cache_misses_total 1"));
   EXPECT_THAT(*body, HasSubstr("flightcache_cache_entries 1"));
   EXPECT_THAT(*body, HasSubstr("flightcache_loads_inflight 0"));
+  EXPECT_THAT(*body, HasSubstr(absl::StrCat("flightcache_load_concurrency_limit ",
+                                            config.cache.max_concurrent_loads, "\n")));
   EXPECT_THAT(*body, HasSubstr("flightcache_origin_fetches_total 1"));
   EXPECT_THAT(*body,
               HasSubstr("flightcache_origin_fetch_duration_seconds_count{attempt=\"primary\","

@@ -45,7 +45,12 @@ class ConcurrencyLimiter final {
   // A permit now, or nothing — never queues (hedges use this).
   std::optional<Permit> TryAcquire();
 
-  int64_t in_use() const;   // permits held now
+  // Changes K (an adaptive limit does). Raising it hands the new permits to queued acquirers at
+  // once, on this thread; lowering it takes effect as held permits are released (none is revoked).
+  // REQUIRES: permits >= 1.
+  void SetPermits(int64_t permits);
+
+  int64_t in_use() const;   // permits held now (above K for a while after K was lowered)
   int64_t queued() const;   // acquirers waiting now
   int64_t permits() const;  // K
 

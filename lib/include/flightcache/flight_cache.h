@@ -48,6 +48,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -56,6 +57,7 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
+#include "flightcache/adaptive_limit.h"
 #include "flightcache/cache_entry.h"
 #include "flightcache/call_context.h"
 #include "flightcache/fleet_store.h"
@@ -85,6 +87,9 @@ struct FlightCacheOptions {
   absl::Duration load_timeout = absl::Seconds(5);
   AbandonPolicy abandoned_loads = AbandonPolicy::kCancel;
   int64_t max_concurrent_loads = 64;
+  // Set: the concurrency limit is found from the origin's latency as it runs, within this range,
+  // and max_concurrent_loads is unused.
+  std::optional<AdaptiveLimitOptions> adaptive_concurrency;
   int64_t max_queued_loads = 10000;
   int64_t max_key_bytes = 4096;
   int64_t max_value_bytes = int64_t{4} << 20;
@@ -145,6 +150,8 @@ struct FlightCacheStats {
   // typical fetch to answer, and loads whose fetch was still running when their timeout passed.
   int64_t loads_too_late_to_fetch = 0;
   int64_t fetches_cut_by_load_timeout = 0;
+  // Origin fetches allowed in flight now: max_concurrent_loads, or the adaptive limit's value.
+  int64_t load_concurrency_limit = 0;
   // The fleet tier (all zero without a FleetStore): local loads answered from the fleet by a
   // Read, leases won (take-overs included), loads that waited for another sidecar's load, fleet
   // store operations that failed, invalidations received from other sidecars.

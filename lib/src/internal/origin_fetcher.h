@@ -2,7 +2,8 @@
 // fetch permits and the one place an origin's exception is caught.
 //
 // Fetch() waits for a permit of its ConcurrencyLimiter (K permits, a bounded FIFO queue: a full
-// queue is RESOURCE_EXHAUSTED at once). With the permit, a fetch that has less time left before its
+// queue is RESOURCE_EXHAUSTED at once). K is fixed, or found by an AdaptiveLimit from the latency
+// of the origin's answers. With the permit, a fetch that has less time left before its
 // deadline than a typical fetch takes (the median of recent answered fetches) is not sent: under
 // overload it would only make the origin do work that is cut off half way while the fetches behind
 // it wait. Otherwise it goes to the Origin through the Hedger: the primary attempt under the permit
@@ -32,6 +33,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <stop_token>
 #include <string>
 
@@ -40,6 +42,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "flightcache/adaptive_limit.h"
 #include "flightcache/concurrency_limiter.h"
 #include "flightcache/hedger.h"
 #include "flightcache/latency_window.h"
@@ -51,6 +54,8 @@ namespace flightcache {
 struct FetchLimits {
   int64_t max_concurrent = 64;  // origin calls in flight at once (primaries and hedges)
   int64_t max_queued = 10000;   // fetches waiting for a permit
+  // Set: the limit is found as the origin answers (AdaptiveLimit) and max_concurrent is unused.
+  std::optional<AdaptiveLimitOptions> adaptive;
 };
 
 // How one Fetch() ended.
@@ -68,9 +73,10 @@ struct OriginFetcherStats {
   int64_t fetches = 0;  // origin calls sent: primaries + hedges
   int64_t hedges_sent = 0;
   int64_t hedges_won = 0;
-  int64_t queued = 0;           // fetches waiting for a permit now
-  int64_t too_late = 0;         // fetches not sent: too little time left for a typical fetch
-  int64_t cut_by_deadline = 0;  // fetches whose deadline stopped them at the origin
+  int64_t queued = 0;             // fetches waiting for a permit now
+  int64_t too_late = 0;           // fetches not sent: too little time left for a typical fetch
+  int64_t cut_by_deadline = 0;    // fetches whose deadline stopped them at the origin
+  int64_t concurrency_limit = 0;  // origin calls allowed in flight now
 };
 
 class OriginFetcher final {
@@ -106,6 +112,7 @@ class OriginFetcher final {
   void Send(const FetchRequest& request, std::stop_token cancel, ConcurrencyLimiter::Permit permit,
             FetchCallback report, PinRef pin);
   static void Finish(Call& call, absl::StatusOr<FetchResult> result);
+  void AdaptLimit(absl::Duration latency, const absl::Status& status);
 
   Origin& origin_;
   const std::string origin_name_;
@@ -117,6 +124,9 @@ class OriginFetcher final {
   std::atomic<int64_t> too_late_{0}, cut_by_deadline_{0};
   mutable absl::Mutex latency_mu_;
   LatencyWindow latency_ ABSL_GUARDED_BY(latency_mu_);  // recent answered origin calls
+  // Set with FetchLimits::adaptive. Two calls that end at once may apply their new limits out of
+  // order; the next batch corrects it (SetPermits runs outside the lock: it may start fetches).
+  std::optional<AdaptiveLimit> adaptive_ ABSL_GUARDED_BY(latency_mu_);
   absl::Mutex pins_mu_;
   int64_t pins_ ABSL_GUARDED_BY(pins_mu_) = 0;  // live Pins
 };

@@ -77,6 +77,66 @@ TEST(ConcurrencyLimiterTest, GrantsUpToKInlineThenQueuesInFifoOrder) {
   EXPECT_EQ(limiter.in_use(), 0);
 }
 
+TEST(ConcurrencyLimiterTest, RaisingThePermitsHandsThemToTheQueueInFifoOrder) {
+  ConcurrencyLimiter limiter(/*permits=*/1, /*max_queued=*/10);
+  std::vector<int> order;
+  Grant g[4];
+  for (int i = 0; i < 4; ++i) limiter.Acquire({}, Record(&g[i], &order, i));
+  ASSERT_EQ(limiter.queued(), 3);
+
+  limiter.SetPermits(3);  // two more: the two oldest waiters, at once
+  EXPECT_EQ(limiter.permits(), 3);
+  EXPECT_THAT(order, ElementsAre(0, 1, 2));
+  EXPECT_EQ(limiter.in_use(), 3);
+  EXPECT_EQ(limiter.queued(), 1);
+
+  limiter.SetPermits(10);  // more permits than waiters: the rest stay free
+  EXPECT_THAT(order, ElementsAre(0, 1, 2, 3));
+  EXPECT_EQ(limiter.in_use(), 4);
+  EXPECT_TRUE(limiter.TryAcquire().has_value());
+}
+
+TEST(ConcurrencyLimiterTest, LoweringThePermitsTakesEffectAsPermitsAreReleased) {
+  ConcurrencyLimiter limiter(/*permits=*/3, /*max_queued=*/10);
+  std::vector<int> order;
+  Grant g[5];
+  for (int i = 0; i < 5; ++i) limiter.Acquire({}, Record(&g[i], &order, i));
+  ASSERT_EQ(limiter.in_use(), 3);
+
+  limiter.SetPermits(1);  // none revoked
+  EXPECT_EQ(limiter.in_use(), 3);
+  EXPECT_TRUE(g[0].permit.valid() && g[1].permit.valid() && g[2].permit.valid());
+  g[0].permit.Release();  // 2 held, K = 1: freed, not handed over
+  EXPECT_EQ(limiter.in_use(), 2);
+  EXPECT_EQ(limiter.queued(), 2);
+  g[1].permit.Release();
+  EXPECT_EQ(limiter.in_use(), 1);
+  EXPECT_EQ(g[3].calls, 0);
+  EXPECT_FALSE(limiter.TryAcquire().has_value());
+  g[2].permit.Release();  // at K: handed to the oldest waiter
+  EXPECT_EQ(g[3].calls, 1);
+  EXPECT_TRUE(g[3].permit.valid());
+  EXPECT_EQ(limiter.in_use(), 1);
+  EXPECT_THAT(order, ElementsAre(0, 1, 2, 3));
+}
+
+TEST(ConcurrencyLimiterTest, ACallbackReleasingInlineDuringARaiseHandsItsPermitOn) {
+  ConcurrencyLimiter limiter(/*permits=*/1, /*max_queued=*/10);
+  Grant first;
+  limiter.Acquire({}, Record(&first));
+  int released_inline = 0;
+  for (int i = 0; i < 3; ++i) {
+    limiter.Acquire({}, [&](absl::StatusOr<Permit> p) {
+      ASSERT_TRUE(p.ok()) << p.status();
+      ++released_inline;  // `p` is released as this callback returns
+    });
+  }
+  limiter.SetPermits(2);  // one new permit, passed on by each callback in turn
+  EXPECT_EQ(released_inline, 3);
+  EXPECT_EQ(limiter.queued(), 0);
+  EXPECT_EQ(limiter.in_use(), 1);  // only `first`
+}
+
 TEST(ConcurrencyLimiterTest, QueueOverflowIsResourceExhaustedInline) {
   ConcurrencyLimiter limiter(1, /*max_queued=*/2);
   Grant a, b, c, d;

@@ -7,7 +7,9 @@
 #include <utility>
 
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "flightcache/sim/sim_origin.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/async_cancel_origin.h"
@@ -191,6 +193,60 @@ TEST(OriginFetcherTest, DeadlineThatStopsTheOriginIsCutByDeadline) {
   origin.Answer(1, absl::DeadlineExceededError("deadline"));
   EXPECT_EQ(cut.outcome.end, FetchOutcome::End::kCutByDeadline);
   EXPECT_EQ(fetcher.stats().cut_by_deadline, 1);
+}
+
+// Runs `fetches` fetches, all queued at once, against a simulated origin that answers in 20 ms up
+// to 8 in flight and slows down 4x as fast past it (its throughput falls: 400/s at 8, 300/s at 9,
+// 110/s at 64). Returns the answers per second of fake time over the second half of the run.
+struct KneeRun {
+  double throughput = 0;
+  int64_t final_limit = 0;
+  int64_t peak_origin_in_flight = 0;
+};
+KneeRun RunAgainstAKnee(const FetchLimits& limits, int fetches) {
+  FakeTimerQueue timers;
+  sim::OriginModelOptions model;
+  model.latency = sim::LatencyDistribution::Fixed(absl::Milliseconds(20));
+  model.overload_threshold = 8;
+  model.overload_slope = 4;
+  model.seed = 1;
+  sim::SimOrigin origin(model, timers);
+  OriginFetcher fetcher(origin, timers, limits, HedgeOptions{});
+  int answered = 0;
+  absl::Time half_start;
+  for (int i = 0; i < fetches; ++i) {
+    fetcher.Fetch(absl::StrCat("k", i), kNoDeadline, {}, [&](FetchOutcome o) {
+      EXPECT_TRUE(o.result.ok()) << o.result.status();
+      if (++answered == fetches / 2) half_start = timers.clock().Now();
+    });
+  }
+  KneeRun run;
+  for (int step = 0; answered < fetches && step < 1'000'000; ++step) {
+    timers.Advance(absl::Milliseconds(1));
+  }
+  EXPECT_EQ(answered, fetches) << "fetches still unanswered after 1000 s of fake time";
+  const absl::Duration second_half = timers.clock().Now() - half_start;
+  run.throughput = (fetches - fetches / 2) / absl::ToDoubleSeconds(second_half);
+  run.final_limit = fetcher.stats().concurrency_limit;
+  run.peak_origin_in_flight = origin.counters().peak_inflight;
+  return run;
+}
+
+// The test: the adaptive limit settles near the knee of an origin that degrades beyond 8
+// concurrent fetches, without being told 8, and keeps its throughput (the best fixed limit, 8,
+// gets 400/s; a guess of 64 gets about 110/s).
+TEST(OriginFetcherTest, AdaptiveLimitSettlesNearTheOriginsKnee) {
+  const KneeRun adaptive = RunAgainstAKnee(
+      {.max_queued = 100'000, .adaptive = AdaptiveLimitOptions{.min_limit = 4, .max_limit = 256}},
+      6000);
+  EXPECT_GE(adaptive.final_limit, 7);
+  EXPECT_LE(adaptive.final_limit, 10);
+  EXPECT_GE(adaptive.throughput, 0.9 * 400) << "answers per second once settled";
+  EXPECT_LE(adaptive.peak_origin_in_flight, 16) << "it never ran far past the knee";
+
+  const KneeRun guessed = RunAgainstAKnee({.max_concurrent = 64, .max_queued = 100'000}, 2000);
+  EXPECT_EQ(guessed.final_limit, 64) << "a fixed limit stays fixed";
+  EXPECT_LT(guessed.throughput, 0.5 * adaptive.throughput);
 }
 
 }  // namespace

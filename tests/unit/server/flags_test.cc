@@ -203,6 +203,37 @@ TEST_F(FlagsTest, HedgeDelayAcceptsOffADurationOrAPercentile) {
   EXPECT_THAT(Error({"--hedge-delay=soon"}), StartsWith("--hedge-delay: "));
 }
 
+TEST_F(FlagsTest, MaxConcurrentLoadsIsANumberOrAdaptiveWithARange) {
+  absl::StatusOr<CommandLine> cl = Parse({});
+  ASSERT_TRUE(cl.ok());
+  EXPECT_FALSE(cl->config.cache.adaptive_concurrency.has_value()) << "fixed unless asked";
+  cl = Parse({"--max-concurrent-loads=adaptive"});
+  ASSERT_TRUE(cl.ok()) << cl.status();
+  ASSERT_TRUE(cl->config.cache.adaptive_concurrency.has_value());
+  EXPECT_EQ(cl->config.cache.adaptive_concurrency->min_limit, 4);
+  EXPECT_EQ(cl->config.cache.adaptive_concurrency->max_limit, 256);
+  EXPECT_EQ(FormatConcurrencyLimit(cl->config.cache), "adaptive:4-256");
+  env_["FLIGHTCACHE_MAX_CONCURRENT_LOADS"] = "adaptive:2-32";
+  cl = Parse({});
+  ASSERT_TRUE(cl.ok()) << cl.status();
+  ASSERT_TRUE(cl->config.cache.adaptive_concurrency.has_value());
+  EXPECT_EQ(cl->config.cache.adaptive_concurrency->min_limit, 2);
+  EXPECT_EQ(cl->config.cache.adaptive_concurrency->max_limit, 32);
+  EXPECT_THAT(cl->config.Describe(), HasSubstr("max-concurrent-loads=adaptive:2-32"));
+  env_.clear();
+  cl = Parse({"--max-concurrent-loads=12"});
+  ASSERT_TRUE(cl.ok());
+  EXPECT_FALSE(cl->config.cache.adaptive_concurrency.has_value());
+  EXPECT_EQ(FormatConcurrencyLimit(cl->config.cache), "12");
+  for (const char* bad :
+       {"--max-concurrent-loads=adaptive:8",
+        "--max-concurrent-loads=adaptive:", "--max-concurrent-loads=adaptive:a-b",
+        "--max-concurrent-loads=adaptivex", "--max-concurrent-loads=adaptive:8-4",
+        "--max-concurrent-loads=adaptive:0-4", "--max-concurrent-loads=adaptive:1-1000001"}) {
+    EXPECT_THAT(Error({bad}), StartsWith("--max-concurrent-loads: ")) << bad;
+  }
+}
+
 TEST_F(FlagsTest, EnvironmentIsTheFallbackForFlagsNotGiven) {
   env_["FLIGHTCACHE_LISTEN"] = "127.0.0.1:6000";
   env_["FLIGHTCACHE_TTL"] = "2m";
