@@ -14,7 +14,7 @@
 # Target: adaptive goodput >= 90% of the best fixed limit's, at each rate.
 # Usage: bench/e2e/adaptive.sh [--strict] [--keep] [BUILD_DIR]
 source "$(dirname "$0")/common.sh"
-bench_init adaptive 300 "$@"
+bench_init adaptive 540 "$@"
 require_bins "$SERVER_BIN" "$LOADGEN_BIN" "$CLI_BIN" "$ORIGIN_BIN"
 
 read -r -a RATES <<<"${RATES:-350 500}"
