@@ -14,6 +14,8 @@ packages=(
   clang-format clang-tidy
   # The fleet tier (server/fleet/): the hiredis client library, and redis-server for its tests.
   libhiredis-dev redis-server redis-tools
+  # The admin token's digest and constant-time compare (server/admin_guard.cc).
+  libssl-dev
 )
 case "${1:-}" in
   "") ;;

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -13,6 +14,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "server/status_mapping.h"
+#include "spdlog/spdlog.h"
 
 namespace flightcache {
 namespace {
@@ -47,6 +49,14 @@ absl::Status ParseRequest(const grpc::ByteBuffer& bytes, google::protobuf::Messa
                                                    message.GetDescriptor()->full_name()));
   }
   return absl::OkStatus();
+}
+
+// The call's authorization metadata, if it has one.
+std::optional<absl::string_view> Authorization(const grpc::CallbackServerContext& context) {
+  const auto& metadata = context.client_metadata();
+  const auto it = metadata.find("authorization");
+  if (it == metadata.end()) return std::nullopt;
+  return absl::string_view(it->second.data(), it->second.size());
 }
 
 absl::Status CheckKey(const std::string& key, int64_t max_key_bytes) {
@@ -422,6 +432,18 @@ grpc::ServerUnaryReactor* CacheService::BatchGet(grpc::CallbackServerContext* co
 grpc::ServerUnaryReactor* CacheService::Invalidate(grpc::CallbackServerContext* context,
                                                    const grpc::ByteBuffer* request,
                                                    grpc::ByteBuffer* reply) {
+  if (options_.admin != nullptr) {
+    if (absl::Status denied = options_.admin->Check(context->peer(), Authorization(*context));
+        !denied.ok()) {
+      permission_denied_.fetch_add(1, std::memory_order_relaxed);
+      if (const std::optional<int64_t> suppressed = denied_log_.Admit()) {
+        spdlog::warn(
+            "refused Invalidate from {}: {}{}", context->peer(), std::string(denied.message()),
+            *suppressed > 0 ? absl::StrCat(" (", *suppressed, " more refused since)") : "");
+      }
+      return Refuse(RpcMethod::kInvalidate, reply, denied);
+    }
+  }
   v1::InvalidateRequest invalidate;
   if (absl::Status s = Admit(RpcMethod::kInvalidate, *context, *request, invalidate); !s.ok()) {
     return Refuse(RpcMethod::kInvalidate, reply, s);
@@ -468,6 +490,7 @@ grpc::ServerUnaryReactor* CacheService::Stats(grpc::CallbackServerContext* conte
   response.set_hedges_sent(s.hedges_sent);
   response.set_hedges_won(s.hedges_won);
   response.set_loads_inflight(s.loads_inflight);
+  response.set_permission_denied(permission_denied_.load(std::memory_order_relaxed));
   response.set_loads_queued(s.loads_queued);
   response.set_entries(s.entries);
   response.set_bytes(s.bytes);

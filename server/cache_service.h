@@ -16,7 +16,9 @@
 //   with the code a Get of that key alone would return. 0 keys, or more than max_batch_keys, is
 //   INVALID_ARGUMENT.
 // - Invalidate: FlightCache::Invalidate (generation semantics live in the core). Each key must be
-//   a valid key and there may be at most max_batch_keys of them (INVALID_ARGUMENT otherwise).
+//   a valid key and there may be at most max_batch_keys of them (INVALID_ARGUMENT otherwise). An
+//   admin call: a caller the AdminGuard refuses gets PERMISSION_DENIED before the request is read
+//   (counted in Stats.permission_denied, logged at most once a second).
 // - Stats: FlightCache::stats().
 // Once BeginDrain() was called, every new call gets UNAVAILABLE; calls already running finish.
 //
@@ -37,6 +39,8 @@
 #include "flightcache/timer_queue.h"
 #include "flightcache/v1/cache.grpc.pb.h"
 #include "flightcache/worker_pool.h"
+#include "server/admin_guard.h"
+#include "server/logging.h"
 #include "server/metrics.h"
 
 namespace flightcache {
@@ -53,6 +57,9 @@ struct CacheServiceOptions {
   // that one wait inside gRPC does not delay every deadline due behind it. Must outlive the
   // deadline timers' thread.
   WorkerPool* deadline_workers = nullptr;
+  // Who may call Invalidate (see admin_guard.h); null: everyone (tests of other methods). Must
+  // outlive the service.
+  const AdminGuard* admin = nullptr;
 };
 
 // Every method of flightcache.v1.Cache as a raw callback method.
@@ -110,6 +117,8 @@ class CacheService final : public RawCacheService {
   std::atomic<bool> draining_{false};
   // Acq/rel with the drain loop, which waits for zero before shutting the server down.
   std::atomic<int64_t> in_flight_{0};
+  std::atomic<int64_t> permission_denied_{0};  // statistics only
+  LogRateLimiter denied_log_{absl::Seconds(1)};
 };
 
 }  // namespace flightcache

@@ -10,6 +10,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "flightcache/option_checks.h"
+#include "flightcache/support/file_util.h"
 #include "server/fleet/redis_fleet_keys.h"
 #include "server/fleet/redis_options.h"
 #include "server/origin_factory.h"
@@ -226,6 +227,13 @@ absl::StatusOr<RedisOptions> ServerConfig::FleetRedisOptions() const {
   return options;
 }
 
+absl::StatusOr<AdminGuard> ServerConfig::MakeAdminGuard() const {
+  if (admin_token_file.empty()) return AdminGuard::LocalPeersOnly();
+  absl::StatusOr<std::string> token = support::ReadSecretFile("admin token file", admin_token_file);
+  if (!token.ok()) return FlagError("--admin-token-file", token.status().message());
+  return AdminGuard::WithToken(*token);
+}
+
 int ServerConfig::MaxRequestBytes() const {
   const int64_t bytes =
       max_batch_keys * (cache.max_key_bytes + kPerKeyFramingBytes) + kRequestSlackBytes;
@@ -263,7 +271,8 @@ std::string ServerConfig::Describe() const {
       " fleet-lease-ttl=", absl::FormatDuration(cache.fleet.lease_ttl),
       " fleet-max-value-bytes=", cache.fleet.max_value_bytes,
       " fleet-key-prefix=", fleet_key_prefix,
-      " fleet-password-file=", fleet_password_file.empty() ? "(none)" : fleet_password_file);
+      " fleet-password-file=", fleet_password_file.empty() ? "(none)" : fleet_password_file,
+      " admin-token-file=", admin_token_file.empty() ? "(none: loopback only)" : admin_token_file);
 }
 
 std::string FormatConcurrencyLimit(const FlightCacheOptions& cache) {

@@ -24,6 +24,7 @@
 #include "absl/time/time.h"
 #include "flightcache/flight_cache.h"
 #include "flightcache/replica_set.h"
+#include "server/admin_guard.h"
 #include "server/fleet/redis_options.h"
 
 namespace flightcache {
@@ -76,6 +77,11 @@ struct ServerConfig {
   // itself is never logged nor printed; the path is.
   std::string fleet_password_file;
 
+  // A file holding the token Invalidate needs (metadata "authorization: Bearer <token>"), read
+  // at start-up by MakeAdminGuard(); empty: Invalidate only from loopback and unix-socket peers.
+  // The token is never logged nor printed; the path is.
+  std::string admin_token_file;
+
   // OK, or INVALID_ARGUMENT whose message starts with the flag at fault ("--ttl: ...").
   absl::Status Validate() const;
   // The --fleet* part of Validate(). Does not read --fleet-password-file (FleetRedisOptions does).
@@ -94,6 +100,10 @@ struct ServerConfig {
   // file). INVALID_ARGUMENT naming the flag at fault, never showing the password.
   // REQUIRES: !fleet.empty().
   absl::StatusOr<RedisOptions> FleetRedisOptions() const;
+
+  // Who may call Invalidate: the token read from --admin-token-file (now: this reads the file),
+  // or loopback and unix-socket peers only. INVALID_ARGUMENT naming the flag, never the token.
+  absl::StatusOr<AdminGuard> MakeAdminGuard() const;
 
   // The grpc:// origin channel's receive limit: above max_value_bytes, so an oversized value
   // reaches the core (which answers RESOURCE_EXHAUSTED) instead of failing in the transport.

@@ -300,6 +300,9 @@ ABSL_FLAG(std::string, fleet_key_prefix, kDefaults.fleet_key_prefix,
           "put before every Redis key and channel of this fleet (no '{' or '}')");
 ABSL_FLAG(std::string, fleet_password_file, kDefaults.fleet_password_file,
           "file holding Redis' password, read at start-up (the password is never logged)");
+ABSL_FLAG(std::string, admin_token_file, kDefaults.admin_token_file,
+          "file holding the token Invalidate needs (authorization: Bearer <token>), read at "
+          "start-up; empty: Invalidate only from loopback and unix-socket peers");
 ABSL_FLAG(bool, check_config, false,
           "validate the configuration (flags, environment, origin URL, listen addresses), print "
           "it and exit 0 without binding anything");
@@ -347,6 +350,7 @@ constexpr FlagSpec kFlags[] = {
     {"fleet_max_value_bytes", true},
     {"fleet_key_prefix", true},
     {"fleet_password_file", true},
+    {"admin_token_file", true},
     {"check_config", false},
 };
 
@@ -395,6 +399,7 @@ ServerConfig ConfigFromFlags() {
   c.cache.fleet.max_value_bytes = absl::GetFlag(FLAGS_fleet_max_value_bytes).bytes;
   c.fleet_key_prefix = absl::GetFlag(FLAGS_fleet_key_prefix);
   c.fleet_password_file = absl::GetFlag(FLAGS_fleet_password_file);
+  c.admin_token_file = absl::GetFlag(FLAGS_admin_token_file);
   return c;
 }
 

@@ -95,6 +95,11 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
+  // So is the admin token file.
+  if (absl::StatusOr<flightcache::AdminGuard> admin = cl->config.MakeAdminGuard(); !admin.ok()) {
+    std::fprintf(stderr, "flightcache-server: %s\n", std::string(admin.status().message()).c_str());
+    return 2;
+  }
   if (cl->check_config) {
     std::printf("flightcache-server: configuration OK: %s\n", cl->config.Describe().c_str());
     return 0;

@@ -113,12 +113,16 @@ absl::StatusOr<std::unique_ptr<Sidecar>> Sidecar::Start(const ServerConfig& conf
   s.cache_ = std::make_unique<FlightCache>(config.cache, *s.origin_, *s.timers_, s.observer_.get(),
                                            &CoarseClock::Get(), s.fleet_.get());
   s.metrics_->SetStatsSource([cache = s.cache_.get()] { return cache->stats(); });
+  absl::StatusOr<AdminGuard> admin = config.MakeAdminGuard();
+  if (!admin.ok()) return admin.status();
+  s.admin_ = std::make_unique<AdminGuard>(*std::move(admin));
   s.service_ = std::make_unique<CacheService>(
       *s.cache_,
       CacheServiceOptions{.max_batch_keys = config.max_batch_keys,
                           .max_key_bytes = config.cache.max_key_bytes,
                           .deadline_timers = s.timers_.get(),
-                          .deadline_workers = s.deadline_workers_.get()},
+                          .deadline_workers = s.deadline_workers_.get(),
+                          .admin = s.admin_.get()},
       s.metrics_.get());
 
   if (!config.metrics_listen.empty()) {

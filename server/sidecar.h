@@ -98,6 +98,7 @@ class Sidecar final {
   std::atomic<const RedisFleetStore*> fleet_for_log_{nullptr};  // fleet_, for its loop thread
   std::unique_ptr<Observer> observer_;
   std::unique_ptr<FlightCache> cache_;
+  std::unique_ptr<AdminGuard> admin_;  // Invalidate's; outlives service_
   std::unique_ptr<CacheService> service_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<prometheus::Exposer> exposer_;

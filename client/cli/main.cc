@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "client/cli/health_check.h"
+#include "flightcache/support/file_util.h"
 #include "flightcache/support/flags.h"
 #include "flightcache/support/json_writer.h"
 #include "flightcache/v1/cache.grpc.pb.h"
@@ -22,6 +23,9 @@ ABSL_FLAG(std::string, target, "127.0.0.1:50051", "HOST:PORT of the flightcache 
 ABSL_FLAG(absl::Duration, deadline, absl::Seconds(5), "Deadline of the call.");
 ABSL_FLAG(bool, json, false, "Print the answer as one JSON object.");
 ABSL_FLAG(bool, raw, false, "get: print the value's bytes exactly, without a trailing newline.");
+ABSL_FLAG(std::string, admin_token_file, "",
+          "invalidate: send the token in this file (authorization: Bearer <token>), for a server "
+          "started with --admin-token-file.");
 
 namespace flightcache::cli {
 namespace {
@@ -35,7 +39,8 @@ constexpr char kUsage[] =
     "\n"
     "Commands:\n"
     "  get KEY            print the value (stdout) and its source and TTL (stderr)\n"
-    "  invalidate KEY...  remove the keys; prints how many entries were removed\n"
+    "  invalidate KEY...  remove the keys; prints how many entries were removed (an admin call:\n"
+    "                     from loopback, or with --admin-token-file=FILE)\n"
     "  stats              print the server's counters\n"
     "  health [SERVICE]   print the grpc.health.v1 serving status of the server (or SERVICE)\n"
     "\n"
@@ -112,9 +117,11 @@ int Get(pb::Cache::Stub& stub, const std::string& key) {
   return support::kExitOk;
 }
 
-int Invalidate(pb::Cache::Stub& stub, const std::vector<std::string>& keys) {
+int Invalidate(pb::Cache::Stub& stub, const std::vector<std::string>& keys,
+               const std::string& admin_token) {
   grpc::ClientContext context;
   context.set_deadline(Deadline());
+  if (!admin_token.empty()) context.AddMetadata("authorization", "Bearer " + admin_token);
   pb::InvalidateRequest request;
   for (const std::string& key : keys) request.add_keys(key);
   pb::InvalidateResponse response;
@@ -163,6 +170,7 @@ int Stats(pb::Cache::Stub& stub) {
       {"fleet_lease_waits", r.fleet_lease_waits()},
       {"fleet_errors", r.fleet_errors()},
       {"fleet_invalidations_received", r.fleet_invalidations_received()},
+      {"permission_denied", r.permission_denied()},
   };
   if (absl::GetFlag(FLAGS_json)) {
     support::JsonObjectWriter json;
@@ -209,10 +217,18 @@ int Main(int argc, char** argv) {
   if (absl::GetFlag(FLAGS_deadline) <= absl::ZeroDuration()) {
     support::ExitUsageError("--deadline must be > 0");
   }
+  std::string admin_token;
   if (command == "get") {
     if (operands.size() != 1) support::ExitUsageError("get takes exactly one KEY");
   } else if (command == "invalidate") {
     if (operands.empty()) support::ExitUsageError("invalidate takes at least one KEY");
+    if (const std::string path = absl::GetFlag(FLAGS_admin_token_file); !path.empty()) {
+      absl::StatusOr<std::string> token = support::ReadSecretFile("admin token file", path);
+      if (!token.ok()) {
+        support::ExitUsageError(absl::StrCat("--admin-token-file: ", token.status().message()));
+      }
+      admin_token = *std::move(token);
+    }
   } else if (command == "stats") {
     if (!operands.empty()) support::ExitUsageError("stats takes no arguments");
   } else if (command == "health") {
@@ -226,7 +242,7 @@ int Main(int argc, char** argv) {
   if (command == "health") return Health(channel, operands.empty() ? "" : operands[0]);
   std::unique_ptr<pb::Cache::Stub> stub = pb::Cache::NewStub(channel);
   if (command == "get") return Get(*stub, operands[0]);
-  if (command == "invalidate") return Invalidate(*stub, operands);
+  if (command == "invalidate") return Invalidate(*stub, operands, admin_token);
   return Stats(*stub);
 }
 

@@ -12,7 +12,8 @@ add_library(flightcache_fleet_redis STATIC
   ${CMAKE_CURRENT_LIST_DIR}/redis_subscriber.cc)
 target_include_directories(flightcache_fleet_redis PUBLIC ${PROJECT_SOURCE_DIR})
 target_link_libraries(flightcache_fleet_redis PUBLIC
-  flightcache_clock PkgConfig::HIREDIS spdlog::spdlog absl::any_invocable absl::flat_hash_map
+  flightcache_clock flightcache_file_util PkgConfig::HIREDIS spdlog::spdlog absl::any_invocable
+  absl::flat_hash_map
   absl::status absl::statusor absl::strings absl::synchronization absl::time Threads::Threads)
 flightcache_warnings(flightcache_fleet_redis)
 

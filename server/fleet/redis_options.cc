@@ -1,10 +1,6 @@
 #include "server/fleet/redis_options.h"
 
-#include <cerrno>
-#include <cstring>
-#include <fstream>
 #include <optional>
-#include <sstream>
 
 #include "absl/algorithm/container.h"
 #include "absl/strings/ascii.h"
@@ -13,6 +9,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "flightcache/support/file_util.h"
 
 namespace flightcache {
 namespace {
@@ -107,25 +104,7 @@ absl::StatusOr<RedisEndpoint> ParseRedisUrl(absl::string_view url) {
 }
 
 absl::StatusOr<std::string> ReadRedisPasswordFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("fleet password file '", path, "': ", std::strerror(errno)));
-  }
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  std::string password = buffer.str();
-  absl::string_view trimmed = password;
-  if (absl::ConsumeSuffix(&trimmed, "\n")) absl::ConsumeSuffix(&trimmed, "\r");
-  if (trimmed.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat("fleet password file '", path, "' is empty"));
-  }
-  if (HasControlCharacter(trimmed)) {
-    // Not shown: it is a secret.
-    return absl::InvalidArgumentError(absl::StrCat(
-        "fleet password file '", path, "' has a control character (more than one line?)"));
-  }
-  return std::string(trimmed);
+  return support::ReadSecretFile("fleet password file", path);
 }
 
 absl::Status RedisOptions::Validate() const {

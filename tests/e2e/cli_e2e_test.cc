@@ -2,6 +2,7 @@
 #include <string>
 #include <vector>
 
+#include "flightcache/support/file_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/e2e/client_e2e_util.h"
@@ -68,6 +69,19 @@ TEST_F(CliE2eTest, InvalidateReportsHowManyEntriesWentAway) {
   EXPECT_THAT(Cli({"get", "a"}).err, HasSubstr("source=LOADED"));  // gone, so loaded again
 }
 
+TEST_F(CliE2eTest, InvalidateSendsTheAdminTokenFromItsFile) {
+  ASSERT_EQ(Cli({"invalidate", "a"}).exit_code, 0);
+  EXPECT_EQ(server_.last_invalidate_authorization(), "") << "no token unless asked";
+  const std::string token_file = dir_ + "/admin-token";
+  ASSERT_TRUE(support::WriteFileAtomically(token_file, "t0ken-42\n").ok());
+  ProgramResult r = Cli({"--admin-token-file=" + token_file, "invalidate", "a"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(server_.last_invalidate_authorization(), "Bearer t0ken-42");
+  r = Cli({"--admin-token-file=" + dir_ + "/missing", "invalidate", "a"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.err, HasSubstr("--admin-token-file"));
+}
+
 TEST_F(CliE2eTest, StatsPrintsEveryCounter) {
   ASSERT_EQ(Cli({"get", "a"}).exit_code, 0);
   ASSERT_EQ(Cli({"get", "a"}).exit_code, 0);
@@ -82,6 +96,7 @@ TEST_F(CliE2eTest, StatsPrintsEveryCounter) {
   EXPECT_EQ(JsonInt(r.out, "origin_fetches"), 1);
   EXPECT_EQ(JsonInt(r.out, "fleet_hits"), 0) << r.out;
   EXPECT_EQ(JsonInt(r.out, "fleet_invalidations_received"), 0) << r.out;
+  EXPECT_EQ(JsonInt(r.out, "permission_denied"), 0) << r.out;
 }
 
 TEST_F(CliE2eTest, HealthExitsZeroOnlyWhenServing) {

@@ -87,6 +87,11 @@ class FakeCacheServer final : public flightcache::v1::Cache::CallbackService {
     absl::MutexLock l(&mu_);
     return invalidates_;
   }
+  // The authorization metadata of the last Invalidate ("" if it had none).
+  std::string last_invalidate_authorization() const {
+    absl::MutexLock l(&mu_);
+    return last_invalidate_authorization_;
+  }
   int64_t peak_inflight() const {
     absl::MutexLock l(&mu_);
     return peak_inflight_;
@@ -132,6 +137,10 @@ class FakeCacheServer final : public flightcache::v1::Cache::CallbackService {
     {
       absl::MutexLock l(&mu_);
       ++invalidates_;
+      const auto auth = context->client_metadata().find("authorization");
+      last_invalidate_authorization_ = auth == context->client_metadata().end()
+                                           ? std::string()
+                                           : std::string(auth->second.data(), auth->second.size());
       for (const std::string& key : request->keys()) {
         removed += static_cast<int64_t>(loaded_.erase(key));
       }
@@ -259,6 +268,7 @@ class FakeCacheServer final : public flightcache::v1::Cache::CallbackService {
   int64_t gets_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t batch_gets_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t invalidates_ ABSL_GUARDED_BY(mu_) = 0;
+  std::string last_invalidate_authorization_ ABSL_GUARDED_BY(mu_);
   int64_t inflight_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t peak_inflight_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t hold_until_inflight_ ABSL_GUARDED_BY(mu_) = 0;

@@ -19,6 +19,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "flightcache/support/file_util.h"
 #include "flightcache/v1/cache.grpc.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -28,6 +29,7 @@ namespace flightcache {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 using ::testing::StartsWith;
 
 using e2e::ChildProcess;
@@ -37,6 +39,15 @@ using Result = ::flightcache::testing::ProgramResult;
 
 Result RunServer(const std::vector<std::string>& args, const std::vector<std::string>& env = {}) {
   return ::flightcache::testing::RunProgram(ServerCommand(args), {.env = env}, absl::Seconds(30));
+}
+
+// One Get of `key` within 10 s.
+grpc::Status GetKey(v1::Cache::Stub& stub, const std::string& key, v1::GetResponse* response) {
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  v1::GetRequest request;
+  request.set_key(key);
+  return stub.Get(&context, request, response);
 }
 
 // A listening TCP socket on 127.0.0.1 (no SO_REUSEPORT): while it lives, nobody else can bind.
@@ -137,12 +148,8 @@ TEST(ServerE2eTest, ServesThenDrainsOnSigtermAndExitsZero) {
   ASSERT_GT(port, 0) << server.err();
   auto stub = v1::Cache::NewStub(
       grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials()));
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-  v1::GetRequest request;
-  request.set_key("user:7");
   v1::GetResponse response;
-  const grpc::Status status = stub->Get(&context, request, &response);
+  const grpc::Status status = GetKey(*stub, "user:7", &response);
   ASSERT_TRUE(status.ok()) << status.error_message();
   EXPECT_EQ(response.source(), v1::SOURCE_LOADED);
   EXPECT_THAT(response.value(), HasSubstr("user:7"));
@@ -204,6 +211,60 @@ TEST(ServerE2eTest, KeysThatAreNotUtf8AreRefusedWithoutALogLineEach) {
   }
   EXPECT_GE(complaints, 1) << err;
   EXPECT_LE(complaints, 2 + absl::ToInt64Seconds(took)) << complaints << " lines in " << took;
+}
+
+// Invalidate with --admin-token-file: refused without the token or with a wrong one, served with
+// it; Get needs none; the refusals are counted and logged; the token appears in no output of the
+// process (--check-config included), and an unreadable token file is a start-up error.
+TEST(ServerE2eTest, InvalidateNeedsTheAdminTokenWhichNoOutputShows) {
+  constexpr char kToken[] = "tok-5e3f9a1c7b";
+  const std::string dir = ::flightcache::testing::MakeTempDir();
+  const std::string token_file = dir + "/admin-token";
+  ASSERT_TRUE(support::WriteFileAtomically(token_file, absl::StrCat(kToken, "\n")).ok());
+
+  const Result check = RunServer({"--check-config", "--admin-token-file=" + token_file});
+  EXPECT_EQ(check.exit_code, 0) << check.err;
+  EXPECT_THAT(check.out, HasSubstr("admin-token-file=" + token_file));
+  EXPECT_THAT(check.out + check.err, Not(HasSubstr(kToken)));
+  const Result missing = RunServer({"--check-config", "--admin-token-file=" + dir + "/none"});
+  EXPECT_EQ(missing.exit_code, 2);
+  EXPECT_THAT(missing.err, StartsWith("flightcache-server: --admin-token-file: "));
+
+  ChildProcess server(ServerCommand({"--listen=127.0.0.1:0", "--metrics-listen=",
+                                     "--log-level=debug", "--admin-token-file=" + token_file,
+                                     "--origin=sim://?latency_ms=1&jitter_ms=0&value_bytes=32"}));
+  const int port = WaitForServerPort(server);
+  ASSERT_GT(port, 0) << server.err();
+  auto stub = v1::Cache::NewStub(
+      grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials()));
+  const auto invalidate = [&](const char* authorization) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    if (authorization != nullptr) context.AddMetadata("authorization", authorization);
+    v1::InvalidateRequest request;
+    request.add_keys("user:1");
+    v1::InvalidateResponse response;
+    return stub->Invalidate(&context, request, &response);
+  };
+  // From loopback too: with a token file, the token is what counts.
+  EXPECT_EQ(invalidate(nullptr).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(invalidate("Bearer not-it").error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  const grpc::Status ok = invalidate(absl::StrCat("Bearer ", kToken).c_str());
+  EXPECT_TRUE(ok.ok()) << ok.error_message();
+  v1::GetResponse response;
+  const grpc::Status get = GetKey(*stub, "user:1", &response);
+  EXPECT_TRUE(get.ok()) << get.error_message();
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  v1::StatsResponse stats;
+  ASSERT_TRUE(stub->Stats(&context, v1::StatsRequest(), &stats).ok());
+  EXPECT_EQ(stats.permission_denied(), 2);
+
+  server.Signal(SIGTERM);
+  EXPECT_EQ(server.WaitForExit(absl::Seconds(20)), 0) << server.err();
+  EXPECT_THAT(server.err(), HasSubstr("refused Invalidate from ipv"));
+  EXPECT_THAT(server.err(), HasSubstr("admin-token-file=" + token_file));  // the start-up line
+  EXPECT_THAT(server.err() + server.out(), Not(HasSubstr(kToken)));
 }
 
 // A second signal during the drain ends the process at once (exit 1) instead of waiting for the

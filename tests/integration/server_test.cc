@@ -1,9 +1,12 @@
 // flightcache-server over real loopback gRPC: a Sidecar in-process, its origin a TestOrigin.
 // Covers the Cache service (sources, coalescing, detached deadlines, refcounted cancellation,
 // BatchGet, Invalidate, Stats), the spec's status table, health, drain and metrics.
+#include <arpa/inet.h>
 #include <grpcpp/completion_queue.h>
 #include <grpcpp/create_channel.h>
 #include <grpcpp/generic/generic_stub.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -12,6 +15,7 @@
 #include <cstdio>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -747,6 +751,50 @@ TEST_F(ServerTest, ShutdownCancelsCallsLeftAtTheDrainTimeout) {
   EXPECT_FALSE(call->status.ok());
   // Its load lost its last waiter: the origin call is cancelled too.
   EXPECT_TRUE(origin_->WaitForCancellations(1));
+}
+
+// This host's first IPv4 address that is not loopback (the sidecar's pod IP, in a cluster), if
+// it has one.
+std::optional<std::string> NonLoopbackIpv4() {
+  ifaddrs* interfaces = nullptr;
+  if (getifaddrs(&interfaces) != 0) return std::nullopt;
+  std::optional<std::string> found;
+  for (const ifaddrs* i = interfaces; i != nullptr && !found; i = i->ifa_next) {
+    if (i->ifa_addr == nullptr || i->ifa_addr->sa_family != AF_INET) continue;
+    const auto* address = reinterpret_cast<const sockaddr_in*>(i->ifa_addr);
+    if ((ntohl(address->sin_addr.s_addr) >> 24) == 127) continue;
+    char text[INET_ADDRSTRLEN] = {};
+    if (inet_ntop(AF_INET, &address->sin_addr, text, sizeof(text)) != nullptr) found = text;
+  }
+  freeifaddrs(interfaces);
+  return found;
+}
+
+// Without --admin-token-file, Invalidate is served to loopback peers only; other calls to all.
+TEST_F(ServerTest, WithoutATokenInvalidateIsForLoopbackPeersOnly) {
+  const std::optional<std::string> pod_ip = NonLoopbackIpv4();
+  if (!pod_ip) GTEST_SKIP() << "this host has no IPv4 address but loopback";
+  ServerConfig config = BaseConfig();
+  config.listen = "0.0.0.0:0";
+  StartServer(config);  // stub_ connects over 127.0.0.1
+  int64_t removed = 0;
+  const grpc::Status local = Invalidate({"k"}, &removed);
+  EXPECT_TRUE(local.ok()) << local.error_message();
+
+  // The same calls from the host's own address: a peer that is not loopback.
+  channel_ = grpc::CreateChannel(absl::StrCat(*pod_ip, ":", sidecar_->port()),
+                                 grpc::InsecureChannelCredentials());
+  stub_ = v1::Cache::NewStub(channel_);
+  const grpc::Status denied = Invalidate({"k"}, &removed);
+  EXPECT_EQ(denied.error_code(), grpc::StatusCode::PERMISSION_DENIED) << denied.error_message();
+  EXPECT_THAT(denied.error_message(), HasSubstr(absl::StrCat("ipv4:", *pod_ip, ":")));
+  EXPECT_THAT(denied.error_message(), HasSubstr("--admin-token-file"));
+  v1::GetResponse value;
+  const grpc::Status got = Get("k", &value);
+  EXPECT_TRUE(got.ok()) << got.error_message();
+  v1::StatsResponse stats;
+  ASSERT_TRUE(Stats(&stats).ok());
+  EXPECT_EQ(stats.permission_denied(), 1);
 }
 
 TEST_F(ServerTest, MetricsCountRequestsAndServeThemOverHttp) {

@@ -5,10 +5,46 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
+#include <iterator>
 
+#include "absl/algorithm/container.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 
 namespace flightcache::support {
+namespace {
+
+constexpr size_t kMaxSecretBytes = 64 << 10;
+
+}  // namespace
+
+absl::StatusOr<std::string> ReadSecretFile(absl::string_view what, const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return absl::InvalidArgumentError(absl::StrCat(what, " '", path, "': ", std::strerror(errno)));
+  }
+  std::string contents;
+  contents.resize(kMaxSecretBytes + 1);
+  in.read(contents.data(), static_cast<std::streamsize>(contents.size()));
+  contents.resize(static_cast<size_t>(in.gcount()));
+  if (contents.size() > kMaxSecretBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " '", path, "' is larger than ", kMaxSecretBytes, " bytes"));
+  }
+  absl::string_view secret = contents;
+  if (absl::ConsumeSuffix(&secret, "\n")) absl::ConsumeSuffix(&secret, "\r");
+  if (secret.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(what, " '", path, "' is empty"));
+  }
+  if (absl::c_any_of(secret, [](char c) { return absl::ascii_iscntrl(c); })) {
+    // Not shown: it is a secret.
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " '", path, "' has a control character (more than one line?)"));
+  }
+  return std::string(secret);
+}
 
 absl::Status WriteFileAtomically(const std::string& path, absl::string_view contents) {
   const std::string tmp = absl::StrCat(path, ".tmp.", getpid());

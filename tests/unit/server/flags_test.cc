@@ -379,17 +379,12 @@ TEST_F(FlagsTest, EveryDurationAndSizeFlagHasAnUpperBound) {
       {"refresh-ahead", "0.99", "1"},
       {"origin-eject-after", "1000000", "1000001"},
   };
-  const std::set<std::string> not_numbers = {"listen",
-                                             "origin",
-                                             "abandoned-loads",
-                                             "metrics-listen",
-                                             "log-level",
-                                             "log-format",
-                                             "check-config",
-                                             "fleet",
-                                             "fleet-key-prefix",
-                                             "fleet-password-file",
-                                             "origin-hedge-other-replica"};
+  const std::set<std::string> not_numbers = {"listen",           "origin",
+                                             "abandoned-loads",  "metrics-listen",
+                                             "log-level",        "log-format",
+                                             "check-config",     "fleet",
+                                             "fleet-key-prefix", "fleet-password-file",
+                                             "admin-token-file", "origin-hedge-other-replica"};
   std::set<std::string> covered = not_numbers;
   for (const Bound& b : bounds) {
     covered.insert(b.flag);
@@ -491,6 +486,43 @@ TEST_F(FleetRedisOptionsTest, EndpointTimeoutAndThePasswordReadFromItsFile) {
   options = config.FleetRedisOptions();
   ASSERT_TRUE(options.ok()) << options.status();
   EXPECT_EQ(options->password, "");
+}
+
+// The admin token comes from --admin-token-file (env FLIGHTCACHE_ADMIN_TOKEN_FILE), read by
+// MakeAdminGuard; the path is shown, the token never.
+TEST_F(FleetRedisOptionsTest, TheAdminTokenIsReadFromItsFileAndNeverShown) {
+  ServerConfig config;
+  absl::StatusOr<AdminGuard> guard = config.MakeAdminGuard();
+  ASSERT_TRUE(guard.ok()) << guard.status();
+  EXPECT_FALSE(guard->has_token()) << "no file: loopback peers only";
+  EXPECT_THAT(config.Describe(), HasSubstr("admin-token-file=(none: loopback only)"));
+
+  config.admin_token_file = WritePasswordFile("adm1n-s3cret\n");
+  guard = config.MakeAdminGuard();
+  ASSERT_TRUE(guard.ok()) << guard.status();
+  EXPECT_TRUE(guard->has_token());
+  EXPECT_TRUE(guard->Check("ipv4:10.0.0.7:1", "Bearer adm1n-s3cret").ok());
+  EXPECT_FALSE(guard->Check("ipv4:10.0.0.7:1", "Bearer adm1n-s3cret\n").ok());
+  EXPECT_THAT(config.Describe(), HasSubstr("admin-token-file=" + config.admin_token_file));
+  EXPECT_THAT(config.Describe(), ::testing::Not(HasSubstr("s3cret")));
+
+  config.admin_token_file = "/nonexistent/admin-token";
+  guard = config.MakeAdminGuard();
+  EXPECT_EQ(guard.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(guard.status().message()), StartsWith("--admin-token-file: "));
+  config.admin_token_file = WritePasswordFile("\n");
+  EXPECT_THAT(std::string(config.MakeAdminGuard().status().message()),
+              StartsWith("--admin-token-file: "));
+}
+
+TEST_F(FlagsTest, AdminTokenFileComesFromTheFlagOrTheEnvironment) {
+  absl::StatusOr<CommandLine> cl = Parse({"--admin-token-file=/etc/fc/admin-token"});
+  ASSERT_TRUE(cl.ok()) << cl.status();
+  EXPECT_EQ(cl->config.admin_token_file, "/etc/fc/admin-token");
+  env_["FLIGHTCACHE_ADMIN_TOKEN_FILE"] = "/run/secrets/token";
+  cl = Parse({});
+  ASSERT_TRUE(cl.ok()) << cl.status();
+  EXPECT_EQ(cl->config.admin_token_file, "/run/secrets/token");
 }
 
 TEST_F(FleetRedisOptionsTest, AnUnreadableOrBadPasswordFileNamesTheFlagNotThePassword) {

@@ -121,6 +121,11 @@ TEST(ReadRedisPasswordFileTest, RefusesMissingEmptyAndMultiLineFilesWithoutShowi
   ASSERT_FALSE(p.ok());
   EXPECT_THAT(p.status().message(), HasSubstr("control character"));
   EXPECT_THAT(p.status().message(), ::testing::Not(HasSubstr("first")));
+  // A secret is a line, not a file of any size (a wrong path could name a huge file).
+  p = ReadRedisPasswordFile(WriteFile("huge", std::string((64 << 10) + 1, 'x')));
+  ASSERT_FALSE(p.ok());
+  EXPECT_THAT(p.status().message(), HasSubstr("larger than 65536 bytes"));
+  EXPECT_TRUE(ReadRedisPasswordFile(WriteFile("largest", std::string(64 << 10, 'x'))).ok());
 }
 
 TEST(RedisOptionsTest, ValidateRefusesNonsense) {
