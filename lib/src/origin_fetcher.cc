@@ -54,6 +54,7 @@ OriginFetcher::OriginFetcher(Origin& origin, TimerQueue& timers, FetchLimits lim
       origin_name_(origin.Describe()),
       timers_(timers),
       observer_(std::move(observer)),
+      adaptive_limit_(limits.adaptive.has_value()),
       limiter_(limits.adaptive ? limits.adaptive->min_limit : limits.max_concurrent,
                limits.max_queued),
       hedger_(hedge, timers),
@@ -193,6 +194,7 @@ void OriginFetcher::Finish(Call& call, absl::StatusOr<FetchResult> result) {
 // Feeds one ended origin call (its permit still held, so it counts itself in flight) to the
 // adaptive limit. Cancelled calls and other errors say nothing about the origin's capacity.
 void OriginFetcher::AdaptLimit(absl::Duration latency, const absl::Status& status) {
+  if (!adaptive_limit_) return;  // a fixed limit: no lock taken here
   const bool answer = IsAnswer(status);
   const bool overload = absl::IsDeadlineExceeded(status) || absl::IsResourceExhausted(status);
   if (!answer && !overload) return;
@@ -200,7 +202,6 @@ void OriginFetcher::AdaptLimit(absl::Duration latency, const absl::Status& statu
   int64_t limit;
   {
     absl::MutexLock lock(&latency_mu_);
-    if (!adaptive_) return;
     limit = answer ? adaptive_->OnAnswer(latency, in_flight) : adaptive_->OnOverload(in_flight);
   }
   if (limit != limiter_.permits()) limiter_.SetPermits(limit);

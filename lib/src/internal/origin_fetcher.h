@@ -118,6 +118,7 @@ class OriginFetcher final {
   const std::string origin_name_;
   TimerQueue& timers_;
   const CallObserver observer_;
+  const bool adaptive_limit_ = false;  // FetchLimits::adaptive was set
   ConcurrencyLimiter limiter_;
   Hedger hedger_;
   // Statistics only, never used to order other memory.
