@@ -54,13 +54,11 @@ OriginFetcher::OriginFetcher(Origin& origin, TimerQueue& timers, FetchLimits lim
       origin_name_(origin.Describe()),
       timers_(timers),
       observer_(std::move(observer)),
-      adaptive_limit_(limits.adaptive.has_value()),
       limiter_(limits.adaptive ? limits.adaptive->min_limit : limits.max_concurrent,
                limits.max_queued),
       hedger_(hedge, timers),
-      latency_(kFetchLatencyWindow) {
-  if (limits.adaptive) adaptive_.emplace(*limits.adaptive);
-}
+      latency_(kFetchLatencyWindow),
+      adaptive_(limits.adaptive ? std::make_unique<AdaptiveLimit>(*limits.adaptive) : nullptr) {}
 
 OriginFetcher::~OriginFetcher() {
   absl::MutexLock lock(&pins_mu_);
@@ -194,7 +192,7 @@ void OriginFetcher::Finish(Call& call, absl::StatusOr<FetchResult> result) {
 // Feeds one ended origin call (its permit still held, so it counts itself in flight) to the
 // adaptive limit. Cancelled calls and other errors say nothing about the origin's capacity.
 void OriginFetcher::AdaptLimit(absl::Duration latency, const absl::Status& status) {
-  if (!adaptive_limit_) return;  // a fixed limit: no lock taken here
+  if (adaptive_ == nullptr) return;  // a fixed limit: no lock taken here
   const bool answer = IsAnswer(status);
   const bool overload = absl::IsDeadlineExceeded(status) || absl::IsResourceExhausted(status);
   if (!answer && !overload) return;

@@ -118,16 +118,16 @@ class OriginFetcher final {
   const std::string origin_name_;
   TimerQueue& timers_;
   const CallObserver observer_;
-  const bool adaptive_limit_ = false;  // FetchLimits::adaptive was set
   ConcurrencyLimiter limiter_;
   Hedger hedger_;
   // Statistics only, never used to order other memory.
   std::atomic<int64_t> too_late_{0}, cut_by_deadline_{0};
   mutable absl::Mutex latency_mu_;
   LatencyWindow latency_ ABSL_GUARDED_BY(latency_mu_);  // recent answered origin calls
-  // Set with FetchLimits::adaptive. Two calls that end at once may apply their new limits out of
-  // order; the next batch corrects it (SetPermits runs outside the lock: it may start fetches).
-  std::optional<AdaptiveLimit> adaptive_ ABSL_GUARDED_BY(latency_mu_);
+  // Set with FetchLimits::adaptive (the pointer is fixed, so a fixed limit checks it without the
+  // lock). Two calls that end at once may apply their new limits out of order; the next batch
+  // corrects it (SetPermits runs outside the lock: it may start fetches).
+  const std::unique_ptr<AdaptiveLimit> adaptive_ ABSL_PT_GUARDED_BY(latency_mu_);
   absl::Mutex pins_mu_;
   int64_t pins_ ABSL_GUARDED_BY(pins_mu_) = 0;  // live Pins
 };
