@@ -175,7 +175,20 @@ absl::Status ServerConfig::Validate() const {
                                   " keys of --max-key-bytes=", cache.max_key_bytes,
                                   " would exceed gRPC's 2 GiB message limit; lower either"));
   }
+  if (absl::Status s = ValidateTls(); !s.ok()) return s;
   return ValidateFleet();
+}
+
+absl::Status ServerConfig::ValidateTls() const {
+  if (tls.cert_file.empty() != tls.key_file.empty()) {
+    return FlagError(tls.cert_file.empty() ? "--tls-cert-file" : "--tls-key-file",
+                     "--tls-cert-file and --tls-key-file go together: give both for TLS");
+  }
+  if (!tls.client_ca_file.empty() && tls.cert_file.empty()) {
+    return FlagError("--tls-client-ca-file",
+                     "mTLS needs TLS: give --tls-cert-file and --tls-key-file too");
+  }
+  return absl::OkStatus();
 }
 
 absl::Status ServerConfig::ValidateFleet() const {
@@ -272,7 +285,10 @@ std::string ServerConfig::Describe() const {
       " fleet-max-value-bytes=", cache.fleet.max_value_bytes,
       " fleet-key-prefix=", fleet_key_prefix,
       " fleet-password-file=", fleet_password_file.empty() ? "(none)" : fleet_password_file,
-      " admin-token-file=", admin_token_file.empty() ? "(none: loopback only)" : admin_token_file);
+      " admin-token-file=", admin_token_file.empty() ? "(none: loopback only)" : admin_token_file,
+      " tls-cert-file=", tls.cert_file.empty() ? "(none: plaintext)" : tls.cert_file,
+      " tls-key-file=", tls.key_file.empty() ? "(none)" : tls.key_file,
+      " tls-client-ca-file=", tls.client_ca_file.empty() ? "(none)" : tls.client_ca_file);
 }
 
 std::string FormatConcurrencyLimit(const FlightCacheOptions& cache) {

@@ -26,6 +26,7 @@
 #include "flightcache/replica_set.h"
 #include "server/admin_guard.h"
 #include "server/fleet/redis_options.h"
+#include "server/tls_listener.h"
 
 namespace flightcache {
 
@@ -82,10 +83,18 @@ struct ServerConfig {
   // The token is never logged nor printed; the path is.
   std::string admin_token_file;
 
+  // Listener TLS: the certificate chain and key served (both, or neither: plaintext), and the CA
+  // that client certificates must be signed by (mTLS). The files are watched and re-read when
+  // they change (server/tls_listener.h). Validate() checks the flags go together; the files are
+  // read by TlsListenerCredentials::Start().
+  TlsListenerFiles tls;
+
   // OK, or INVALID_ARGUMENT whose message starts with the flag at fault ("--ttl: ...").
   absl::Status Validate() const;
   // The --fleet* part of Validate(). Does not read --fleet-password-file (FleetRedisOptions does).
   absl::Status ValidateFleet() const;
+  // The --tls-* part of Validate(): the flags go together. Does not read the files.
+  absl::Status ValidateTls() const;
 
   // The effective configuration on one line ("listen=127.0.0.1:50051 origin=sim://... ..."),
   // for the start-up log line and --check-config.

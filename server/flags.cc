@@ -303,6 +303,13 @@ ABSL_FLAG(std::string, fleet_password_file, kDefaults.fleet_password_file,
 ABSL_FLAG(std::string, admin_token_file, kDefaults.admin_token_file,
           "file holding the token Invalidate needs (authorization: Bearer <token>), read at "
           "start-up; empty: Invalidate only from loopback and unix-socket peers");
+ABSL_FLAG(std::string, tls_cert_file, kDefaults.tls.cert_file,
+          "serve gRPC over TLS with this certificate chain (PEM, leaf first); re-read when it "
+          "changes");
+ABSL_FLAG(std::string, tls_key_file, kDefaults.tls.key_file,
+          "the key of --tls-cert-file (PEM, unencrypted); re-read when it changes");
+ABSL_FLAG(std::string, tls_client_ca_file, kDefaults.tls.client_ca_file,
+          "require client certificates signed by these CAs (mTLS; PEM); needs --tls-cert-file");
 ABSL_FLAG(bool, check_config, false,
           "validate the configuration (flags, environment, origin URL, listen addresses), print "
           "it and exit 0 without binding anything");
@@ -351,6 +358,9 @@ constexpr FlagSpec kFlags[] = {
     {"fleet_key_prefix", true},
     {"fleet_password_file", true},
     {"admin_token_file", true},
+    {"tls_cert_file", true},
+    {"tls_key_file", true},
+    {"tls_client_ca_file", true},
     {"check_config", false},
 };
 
@@ -400,6 +410,9 @@ ServerConfig ConfigFromFlags() {
   c.fleet_key_prefix = absl::GetFlag(FLAGS_fleet_key_prefix);
   c.fleet_password_file = absl::GetFlag(FLAGS_fleet_password_file);
   c.admin_token_file = absl::GetFlag(FLAGS_admin_token_file);
+  c.tls.cert_file = absl::GetFlag(FLAGS_tls_cert_file);
+  c.tls.key_file = absl::GetFlag(FLAGS_tls_key_file);
+  c.tls.client_ca_file = absl::GetFlag(FLAGS_tls_client_ca_file);
   return c;
 }
 

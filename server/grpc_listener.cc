@@ -7,11 +7,12 @@
 
 namespace flightcache {
 
-absl::StatusOr<GrpcServer> StartGrpcServer(grpc::ServerBuilder& builder,
-                                           const std::string& address) {
+absl::StatusOr<GrpcServer> StartGrpcServer(grpc::ServerBuilder& builder, const std::string& address,
+                                           std::shared_ptr<grpc::ServerCredentials> credentials) {
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   GrpcServer out;
-  builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &out.port);
+  if (credentials == nullptr) credentials = grpc::InsecureServerCredentials();
+  builder.AddListeningPort(address, credentials, &out.port);
   out.server = builder.BuildAndStart();
   if (out.server == nullptr || out.port == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", address));

@@ -21,6 +21,7 @@
 #ifndef FLIGHTCACHE_SERVER_GRPC_LISTENER_H_
 #define FLIGHTCACHE_SERVER_GRPC_LISTENER_H_
 
+#include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server.h>
 #include <grpcpp/server_builder.h>
 
@@ -36,11 +37,13 @@ struct GrpcServer {
   int port = 0;  // the bound port (the one picked, for port 0)
 };
 
-// Adds `address` (HOST:PORT, [IPV6]:PORT or unix:PATH) to `builder` as an insecure listening
-// port with SO_REUSEPORT off, then builds and starts the server. UNAVAILABLE "cannot listen on
-// <address>" if it cannot be bound (taken, not local, malformed).
-absl::StatusOr<GrpcServer> StartGrpcServer(grpc::ServerBuilder& builder,
-                                           const std::string& address);
+// Adds `address` (HOST:PORT, [IPV6]:PORT or unix:PATH) to `builder` as a listening port with
+// SO_REUSEPORT off, plaintext unless `credentials` are given (TLS: server/tls_listener.h), then
+// builds and starts the server. UNAVAILABLE "cannot listen on <address>" if it cannot be bound
+// (taken, not local, malformed).
+absl::StatusOr<GrpcServer> StartGrpcServer(
+    grpc::ServerBuilder& builder, const std::string& address,
+    std::shared_ptr<grpc::ServerCredentials> credentials = nullptr);
 
 }  // namespace flightcache
 

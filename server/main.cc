@@ -100,6 +100,13 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "flightcache-server: %s\n", std::string(admin.status().message()).c_str());
     return 2;
   }
+  // And the TLS files: a key that is not the certificate's fails here, not at the first handshake.
+  if (!cl->config.tls.cert_file.empty()) {
+    if (absl::Status s = flightcache::TlsListenerCredentials::CheckFiles(cl->config.tls); !s.ok()) {
+      std::fprintf(stderr, "flightcache-server: %s\n", std::string(s.message()).c_str());
+      return 2;
+    }
+  }
   if (cl->check_config) {
     std::printf("flightcache-server: configuration OK: %s\n", cl->config.Describe().c_str());
     return 0;

@@ -152,7 +152,15 @@ absl::StatusOr<std::unique_ptr<Sidecar>> Sidecar::Start(const ServerConfig& conf
   grpc::ResourceQuota quota("flightcache-server");
   quota.Resize(static_cast<size_t>(config.grpc_memory_limit_bytes));
   builder.SetResourceQuota(quota);
-  absl::StatusOr<GrpcServer> grpc_server = StartGrpcServer(builder, config.listen);
+  std::shared_ptr<grpc::ServerCredentials> credentials;  // plaintext unless --tls-cert-file
+  if (!config.tls.cert_file.empty()) {
+    absl::StatusOr<std::unique_ptr<TlsListenerCredentials>> tls =
+        TlsListenerCredentials::Start(config.tls);
+    if (!tls.ok()) return tls.status();
+    s.tls_ = *std::move(tls);
+    credentials = s.tls_->credentials();
+  }
+  absl::StatusOr<GrpcServer> grpc_server = StartGrpcServer(builder, config.listen, credentials);
   if (!grpc_server.ok()) {
     return absl::UnavailableError(absl::StrCat("--listen: ", grpc_server.status().message(),
                                                " (address in use or not local?)"));

@@ -43,6 +43,7 @@
 #include "server/logging.h"
 #include "server/memory_trimmer.h"
 #include "server/metrics.h"
+#include "server/tls_listener.h"
 
 namespace prometheus {
 class Exposer;
@@ -100,6 +101,7 @@ class Sidecar final {
   std::unique_ptr<FlightCache> cache_;
   std::unique_ptr<AdminGuard> admin_;  // Invalidate's; outlives service_
   std::unique_ptr<CacheService> service_;
+  std::unique_ptr<TlsListenerCredentials> tls_;  // --tls-*, or null; outlives server_
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<prometheus::Exposer> exposer_;
   std::unique_ptr<MemoryTrimmer> trimmer_;

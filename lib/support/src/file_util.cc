@@ -20,20 +20,27 @@ constexpr size_t kMaxSecretBytes = 64 << 10;
 
 }  // namespace
 
-absl::StatusOr<std::string> ReadSecretFile(absl::string_view what, const std::string& path) {
+absl::StatusOr<std::string> ReadBoundedFile(absl::string_view what, const std::string& path,
+                                            size_t max_bytes) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     return absl::InvalidArgumentError(absl::StrCat(what, " '", path, "': ", std::strerror(errno)));
   }
   std::string contents;
-  contents.resize(kMaxSecretBytes + 1);
+  contents.resize(max_bytes + 1);
   in.read(contents.data(), static_cast<std::streamsize>(contents.size()));
   contents.resize(static_cast<size_t>(in.gcount()));
-  if (contents.size() > kMaxSecretBytes) {
+  if (contents.size() > max_bytes) {
     return absl::InvalidArgumentError(
-        absl::StrCat(what, " '", path, "' is larger than ", kMaxSecretBytes, " bytes"));
+        absl::StrCat(what, " '", path, "' is larger than ", max_bytes, " bytes"));
   }
-  absl::string_view secret = contents;
+  return contents;
+}
+
+absl::StatusOr<std::string> ReadSecretFile(absl::string_view what, const std::string& path) {
+  absl::StatusOr<std::string> contents = ReadBoundedFile(what, path, kMaxSecretBytes);
+  if (!contents.ok()) return contents.status();
+  absl::string_view secret = *contents;
   if (absl::ConsumeSuffix(&secret, "\n")) absl::ConsumeSuffix(&secret, "\r");
   if (secret.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(what, " '", path, "' is empty"));
