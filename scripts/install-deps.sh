@@ -14,8 +14,9 @@ packages=(
   clang-format clang-tidy
   # The fleet tier (server/fleet/): the hiredis client library, and redis-server for its tests.
   libhiredis-dev redis-server redis-tools
-  # The admin token's digest and constant-time compare (server/admin_guard.cc).
-  libssl-dev
+  # TLS (server/grpc_tls.cc) and the admin token's digest (server/admin_guard.cc); the openssl
+  # program makes the tests' certificates (tests/testing/test_certs.h).
+  libssl-dev openssl
 )
 case "${1:-}" in
   "") ;;
