@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "client/cli/health_check.h"
+#include "client/tls_flags.h"
 #include "flightcache/support/file_util.h"
 #include "flightcache/support/flags.h"
 #include "flightcache/support/json_writer.h"
@@ -35,7 +36,7 @@ namespace pb = ::flightcache::v1;
 constexpr char kUsage[] =
     "flightcache-cli: one-shot calls to a flightcache server.\n"
     "\n"
-    "  flightcache-cli [--target=HOST:PORT] [--deadline=5s] [--json] COMMAND\n"
+    "  flightcache-cli [--target=HOST:PORT] [--deadline=5s] [--json] [TLS flags] COMMAND\n"
     "\n"
     "Commands:\n"
     "  get KEY            print the value (stdout) and its source and TTL (stderr)\n"
@@ -43,6 +44,9 @@ constexpr char kUsage[] =
     "                     from loopback, or with --admin-token-file=FILE)\n"
     "  stats              print the server's counters\n"
     "  health [SERVICE]   print the grpc.health.v1 serving status of the server (or SERVICE)\n"
+    "\n"
+    "TLS: --tls (system CAs) or --tls-ca-file=PEM; mTLS: --tls-cert-file and --tls-key-file;\n"
+    "--tls-server-name=NAME when the target's host is not the certificate's name.\n"
     "\n"
     "Exit codes: 0 success (health: SERVING); 1 the call failed, or health is not SERVING or\n"
     "unreachable (so `flightcache-cli health` serves as a container health check); 2 bad flag,\n"
@@ -237,8 +241,12 @@ int Main(int argc, char** argv) {
     support::ExitUsageError(absl::StrCat("unknown command '", command, "'"));
   }
 
+  absl::StatusOr<ClientChannelSecurity> security = ClientChannelSecurityFromFlags();
+  if (!security.ok()) support::ExitUsageError(security.status().message());
+  grpc::ChannelArguments channel_args;
+  security->Apply(channel_args);
   std::shared_ptr<grpc::Channel> channel =
-      grpc::CreateChannel(absl::GetFlag(FLAGS_target), grpc::InsecureChannelCredentials());
+      grpc::CreateCustomChannel(absl::GetFlag(FLAGS_target), security->credentials, channel_args);
   if (command == "health") return Health(channel, operands.empty() ? "" : operands[0]);
   std::unique_ptr<pb::Cache::Stub> stub = pb::Cache::NewStub(channel);
   if (command == "get") return Get(*stub, operands[0]);

@@ -66,8 +66,12 @@ absl::StatusOr<std::unique_ptr<GrpcTarget>> GrpcTarget::Connect(const GrpcTarget
     // A private subchannel pool gives every channel its own connection.
     args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
     args.SetMaxReceiveMessageSize(-1);
-    std::shared_ptr<grpc::Channel> channel =
-        grpc::CreateCustomChannel(options.target, grpc::InsecureChannelCredentials(), args);
+    options.security.Apply(args);
+    std::shared_ptr<grpc::Channel> channel = grpc::CreateCustomChannel(
+        options.target,
+        options.security.credentials != nullptr ? options.security.credentials
+                                                : grpc::InsecureChannelCredentials(),
+        args);
     if (!channel->WaitForConnected(DeadlineAfter(options.connect_timeout))) {
       return absl::UnavailableError(absl::StrCat("cannot connect to ", options.target, " within ",
                                                  absl::FormatDuration(options.connect_timeout)));

@@ -26,6 +26,7 @@
 #include "absl/time/time.h"
 #include "client/loadgen/report.h"
 #include "client/loadgen/target.h"
+#include "client/tls_flags.h"
 #include "flightcache/v1/cache.grpc.pb.h"
 
 namespace flightcache::loadgen {
@@ -34,6 +35,8 @@ struct GrpcTargetOptions {
   std::string target = "127.0.0.1:50051";
   int channels = 1;
   absl::Duration connect_timeout = absl::Seconds(5);
+  // Plaintext unless set (--tls and friends: client/tls_flags.h).
+  ClientChannelSecurity security;
 };
 
 class GrpcTarget final : public Target {

@@ -115,6 +115,9 @@ Config ConfigFromFlags() {
   c.target.channels = absl::GetFlag(FLAGS_channels);
   c.target.connect_timeout = absl::GetFlag(FLAGS_connect_timeout);
   if (c.target.target.empty()) support::ExitUsageError("--target must not be empty");
+  absl::StatusOr<ClientChannelSecurity> security = ClientChannelSecurityFromFlags();
+  if (!security.ok()) support::ExitUsageError(security.status().message());
+  c.target.security = *std::move(security);
   if (c.target.channels < 1 || c.target.channels > 64) {
     support::ExitUsageError("--channels must be in [1, 64]");
   }

@@ -11,6 +11,7 @@
 #include "gtest/gtest.h"
 #include "tests/e2e/client_e2e_util.h"
 #include "tests/e2e/server_process.h"
+#include "tests/testing/test_certs.h"
 
 namespace flightcache::e2e {
 namespace {
@@ -19,8 +20,9 @@ using ::testing::HasSubstr;
 
 class ClientServerE2eTest : public ::testing::Test {
  protected:
-  // Starts the origin with `origin_flags`, then the server in front of it.
-  void StartStack(std::vector<std::string> origin_flags) {
+  // Starts the origin with `origin_flags`, then the server (with `server_flags`) in front of it.
+  void StartStack(std::vector<std::string> origin_flags,
+                  const std::vector<std::string>& server_flags = {}) {
     std::vector<std::string> argv = {FLIGHTCACHE_ORIGIN_BIN, "--listen=127.0.0.1:0",
                                      "--port-file=" + dir_ + "/origin.port",
                                      "--stats-file=" + origin_stats(), "--stats-interval=20ms"};
@@ -29,10 +31,11 @@ class ClientServerE2eTest : public ::testing::Test {
     const std::optional<std::string> origin_port = WaitForFile(dir_ + "/origin.port");
     ASSERT_TRUE(origin_port.has_value()) << origin_->err();
 
-    server_ = std::make_unique<ChildProcess>(
-        ServerCommand({"--listen=127.0.0.1:0", "--metrics-listen=",
-                       absl::StrCat("--origin=grpc://127.0.0.1:", std::stoi(*origin_port))}),
-        ChildOptions{.dir = dir_});
+    std::vector<std::string> server_argv = {
+        "--listen=127.0.0.1:0",
+        "--metrics-listen=", absl::StrCat("--origin=grpc://127.0.0.1:", std::stoi(*origin_port))};
+    server_argv.insert(server_argv.end(), server_flags.begin(), server_flags.end());
+    server_ = std::make_unique<ChildProcess>(ServerCommand(server_argv), ChildOptions{.dir = dir_});
     const int port = WaitForServerPort(*server_);
     ASSERT_GT(port, 0) << "server did not report its port: " << server_->err();
     target_ = absl::StrCat("127.0.0.1:", port);
@@ -142,6 +145,47 @@ TEST_F(ClientServerE2eTest, SteadyLoadReportsTheServersSavings) {
   const size_t hit_ratio = report.find("\"hit_ratio\":", server);
   ASSERT_NE(hit_ratio, std::string::npos);
   EXPECT_GT(std::stod(report.substr(hit_ratio + 12)), 0.5) << report;  // 200 keys, 1000s of calls
+}
+
+// A server with mTLS: the cli and the load generator reach it with their TLS flags, and without
+// them (plaintext, or TLS without a client certificate) they are refused.
+TEST_F(ClientServerE2eTest, CliAndLoadgenDialAnMtlsServerWithTheirTlsFlags) {
+  ::flightcache::testing::TestPki pki("e2e-ca");
+  ASSERT_TRUE(pki.ok());
+  const ::flightcache::testing::TestPki::Leaf server = pki.Issue("server");
+  const ::flightcache::testing::TestPki::Leaf client = pki.Issue("client");
+  ASSERT_NO_FATAL_FAILURE(
+      StartStack({"--latency=fixed:1ms"},
+                 {"--tls-cert-file=" + server.cert_file, "--tls-key-file=" + server.key_file,
+                  "--tls-client-ca-file=" + pki.ca_file()}));
+  const std::vector<std::string> tls = {"--tls-ca-file=" + pki.ca_file(),
+                                        "--tls-server-name=localhost"};
+  const std::vector<std::string> mtls = {
+      "--tls-ca-file=" + pki.ca_file(), "--tls-server-name=localhost",
+      "--tls-cert-file=" + client.cert_file, "--tls-key-file=" + client.key_file};
+
+  std::vector<std::string> args = mtls;
+  args.insert(args.end(), {"get", "k1"});
+  ProgramResult r = Cli(args);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  r = Cli({"--deadline=3s", "get", "k1"});
+  EXPECT_EQ(r.exit_code, 1) << "plaintext to a TLS server: " << r.err;
+  EXPECT_THAT(r.err, HasSubstr("UNAVAILABLE"));
+  args = tls;
+  args.insert(args.end(), {"--deadline=3s", "get", "k1"});
+  r = Cli(args);
+  EXPECT_EQ(r.exit_code, 1) << "no client certificate: " << r.err;
+  args = {"--tls-cert-file=" + client.cert_file, "get", "k1"};
+  r = Cli(args);
+  EXPECT_EQ(r.exit_code, 2) << "a certificate without its key is a usage error";
+  EXPECT_THAT(r.err, HasSubstr("--tls-key-file"));
+
+  args = mtls;
+  args.insert(args.end(), {"--duration=1s", "--concurrency=4", "--keys=20"});
+  r = Loadgen(args);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(JsonInt(Report(), "errors"), 0) << Report();
+  EXPECT_GT(JsonInt(Report(), "requests"), 0) << Report();
 }
 
 }  // namespace

@@ -24,6 +24,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/e2e/server_process.h"
+#include "tests/testing/test_certs.h"
 
 namespace flightcache {
 namespace {
@@ -216,6 +217,36 @@ TEST(ServerE2eTest, KeysThatAreNotUtf8AreRefusedWithoutALogLineEach) {
 // Invalidate with --admin-token-file: refused without the token or with a wrong one, served with
 // it; Get needs none; the refusals are counted and logged; the token appears in no output of the
 // process (--check-config included), and an unreadable token file is a start-up error.
+// The TLS files are read and checked before anything is bound (--check-config too): a key that
+// is not the certificate's, or a missing file, exits 2 naming the flag; the key never shows.
+TEST(ServerE2eTest, CheckConfigReadsTheTlsFiles) {
+  ::flightcache::testing::TestPki pki("check-config-ca");
+  ASSERT_TRUE(pki.ok());
+  const ::flightcache::testing::TestPki::Leaf server = pki.Issue("server");
+  const ::flightcache::testing::TestPki::Leaf other = pki.Issue("other");
+  const std::string key_pem = ::flightcache::testing::ReadFile(server.key_file);
+  const Result ok =
+      RunServer({"--check-config", "--tls-cert-file=" + server.cert_file,
+                 "--tls-key-file=" + server.key_file, "--tls-client-ca-file=" + pki.ca_file()});
+  EXPECT_EQ(ok.exit_code, 0) << ok.err;
+  EXPECT_THAT(ok.out, HasSubstr("tls-cert-file=" + server.cert_file));
+  const Result apart = RunServer({"--check-config", "--tls-cert-file=" + server.cert_file,
+                                  "--tls-key-file=" + other.key_file});
+  EXPECT_EQ(apart.exit_code, 2);
+  EXPECT_THAT(apart.err, StartsWith("flightcache-server: --tls-key-file: the key does not match"));
+  const Result missing =
+      RunServer({"--check-config", "--tls-cert-file=" + server.cert_file,
+                 "--tls-key-file=" + server.key_file, "--tls-client-ca-file=/nonexistent/ca.pem"});
+  EXPECT_EQ(missing.exit_code, 2);
+  EXPECT_THAT(missing.err, StartsWith("flightcache-server: --tls-client-ca-file"));
+  const Result alone = RunServer({"--check-config", "--tls-key-file=" + server.key_file});
+  EXPECT_EQ(alone.exit_code, 2);
+  EXPECT_THAT(alone.err, StartsWith("flightcache-server: --tls-cert-file"));
+  for (const Result* r : {&ok, &apart, &missing, &alone}) {
+    EXPECT_THAT(r->out + r->err, Not(HasSubstr(key_pem.substr(40, 40))));
+  }
+}
+
 TEST(ServerE2eTest, InvalidateNeedsTheAdminTokenWhichNoOutputShows) {
   constexpr char kToken[] = "tok-5e3f9a1c7b";
   const std::string dir = ::flightcache::testing::MakeTempDir();
