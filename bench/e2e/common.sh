@@ -156,6 +156,9 @@ stop_pid() {
   wait "$pid" 2>/dev/null || true
 }
 
+# The cli's TLS flags for wait_healthy (a TLS server: --tls-ca-file=... --tls-server-name=...).
+CLI_TLS=()
+
 wait_healthy() {
   local port="$1" pid="$2" log="$3"
   local i
@@ -164,7 +167,8 @@ wait_healthy() {
       cat "$log" >&2
       bench_die "process $pid exited during start-up (log above)"
     }
-    if bounded 5 "$CLI_BIN" --target="127.0.0.1:$port" --deadline=1s health >/dev/null 2>&1; then
+    if bounded 5 "$CLI_BIN" --target="127.0.0.1:$port" "${CLI_TLS[@]}" --deadline=1s health \
+      >/dev/null 2>&1; then
       return 0
     fi
     sleep 0.1
