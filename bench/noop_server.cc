@@ -112,12 +112,7 @@ int Main(int argc, char** argv) {
       "flightcache-noop-server: a flightcache.v1.Cache that answers every Get at once with a "
       "fixed value (SOURCE_HIT); the baseline of bench/e2e/hits.sh.\n"
       "  flightcache-noop-server --listen=127.0.0.1:0 --value-bytes=100");
-  const std::vector<std::string> positional = support::ParseFlagsOrExit(argc, argv, "bench/");
-  if (!positional.empty()) {
-    std::fprintf(stderr, "flightcache-noop-server: unexpected argument '%s'\n",
-                 positional[0].c_str());
-    return 2;
-  }
+  support::ParseFlagsWithoutArgumentsOrExit(argc, argv, "bench/");
   const int64_t value_bytes = absl::GetFlag(FLAGS_value_bytes);
   if (value_bytes < 0 || value_bytes > (int64_t{4} << 20)) {
     std::fprintf(stderr, "flightcache-noop-server: --value-bytes must be in [0, 4 MiB]\n");

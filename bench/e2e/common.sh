@@ -294,6 +294,22 @@ calc() {
   python3 -c "import sys; v = eval(sys.argv[1]); print(('%.6g' % v) if isinstance(v, float) else v)" "$1"
 }
 
+# mean_over_rounds NAME EXPR / list_over_rounds NAME EXPR: EXPR (python, over the report `d`) of
+# $WORK/NAME.R.json for R in 1..ROUNDS: their mean, or the values in a list.
+mean_over_rounds() {
+  local vals=() r
+  for ((r = 1; r <= ROUNDS; r++)); do vals+=("$(json "$WORK/$1.$r.json" "$2")"); done
+  calc "sum([$(
+    IFS=,
+    echo "${vals[*]}"
+  )]) / $ROUNDS"
+}
+list_over_rounds() {
+  local vals=() r
+  for ((r = 1; r <= ROUNDS; r++)); do vals+=("$(json "$WORK/$1.$r.json" "$2")"); done
+  echo "${vals[*]}"
+}
+
 # stats_json PORT FILE: the server's Stats counters as one JSON object.
 stats_json() {
   bounded 10 "$CLI_BIN" --target="127.0.0.1:$1" --deadline=5s --json stats >"$2"

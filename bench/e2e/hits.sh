@@ -59,29 +59,15 @@ for ((r = 1; r <= ROUNDS; r++)); do
   fi
 done
 
-mean_of() { # NAME EXPR
-  local name="$1" expr="$2" vals=() r
-  for ((r = 1; r <= ROUNDS; r++)); do vals+=("$(json "$WORK/$name.$r.json" "$expr")"); done
-  calc "sum([$(
-    IFS=,
-    echo "${vals[*]}"
-  )]) / $ROUNDS"
-}
-list_of() { # NAME EXPR
-  local name="$1" expr="$2" vals=() r
-  for ((r = 1; r <= ROUNDS; r++)); do vals+=("$(json "$WORK/$name.$r.json" "$expr")"); done
-  echo "${vals[*]}"
-}
-
-fc_rps=$(mean_of fc 'd["throughput_rps"]')
-noop_rps=$(mean_of noop 'd["throughput_rps"]')
-fc_p99=$(mean_of fc 'd["latency_ms"]["p99"]')
-noop_p99=$(mean_of noop 'd["latency_ms"]["p99"]')
-fc_p50=$(mean_of fc 'd["latency_ms"]["p50"]')
-noop_p50=$(mean_of noop 'd["latency_ms"]["p50"]')
-fc_hit=$(list_of fc 'd["server"]["hit_ratio"]')
-fc_err=$(list_of fc 'd["errors"]')
-noop_err=$(list_of noop 'd["errors"]')
+fc_rps=$(mean_over_rounds fc 'd["throughput_rps"]')
+noop_rps=$(mean_over_rounds noop 'd["throughput_rps"]')
+fc_p99=$(mean_over_rounds fc 'd["latency_ms"]["p99"]')
+noop_p99=$(mean_over_rounds noop 'd["latency_ms"]["p99"]')
+fc_p50=$(mean_over_rounds fc 'd["latency_ms"]["p50"]')
+noop_p50=$(mean_over_rounds noop 'd["latency_ms"]["p50"]')
+fc_hit=$(list_over_rounds fc 'd["server"]["hit_ratio"]')
+fc_err=$(list_over_rounds fc 'd["errors"]')
+noop_err=$(list_over_rounds noop 'd["errors"]')
 ratio=$(calc "$fc_rps / $noop_rps")
 pair_ratios=()
 for ((r = 1; r <= ROUNDS; r++)); do
@@ -90,8 +76,8 @@ done
 
 echo
 echo "hits: $KEYS warm keys, uniform, closed loop, concurrency $CONCURRENCY, $DURATION x $ROUNDS rounds each (A B, B A, ...)"
-echo "  flightcache-server: rps per round [$(list_of fc 'd["throughput_rps"]')] p99 ms [$(list_of fc 'd["latency_ms"]["p99"]')] hit_ratio [$fc_hit] errors [$fc_err]"
-echo "  noop-server:        rps per round [$(list_of noop 'd["throughput_rps"]')] p99 ms [$(list_of noop 'd["latency_ms"]["p99"]')] errors [$noop_err]"
+echo "  flightcache-server: rps per round [$(list_over_rounds fc 'd["throughput_rps"]')] p99 ms [$(list_over_rounds fc 'd["latency_ms"]["p99"]')] hit_ratio [$fc_hit] errors [$fc_err]"
+echo "  noop-server:        rps per round [$(list_over_rounds noop 'd["throughput_rps"]')] p99 ms [$(list_over_rounds noop 'd["latency_ms"]["p99"]')] errors [$noop_err]"
 echo "  ratio per round: [${pair_ratios[*]}]"
 echo "  mean: flightcache ${fc_rps} rps (p50 ${fc_p50} ms, p99 ${fc_p99} ms); no-op ${noop_rps} rps (p50 ${noop_p50} ms, p99 ${noop_p99} ms)"
 

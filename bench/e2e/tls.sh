@@ -66,28 +66,17 @@ for ((r = 1; r <= ROUNDS; r++)); do
   done
 done
 
-mean_of() { # NAME EXPR
-  local vals=() r
-  for ((r = 1; r <= ROUNDS; r++)); do vals+=("$(json "$WORK/$1.$r.json" "$2")"); done
-  calc "sum([$(IFS=,; echo "${vals[*]}")]) / $ROUNDS"
-}
-list_of() { # NAME EXPR
-  local vals=() r
-  for ((r = 1; r <= ROUNDS; r++)); do vals+=("$(json "$WORK/$1.$r.json" "$2")"); done
-  echo "${vals[*]}"
-}
-
-plain_rps=$(mean_of plain 'd["throughput_rps"]')
-tls_rps=$(mean_of tls 'd["throughput_rps"]')
-plain_p99=$(mean_of plain 'd["latency_ms"]["p99"]')
-tls_p99=$(mean_of tls 'd["latency_ms"]["p99"]')
-plain_p50=$(mean_of plain 'd["latency_ms"]["p50"]')
-tls_p50=$(mean_of tls 'd["latency_ms"]["p50"]')
+plain_rps=$(mean_over_rounds plain 'd["throughput_rps"]')
+tls_rps=$(mean_over_rounds tls 'd["throughput_rps"]')
+plain_p99=$(mean_over_rounds plain 'd["latency_ms"]["p99"]')
+tls_p99=$(mean_over_rounds tls 'd["latency_ms"]["p99"]')
+plain_p50=$(mean_over_rounds plain 'd["latency_ms"]["p50"]')
+tls_p50=$(mean_over_rounds tls 'd["latency_ms"]["p50"]')
 
 echo
 echo "tls: $KEYS warm keys, uniform, closed loop, concurrency $CONCURRENCY over $CHANNELS connections, $DURATION x $ROUNDS rounds each (A B, B A, ...)"
-echo "  plaintext: rps per round [$(list_of plain 'd["throughput_rps"]')] p99 ms [$(list_of plain 'd["latency_ms"]["p99"]')] hit_ratio [$(list_of plain 'd["server"]["hit_ratio"]')] errors [$(list_of plain 'd["errors"]')]"
-echo "  TLS:       rps per round [$(list_of tls 'd["throughput_rps"]')] p99 ms [$(list_of tls 'd["latency_ms"]["p99"]')] hit_ratio [$(list_of tls 'd["server"]["hit_ratio"]')] errors [$(list_of tls 'd["errors"]')]"
+echo "  plaintext: rps per round [$(list_over_rounds plain 'd["throughput_rps"]')] p99 ms [$(list_over_rounds plain 'd["latency_ms"]["p99"]')] hit_ratio [$(list_over_rounds plain 'd["server"]["hit_ratio"]')] errors [$(list_over_rounds plain 'd["errors"]')]"
+echo "  TLS:       rps per round [$(list_over_rounds tls 'd["throughput_rps"]')] p99 ms [$(list_over_rounds tls 'd["latency_ms"]["p99"]')] hit_ratio [$(list_over_rounds tls 'd["server"]["hit_ratio"]')] errors [$(list_over_rounds tls 'd["errors"]')]"
 echo "  mean: plaintext ${plain_rps} rps (p50 ${plain_p50} ms, p99 ${plain_p99} ms); TLS ${tls_rps} rps (p50 ${tls_p50} ms, p99 ${tls_p99} ms)"
 
 result "plaintext hits" "${plain_rps} rps, p99 ${plain_p99} ms" "(baseline)" INFO

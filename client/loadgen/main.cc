@@ -217,10 +217,7 @@ std::string ModeName(LoopMode mode) {
 
 int Main(int argc, char** argv) {
   absl::SetProgramUsageMessage(kUsage);
-  const std::vector<std::string> positional = support::ParseFlagsOrExit(argc, argv);
-  if (!positional.empty()) {
-    support::ExitUsageError(absl::StrCat("unexpected argument '", positional.front(), "'"));
-  }
+  support::ParseFlagsWithoutArgumentsOrExit(argc, argv);
   const Config config = ConfigFromFlags();
 
   // Before any gRPC thread exists, so that every thread inherits the blocked signal mask.

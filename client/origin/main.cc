@@ -115,6 +115,16 @@ std::string CountersLine(const OriginCounters& c) {
       c.cancelled, c.deadline_exceeded, c.inflight, c.peak_inflight, c.keys);
 }
 
+// --stats-file (if set) gets the counters as one JSON line, replaced atomically; a failed write
+// is logged, not fatal.
+void WriteStatsFile(const std::string& stats_file, const OriginCounters& counters) {
+  if (stats_file.empty()) return;
+  if (absl::Status s = support::WriteFileAtomically(stats_file, CountersJson(counters, "") + "\n");
+      !s.ok()) {
+    Log(std::string(s.message()));
+  }
+}
+
 OriginModelOptions ModelOptionsFromFlags() {
   OriginModelOptions o;
   absl::StatusOr<LatencyDistribution> latency =
@@ -144,10 +154,7 @@ OriginModelOptions ModelOptionsFromFlags() {
 
 int Main(int argc, char** argv) {
   absl::SetProgramUsageMessage(kUsage);
-  const std::vector<std::string> positional = support::ParseFlagsOrExit(argc, argv);
-  if (!positional.empty()) {
-    support::ExitUsageError(absl::StrCat("unexpected argument '", positional.front(), "'"));
-  }
+  support::ParseFlagsWithoutArgumentsOrExit(argc, argv);
   const OriginModelOptions model_options = ModelOptionsFromFlags();
   const std::string listen = absl::GetFlag(FLAGS_listen);
   const std::string port_file = absl::GetFlag(FLAGS_port_file);
@@ -208,13 +215,7 @@ int Main(int argc, char** argv) {
     absl::Time next_log = absl::Now() + log_interval;
     while (!stop.WaitForNotificationWithTimeout(stats_interval)) {
       const OriginCounters counters = model.counters();
-      if (!stats_file.empty()) {
-        if (absl::Status s =
-                support::WriteFileAtomically(stats_file, CountersJson(counters, "") + "\n");
-            !s.ok()) {
-          Log(std::string(s.message()));
-        }
-      }
+      WriteStatsFile(stats_file, counters);
       if (log_interval > absl::ZeroDuration() && absl::Now() >= next_log) {
         Log(CountersLine(counters));
         next_log = absl::Now() + log_interval;
@@ -238,13 +239,7 @@ int Main(int argc, char** argv) {
   reporter.join();
 
   const OriginCounters counters = model.counters();
-  if (!stats_file.empty()) {
-    if (absl::Status s =
-            support::WriteFileAtomically(stats_file, CountersJson(counters, "") + "\n");
-        !s.ok()) {
-      Log(std::string(s.message()));
-    }
-  }
+  WriteStatsFile(stats_file, counters);
   Log(absl::StrCat("exiting: ", CountersLine(counters)));
   std::cout << CountersJson(counters, "exit") << std::endl;
   return support::kExitOk;

@@ -267,6 +267,13 @@ std::vector<std::string> ParseFlagsOrExit(int argc, char** argv, absl::string_vi
   return std::move(parsed->positional);
 }
 
+void ParseFlagsWithoutArgumentsOrExit(int argc, char** argv, absl::string_view flag_files) {
+  const std::vector<std::string> positional = ParseFlagsOrExit(argc, argv, flag_files);
+  if (!positional.empty()) {
+    ExitUsageError(absl::StrCat("unexpected argument '", positional.front(), "'"));
+  }
+}
+
 bool WasFlagGiven(absl::string_view name) {
   for (const std::string& given : GivenFlags()) {
     if (given == name) return true;

@@ -111,6 +111,10 @@ std::string UsageText(absl::string_view flag_files = "client/");
 std::vector<std::string> ParseFlagsOrExit(int argc, char** argv,
                                           absl::string_view flag_files = "client/");
 
+// ParseFlagsOrExit() for a tool that takes no positional argument: one is a usage error.
+void ParseFlagsWithoutArgumentsOrExit(int argc, char** argv,
+                                      absl::string_view flag_files = "client/");
+
 // True if flag `name` (underscore spelling) was set on the command line given to
 // ParseFlagsOrExit() (--noverbose counts as `verbose`).
 bool WasFlagGiven(absl::string_view name);
