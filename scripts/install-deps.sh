@@ -17,6 +17,11 @@ packages=(
   # TLS (server/grpc_tls.cc) and the admin token's digest (server/admin_guard.cc); the openssl
   # program makes the tests' certificates (tests/testing/test_certs.h).
   libssl-dev openssl
+  # promtool, for the tests of deploy/prometheus/ (check rules and config, alert unit tests).
+  # Debian ships it in the server's package; where systemd runs, installing it also starts a
+  # Prometheus on :9090 (`systemctl disable --now prometheus` stops it; the tests need only
+  # promtool).
+  prometheus
 )
 case "${1:-}" in
   "") ;;
