@@ -19,7 +19,16 @@ What is checked (each check prints ok/FAIL; any FAIL makes the test fail):
     calls the sidecar on localhost, the origin Service exists, selectors match labels;
   - compose: stop_grace_period > the drain timeout, health checks name built programs, the
     origin and the load generator point at services that exist on the right ports;
+  - hardening (issue 13): every Kubernetes container runs as a numeric non-root user (the
+    Dockerfile's USER for flightcache's image) with a read-only root filesystem, no privilege
+    escalation, every capability dropped and the RuntimeDefault seccomp profile, and
+    flightcache-server's /tmp is a memory-backed emptyDir; every compose service is read_only
+    with cap_drop ALL and no-new-privileges, and the flightcache image's services have a tmpfs
+    /tmp;
   - flags given to the client programs (origin, loadgen, cli) are flags those programs have;
+  - the commented, opt-in examples in the Kubernetes manifests and the compose file (TLS, the
+    admin token) name real flags: a commented list item `# - --flag=...` is a server flag, a
+    quoted "--flag..." in a comment (an exec probe) a flightcache-cli flag;
   - docs/OPERATIONS.md names every server flag, every metric a running server exposes and every
     log line the server's code writes.
 
@@ -273,6 +282,40 @@ def program_flags(binary):
     return set(re.findall(r"^\s*--([a-z0-9-]+)", out.stdout + out.stderr, re.M))
 
 
+def check_k8s_hardening(where, pod, c, image_uid):
+    """Issue 13: the container's effective securityContext (the pod's, overridden by its own)."""
+    sc = {**pod.get("securityContext", {}), **c.get("securityContext", {})}
+    uid = sc.get("runAsUser")
+    check(sc.get("runAsNonRoot") is True and isinstance(uid, int) and uid != 0,
+          f"{where}: runAsNonRoot with a numeric non-root runAsUser ({uid})")
+    if is_flightcache_image(c.get("image")) and image_uid.isdigit():
+        check(uid == int(image_uid), f"{where}: runAsUser {uid} is the image's USER {image_uid}")
+    check(sc.get("allowPrivilegeEscalation") is False, f"{where}: allowPrivilegeEscalation: false")
+    check(sc.get("readOnlyRootFilesystem") is True, f"{where}: readOnlyRootFilesystem: true")
+    check("ALL" in ((sc.get("capabilities") or {}).get("drop") or []),
+          f"{where}: capabilities: drop: [ALL]")
+    check((sc.get("seccompProfile") or {}).get("type") == "RuntimeDefault",
+          f"{where}: seccompProfile RuntimeDefault")
+
+
+def check_k8s_memory_tmp(where, pod, c):
+    volumes = {v.get("name"): v for v in pod.get("volumes", [])}
+    tmp = [m for m in c.get("volumeMounts", []) if m.get("mountPath") == "/tmp"]
+    empty_dir = (volumes.get(tmp[0].get("name"), {}).get("emptyDir") or {}) if tmp else {}
+    check(empty_dir.get("medium") == "Memory", f"{where}: /tmp is an emptyDir with medium: Memory")
+
+
+def check_compose_hardening(where, s, flightcache_image):
+    check(s.get("read_only") is True, f"{where}: read_only: true")
+    check("ALL" in (s.get("cap_drop") or []), f"{where}: cap_drop: [ALL]")
+    check("no-new-privileges:true" in (s.get("security_opt") or []),
+          f"{where}: security_opt: no-new-privileges:true")
+    if flightcache_image:
+        tmpfs = s.get("tmpfs") or []
+        tmpfs = [tmpfs] if isinstance(tmpfs, str) else tmpfs
+        check(any(t.split(":", 1)[0] == "/tmp" for t in tmpfs), f"{where}: a tmpfs on /tmp")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--repo", required=True)
@@ -489,6 +532,7 @@ def main():
             all_containers = [*pod.get("initContainers", []), *pod.get("containers", [])]
             for c in all_containers:
                 where = f"{rel}: {name}/{c['name']}"
+                check_k8s_hardening(where, pod, c, uid)
                 for kind in ("requests", "limits"):
                     res = c.get("resources", {}).get(kind, {})
                     check("cpu" in res and "memory" in res, f"{where}: resources.{kind} has cpu and memory")
@@ -506,6 +550,7 @@ def main():
                 if program != "flightcache-server":
                     continue
                 sidecars += 1
+                check_k8s_memory_tmp(where, pod, c)
                 env = {k: v for k, v in image_env.items() if k.startswith("FLIGHTCACHE_")}
                 for e in c.get("env", []):
                     if "value" in e:
@@ -548,6 +593,24 @@ def main():
                       f"({callers})")
     check(sidecars >= 1, f"deploy/kubernetes runs flightcache-server as a sidecar ({sidecars})")
 
+    # ---- commented examples --------------------------------------------------------------------
+    for rel in sorted(docs):
+        if not (rel.startswith("deploy/kubernetes/") or rel == "deploy/compose.yaml"):
+            continue
+        comments = [line.split("#", 1)[1] for line in read(os.path.join(repo, rel)).splitlines()
+                    if line.lstrip().startswith("#")]
+        server_args = {m.group(1) for c in comments
+                       for m in re.finditer(r"^\s*- --([a-z0-9-]+)", c)}
+        cli_args = {m.group(1) for c in comments for m in re.finditer(r'"--([a-z0-9-]+)', c)}
+        if server_args:
+            unknown = sorted(server_args - server.flags)
+            check(not unknown, f"{rel}: the commented server args {sorted(server_args)} are "
+                  "flightcache-server flags" + (f" (unknown: {unknown})" if unknown else ""))
+        if cli_args and "flightcache-cli" in flags_of:
+            unknown = sorted(cli_args - flags_of["flightcache-cli"])
+            check(not unknown, f"{rel}: the commented probe's {sorted(cli_args)} are "
+                  "flightcache-cli flags" + (f" (unknown: {unknown})" if unknown else ""))
+
     # ---- compose -------------------------------------------------------------------------------
     compose = (docs.get("deploy/compose.yaml") or [{}])[0]
     svcs = compose.get("services", {})
@@ -556,6 +619,7 @@ def main():
     for sname, s in svcs.items():
         where = f"deploy/compose.yaml: {sname}"
         uses_image = is_flightcache_image(s.get("image")) or "build" in s
+        check_compose_hardening(where, s, uses_image)
         if not uses_image:
             continue
         build = s.get("build")
