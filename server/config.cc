@@ -176,7 +176,29 @@ absl::Status ServerConfig::Validate() const {
                                   " would exceed gRPC's 2 GiB message limit; lower either"));
   }
   if (absl::Status s = ValidateTls(); !s.ok()) return s;
+  if (absl::Status s = ValidateOriginTls(); !s.ok()) return s;
   return ValidateFleet();
+}
+
+absl::Status ServerConfig::ValidateOriginTls() const {
+  const std::pair<absl::string_view, const std::string*> files[] = {
+      {"--origin-tls-ca-file", &origin_tls.ca_file},
+      {"--origin-tls-cert-file", &origin_tls.cert_file},
+      {"--origin-tls-key-file", &origin_tls.key_file}};
+  // Refused rather than ignored: a CA given for a grpc:// origin would look like TLS and be
+  // plaintext.
+  if (!absl::StartsWith(origin, "grpcs://")) {
+    for (const auto& [flag, file] : files) {
+      if (!file->empty()) return FlagError(flag, "set, but --origin is not grpcs://");
+    }
+  }
+  if (origin_tls.cert_file.empty() != origin_tls.key_file.empty()) {
+    return FlagError(
+        origin_tls.cert_file.empty() ? "--origin-tls-cert-file" : "--origin-tls-key-file",
+        "--origin-tls-cert-file and --origin-tls-key-file go together (mTLS to the origin): give "
+        "both or neither");
+  }
+  return absl::OkStatus();
 }
 
 absl::Status ServerConfig::ValidateTls() const {
@@ -247,6 +269,12 @@ absl::StatusOr<AdminGuard> ServerConfig::MakeAdminGuard() const {
   return AdminGuard::WithToken(*token);
 }
 
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ServerConfig::OriginTlsCredentials()
+    const {
+  if (!absl::StartsWith(origin, "grpcs://")) return nullptr;
+  return MakeTlsChannelCredentials(origin_tls);
+}
+
 int ServerConfig::MaxRequestBytes() const {
   const int64_t bytes =
       max_batch_keys * (cache.max_key_bytes + kPerKeyFramingBytes) + kRequestSlackBytes;
@@ -260,7 +288,11 @@ int ServerConfig::OriginMaxResponseBytes() const {
 
 std::string ServerConfig::Describe() const {
   return absl::StrCat(
-      "listen=", listen, " origin=", origin, " origin-eject-after=", origin_replicas.eject_after,
+      "listen=", listen, " origin=", origin, " origin-tls-ca-file=",
+      origin_tls.ca_file.empty() ? "(none: system roots)" : origin_tls.ca_file,
+      " origin-tls-cert-file=", origin_tls.cert_file.empty() ? "(none)" : origin_tls.cert_file,
+      " origin-tls-key-file=", origin_tls.key_file.empty() ? "(none)" : origin_tls.key_file,
+      " origin-eject-after=", origin_replicas.eject_after,
       " origin-hedge-other-replica=", origin_replicas.hedge_to_other_replica ? "true" : "false",
       " metrics-listen=", metrics_listen.empty() ? "(disabled)" : metrics_listen,
       " ttl=", absl::FormatDuration(cache.default_ttl),

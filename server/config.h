@@ -15,7 +15,10 @@
 #ifndef FLIGHTCACHE_SERVER_CONFIG_H_
 #define FLIGHTCACHE_SERVER_CONFIG_H_
 
+#include <grpcpp/security/credentials.h>
+
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "absl/status/status.h"
@@ -26,6 +29,7 @@
 #include "flightcache/replica_set.h"
 #include "server/admin_guard.h"
 #include "server/fleet/redis_options.h"
+#include "server/grpc_tls.h"
 #include "server/tls_listener.h"
 
 namespace flightcache {
@@ -40,6 +44,10 @@ struct ServerConfig {
   // gRPC listen address, HOST:PORT ([::1]:PORT for IPv6) or unix:PATH. Port 0 picks a free port.
   std::string listen = "127.0.0.1:50051";
   std::string origin = std::string(kDefaultOrigin);
+  // A grpcs:// origin's CA (empty: the system's roots) and, for mTLS to the origin, this
+  // sidecar's certificate and key (both or neither): --origin-tls-*. Only with grpcs://. Read by
+  // OriginTlsCredentials(), once: rotating them means a restart.
+  TlsClientFiles origin_tls{.flag_prefix = "--origin-tls"};
   // With several grpc:// replicas: --origin-eject-after (the rest of ReplicaSetOptions keeps the
   // contract's 10 s doubling to 5 min).
   ReplicaSetOptions origin_replicas;
@@ -95,6 +103,9 @@ struct ServerConfig {
   absl::Status ValidateFleet() const;
   // The --tls-* part of Validate(): the flags go together. Does not read the files.
   absl::Status ValidateTls() const;
+  // The --origin-tls-* part of Validate(): only with a grpcs:// origin, cert and key together.
+  // Does not read the files.
+  absl::Status ValidateOriginTls() const;
 
   // The effective configuration on one line ("listen=127.0.0.1:50051 origin=sim://... ..."),
   // for the start-up log line and --check-config.
@@ -117,6 +128,10 @@ struct ServerConfig {
   // The grpc:// origin channel's receive limit: above max_value_bytes, so an oversized value
   // reaches the core (which answers RESOURCE_EXHAUSTED) instead of failing in the transport.
   int OriginMaxResponseBytes() const;
+
+  // TLS for a grpcs:// origin from the --origin-tls-* files (now: this reads and checks them);
+  // null for any other origin. INVALID_ARGUMENT naming the flag at fault.
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> OriginTlsCredentials() const;
 };
 
 // Checks a listen address: HOST:PORT with a port in [0, 65535], [IPV6]:PORT, or (when

@@ -225,9 +225,18 @@ ft::HedgeDelay DefaultHedgeDelay() {
 ABSL_FLAG(std::string, listen, kDefaults.listen,
           "gRPC listen address: HOST:PORT, [IPV6]:PORT or unix:PATH (port 0: any free port)");
 ABSL_FLAG(std::string, origin, kDefaults.origin,
-          "the origin: grpc://HOST:PORT (or grpc://HOST:PORT,HOST:PORT,... for replicas), or "
+          "the origin: grpc://HOST:PORT (or grpc://HOST:PORT,HOST:PORT,... for replicas), "
+          "grpcs://... for TLS, or "
           "sim://?latency_ms=20&jitter_ms=5&value_bytes=128&error_rate=0&not_found_rate=0 (the "
           "built-in simulated origin)");
+ABSL_FLAG(std::string, origin_tls_ca_file, kDefaults.origin_tls.ca_file,
+          "with a grpcs:// origin, the CA certificates (PEM) its certificate must be signed by; "
+          "empty: the system's roots");
+ABSL_FLAG(std::string, origin_tls_cert_file, kDefaults.origin_tls.cert_file,
+          "with a grpcs:// origin, this sidecar's client certificate chain (PEM) for mTLS; needs "
+          "--origin-tls-key-file");
+ABSL_FLAG(std::string, origin_tls_key_file, kDefaults.origin_tls.key_file,
+          "the key of --origin-tls-cert-file (PEM, unencrypted)");
 ABSL_FLAG(ft::Count, origin_eject_after, ft::Count{kDefaults.origin_replicas.eject_after},
           "with several grpc:// replicas, consecutive failed fetches that leave a replica out "
           "for 10 s (doubling on each repeat, up to 5 min; never the last one); 0: never");
@@ -327,6 +336,9 @@ using support::FlagSpec;
 constexpr FlagSpec kFlags[] = {
     {"listen", true},
     {"origin", true},
+    {"origin_tls_ca_file", true},
+    {"origin_tls_cert_file", true},
+    {"origin_tls_key_file", true},
     {"origin_eject_after", true},
     {"origin_hedge_other_replica", true},
     {"ttl", true},
@@ -368,6 +380,9 @@ ServerConfig ConfigFromFlags() {
   ServerConfig c;
   c.listen = absl::GetFlag(FLAGS_listen);
   c.origin = absl::GetFlag(FLAGS_origin);
+  c.origin_tls.ca_file = absl::GetFlag(FLAGS_origin_tls_ca_file);
+  c.origin_tls.cert_file = absl::GetFlag(FLAGS_origin_tls_cert_file);
+  c.origin_tls.key_file = absl::GetFlag(FLAGS_origin_tls_key_file);
   c.origin_replicas.eject_after = absl::GetFlag(FLAGS_origin_eject_after).value;
   c.origin_replicas.hedge_to_other_replica = absl::GetFlag(FLAGS_origin_hedge_other_replica);
   c.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);

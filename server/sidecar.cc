@@ -87,11 +87,15 @@ absl::StatusOr<std::unique_ptr<Sidecar>> Sidecar::Start(const ServerConfig& conf
   s.metrics_ = std::make_unique<Metrics>();
   s.deadline_workers_ = std::make_unique<WorkerPool>(kDeadlineWorkerThreads);
   s.timers_ = std::make_unique<ThreadTimerQueue>(MonotonicClock::Get(), s.metrics_.get());
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> origin_tls =
+      config.OriginTlsCredentials();
+  if (!origin_tls.ok()) return origin_tls.status();
   absl::StatusOr<std::unique_ptr<Origin>> origin = CreateOrigin(
       *spec, *s.timers_,
       {.max_response_bytes = config.OriginMaxResponseBytes(),
        .cancelled_fetch_grace = config.cancelled_fetch_grace,
-       .on_garbage_reply = [metrics = s.metrics_.get()] { metrics->RecordOriginGarbageReply(); }},
+       .on_garbage_reply = [metrics = s.metrics_.get()] { metrics->RecordOriginGarbageReply(); },
+       .tls_credentials = *std::move(origin_tls)},
       config.origin_replicas,
       [metrics = s.metrics_.get()](size_t replica, absl::Duration latency, const absl::Status&) {
         metrics->RecordReplicaFetch(replica, latency);

@@ -79,69 +79,54 @@ TEST_F(FlagsTest, NoFlagsGiveTheSpecDefaults) {
   EXPECT_EQ(c.cache.fleet.max_value_bytes, int64_t{1} << 20);
   EXPECT_EQ(c.fleet_key_prefix, "fc:");
   EXPECT_EQ(c.fleet_password_file, "");
+  EXPECT_EQ(c.origin_tls.ca_file, "");
+  EXPECT_EQ(c.origin_tls.cert_file, "");
+  EXPECT_EQ(c.origin_tls.key_file, "");
   EXPECT_FALSE(cl->check_config);
   EXPECT_TRUE(c.Validate().ok());
 }
 
-TEST_F(FlagsTest, EveryFlagMapsOntoTheConfig) {
-  absl::StatusOr<CommandLine> cl = Parse(
-      {"--listen=0.0.0.0:7000",     "--origin=grpc://origin:9000", "--ttl=90s",
-       "--negative-ttl=0s",         "--capacity-bytes=64MiB",      "--load-timeout=250ms",
-       "--abandoned-loads=finish",  "--hedge-delay=20ms",          "--hedge-budget=0.1",
-       "--max-concurrent-loads=8",  "--max-queued-loads=0",        "--max-key-bytes=1KiB",
-       "--max-value-bytes=1048576", "--max-batch-keys=50",         "--max-concurrent-streams=100",
-       "--grpc-memory-limit=64MiB", "--metrics-listen=",           "--drain-timeout=1m",
-       "--log-level=debug",         "--log-format=json",           "--check-config"});
+TEST_F(FlagsTest, OriginTlsFlagsMapOntoTheConfigWithTheEnvironmentAsFallback) {
+  env_["FLIGHTCACHE_ORIGIN_TLS_KEY_FILE"] = "/etc/fc/origin-client.key";
+  absl::StatusOr<CommandLine> cl = Parse({"--origin=grpcs://origin.internal:9443,10.0.0.8:9443",
+                                          "--origin-tls-ca-file=/etc/fc/origin-ca.pem",
+                                          "--origin-tls-cert-file=/etc/fc/origin-client.pem"});
   ASSERT_TRUE(cl.ok()) << cl.status();
   const ServerConfig& c = cl->config;
-  EXPECT_EQ(c.listen, "0.0.0.0:7000");
-  EXPECT_EQ(c.origin, "grpc://origin:9000");
-  EXPECT_EQ(c.cache.default_ttl, absl::Seconds(90));
-  EXPECT_EQ(c.cache.negative_ttl, absl::ZeroDuration());
-  EXPECT_EQ(c.cache.store.capacity_bytes, int64_t{64} << 20);
-  EXPECT_EQ(c.cache.load_timeout, absl::Milliseconds(250));
-  EXPECT_EQ(c.cache.abandoned_loads, AbandonPolicy::kFinish);
-  EXPECT_TRUE(c.cache.hedge.enabled);
-  EXPECT_EQ(c.cache.hedge.delay, absl::Milliseconds(20));
-  EXPECT_EQ(c.cache.hedge.percentile, 0);
-  EXPECT_DOUBLE_EQ(c.cache.hedge.budget, 0.1);
-  EXPECT_EQ(c.cache.max_concurrent_loads, 8);
-  EXPECT_EQ(c.cache.max_queued_loads, 0);
-  EXPECT_EQ(c.cache.max_key_bytes, 1024);
-  EXPECT_EQ(c.cache.max_value_bytes, 1048576);
-  EXPECT_EQ(c.max_batch_keys, 50);
-  EXPECT_EQ(c.max_concurrent_streams, 100);
-  EXPECT_EQ(c.grpc_memory_limit_bytes, int64_t{64} << 20);
-  EXPECT_EQ(c.metrics_listen, "");
-  EXPECT_EQ(c.drain_timeout, absl::Minutes(1));
-  EXPECT_EQ(c.log_level, LogLevel::kDebug);
-  EXPECT_EQ(c.log_format, LogFormat::kJson);
-  EXPECT_TRUE(cl->check_config);
-  EXPECT_TRUE(c.Validate().ok()) << c.Validate();
+  EXPECT_EQ(c.origin_tls.flag_prefix, "--origin-tls");
+  EXPECT_EQ(c.origin_tls.ca_file, "/etc/fc/origin-ca.pem");
+  EXPECT_EQ(c.origin_tls.cert_file, "/etc/fc/origin-client.pem");
+  EXPECT_EQ(c.origin_tls.key_file, "/etc/fc/origin-client.key");
+  EXPECT_TRUE(c.Validate().ok()) << c.Validate();  // the files are read at start-up, not here
+  const std::string line = c.Describe();
+  EXPECT_THAT(line, HasSubstr("origin=grpcs://origin.internal:9443,10.0.0.8:9443"));
+  EXPECT_THAT(line, HasSubstr("origin-tls-ca-file=/etc/fc/origin-ca.pem"));
+  EXPECT_THAT(line, HasSubstr("origin-tls-cert-file=/etc/fc/origin-client.pem"));
+  EXPECT_THAT(line, HasSubstr("origin-tls-key-file=/etc/fc/origin-client.key"));
+  // grpcs:// alone: the system's roots, no client certificate.
+  env_.clear();
+  cl = Parse({"--origin=grpcs://origin.internal:9443"});
+  ASSERT_TRUE(cl.ok()) << cl.status();
+  EXPECT_TRUE(cl->config.Validate().ok()) << cl->config.Validate();
+  EXPECT_THAT(cl->config.Describe(), HasSubstr("origin-tls-ca-file=(none: system roots)"));
 }
 
-TEST_F(FlagsTest, FleetFlagsMapOntoTheConfigWithTheEnvironmentAsFallback) {
-  env_["FLIGHTCACHE_FLEET_KEY_PREFIX"] = "team-a:";
-  env_["FLIGHTCACHE_FLEET_TIMEOUT"] = "5ms";
-  absl::StatusOr<CommandLine> cl =
-      Parse({"--fleet=redis://10.0.0.7:6380/2", "--fleet-timeout=50ms", "--fleet-lease-ttl=5s",
-             "--fleet-max-value-bytes=256KiB", "--fleet-password-file=/etc/fc/redis-password"});
-  ASSERT_TRUE(cl.ok()) << cl.status();
-  const ServerConfig& c = cl->config;
-  EXPECT_EQ(c.fleet, "redis://10.0.0.7:6380/2");
-  EXPECT_EQ(c.fleet_timeout, absl::Milliseconds(50));  // the command line wins
-  EXPECT_EQ(c.cache.fleet.lease_ttl, absl::Seconds(5));
-  EXPECT_EQ(c.cache.fleet.max_value_bytes, 256 << 10);
-  EXPECT_EQ(c.fleet_key_prefix, "team-a:");
-  EXPECT_EQ(c.fleet_password_file, "/etc/fc/redis-password");
-  // Validate() does not read the password file (FleetRedisOptions does, at start-up).
-  EXPECT_TRUE(c.Validate().ok()) << c.Validate();
-  const std::string line = c.Describe();
-  EXPECT_THAT(line, HasSubstr("fleet=redis://10.0.0.7:6380/2"));
-  EXPECT_THAT(line, HasSubstr("fleet-timeout=50ms"));
-  EXPECT_THAT(line, HasSubstr("fleet-lease-ttl=5s"));
-  EXPECT_THAT(line, HasSubstr("fleet-key-prefix=team-a:"));
-  EXPECT_THAT(Parse({})->config.Describe(), HasSubstr("fleet=(off)"));
+// A TLS file for a plaintext origin would look like TLS and be plaintext: refused, naming it.
+TEST_F(FlagsTest, OriginTlsFlagsNeedAGrpcsOriginAndCertAndKeyTogether) {
+  for (const char* flag :
+       {"--origin-tls-ca-file", "--origin-tls-cert-file", "--origin-tls-key-file"}) {
+    for (const char* origin : {"--origin=grpc://origin:9000", "--origin=sim://"}) {
+      EXPECT_EQ(Error({origin, absl::StrCat(flag, "=/etc/fc/x.pem")}),
+                absl::StrCat(flag, ": set, but --origin is not grpcs://"))
+          << origin;
+    }
+  }
+  EXPECT_THAT(Error({"--origin=grpcs://origin:9443", "--origin-tls-cert-file=/c.pem"}),
+              StartsWith("--origin-tls-key-file: "));
+  EXPECT_THAT(Error({"--origin=grpcs://origin:9443", "--origin-tls-key-file=/k.pem"}),
+              StartsWith("--origin-tls-cert-file: "));
+  EXPECT_THAT(Error({"--origin=grpcs://origin"}), StartsWith("--origin: "));
+  EXPECT_THAT(Error({"--origin=grpcs://origin:9443/path"}), StartsWith("--origin: "));
 }
 
 TEST_F(FlagsTest, OriginReplicasAndTheirEjectionMapOntoTheConfig) {
@@ -335,6 +320,8 @@ TEST_F(FlagsTest, EveryBadValueIsOneLineNamingItsFlag) {
       {"--origin-eject-after=-1", "--origin-eject-after: "},
       {"--origin-eject-after=some", "--origin-eject-after: "},
       {"--origin=grpc://a:1,", "--origin: "},
+      {"--origin=grpcs://a:1,", "--origin: "},
+      {"--origin-tls-ca-file=/etc/ca.pem", "--origin-tls-ca-file: "},  // without grpcs://
       {"--bogus=1", "--bogus: unknown flag"},
       {"--listen", "--listen: missing value"},
   };
@@ -379,12 +366,24 @@ TEST_F(FlagsTest, EveryDurationAndSizeFlagHasAnUpperBound) {
       {"refresh-ahead", "0.99", "1"},
       {"origin-eject-after", "1000000", "1000001"},
   };
-  const std::set<std::string> not_numbers = {"listen",           "origin",
-                                             "abandoned-loads",  "metrics-listen",
-                                             "log-level",        "log-format",
-                                             "check-config",     "fleet",
-                                             "fleet-key-prefix", "fleet-password-file",
-                                             "admin-token-file", "origin-hedge-other-replica"};
+  const std::set<std::string> not_numbers = {"listen",
+                                             "origin",
+                                             "abandoned-loads",
+                                             "metrics-listen",
+                                             "log-level",
+                                             "log-format",
+                                             "check-config",
+                                             "fleet",
+                                             "fleet-key-prefix",
+                                             "fleet-password-file",
+                                             "admin-token-file",
+                                             "origin-hedge-other-replica",
+                                             "tls-cert-file",
+                                             "tls-key-file",
+                                             "tls-client-ca-file",
+                                             "origin-tls-ca-file",
+                                             "origin-tls-cert-file",
+                                             "origin-tls-key-file"};
   std::set<std::string> covered = not_numbers;
   for (const Bound& b : bounds) {
     covered.insert(b.flag);
