@@ -1,6 +1,7 @@
 // The client programs against the real flightcache-server and the demo flightcache-origin:
 // origin <- server <- loadgen / cli, all built binaries on free ports.
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -11,6 +12,7 @@
 #include "gtest/gtest.h"
 #include "tests/e2e/client_e2e_util.h"
 #include "tests/e2e/server_process.h"
+#include "tests/testing/test_certs.h"
 
 namespace flightcache::e2e {
 namespace {
@@ -19,8 +21,10 @@ using ::testing::HasSubstr;
 
 class ClientServerE2eTest : public ::testing::Test {
  protected:
-  // Starts the origin with `origin_flags`, then the server in front of it.
-  void StartStack(std::vector<std::string> origin_flags) {
+  // Starts the origin with `origin_flags`, then the server in front of it; with
+  // `server_tls_flags` (--origin-tls-*), over grpcs://.
+  void StartStack(std::vector<std::string> origin_flags,
+                  const std::vector<std::string>& server_tls_flags = {}) {
     std::vector<std::string> argv = {FLIGHTCACHE_ORIGIN_BIN, "--listen=127.0.0.1:0",
                                      "--port-file=" + dir_ + "/origin.port",
                                      "--stats-file=" + origin_stats(), "--stats-interval=20ms"};
@@ -29,10 +33,13 @@ class ClientServerE2eTest : public ::testing::Test {
     const std::optional<std::string> origin_port = WaitForFile(dir_ + "/origin.port");
     ASSERT_TRUE(origin_port.has_value()) << origin_->err();
 
-    server_ = std::make_unique<ChildProcess>(
-        ServerCommand({"--listen=127.0.0.1:0", "--metrics-listen=",
-                       absl::StrCat("--origin=grpc://127.0.0.1:", std::stoi(*origin_port))}),
-        ChildOptions{.dir = dir_});
+    std::vector<std::string> server_flags = {
+        "--listen=127.0.0.1:0", "--metrics-listen=",
+        absl::StrCat("--origin=", server_tls_flags.empty() ? "grpc" : "grpcs",
+                     "://127.0.0.1:", std::stoi(*origin_port))};
+    server_flags.insert(server_flags.end(), server_tls_flags.begin(), server_tls_flags.end());
+    server_ =
+        std::make_unique<ChildProcess>(ServerCommand(server_flags), ChildOptions{.dir = dir_});
     const int port = WaitForServerPort(*server_);
     ASSERT_GT(port, 0) << "server did not report its port: " << server_->err();
     target_ = absl::StrCat("127.0.0.1:", port);
@@ -95,6 +102,27 @@ TEST_F(ClientServerE2eTest, HerdCoalescesIntoOneOriginFetchPerWave) {
   EXPECT_EQ(JsonInt(server_stats, "coalesced") + JsonInt(server_stats, "hits"), 796);
   EXPECT_GE(JsonInt(server_stats, "coalesced"), 400) << "most of each wave joins the load";
   EXPECT_THAT(r.out, HasSubstr("LOADED=4 "));
+}
+
+// flightcache-origin serving mTLS (--tls-cert-file, --tls-key-file, --tls-client-ca-file) and the
+// server dialling it with --origin=grpcs:// and its own client certificate.
+TEST_F(ClientServerE2eTest, TheServerLoadsFromTheDemoOriginOverMutualTls) {
+  testing::TestPki pki("e2e-origin-ca");
+  ASSERT_TRUE(pki.ok());
+  const testing::TestPki::Leaf origin = pki.Issue("origin");
+  const testing::TestPki::Leaf sidecar = pki.Issue("sidecar");
+  ASSERT_NO_FATAL_FAILURE(StartStack(
+      {"--latency=fixed:1ms", "--tls-cert-file=" + origin.cert_file,
+       "--tls-key-file=" + origin.key_file, "--tls-client-ca-file=" + pki.ca_file()},
+      {"--origin-tls-ca-file=" + pki.ca_file(), "--origin-tls-cert-file=" + sidecar.cert_file,
+       "--origin-tls-key-file=" + sidecar.key_file}));
+  EXPECT_THAT(origin_->err(), HasSubstr(", mTLS)"));
+  const ProgramResult r = Cli({"get", "over-mtls", "--raw"});
+  ASSERT_EQ(r.exit_code, 0) << r.err << server_->err();
+  const std::optional<sim::SimValueInfo> info = sim::DecodeSimValue(r.out);
+  ASSERT_TRUE(info.has_value()) << r.out;
+  EXPECT_EQ(info->key, "over-mtls");
+  EXPECT_TRUE(WaitForOriginStat("fetches", 1)) << ReadFile(origin_stats());
 }
 
 TEST_F(ClientServerE2eTest, CliReadsValuesThatTheOriginVersions) {
