@@ -9,6 +9,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "flightcache/option_checks.h"
 #include "flightcache/support/file_util.h"
 #include "server/fleet/redis_fleet_keys.h"
@@ -177,6 +178,7 @@ absl::Status ServerConfig::Validate() const {
   }
   if (absl::Status s = ValidateTls(); !s.ok()) return s;
   if (absl::Status s = ValidateOriginTls(); !s.ok()) return s;
+  if (absl::Status s = ValidateListenerBounds(); !s.ok()) return s;
   return ValidateFleet();
 }
 
@@ -199,6 +201,25 @@ absl::Status ServerConfig::ValidateOriginTls() const {
         "both or neither");
   }
   return absl::OkStatus();
+}
+
+absl::Status ServerConfig::ValidateListenerBounds() const {
+  if (listen_socket_mode < 0 || listen_socket_mode > 0777) {
+    return FlagError("--listen-socket-mode",
+                     absl::StrFormat("must be a mode from 0 to 0777, got 0%o", listen_socket_mode));
+  }
+  if (absl::Status s =
+          CheckPositiveDuration("--keepalive-min-time", keepalive_min_time, kMaxTimeout);
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s =
+          CheckNonNegativeDuration("--max-connection-age", max_connection_age, kMaxTimeout);
+      !s.ok()) {
+    return s;
+  }
+  return CheckNonNegativeDuration("--max-connection-age-grace", max_connection_age_grace,
+                                  kMaxTimeout);
 }
 
 absl::Status ServerConfig::ValidateTls() const {
@@ -288,7 +309,8 @@ int ServerConfig::OriginMaxResponseBytes() const {
 
 std::string ServerConfig::Describe() const {
   return absl::StrCat(
-      "listen=", listen, " origin=", origin, " origin-tls-ca-file=",
+      "listen=", listen, " listen-socket-mode=", absl::StrFormat("0%o", listen_socket_mode),
+      " origin=", origin, " origin-tls-ca-file=",
       origin_tls.ca_file.empty() ? "(none: system roots)" : origin_tls.ca_file,
       " origin-tls-cert-file=", origin_tls.cert_file.empty() ? "(none)" : origin_tls.cert_file,
       " origin-tls-key-file=", origin_tls.key_file.empty() ? "(none)" : origin_tls.key_file,
@@ -308,6 +330,10 @@ std::string ServerConfig::Describe() const {
       " max-value-bytes=", cache.max_value_bytes, " max-batch-keys=", max_batch_keys,
       " max-concurrent-streams=", max_concurrent_streams,
       " grpc-memory-limit=", grpc_memory_limit_bytes,
+      " keepalive-min-time=", absl::FormatDuration(keepalive_min_time), " max-connection-age=",
+      max_connection_age == absl::ZeroDuration() ? "(off)"
+                                                 : absl::FormatDuration(max_connection_age),
+      " max-connection-age-grace=", absl::FormatDuration(max_connection_age_grace),
       " drain-timeout=", absl::FormatDuration(drain_timeout),
       " cancelled-fetch-grace=", absl::FormatDuration(cancelled_fetch_grace),
       " log-level=", LogLevelName(log_level), " log-format=", LogFormatName(log_format),

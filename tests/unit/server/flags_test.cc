@@ -79,9 +79,13 @@ TEST_F(FlagsTest, NoFlagsGiveTheSpecDefaults) {
   EXPECT_EQ(c.cache.fleet.max_value_bytes, int64_t{1} << 20);
   EXPECT_EQ(c.fleet_key_prefix, "fc:");
   EXPECT_EQ(c.fleet_password_file, "");
+  EXPECT_EQ(c.listen_socket_mode, 0660);
   EXPECT_EQ(c.origin_tls.ca_file, "");
   EXPECT_EQ(c.origin_tls.cert_file, "");
   EXPECT_EQ(c.origin_tls.key_file, "");
+  EXPECT_EQ(c.keepalive_min_time, absl::Minutes(5));
+  EXPECT_EQ(c.max_connection_age, absl::ZeroDuration());
+  EXPECT_EQ(c.max_connection_age_grace, absl::Seconds(10));
   EXPECT_FALSE(cl->check_config);
   EXPECT_TRUE(c.Validate().ok());
 }
@@ -127,6 +131,95 @@ TEST_F(FlagsTest, OriginTlsFlagsNeedAGrpcsOriginAndCertAndKeyTogether) {
               StartsWith("--origin-tls-cert-file: "));
   EXPECT_THAT(Error({"--origin=grpcs://origin"}), StartsWith("--origin: "));
   EXPECT_THAT(Error({"--origin=grpcs://origin:9443/path"}), StartsWith("--origin: "));
+}
+
+TEST_F(FlagsTest, ListenerBoundFlagsMapOntoTheConfig) {
+  env_["FLIGHTCACHE_MAX_CONNECTION_AGE_GRACE"] = "45s";
+  absl::StatusOr<CommandLine> cl =
+      Parse({"--listen=unix:/run/fc/fc.sock", "--listen-socket-mode=0600",
+             "--keepalive-min-time=30s", "--max-connection-age=1h"});
+  ASSERT_TRUE(cl.ok()) << cl.status();
+  const ServerConfig& c = cl->config;
+  EXPECT_EQ(c.listen_socket_mode, 0600);
+  EXPECT_EQ(c.keepalive_min_time, absl::Seconds(30));
+  EXPECT_EQ(c.max_connection_age, absl::Hours(1));
+  EXPECT_EQ(c.max_connection_age_grace, absl::Seconds(45));
+  EXPECT_TRUE(c.Validate().ok()) << c.Validate();
+  const std::string line = c.Describe();
+  EXPECT_THAT(line, HasSubstr("listen-socket-mode=0600"));
+  EXPECT_THAT(line, HasSubstr("keepalive-min-time=30s"));
+  EXPECT_THAT(line, HasSubstr("max-connection-age=1h"));
+  EXPECT_THAT(line, HasSubstr("max-connection-age-grace=45s"));
+  env_.clear();
+  // Octal, as chmod takes it, with or without the leading 0.
+  for (const auto& [text, mode] : std::vector<std::pair<std::string, int>>{
+           {"660", 0660}, {"0o640", 0640}, {"0", 0}, {"0777", 0777}, {" 0606 ", 0606}}) {
+    cl = Parse({"--listen-socket-mode=" + text});
+    ASSERT_TRUE(cl.ok()) << text << ": " << cl.status();
+    EXPECT_EQ(cl->config.listen_socket_mode, mode) << text;
+  }
+  EXPECT_THAT(Parse({})->config.Describe(), HasSubstr("max-connection-age=(off)"));
+}
+
+TEST_F(FlagsTest, EveryFlagMapsOntoTheConfig) {
+  absl::StatusOr<CommandLine> cl = Parse(
+      {"--listen=0.0.0.0:7000",     "--origin=grpc://origin:9000", "--ttl=90s",
+       "--negative-ttl=0s",         "--capacity-bytes=64MiB",      "--load-timeout=250ms",
+       "--abandoned-loads=finish",  "--hedge-delay=20ms",          "--hedge-budget=0.1",
+       "--max-concurrent-loads=8",  "--max-queued-loads=0",        "--max-key-bytes=1KiB",
+       "--max-value-bytes=1048576", "--max-batch-keys=50",         "--max-concurrent-streams=100",
+       "--grpc-memory-limit=64MiB", "--metrics-listen=",           "--drain-timeout=1m",
+       "--log-level=debug",         "--log-format=json",           "--check-config"});
+  ASSERT_TRUE(cl.ok()) << cl.status();
+  const ServerConfig& c = cl->config;
+  EXPECT_EQ(c.listen, "0.0.0.0:7000");
+  EXPECT_EQ(c.origin, "grpc://origin:9000");
+  EXPECT_EQ(c.cache.default_ttl, absl::Seconds(90));
+  EXPECT_EQ(c.cache.negative_ttl, absl::ZeroDuration());
+  EXPECT_EQ(c.cache.store.capacity_bytes, int64_t{64} << 20);
+  EXPECT_EQ(c.cache.load_timeout, absl::Milliseconds(250));
+  EXPECT_EQ(c.cache.abandoned_loads, AbandonPolicy::kFinish);
+  EXPECT_TRUE(c.cache.hedge.enabled);
+  EXPECT_EQ(c.cache.hedge.delay, absl::Milliseconds(20));
+  EXPECT_EQ(c.cache.hedge.percentile, 0);
+  EXPECT_DOUBLE_EQ(c.cache.hedge.budget, 0.1);
+  EXPECT_EQ(c.cache.max_concurrent_loads, 8);
+  EXPECT_EQ(c.cache.max_queued_loads, 0);
+  EXPECT_EQ(c.cache.max_key_bytes, 1024);
+  EXPECT_EQ(c.cache.max_value_bytes, 1048576);
+  EXPECT_EQ(c.max_batch_keys, 50);
+  EXPECT_EQ(c.max_concurrent_streams, 100);
+  EXPECT_EQ(c.grpc_memory_limit_bytes, int64_t{64} << 20);
+  EXPECT_EQ(c.metrics_listen, "");
+  EXPECT_EQ(c.drain_timeout, absl::Minutes(1));
+  EXPECT_EQ(c.log_level, LogLevel::kDebug);
+  EXPECT_EQ(c.log_format, LogFormat::kJson);
+  EXPECT_TRUE(cl->check_config);
+  EXPECT_TRUE(c.Validate().ok()) << c.Validate();
+}
+
+TEST_F(FlagsTest, FleetFlagsMapOntoTheConfigWithTheEnvironmentAsFallback) {
+  env_["FLIGHTCACHE_FLEET_KEY_PREFIX"] = "team-a:";
+  env_["FLIGHTCACHE_FLEET_TIMEOUT"] = "5ms";
+  absl::StatusOr<CommandLine> cl =
+      Parse({"--fleet=redis://10.0.0.7:6380/2", "--fleet-timeout=50ms", "--fleet-lease-ttl=5s",
+             "--fleet-max-value-bytes=256KiB", "--fleet-password-file=/etc/fc/redis-password"});
+  ASSERT_TRUE(cl.ok()) << cl.status();
+  const ServerConfig& c = cl->config;
+  EXPECT_EQ(c.fleet, "redis://10.0.0.7:6380/2");
+  EXPECT_EQ(c.fleet_timeout, absl::Milliseconds(50));  // the command line wins
+  EXPECT_EQ(c.cache.fleet.lease_ttl, absl::Seconds(5));
+  EXPECT_EQ(c.cache.fleet.max_value_bytes, 256 << 10);
+  EXPECT_EQ(c.fleet_key_prefix, "team-a:");
+  EXPECT_EQ(c.fleet_password_file, "/etc/fc/redis-password");
+  // Validate() does not read the password file (FleetRedisOptions does, at start-up).
+  EXPECT_TRUE(c.Validate().ok()) << c.Validate();
+  const std::string line = c.Describe();
+  EXPECT_THAT(line, HasSubstr("fleet=redis://10.0.0.7:6380/2"));
+  EXPECT_THAT(line, HasSubstr("fleet-timeout=50ms"));
+  EXPECT_THAT(line, HasSubstr("fleet-lease-ttl=5s"));
+  EXPECT_THAT(line, HasSubstr("fleet-key-prefix=team-a:"));
+  EXPECT_THAT(Parse({})->config.Describe(), HasSubstr("fleet=(off)"));
 }
 
 TEST_F(FlagsTest, OriginReplicasAndTheirEjectionMapOntoTheConfig) {
@@ -321,6 +414,16 @@ TEST_F(FlagsTest, EveryBadValueIsOneLineNamingItsFlag) {
       {"--origin-eject-after=some", "--origin-eject-after: "},
       {"--origin=grpc://a:1,", "--origin: "},
       {"--origin=grpcs://a:1,", "--origin: "},
+      {"--listen-socket-mode=0999", "--listen-socket-mode: "},
+      {"--listen-socket-mode=01000", "--listen-socket-mode: "},
+      {"--listen-socket-mode=rw-rw----", "--listen-socket-mode: "},
+      {"--listen-socket-mode=-1", "--listen-socket-mode: "},
+      {"--listen-socket-mode=", "--listen-socket-mode: "},
+      {"--keepalive-min-time=0s", "--keepalive-min-time: "},
+      {"--keepalive-min-time=5", "--keepalive-min-time: "},
+      {"--max-connection-age=-1s", "--max-connection-age: "},
+      {"--max-connection-age=old", "--max-connection-age: "},
+      {"--max-connection-age-grace=-1s", "--max-connection-age-grace: "},
       {"--origin-tls-ca-file=/etc/ca.pem", "--origin-tls-ca-file: "},  // without grpcs://
       {"--bogus=1", "--bogus: unknown flag"},
       {"--listen", "--listen: missing value"},
@@ -365,6 +468,10 @@ TEST_F(FlagsTest, EveryDurationAndSizeFlagHasAnUpperBound) {
       {"stale-if-error", "8760h", "8760h1ms"},
       {"refresh-ahead", "0.99", "1"},
       {"origin-eject-after", "1000000", "1000001"},
+      {"listen-socket-mode", "0777", "01000"},
+      {"keepalive-min-time", "24h", "24h1ms"},
+      {"max-connection-age", "24h", "24h1ms"},
+      {"max-connection-age-grace", "24h", "24h1ms"},
   };
   const std::set<std::string> not_numbers = {"listen",
                                              "origin",
