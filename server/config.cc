@@ -9,6 +9,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "flightcache/option_checks.h"
 #include "flightcache/support/file_util.h"
 #include "server/fleet/redis_fleet_keys.h"
@@ -176,7 +177,49 @@ absl::Status ServerConfig::Validate() const {
                                   " would exceed gRPC's 2 GiB message limit; lower either"));
   }
   if (absl::Status s = ValidateTls(); !s.ok()) return s;
+  if (absl::Status s = ValidateOriginTls(); !s.ok()) return s;
+  if (absl::Status s = ValidateListenerBounds(); !s.ok()) return s;
   return ValidateFleet();
+}
+
+absl::Status ServerConfig::ValidateOriginTls() const {
+  const std::pair<absl::string_view, const std::string*> files[] = {
+      {"--origin-tls-ca-file", &origin_tls.ca_file},
+      {"--origin-tls-cert-file", &origin_tls.cert_file},
+      {"--origin-tls-key-file", &origin_tls.key_file}};
+  // Refused rather than ignored: a CA given for a grpc:// origin would look like TLS and be
+  // plaintext.
+  if (!absl::StartsWith(origin, "grpcs://")) {
+    for (const auto& [flag, file] : files) {
+      if (!file->empty()) return FlagError(flag, "set, but --origin is not grpcs://");
+    }
+  }
+  if (origin_tls.cert_file.empty() != origin_tls.key_file.empty()) {
+    return FlagError(
+        origin_tls.cert_file.empty() ? "--origin-tls-cert-file" : "--origin-tls-key-file",
+        "--origin-tls-cert-file and --origin-tls-key-file go together (mTLS to the origin): give "
+        "both or neither");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ServerConfig::ValidateListenerBounds() const {
+  if (listen_socket_mode < 0 || listen_socket_mode > 0777) {
+    return FlagError("--listen-socket-mode",
+                     absl::StrFormat("must be a mode from 0 to 0777, got 0%o", listen_socket_mode));
+  }
+  if (absl::Status s =
+          CheckPositiveDuration("--keepalive-min-time", keepalive_min_time, kMaxTimeout);
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s =
+          CheckNonNegativeDuration("--max-connection-age", max_connection_age, kMaxTimeout);
+      !s.ok()) {
+    return s;
+  }
+  return CheckNonNegativeDuration("--max-connection-age-grace", max_connection_age_grace,
+                                  kMaxTimeout);
 }
 
 absl::Status ServerConfig::ValidateTls() const {
@@ -247,6 +290,12 @@ absl::StatusOr<AdminGuard> ServerConfig::MakeAdminGuard() const {
   return AdminGuard::WithToken(*token);
 }
 
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ServerConfig::OriginTlsCredentials()
+    const {
+  if (!absl::StartsWith(origin, "grpcs://")) return nullptr;
+  return MakeTlsChannelCredentials(origin_tls);
+}
+
 int ServerConfig::MaxRequestBytes() const {
   const int64_t bytes =
       max_batch_keys * (cache.max_key_bytes + kPerKeyFramingBytes) + kRequestSlackBytes;
@@ -260,7 +309,12 @@ int ServerConfig::OriginMaxResponseBytes() const {
 
 std::string ServerConfig::Describe() const {
   return absl::StrCat(
-      "listen=", listen, " origin=", origin, " origin-eject-after=", origin_replicas.eject_after,
+      "listen=", listen, " listen-socket-mode=", absl::StrFormat("0%o", listen_socket_mode),
+      " origin=", origin, " origin-tls-ca-file=",
+      origin_tls.ca_file.empty() ? "(none: system roots)" : origin_tls.ca_file,
+      " origin-tls-cert-file=", origin_tls.cert_file.empty() ? "(none)" : origin_tls.cert_file,
+      " origin-tls-key-file=", origin_tls.key_file.empty() ? "(none)" : origin_tls.key_file,
+      " origin-eject-after=", origin_replicas.eject_after,
       " origin-hedge-other-replica=", origin_replicas.hedge_to_other_replica ? "true" : "false",
       " metrics-listen=", metrics_listen.empty() ? "(disabled)" : metrics_listen,
       " ttl=", absl::FormatDuration(cache.default_ttl),
@@ -276,6 +330,10 @@ std::string ServerConfig::Describe() const {
       " max-value-bytes=", cache.max_value_bytes, " max-batch-keys=", max_batch_keys,
       " max-concurrent-streams=", max_concurrent_streams,
       " grpc-memory-limit=", grpc_memory_limit_bytes,
+      " keepalive-min-time=", absl::FormatDuration(keepalive_min_time), " max-connection-age=",
+      max_connection_age == absl::ZeroDuration() ? "(off)"
+                                                 : absl::FormatDuration(max_connection_age),
+      " max-connection-age-grace=", absl::FormatDuration(max_connection_age_grace),
       " drain-timeout=", absl::FormatDuration(drain_timeout),
       " cancelled-fetch-grace=", absl::FormatDuration(cancelled_fetch_grace),
       " log-level=", LogLevelName(log_level), " log-format=", LogFormatName(log_format),

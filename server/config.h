@@ -15,7 +15,10 @@
 #ifndef FLIGHTCACHE_SERVER_CONFIG_H_
 #define FLIGHTCACHE_SERVER_CONFIG_H_
 
+#include <grpcpp/security/credentials.h>
+
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "absl/status/status.h"
@@ -26,6 +29,7 @@
 #include "flightcache/replica_set.h"
 #include "server/admin_guard.h"
 #include "server/fleet/redis_options.h"
+#include "server/grpc_tls.h"
 #include "server/tls_listener.h"
 
 namespace flightcache {
@@ -39,7 +43,14 @@ enum class LogFormat { kText, kJson };
 struct ServerConfig {
   // gRPC listen address, HOST:PORT ([::1]:PORT for IPv6) or unix:PATH. Port 0 picks a free port.
   std::string listen = "127.0.0.1:50051";
+  // With --listen=unix:PATH, the socket file's permission bits (at most 0777): who on the host
+  // may connect. 0660: the server's user and group (a volume shared with the application).
+  int listen_socket_mode = 0660;
   std::string origin = std::string(kDefaultOrigin);
+  // A grpcs:// origin's CA (empty: the system's roots) and, for mTLS to the origin, this
+  // sidecar's certificate and key (both or neither): --origin-tls-*. Only with grpcs://. Read by
+  // OriginTlsCredentials(), once: rotating them means a restart.
+  TlsClientFiles origin_tls{.flag_prefix = "--origin-tls"};
   // With several grpc:// replicas: --origin-eject-after (the rest of ReplicaSetOptions keeps the
   // contract's 10 s doubling to 5 min).
   ReplicaSetOptions origin_replicas;
@@ -58,6 +69,18 @@ struct ServerConfig {
   // gRPC's resource quota: the memory its transports and calls may take before it pushes back
   // (smaller read buffers, then refusing new streams and connections). Not the cache's bytes.
   int64_t grpc_memory_limit_bytes = int64_t{1} << 30;
+  // Keepalive enforcement: a client may ping at most once per this while the server sends it
+  // nothing; the third ping too soon gets GOAWAY "too_many_pings" and the connection is closed.
+  // gRPC's own default (and grpc-go's and grpc-java's): clients configured for any gRPC server
+  // keep working, and a client cannot make the sidecar answer pings in a loop.
+  absl::Duration keepalive_min_time = absl::Minutes(5);
+  // A connection older than this (+-10% jitter) gets GOAWAY: its client reconnects for new calls,
+  // and calls in flight get max_connection_age_grace to finish before it is closed. 0: off, the
+  // default: a sidecar's clients are local, there is no balancing to redo by reconnecting.
+  absl::Duration max_connection_age = absl::ZeroDuration();
+  // Covers a Get that waits for a whole --load-timeout (5s) with room to spare; as long as
+  // --drain-timeout, the same promise to calls in flight. A health Watch stream is cut at it.
+  absl::Duration max_connection_age_grace = absl::Seconds(10);
   LogLevel log_level = LogLevel::kInfo;
   LogFormat log_format = LogFormat::kText;
   // The core's options: --ttl, --negative-ttl, --capacity-bytes, --load-timeout,
@@ -95,6 +118,11 @@ struct ServerConfig {
   absl::Status ValidateFleet() const;
   // The --tls-* part of Validate(): the flags go together. Does not read the files.
   absl::Status ValidateTls() const;
+  // The --origin-tls-* part of Validate(): only with a grpcs:// origin, cert and key together.
+  // Does not read the files.
+  absl::Status ValidateOriginTls() const;
+  // The --listen-socket-mode, --keepalive-min-time and --max-connection-age* part of Validate().
+  absl::Status ValidateListenerBounds() const;
 
   // The effective configuration on one line ("listen=127.0.0.1:50051 origin=sim://... ..."),
   // for the start-up log line and --check-config.
@@ -117,6 +145,10 @@ struct ServerConfig {
   // The grpc:// origin channel's receive limit: above max_value_bytes, so an oversized value
   // reaches the core (which answers RESOURCE_EXHAUSTED) instead of failing in the transport.
   int OriginMaxResponseBytes() const;
+
+  // TLS for a grpcs:// origin from the --origin-tls-* files (now: this reads and checks them);
+  // null for any other origin. INVALID_ARGUMENT naming the flag at fault.
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> OriginTlsCredentials() const;
 };
 
 // Checks a listen address: HOST:PORT with a port in [0, 65535], [IPV6]:PORT, or (when

@@ -13,6 +13,7 @@
 #include "absl/flags/reflection.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
@@ -73,6 +74,25 @@ bool AbslParseFlag(absl::string_view text, Count* out, std::string* error) {
   return true;
 }
 std::string AbslUnparseFlag(const Count& c) { return absl::StrCat(c.value); }
+
+// A file mode in octal, as chmod takes it: 0660 (or 660, 0o660). Its range is Validate()'s.
+struct FileMode {
+  int mode = 0;
+};
+bool AbslParseFlag(absl::string_view text, FileMode* out, std::string* error) {
+  text = absl::StripAsciiWhitespace(text);
+  absl::ConsumePrefix(&text, "0o");
+  constexpr size_t kMaxDigits = 8;  // far above 0777, far below int's range
+  if (text.empty() || text.size() > kMaxDigits ||
+      !std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '7'; })) {
+    *error = "want an octal mode such as 0660";
+    return false;
+  }
+  out->mode = 0;
+  for (const char c : text) out->mode = out->mode * 8 + (c - '0');
+  return true;
+}
+std::string AbslUnparseFlag(const FileMode& m) { return absl::StrFormat("0%o", m.mode); }
 
 // N | adaptive | adaptive:MIN-MAX
 struct ConcurrencyLimit {
@@ -224,10 +244,22 @@ ft::HedgeDelay DefaultHedgeDelay() {
 
 ABSL_FLAG(std::string, listen, kDefaults.listen,
           "gRPC listen address: HOST:PORT, [IPV6]:PORT or unix:PATH (port 0: any free port)");
+ABSL_FLAG(ft::FileMode, listen_socket_mode, ft::FileMode{kDefaults.listen_socket_mode},
+          "with --listen=unix:PATH, the socket file's mode (octal, at most 0777): who may "
+          "connect; set before the socket appears at PATH");
 ABSL_FLAG(std::string, origin, kDefaults.origin,
-          "the origin: grpc://HOST:PORT (or grpc://HOST:PORT,HOST:PORT,... for replicas), or "
+          "the origin: grpc://HOST:PORT (or grpc://HOST:PORT,HOST:PORT,... for replicas), "
+          "grpcs://... for TLS, or "
           "sim://?latency_ms=20&jitter_ms=5&value_bytes=128&error_rate=0&not_found_rate=0 (the "
           "built-in simulated origin)");
+ABSL_FLAG(std::string, origin_tls_ca_file, kDefaults.origin_tls.ca_file,
+          "with a grpcs:// origin, the CA certificates (PEM) its certificate must be signed by; "
+          "empty: the system's roots");
+ABSL_FLAG(std::string, origin_tls_cert_file, kDefaults.origin_tls.cert_file,
+          "with a grpcs:// origin, this sidecar's client certificate chain (PEM) for mTLS; needs "
+          "--origin-tls-key-file");
+ABSL_FLAG(std::string, origin_tls_key_file, kDefaults.origin_tls.key_file,
+          "the key of --origin-tls-cert-file (PEM, unencrypted)");
 ABSL_FLAG(ft::Count, origin_eject_after, ft::Count{kDefaults.origin_replicas.eject_after},
           "with several grpc:// replicas, consecutive failed fetches that leave a replica out "
           "for 10 s (doubling on each repeat, up to 5 min; never the last one); 0: never");
@@ -275,6 +307,15 @@ ABSL_FLAG(ft::Count, max_concurrent_streams, ft::Count{kDefaults.max_concurrent_
           "HTTP/2 streams (calls) one client connection may have open at once");
 ABSL_FLAG(ft::ByteSize, grpc_memory_limit, ft::ByteSize{kDefaults.grpc_memory_limit_bytes},
           "memory gRPC's transports and calls may use (its resource quota); not the cache");
+ABSL_FLAG(ft::Duration, keepalive_min_time, ft::Duration{kDefaults.keepalive_min_time},
+          "a client may send keepalive pings at most this often while the server sends it "
+          "nothing; the third ping too soon closes its connection (GOAWAY too_many_pings)");
+ABSL_FLAG(ft::Duration, max_connection_age, ft::Duration{kDefaults.max_connection_age},
+          "close client connections after this long (+-10%; GOAWAY: clients reconnect); 0: off, "
+          "as a sidecar's clients are local");
+ABSL_FLAG(ft::Duration, max_connection_age_grace, ft::Duration{kDefaults.max_connection_age_grace},
+          "how long calls in flight on a connection past --max-connection-age may take to finish "
+          "before it is closed (above --load-timeout)");
 ABSL_FLAG(std::string, metrics_listen, kDefaults.metrics_listen,
           "Prometheus /metrics address HOST:PORT; empty disables it");
 ABSL_FLAG(ft::Duration, drain_timeout, ft::Duration{kDefaults.drain_timeout},
@@ -326,7 +367,11 @@ using support::FlagSpec;
 // environment; --check-config is an action, not a setting.
 constexpr FlagSpec kFlags[] = {
     {"listen", true},
+    {"listen_socket_mode", true},
     {"origin", true},
+    {"origin_tls_ca_file", true},
+    {"origin_tls_cert_file", true},
+    {"origin_tls_key_file", true},
     {"origin_eject_after", true},
     {"origin_hedge_other_replica", true},
     {"ttl", true},
@@ -346,6 +391,9 @@ constexpr FlagSpec kFlags[] = {
     {"max_batch_keys", true},
     {"max_concurrent_streams", true},
     {"grpc_memory_limit", true},
+    {"keepalive_min_time", true},
+    {"max_connection_age", true},
+    {"max_connection_age_grace", true},
     {"metrics_listen", true},
     {"drain_timeout", true},
     {"cancelled_fetch_grace", true},
@@ -367,7 +415,11 @@ constexpr FlagSpec kFlags[] = {
 ServerConfig ConfigFromFlags() {
   ServerConfig c;
   c.listen = absl::GetFlag(FLAGS_listen);
+  c.listen_socket_mode = absl::GetFlag(FLAGS_listen_socket_mode).mode;
   c.origin = absl::GetFlag(FLAGS_origin);
+  c.origin_tls.ca_file = absl::GetFlag(FLAGS_origin_tls_ca_file);
+  c.origin_tls.cert_file = absl::GetFlag(FLAGS_origin_tls_cert_file);
+  c.origin_tls.key_file = absl::GetFlag(FLAGS_origin_tls_key_file);
   c.origin_replicas.eject_after = absl::GetFlag(FLAGS_origin_eject_after).value;
   c.origin_replicas.hedge_to_other_replica = absl::GetFlag(FLAGS_origin_hedge_other_replica);
   c.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
@@ -376,6 +428,9 @@ ServerConfig ConfigFromFlags() {
   c.max_batch_keys = absl::GetFlag(FLAGS_max_batch_keys).value;
   c.max_concurrent_streams = absl::GetFlag(FLAGS_max_concurrent_streams).value;
   c.grpc_memory_limit_bytes = absl::GetFlag(FLAGS_grpc_memory_limit).bytes;
+  c.keepalive_min_time = absl::GetFlag(FLAGS_keepalive_min_time).value;
+  c.max_connection_age = absl::GetFlag(FLAGS_max_connection_age).value;
+  c.max_connection_age_grace = absl::GetFlag(FLAGS_max_connection_age_grace).value;
   c.log_level = absl::GetFlag(FLAGS_log_level).level;
   c.log_format = absl::GetFlag(FLAGS_log_format).format;
   c.cache.default_ttl = absl::GetFlag(FLAGS_ttl).value;

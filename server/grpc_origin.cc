@@ -141,8 +141,11 @@ absl::StatusOr<std::unique_ptr<GrpcOrigin>> GrpcOrigin::Create(const std::string
   // GRPC_ARG_MIN_RECONNECT_BACKOFF_MS: it is also the connect timeout, which must stay long.)
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
-  std::shared_ptr<grpc::Channel> channel =
-      grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
+  std::shared_ptr<grpc::Channel> channel = grpc::CreateCustomChannel(
+      target,
+      options.tls_credentials != nullptr ? options.tls_credentials
+                                         : grpc::InsecureChannelCredentials(),
+      args);
   if (channel == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat("cannot create a channel to ", target));
   }
@@ -157,7 +160,8 @@ std::unique_ptr<GrpcOrigin> GrpcOrigin::CreateWithChannel(std::string name,
 
 GrpcOrigin::GrpcOrigin(std::string target, std::shared_ptr<grpc::Channel> channel,
                        const GrpcOriginOptions& options)
-    : target_(std::move(target)),
+    : scheme_(options.tls_credentials != nullptr ? "grpcs://" : "grpc://"),
+      target_(std::move(target)),
       timers_(options.timers),
       cancelled_fetch_grace_(options.cancelled_fetch_grace),
       on_garbage_reply_(options.on_garbage_reply),

@@ -1,5 +1,5 @@
 // GrpcOrigin: an Origin that calls a remote flightcache.v1.Origin service over gRPC
-// (`--origin=grpc://HOST:PORT`).
+// (`--origin=grpc://HOST:PORT`), or over TLS with `tls_credentials` (`grpcs://HOST:PORT`).
 //
 // Each Fetch is one asynchronous unary call on a generic (ByteBuffer) callback stub: no thread
 // waits for it, and the reply's bytes reach us unparsed, so a reply that is not a FetchResponse is
@@ -43,6 +43,7 @@
 
 #include <grpcpp/channel.h>
 #include <grpcpp/generic/generic_stub.h>
+#include <grpcpp/security/credentials.h>
 
 #include <functional>
 #include <memory>
@@ -68,17 +69,20 @@ struct GrpcOriginOptions {
   // Called once for every reply that is garbage (see above), before its fetch is done; may be
   // empty. Runs on a gRPC thread.
   std::function<void()> on_garbage_reply;
+  // TLS for the channel (grpcs://: MakeTlsChannelCredentials() in server/grpc_tls.h); null:
+  // plaintext (grpc://).
+  std::shared_ptr<grpc::ChannelCredentials> tls_credentials;
 };
 
 class GrpcOrigin final : public Origin {
  public:
-  // `target` is HOST:PORT. The channel connects lazily: an unreachable origin is not an error
-  // here; its fetches fail with UNAVAILABLE.
+  // `target` is HOST:PORT. The channel connects lazily: an unreachable origin (or one whose TLS
+  // handshake fails) is not an error here; its fetches fail with UNAVAILABLE.
   static absl::StatusOr<std::unique_ptr<GrpcOrigin>> Create(const std::string& target,
                                                             const GrpcOriginOptions& options);
   // Over a channel the caller made, e.g. a grpc::Server's InProcessChannel (the origin-reply fuzz
-  // target); `name` is what Describe() shows after grpc://. options.max_response_bytes is not
-  // applied: the channel's own arguments decide.
+  // target); `name` is what Describe() shows after grpc:// (grpcs:// with options.tls_credentials).
+  // options.max_response_bytes is not applied: the channel's own arguments decide.
   static std::unique_ptr<GrpcOrigin> CreateWithChannel(std::string name,
                                                        std::shared_ptr<grpc::Channel> channel,
                                                        const GrpcOriginOptions& options);
@@ -86,13 +90,14 @@ class GrpcOrigin final : public Origin {
   GrpcOrigin& operator=(const GrpcOrigin&) = delete;
 
   void Fetch(const FetchRequest& request, std::stop_token cancel, FetchCallback done) override;
-  std::string Describe() const override { return "grpc://" + target_; }
+  std::string Describe() const override { return scheme_ + target_; }
 
  private:
   struct Call;
   GrpcOrigin(std::string target, std::shared_ptr<grpc::Channel> channel,
              const GrpcOriginOptions& options);
 
+  const std::string scheme_;  // grpc:// or grpcs://
   const std::string target_;
   TimerQueue* const timers_;
   const absl::Duration cancelled_fetch_grace_;

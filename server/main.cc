@@ -107,6 +107,15 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
+  // And a grpcs:// origin's: a CA that does not parse, or a key that is not the certificate's,
+  // fails here, not as UNAVAILABLE on every fetch.
+  if (absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> origin_tls =
+          cl->config.OriginTlsCredentials();
+      !origin_tls.ok()) {
+    std::fprintf(stderr, "flightcache-server: %s\n",
+                 std::string(origin_tls.status().message()).c_str());
+    return 2;
+  }
   if (cl->check_config) {
     std::printf("flightcache-server: configuration OK: %s\n", cl->config.Describe().c_str());
     return 0;

@@ -1,5 +1,7 @@
 #include "server/origin_factory.h"
 
+#include <grpcpp/security/credentials.h>
+
 #include <utility>
 
 #include "absl/algorithm/container.h"
@@ -60,7 +62,9 @@ absl::StatusOr<OriginSpec> ParseOriginUrl(absl::string_view url) {
   }
   OriginSpec spec;
   absl::string_view rest = url;
-  if (absl::ConsumePrefix(&rest, "grpc://")) {
+  // grpcs:// is grpc:// over TLS: the same targets, checked alike.
+  const bool tls = absl::ConsumePrefix(&rest, "grpcs://");
+  if (tls || absl::ConsumePrefix(&rest, "grpc://")) {
     if (absl::StrContains(rest, '/') || absl::StrContains(rest, '?')) {
       return absl::InvalidArgumentError(absl::StrCat(
           "'", url, "': a grpc origin takes no path or query (want grpc://HOST:PORT)"));
@@ -75,6 +79,7 @@ absl::StatusOr<OriginSpec> ParseOriginUrl(absl::string_view url) {
                                                      " replicas; at most ", kMaxReplicas));
     }
     spec.kind = OriginSpec::Kind::kGrpc;
+    spec.tls = tls;
     return spec;
   }
   if (absl::ConsumePrefix(&rest, "sim://") || absl::ConsumePrefix(&rest, "sim:")) {
@@ -94,8 +99,10 @@ absl::StatusOr<OriginSpec> ParseOriginUrl(absl::string_view url) {
     return absl::InvalidArgumentError(absl::StrCat(
         "'", url, "': http origins are not supported yet (use grpc://HOST:PORT or sim://?...)"));
   }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "'", url, "' is not an origin URL (want grpc://HOST:PORT or sim://?latency_ms=20&...)"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("'", url,
+                   "' is not an origin URL (want grpc://HOST:PORT, grpcs://HOST:PORT or "
+                   "sim://?latency_ms=20&...)"));
 }
 
 absl::StatusOr<std::unique_ptr<Origin>> CreateOrigin(const OriginSpec& spec, TimerQueue& timers,
@@ -105,6 +112,11 @@ absl::StatusOr<std::unique_ptr<Origin>> CreateOrigin(const OriginSpec& spec, Tim
   switch (spec.kind) {
     case OriginSpec::Kind::kGrpc: {
       grpc.timers = &timers;
+      // grpcs:// without credentials from the caller: the system's roots, no client certificate.
+      if (spec.tls && grpc.tls_credentials == nullptr) {
+        grpc.tls_credentials = grpc::SslCredentials(grpc::SslCredentialsOptions());
+      }
+      if (!spec.tls) grpc.tls_credentials = nullptr;
       std::vector<std::unique_ptr<Origin>> origins;
       for (const std::string& target : spec.grpc_targets) {
         absl::StatusOr<std::unique_ptr<GrpcOrigin>> origin = GrpcOrigin::Create(target, grpc);

@@ -1,6 +1,7 @@
 // Origin factory: turns an --origin URL into an Origin.
 //
 //   grpc://HOST:PORT             a remote flightcache.v1.Origin (GrpcOrigin)
+//   grpcs://HOST:PORT            the same over TLS (GrpcOriginOptions::tls_credentials)
 //   sim://?latency_ms=20&...     the built-in simulated origin (lib's sim::SimOrigin; see
 //                                flightcache/sim/sim_origin.h)
 //   http://HOST:PORT/PREFIX      planned; rejected for now with a clear config error
@@ -35,6 +36,7 @@ struct OriginSpec {
   enum class Kind { kGrpc, kSim };
   Kind kind = Kind::kSim;
   std::vector<std::string> grpc_targets;  // kGrpc: HOST:PORT, one per replica (in URL order)
+  bool tls = false;                       // kGrpc: grpcs://
   sim::OriginModelOptions sim;            // kSim
 };
 
@@ -43,7 +45,8 @@ struct OriginSpec {
 absl::StatusOr<OriginSpec> ParseOriginUrl(absl::string_view url);
 
 // `timers` drives the simulated origin and the grpc:// origin's grace pauses, and must outlive the
-// origin. `grpc` is what a grpc:// origin is built with (its `timers` is replaced by `timers`).
+// origin. `grpc` is what a grpc:// origin is built with (its `timers` is replaced by `timers`;
+// its `tls_credentials` are used for grpcs:// only, and default to the system's roots).
 // A grpc:// URL with several addresses is a ReplicaSet of one GrpcOrigin per address, with
 // `replicas` and `observer` (its clock: timers.clock()); with one address, a GrpcOrigin alone.
 absl::StatusOr<std::unique_ptr<Origin>> CreateOrigin(const OriginSpec& spec, TimerQueue& timers,

@@ -15,7 +15,9 @@
 #include <vector>
 
 #include "absl/base/call_once.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "server/grpc_listener.h"
 #include "server/origin_factory.h"
@@ -41,6 +43,60 @@ constexpr int kMetricsRequestTimeoutMs = 5'000;
 // Threads that run the fleet tier's callbacks, which may complete a flight and answer all of its
 // waiters: never the Redis loop's own thread.
 constexpr int kFleetWorkerThreads = 2;
+
+// A client's third ping too soon (see --keepalive-min-time) closes its connection: gRPC's default,
+// written here because the flag's meaning depends on it.
+constexpr int kMaxPingStrikes = 2;
+
+int ToChannelArgMs(absl::Duration d) {
+  return static_cast<int>(std::max<int64_t>(1, absl::ToInt64Milliseconds(d)));
+}
+
+// Keepalive enforcement and connection age (ServerConfig explains each).
+void AddConnectionBounds(const ServerConfig& config, grpc::ServerBuilder& builder) {
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+                             ToChannelArgMs(config.keepalive_min_time));
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, kMaxPingStrikes);
+  if (config.max_connection_age > absl::ZeroDuration()) {
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_MS,
+                               ToChannelArgMs(config.max_connection_age));
+    builder.AddChannelArgument(
+        GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS,
+        static_cast<int>(absl::ToInt64Milliseconds(config.max_connection_age_grace)));
+  }
+}
+
+// Starts `builder`'s server on --listen. A unix: socket is bound privately and then published
+// with --listen-socket-mode (see PrivateUnixSocket); `unix_socket` keeps it until the server has
+// stopped.
+absl::StatusOr<GrpcServer> Listen(const ServerConfig& config, grpc::ServerBuilder& builder,
+                                  std::shared_ptr<grpc::ServerCredentials> credentials,
+                                  std::unique_ptr<PrivateUnixSocket>& unix_socket) {
+  std::string bind_address = config.listen;
+  if (absl::string_view path = config.listen; absl::ConsumePrefix(&path, "unix:")) {
+    absl::StatusOr<std::unique_ptr<PrivateUnixSocket>> socket =
+        PrivateUnixSocket::Prepare(std::string(path));
+    if (!socket.ok()) {
+      return absl::UnavailableError(absl::StrCat("--listen: ", socket.status().message()));
+    }
+    unix_socket = *std::move(socket);
+    bind_address = absl::StrCat("unix:", unix_socket->bind_path());
+  }
+  absl::StatusOr<GrpcServer> server =
+      StartGrpcServer(builder, bind_address, std::move(credentials));
+  if (!server.ok()) {
+    return absl::UnavailableError(absl::StrCat("--listen: cannot listen on ", config.listen,
+                                               " (address in use or not local?)"));
+  }
+  if (unix_socket != nullptr) {
+    if (absl::Status published = unix_socket->Publish(config.listen_socket_mode); !published.ok()) {
+      server->server->Shutdown(std::chrono::system_clock::now());
+      server->server->Wait();
+      return absl::UnavailableError(absl::StrCat("--listen: ", published.message()));
+    }
+  }
+  return server;
+}
 
 // How often the trimmer looks at RSS to decide whether to trim (see memory_trimmer.h).
 constexpr absl::Duration kMemoryTrimInterval = absl::Seconds(5);
@@ -87,11 +143,15 @@ absl::StatusOr<std::unique_ptr<Sidecar>> Sidecar::Start(const ServerConfig& conf
   s.metrics_ = std::make_unique<Metrics>();
   s.deadline_workers_ = std::make_unique<WorkerPool>(kDeadlineWorkerThreads);
   s.timers_ = std::make_unique<ThreadTimerQueue>(MonotonicClock::Get(), s.metrics_.get());
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> origin_tls =
+      config.OriginTlsCredentials();
+  if (!origin_tls.ok()) return origin_tls.status();
   absl::StatusOr<std::unique_ptr<Origin>> origin = CreateOrigin(
       *spec, *s.timers_,
       {.max_response_bytes = config.OriginMaxResponseBytes(),
        .cancelled_fetch_grace = config.cancelled_fetch_grace,
-       .on_garbage_reply = [metrics = s.metrics_.get()] { metrics->RecordOriginGarbageReply(); }},
+       .on_garbage_reply = [metrics = s.metrics_.get()] { metrics->RecordOriginGarbageReply(); },
+       .tls_credentials = *std::move(origin_tls)},
       config.origin_replicas,
       [metrics = s.metrics_.get()](size_t replica, absl::Duration latency, const absl::Status&) {
         metrics->RecordReplicaFetch(replica, latency);
@@ -149,6 +209,7 @@ absl::StatusOr<std::unique_ptr<Sidecar>> Sidecar::Start(const ServerConfig& conf
   builder.AddChannelArgument(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS, kHandshakeTimeoutMs);
   builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,
                              static_cast<int>(config.max_concurrent_streams));
+  AddConnectionBounds(config, builder);
   grpc::ResourceQuota quota("flightcache-server");
   quota.Resize(static_cast<size_t>(config.grpc_memory_limit_bytes));
   builder.SetResourceQuota(quota);
@@ -160,11 +221,8 @@ absl::StatusOr<std::unique_ptr<Sidecar>> Sidecar::Start(const ServerConfig& conf
     s.tls_ = *std::move(tls);
     credentials = s.tls_->credentials();
   }
-  absl::StatusOr<GrpcServer> grpc_server = StartGrpcServer(builder, config.listen, credentials);
-  if (!grpc_server.ok()) {
-    return absl::UnavailableError(absl::StrCat("--listen: ", grpc_server.status().message(),
-                                               " (address in use or not local?)"));
-  }
+  absl::StatusOr<GrpcServer> grpc_server = Listen(config, builder, credentials, s.unix_socket_);
+  if (!grpc_server.ok()) return grpc_server.status();
   s.server_ = std::move(grpc_server->server);
   s.port_ = grpc_server->port;
   s.trimmer_ =

@@ -44,6 +44,7 @@
 #include "server/memory_trimmer.h"
 #include "server/metrics.h"
 #include "server/tls_listener.h"
+#include "server/unix_socket.h"
 
 namespace prometheus {
 class Exposer;
@@ -102,6 +103,8 @@ class Sidecar final {
   std::unique_ptr<AdminGuard> admin_;  // Invalidate's; outlives service_
   std::unique_ptr<CacheService> service_;
   std::unique_ptr<TlsListenerCredentials> tls_;  // --tls-*, or null; outlives server_
+  // --listen=unix:PATH, or null; removes the socket file after server_ has stopped.
+  std::unique_ptr<PrivateUnixSocket> unix_socket_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<prometheus::Exposer> exposer_;
   std::unique_ptr<MemoryTrimmer> trimmer_;

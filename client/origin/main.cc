@@ -25,6 +25,7 @@
 #include "flightcache/support/signal_watcher.h"
 #include "flightcache/timer_queue.h"
 #include "server/grpc_listener.h"
+#include "server/tls_listener.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:50052",
           "HOST:PORT to serve flightcache.v1.Origin on; port 0 picks a free port.");
@@ -60,6 +61,12 @@ ABSL_FLAG(uint64_t, seed, 1,
           "the same fetches alike).");
 ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(5),
           "On SIGTERM/SIGINT, how long fetches in flight may take before they are cancelled.");
+ABSL_FLAG(std::string, tls_cert_file, "",
+          "Serve over TLS with this certificate chain (PEM, leaf first; with --tls-key-file), "
+          "for a sidecar's --origin=grpcs://. Re-read when it changes.");
+ABSL_FLAG(std::string, tls_key_file, "", "The key of --tls-cert-file (PEM, unencrypted).");
+ABSL_FLAG(std::string, tls_client_ca_file, "",
+          "Require client certificates signed by these CAs (mTLS; PEM); needs --tls-cert-file.");
 
 namespace flightcache::demo_origin {
 namespace {
@@ -74,6 +81,7 @@ constexpr char kUsage[] =
     "failures, overload and counters.\n"
     "\n"
     "  flightcache-origin --listen=127.0.0.1:0 --port-file=/tmp/port --latency=fixed:20ms\n"
+    "  flightcache-origin --tls-cert-file=origin.pem --tls-key-file=origin.key   (grpcs://)\n"
     "\n"
     "Each value fetch of a key bumps that key's version; the value encodes key and version.\n"
     "Counters (fetches, primary/hedge fetches, values, not_found, errors, rejected, cancelled,\n"
@@ -152,6 +160,24 @@ OriginModelOptions ModelOptionsFromFlags() {
   return o;
 }
 
+// TLS from --tls-cert-file, --tls-key-file and --tls-client-ca-file (the sidecar's listener's
+// watched credentials, server/tls_listener.h), or null for plaintext. Exits 2 on a bad file.
+std::unique_ptr<TlsListenerCredentials> TlsFromFlags() {
+  const TlsListenerFiles files{.cert_file = absl::GetFlag(FLAGS_tls_cert_file),
+                               .key_file = absl::GetFlag(FLAGS_tls_key_file),
+                               .client_ca_file = absl::GetFlag(FLAGS_tls_client_ca_file)};
+  if (files.cert_file.empty() && files.key_file.empty()) {
+    if (!files.client_ca_file.empty()) {
+      support::ExitUsageError("--tls-client-ca-file needs --tls-cert-file and --tls-key-file");
+    }
+    return nullptr;
+  }
+  absl::StatusOr<std::unique_ptr<TlsListenerCredentials>> tls =
+      TlsListenerCredentials::Start(files);
+  if (!tls.ok()) support::ExitUsageError(tls.status().message());
+  return *std::move(tls);
+}
+
 int Main(int argc, char** argv) {
   absl::SetProgramUsageMessage(kUsage);
   support::ParseFlagsWithoutArgumentsOrExit(argc, argv);
@@ -177,7 +203,9 @@ int Main(int argc, char** argv) {
     }
   });
 
-  // Declared before the server so that it is destroyed after it: the reactors' timers live here.
+  // Declared before the server so that they are destroyed after it: the reactors' timers live
+  // here, and the TLS credentials' files.
+  const std::unique_ptr<TlsListenerCredentials> tls = TlsFromFlags();
   ThreadTimerQueue timers;
   OriginModel model(model_options);
   OriginService service(model, timers);
@@ -185,7 +213,8 @@ int Main(int argc, char** argv) {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   builder.RegisterService(&service);
-  absl::StatusOr<GrpcServer> grpc_server = StartGrpcServer(builder, listen);
+  absl::StatusOr<GrpcServer> grpc_server =
+      StartGrpcServer(builder, listen, tls != nullptr ? tls->credentials() : nullptr);
   if (!grpc_server.ok()) {
     std::fprintf(stderr, "%s: %s\n", support::ProgramName().c_str(),
                  std::string(grpc_server.status().message()).c_str());
@@ -193,10 +222,13 @@ int Main(int argc, char** argv) {
   }
   const std::unique_ptr<grpc::Server> server = std::move(grpc_server->server);
   const int port = grpc_server->port;
-  Log(absl::StrCat("serving flightcache.v1.Origin on ", listen, " (port ", port, "), latency ",
-                   model_options.latency.ToString(), ", value_bytes ", model_options.value_bytes,
-                   ", error_rate ", model_options.error_rate, ", not_found_rate ",
-                   model_options.not_found_rate));
+  const char* security = tls == nullptr                                    ? "plaintext"
+                         : absl::GetFlag(FLAGS_tls_client_ca_file).empty() ? "TLS"
+                                                                           : "mTLS";
+  Log(absl::StrCat("serving flightcache.v1.Origin on ", listen, " (port ", port, ", ", security,
+                   "), latency ", model_options.latency.ToString(), ", value_bytes ",
+                   model_options.value_bytes, ", error_rate ", model_options.error_rate,
+                   ", not_found_rate ", model_options.not_found_rate));
   std::cout << support::JsonObjectWriter().Add("event", "listening").Add("port", port).Build()
             << std::endl;
   if (!port_file.empty()) {

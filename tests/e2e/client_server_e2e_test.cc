@@ -1,9 +1,12 @@
 // The client programs against the real flightcache-server and the demo flightcache-origin:
 // origin <- server <- loadgen / cli, all built binaries on free ports.
+#include <algorithm>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "flightcache/sim/origin_model.h"
@@ -20,7 +23,8 @@ using ::testing::HasSubstr;
 
 class ClientServerE2eTest : public ::testing::Test {
  protected:
-  // Starts the origin with `origin_flags`, then the server (with `server_flags`) in front of it.
+  // Starts the origin with `origin_flags`, then the server (with `server_flags`) in front of it;
+  // over grpcs:// when `server_flags` has --origin-tls-* flags.
   void StartStack(std::vector<std::string> origin_flags,
                   const std::vector<std::string>& server_flags = {}) {
     std::vector<std::string> argv = {FLIGHTCACHE_ORIGIN_BIN, "--listen=127.0.0.1:0",
@@ -31,9 +35,12 @@ class ClientServerE2eTest : public ::testing::Test {
     const std::optional<std::string> origin_port = WaitForFile(dir_ + "/origin.port");
     ASSERT_TRUE(origin_port.has_value()) << origin_->err();
 
-    std::vector<std::string> server_argv = {
-        "--listen=127.0.0.1:0",
-        "--metrics-listen=", absl::StrCat("--origin=grpc://127.0.0.1:", std::stoi(*origin_port))};
+    const bool origin_tls = std::any_of(
+        server_flags.begin(), server_flags.end(),
+        [](const std::string& flag) { return absl::StartsWith(flag, "--origin-tls-"); });
+    std::vector<std::string> server_argv = {"--listen=127.0.0.1:0", "--metrics-listen=",
+                                            absl::StrCat("--origin=", origin_tls ? "grpcs" : "grpc",
+                                                         "://127.0.0.1:", std::stoi(*origin_port))};
     server_argv.insert(server_argv.end(), server_flags.begin(), server_flags.end());
     server_ = std::make_unique<ChildProcess>(ServerCommand(server_argv), ChildOptions{.dir = dir_});
     const int port = WaitForServerPort(*server_);
@@ -98,6 +105,27 @@ TEST_F(ClientServerE2eTest, HerdCoalescesIntoOneOriginFetchPerWave) {
   EXPECT_EQ(JsonInt(server_stats, "coalesced") + JsonInt(server_stats, "hits"), 796);
   EXPECT_GE(JsonInt(server_stats, "coalesced"), 400) << "most of each wave joins the load";
   EXPECT_THAT(r.out, HasSubstr("LOADED=4 "));
+}
+
+// flightcache-origin serving mTLS (--tls-cert-file, --tls-key-file, --tls-client-ca-file) and the
+// server dialling it with --origin=grpcs:// and its own client certificate.
+TEST_F(ClientServerE2eTest, TheServerLoadsFromTheDemoOriginOverMutualTls) {
+  testing::TestPki pki("e2e-origin-ca");
+  ASSERT_TRUE(pki.ok());
+  const testing::TestPki::Leaf origin = pki.Issue("origin");
+  const testing::TestPki::Leaf sidecar = pki.Issue("sidecar");
+  ASSERT_NO_FATAL_FAILURE(StartStack(
+      {"--latency=fixed:1ms", "--tls-cert-file=" + origin.cert_file,
+       "--tls-key-file=" + origin.key_file, "--tls-client-ca-file=" + pki.ca_file()},
+      {"--origin-tls-ca-file=" + pki.ca_file(), "--origin-tls-cert-file=" + sidecar.cert_file,
+       "--origin-tls-key-file=" + sidecar.key_file}));
+  EXPECT_THAT(origin_->err(), HasSubstr(", mTLS)"));
+  const ProgramResult r = Cli({"get", "over-mtls", "--raw"});
+  ASSERT_EQ(r.exit_code, 0) << r.err << server_->err();
+  const std::optional<sim::SimValueInfo> info = sim::DecodeSimValue(r.out);
+  ASSERT_TRUE(info.has_value()) << r.out;
+  EXPECT_EQ(info->key, "over-mtls");
+  EXPECT_TRUE(WaitForOriginStat("fetches", 1)) << ReadFile(origin_stats());
 }
 
 TEST_F(ClientServerE2eTest, CliReadsValuesThatTheOriginVersions) {

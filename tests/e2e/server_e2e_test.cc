@@ -128,6 +128,41 @@ TEST(ServerE2eTest, CheckConfigExitsZeroWithoutBinding) {
   EXPECT_THAT(r.out, HasSubstr("hedge-delay=p95"));
 }
 
+// --check-config reads a grpcs:// origin's TLS files: a key that is not the certificate's, or a
+// file that is not there, exits 2 naming the flag; the output shows the paths, never a key.
+TEST(ServerE2eTest, CheckConfigReadsTheOriginTlsFilesAndShowsOnlyTheirPaths) {
+  testing::TestPki pki("e2e-check-ca");
+  ASSERT_TRUE(pki.ok());
+  const testing::TestPki::Leaf a = pki.Issue("a");
+  const testing::TestPki::Leaf b = pki.Issue("b");
+  const std::vector<std::string> good = {
+      "--check-config", "--origin=grpcs://127.0.0.1:9443", "--origin-tls-ca-file=" + pki.ca_file(),
+      "--origin-tls-cert-file=" + a.cert_file, "--origin-tls-key-file=" + a.key_file};
+  const Result ok = RunServer(good);
+  EXPECT_EQ(ok.exit_code, 0) << ok.err;
+  EXPECT_THAT(ok.out, HasSubstr("origin-tls-key-file=" + a.key_file));
+  EXPECT_THAT(ok.out + ok.err, Not(HasSubstr("PRIVATE KEY")));
+
+  std::vector<std::string> wrong_key = good;
+  wrong_key.back() = "--origin-tls-key-file=" + b.key_file;
+  const Result mismatch = RunServer(wrong_key);
+  EXPECT_EQ(mismatch.exit_code, 2);
+  EXPECT_EQ(CountLines(mismatch.err), 1) << mismatch.err;
+  EXPECT_THAT(mismatch.err, StartsWith("flightcache-server: --origin-tls-key-file: "));
+  EXPECT_THAT(mismatch.err, Not(HasSubstr("PRIVATE KEY")));
+
+  const Result missing = RunServer({"--check-config", "--origin=grpcs://127.0.0.1:9443",
+                                    "--origin-tls-ca-file=" + pki.dir() + "/none.pem"});
+  EXPECT_EQ(missing.exit_code, 2);
+  EXPECT_THAT(missing.err, StartsWith("flightcache-server: --origin-tls-ca-file "));
+
+  const Result plaintext = RunServer({"--check-config", "--origin=grpc://127.0.0.1:9000",
+                                      "--origin-tls-ca-file=" + pki.ca_file()});
+  EXPECT_EQ(plaintext.exit_code, 2);
+  EXPECT_EQ(plaintext.err,
+            "flightcache-server: --origin-tls-ca-file: set, but --origin is not grpcs://\n");
+}
+
 TEST(ServerE2eTest, TakenAddressExitsOne) {
   HeldPort taken;
   const Result r = RunServer({"--listen=" + taken.address(), "--metrics-listen="});

@@ -1,4 +1,4 @@
-// Fuzz target: --origin URLs (server/origin_factory.cc: grpc://HOST:PORT and sim://?...,
+// Fuzz target: --origin URLs (server/origin_factory.cc: grpc(s)://HOST:PORT and sim://?...,
 // lib/src/sim/sim_origin.cc) and the simulated origin's value format (lib/src/sim/origin_model.cc).
 //
 // Input: the URL, all of it.

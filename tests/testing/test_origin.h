@@ -34,6 +34,7 @@
 #ifndef FLIGHTCACHE_TESTS_TESTING_TEST_ORIGIN_H_
 #define FLIGHTCACHE_TESTS_TESTING_TEST_ORIGIN_H_
 
+#include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server.h>
 #include <grpcpp/support/status.h>
 
@@ -76,15 +77,18 @@ class TestOrigin final {
       std::function<OriginBehavior(const std::string& key, uint32_t attempt, int64_t nth)>;
 
   // Starts serving on 127.0.0.1:`port` (0: a free port; pass an earlier origin's port() to bring
-  // a stopped origin back). Aborts (CHECK-style) if the server cannot start.
-  static std::unique_ptr<TestOrigin> Start(int port = 0);
+  // a stopped origin back), over TLS with `credentials` (e.g. TlsListenerCredentials'), else
+  // plaintext. Aborts (CHECK-style) if the server cannot start.
+  static std::unique_ptr<TestOrigin> Start(
+      int port = 0, std::shared_ptr<grpc::ServerCredentials> credentials = nullptr);
   ~TestOrigin();
   TestOrigin(const TestOrigin&) = delete;
   TestOrigin& operator=(const TestOrigin&) = delete;
 
   int port() const { return port_; }
   std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
-  std::string url() const { return "grpc://" + address(); }  // for ServerConfig::origin
+  std::string url() const { return "grpc://" + address(); }       // for ServerConfig::origin
+  std::string tls_url() const { return "grpcs://" + address(); }  // when started with TLS
 
   static std::string DefaultValue(const std::string& key, int64_t nth) {
     return key + "#" + std::to_string(nth);

@@ -79,8 +79,86 @@ TEST_F(FlagsTest, NoFlagsGiveTheSpecDefaults) {
   EXPECT_EQ(c.cache.fleet.max_value_bytes, int64_t{1} << 20);
   EXPECT_EQ(c.fleet_key_prefix, "fc:");
   EXPECT_EQ(c.fleet_password_file, "");
+  EXPECT_EQ(c.listen_socket_mode, 0660);
+  EXPECT_EQ(c.origin_tls.ca_file, "");
+  EXPECT_EQ(c.origin_tls.cert_file, "");
+  EXPECT_EQ(c.origin_tls.key_file, "");
+  EXPECT_EQ(c.keepalive_min_time, absl::Minutes(5));
+  EXPECT_EQ(c.max_connection_age, absl::ZeroDuration());
+  EXPECT_EQ(c.max_connection_age_grace, absl::Seconds(10));
   EXPECT_FALSE(cl->check_config);
   EXPECT_TRUE(c.Validate().ok());
+}
+
+TEST_F(FlagsTest, OriginTlsFlagsMapOntoTheConfigWithTheEnvironmentAsFallback) {
+  env_["FLIGHTCACHE_ORIGIN_TLS_KEY_FILE"] = "/etc/fc/origin-client.key";
+  absl::StatusOr<CommandLine> cl = Parse({"--origin=grpcs://origin.internal:9443,10.0.0.8:9443",
+                                          "--origin-tls-ca-file=/etc/fc/origin-ca.pem",
+                                          "--origin-tls-cert-file=/etc/fc/origin-client.pem"});
+  ASSERT_TRUE(cl.ok()) << cl.status();
+  const ServerConfig& c = cl->config;
+  EXPECT_EQ(c.origin_tls.flag_prefix, "--origin-tls");
+  EXPECT_EQ(c.origin_tls.ca_file, "/etc/fc/origin-ca.pem");
+  EXPECT_EQ(c.origin_tls.cert_file, "/etc/fc/origin-client.pem");
+  EXPECT_EQ(c.origin_tls.key_file, "/etc/fc/origin-client.key");
+  EXPECT_TRUE(c.Validate().ok()) << c.Validate();  // the files are read at start-up, not here
+  const std::string line = c.Describe();
+  EXPECT_THAT(line, HasSubstr("origin=grpcs://origin.internal:9443,10.0.0.8:9443"));
+  EXPECT_THAT(line, HasSubstr("origin-tls-ca-file=/etc/fc/origin-ca.pem"));
+  EXPECT_THAT(line, HasSubstr("origin-tls-cert-file=/etc/fc/origin-client.pem"));
+  EXPECT_THAT(line, HasSubstr("origin-tls-key-file=/etc/fc/origin-client.key"));
+  // grpcs:// alone: the system's roots, no client certificate.
+  env_.clear();
+  cl = Parse({"--origin=grpcs://origin.internal:9443"});
+  ASSERT_TRUE(cl.ok()) << cl.status();
+  EXPECT_TRUE(cl->config.Validate().ok()) << cl->config.Validate();
+  EXPECT_THAT(cl->config.Describe(), HasSubstr("origin-tls-ca-file=(none: system roots)"));
+}
+
+// A TLS file for a plaintext origin would look like TLS and be plaintext: refused, naming it.
+TEST_F(FlagsTest, OriginTlsFlagsNeedAGrpcsOriginAndCertAndKeyTogether) {
+  for (const char* flag :
+       {"--origin-tls-ca-file", "--origin-tls-cert-file", "--origin-tls-key-file"}) {
+    for (const char* origin : {"--origin=grpc://origin:9000", "--origin=sim://"}) {
+      EXPECT_EQ(Error({origin, absl::StrCat(flag, "=/etc/fc/x.pem")}),
+                absl::StrCat(flag, ": set, but --origin is not grpcs://"))
+          << origin;
+    }
+  }
+  EXPECT_THAT(Error({"--origin=grpcs://origin:9443", "--origin-tls-cert-file=/c.pem"}),
+              StartsWith("--origin-tls-key-file: "));
+  EXPECT_THAT(Error({"--origin=grpcs://origin:9443", "--origin-tls-key-file=/k.pem"}),
+              StartsWith("--origin-tls-cert-file: "));
+  EXPECT_THAT(Error({"--origin=grpcs://origin"}), StartsWith("--origin: "));
+  EXPECT_THAT(Error({"--origin=grpcs://origin:9443/path"}), StartsWith("--origin: "));
+}
+
+TEST_F(FlagsTest, ListenerBoundFlagsMapOntoTheConfig) {
+  env_["FLIGHTCACHE_MAX_CONNECTION_AGE_GRACE"] = "45s";
+  absl::StatusOr<CommandLine> cl =
+      Parse({"--listen=unix:/run/fc/fc.sock", "--listen-socket-mode=0600",
+             "--keepalive-min-time=30s", "--max-connection-age=1h"});
+  ASSERT_TRUE(cl.ok()) << cl.status();
+  const ServerConfig& c = cl->config;
+  EXPECT_EQ(c.listen_socket_mode, 0600);
+  EXPECT_EQ(c.keepalive_min_time, absl::Seconds(30));
+  EXPECT_EQ(c.max_connection_age, absl::Hours(1));
+  EXPECT_EQ(c.max_connection_age_grace, absl::Seconds(45));
+  EXPECT_TRUE(c.Validate().ok()) << c.Validate();
+  const std::string line = c.Describe();
+  EXPECT_THAT(line, HasSubstr("listen-socket-mode=0600"));
+  EXPECT_THAT(line, HasSubstr("keepalive-min-time=30s"));
+  EXPECT_THAT(line, HasSubstr("max-connection-age=1h"));
+  EXPECT_THAT(line, HasSubstr("max-connection-age-grace=45s"));
+  env_.clear();
+  // Octal, as chmod takes it, with or without the leading 0.
+  for (const auto& [text, mode] : std::vector<std::pair<std::string, int>>{
+           {"660", 0660}, {"0o640", 0640}, {"0", 0}, {"0777", 0777}, {" 0606 ", 0606}}) {
+    cl = Parse({"--listen-socket-mode=" + text});
+    ASSERT_TRUE(cl.ok()) << text << ": " << cl.status();
+    EXPECT_EQ(cl->config.listen_socket_mode, mode) << text;
+  }
+  EXPECT_THAT(Parse({})->config.Describe(), HasSubstr("max-connection-age=(off)"));
 }
 
 TEST_F(FlagsTest, EveryFlagMapsOntoTheConfig) {
@@ -335,6 +413,18 @@ TEST_F(FlagsTest, EveryBadValueIsOneLineNamingItsFlag) {
       {"--origin-eject-after=-1", "--origin-eject-after: "},
       {"--origin-eject-after=some", "--origin-eject-after: "},
       {"--origin=grpc://a:1,", "--origin: "},
+      {"--origin=grpcs://a:1,", "--origin: "},
+      {"--listen-socket-mode=0999", "--listen-socket-mode: "},
+      {"--listen-socket-mode=01000", "--listen-socket-mode: "},
+      {"--listen-socket-mode=rw-rw----", "--listen-socket-mode: "},
+      {"--listen-socket-mode=-1", "--listen-socket-mode: "},
+      {"--listen-socket-mode=", "--listen-socket-mode: "},
+      {"--keepalive-min-time=0s", "--keepalive-min-time: "},
+      {"--keepalive-min-time=5", "--keepalive-min-time: "},
+      {"--max-connection-age=-1s", "--max-connection-age: "},
+      {"--max-connection-age=old", "--max-connection-age: "},
+      {"--max-connection-age-grace=-1s", "--max-connection-age-grace: "},
+      {"--origin-tls-ca-file=/etc/ca.pem", "--origin-tls-ca-file: "},  // without grpcs://
       {"--bogus=1", "--bogus: unknown flag"},
       {"--listen", "--listen: missing value"},
   };
@@ -378,13 +468,29 @@ TEST_F(FlagsTest, EveryDurationAndSizeFlagHasAnUpperBound) {
       {"stale-if-error", "8760h", "8760h1ms"},
       {"refresh-ahead", "0.99", "1"},
       {"origin-eject-after", "1000000", "1000001"},
+      {"listen-socket-mode", "0777", "01000"},
+      {"keepalive-min-time", "24h", "24h1ms"},
+      {"max-connection-age", "24h", "24h1ms"},
+      {"max-connection-age-grace", "24h", "24h1ms"},
   };
-  const std::set<std::string> not_numbers = {"listen",           "origin",
-                                             "abandoned-loads",  "metrics-listen",
-                                             "log-level",        "log-format",
-                                             "check-config",     "fleet",
-                                             "fleet-key-prefix", "fleet-password-file",
-                                             "admin-token-file", "origin-hedge-other-replica"};
+  const std::set<std::string> not_numbers = {"listen",
+                                             "origin",
+                                             "abandoned-loads",
+                                             "metrics-listen",
+                                             "log-level",
+                                             "log-format",
+                                             "check-config",
+                                             "fleet",
+                                             "fleet-key-prefix",
+                                             "fleet-password-file",
+                                             "admin-token-file",
+                                             "origin-hedge-other-replica",
+                                             "tls-cert-file",
+                                             "tls-key-file",
+                                             "tls-client-ca-file",
+                                             "origin-tls-ca-file",
+                                             "origin-tls-cert-file",
+                                             "origin-tls-key-file"};
   std::set<std::string> covered = not_numbers;
   for (const Bound& b : bounds) {
     covered.insert(b.flag);

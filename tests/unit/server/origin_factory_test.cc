@@ -1,6 +1,9 @@
 // server/origin_factory.cc: --origin URLs.
 #include "server/origin_factory.h"
 
+#include <grpcpp/security/credentials.h>
+
+#include <memory>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -38,6 +41,28 @@ TEST(OriginFactoryTest, OriginUrlsParse) {
   EXPECT_TRUE(ParseOriginUrl("grpc://origin.internal:9000").ok());
   EXPECT_FALSE(ParseOriginUrl("grpc://origin.internal").ok());
   EXPECT_FALSE(ParseOriginUrl("http://x:1/p").ok());
+}
+
+// grpcs:// is grpc:// over TLS: the same targets (replicas too), each dialled with TLS.
+TEST(OriginFactoryTest, GrpcsIsGrpcOverTls) {
+  absl::StatusOr<OriginSpec> spec = ParseOriginUrl("grpcs://127.0.0.1:1,[::1]:2");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_EQ(spec->kind, OriginSpec::Kind::kGrpc);
+  EXPECT_TRUE(spec->tls);
+  EXPECT_THAT(spec->grpc_targets, ::testing::ElementsAre("127.0.0.1:1", "[::1]:2"));
+  EXPECT_FALSE(ParseOriginUrl("grpc://127.0.0.1:1")->tls);
+  EXPECT_FALSE(ParseOriginUrl("grpcs://127.0.0.1").ok());
+  EXPECT_FALSE(ParseOriginUrl("grpcs://127.0.0.1:1/path").ok());
+  testing::FakeTimerQueue timers;
+  absl::StatusOr<std::unique_ptr<Origin>> origin = CreateOrigin(*spec, timers, {});
+  ASSERT_TRUE(origin.ok()) << origin.status();
+  EXPECT_EQ((*origin)->Describe(), "grpcs://127.0.0.1:1,grpcs://[::1]:2");
+  // Credentials given for a grpc:// origin are not used: it stays plaintext.
+  absl::StatusOr<std::unique_ptr<Origin>> plain =
+      CreateOrigin(*ParseOriginUrl("grpc://127.0.0.1:1"), timers,
+                   {.tls_credentials = grpc::SslCredentials(grpc::SslCredentialsOptions())});
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_EQ((*plain)->Describe(), "grpc://127.0.0.1:1");
 }
 
 // A URL with a control character is refused, and the message shows it escaped on one line.
