@@ -41,7 +41,7 @@ absl::Status WriteGenerationFile(const std::string& path, absl::string_view cont
     const ssize_t n = write(fd, contents.data() + written, contents.size() - written);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
-      const absl::Status error = Errno("cannot write", path);
+      absl::Status error = Errno("cannot write", path);
       close(fd);
       return error;
     }
