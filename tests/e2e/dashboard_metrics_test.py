@@ -40,21 +40,7 @@ NOT_GRAPHED = {}
 START_WAIT = 30  # seconds: a process is listening, or the test fails
 STOP_WAIT = 20  # seconds: a process has exited after SIGTERM, or it is killed and the test fails
 
-FAILURES = []
-
-
-def ok(what):
-    print(f"ok: {what}")
-
-
-def fail(what):
-    print(f"FAIL: {what}")
-    FAILURES.append(what)
-
-
-def check(cond, what):
-    (ok if cond else fail)(what)
-    return cond
+from check_report import FAILURES, check, fail, ok  # noqa: E402  (beside this file)
 
 
 def free_port():

@@ -52,21 +52,7 @@ try:
 except ImportError:  # pragma: no cover - reported as a failure below
     yaml = None
 
-FAILURES = []
-
-
-def ok(what):
-    print(f"ok: {what}")
-
-
-def fail(what):
-    print(f"FAIL: {what}")
-    FAILURES.append(what)
-
-
-def check(cond, what):
-    (ok if cond else fail)(what)
-    return cond
+from check_report import FAILURES, check, fail, ok  # noqa: E402  (beside this file)
 
 
 def read(path):

@@ -41,21 +41,7 @@ ALERT_TESTS = "tests/e2e/prometheus_alerts_test.yaml"
 OPERATIONS = "docs/OPERATIONS.md"
 RUNBOOK_SECTION = "Alerts and what to do"
 
-FAILURES = []
-
-
-def ok(what):
-    print(f"ok: {what}")
-
-
-def fail(what):
-    print(f"FAIL: {what}")
-    FAILURES.append(what)
-
-
-def check(cond, what):
-    (ok if cond else fail)(what)
-    return cond
+from check_report import FAILURES, check, fail, ok  # noqa: E402  (beside this file)
 
 
 def promtool_run(promtool, args, cwd):
