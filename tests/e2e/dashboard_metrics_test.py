@@ -40,7 +40,7 @@ NOT_GRAPHED = {}
 START_WAIT = 30  # seconds: a process is listening, or the test fails
 STOP_WAIT = 20  # seconds: a process has exited after SIGTERM, or it is killed and the test fails
 
-from check_report import FAILURES, check, fail, ok  # noqa: E402  (beside this file)
+from check_report import check, fail, ok, summary  # noqa: E402  (beside this file)
 
 
 def free_port():
@@ -245,14 +245,7 @@ def main():
 
 
 def report():
-    print()
-    if FAILURES:
-        print(f"{len(FAILURES)} check(s) failed:")
-        for f in FAILURES:
-            print(f"  - {f.splitlines()[0]}")
-        return 1
-    print("every metric the dashboard and the alerts query is exported")
-    return 0
+    return summary("every metric the dashboard and the alerts query is exported")
 
 
 if __name__ == "__main__":

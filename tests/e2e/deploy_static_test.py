@@ -52,7 +52,7 @@ try:
 except ImportError:  # pragma: no cover - reported as a failure below
     yaml = None
 
-from check_report import FAILURES, check, fail, ok  # noqa: E402  (beside this file)
+from check_report import check, fail, ok, summary  # noqa: E402  (beside this file)
 
 
 def read(path):
@@ -695,14 +695,7 @@ def main():
                   f"OPERATIONS.md documents every metric /metrics serves ({len(metrics)})"
                   + (f" (missing {undocumented})" if undocumented else ""))
 
-    print()
-    if FAILURES:
-        print(f"{len(FAILURES)} check(s) failed:")
-        for f in FAILURES:
-            print(f"  - {f}")
-        return 1
-    print("all deployment checks passed")
-    return 0
+    return summary("all deployment checks passed")
 
 
 def scrape_metric_names(server_bin, cli_bin):

@@ -41,7 +41,7 @@ ALERT_TESTS = "tests/e2e/prometheus_alerts_test.yaml"
 OPERATIONS = "docs/OPERATIONS.md"
 RUNBOOK_SECTION = "Alerts and what to do"
 
-from check_report import FAILURES, check, fail, ok  # noqa: E402  (beside this file)
+from check_report import check, fail, ok, summary  # noqa: E402  (beside this file)
 
 
 def promtool_run(promtool, args, cwd):
@@ -197,14 +197,7 @@ def main():
         with tempfile.TemporaryDirectory(prefix="flightcache-monitoring-test.") as workdir:
             check_dashboard_promql(promtool, repo, workdir)
 
-    print()
-    if FAILURES:
-        print(f"{len(FAILURES)} check(s) failed:")
-        for f in FAILURES:
-            print(f"  - {f.splitlines()[0]}")
-        return 1
-    print("all monitoring checks passed")
-    return 0
+    return summary("all monitoring checks passed")
 
 
 if __name__ == "__main__":
