@@ -30,6 +30,8 @@ constexpr int64_t kMaxMessageBytes = std::numeric_limits<int32_t>::max();
 // Upper bounds of the server's own duration and size flags (the core bounds its options itself):
 // far above any sensible setting, low enough that no deadline computed from them can overflow.
 constexpr absl::Duration kMaxTimeout = absl::Hours(24);
+// Resolving less often than hourly would leave a moved replica set stale for too long.
+constexpr absl::Duration kMaxDnsRefresh = absl::Hours(1);
 constexpr absl::Duration kMaxCancelledFetchGrace = absl::Minutes(1);
 // Keys and values travel in one gRPC message each: these keep a request and an origin response
 // below gRPC's 2 GiB limit (the core alone would allow up to Value::kMaxBytes).
@@ -135,6 +137,11 @@ absl::Status ServerConfig::Validate() const {
     return FlagError("--origin", spec.status().message());
   }
   if (absl::Status s = origin_replicas.Validate(); !s.ok()) return AsFlagError(s);
+  if (absl::Status s =
+          CheckPositiveDuration("--origin-dns-refresh", origin_dns_refresh, kMaxDnsRefresh);
+      !s.ok()) {
+    return s;
+  }
   if (absl::Status s = cache.Validate(); !s.ok()) return AsFlagError(s);
   if (absl::Status s = CheckNonNegativeDuration("--drain-timeout", drain_timeout, kMaxTimeout);
       !s.ok()) {
@@ -315,6 +322,7 @@ std::string ServerConfig::Describe() const {
       " origin-tls-cert-file=", origin_tls.cert_file.empty() ? "(none)" : origin_tls.cert_file,
       " origin-tls-key-file=", origin_tls.key_file.empty() ? "(none)" : origin_tls.key_file,
       " origin-eject-after=", origin_replicas.eject_after,
+      " origin-dns-refresh=", absl::FormatDuration(origin_dns_refresh),
       " origin-hedge-other-replica=", origin_replicas.hedge_to_other_replica ? "true" : "false",
       " metrics-listen=", metrics_listen.empty() ? "(disabled)" : metrics_listen,
       " ttl=", absl::FormatDuration(cache.default_ttl),

@@ -54,6 +54,8 @@ struct ServerConfig {
   // With several grpc:// replicas: --origin-eject-after (the rest of ReplicaSetOptions keeps the
   // contract's 10 s doubling to 5 min).
   ReplicaSetOptions origin_replicas;
+  // With --origin=grpc://dns:///NAME:PORT: how often NAME is resolved again.
+  absl::Duration origin_dns_refresh = absl::Seconds(5);
   // Prometheus /metrics address, HOST:PORT; empty disables the endpoint.
   std::string metrics_listen = "127.0.0.1:9464";
   // How long calls in flight may run on after SIGTERM before they are cancelled.

@@ -263,6 +263,9 @@ ABSL_FLAG(std::string, origin_tls_key_file, kDefaults.origin_tls.key_file,
 ABSL_FLAG(ft::Count, origin_eject_after, ft::Count{kDefaults.origin_replicas.eject_after},
           "with several grpc:// replicas, consecutive failed fetches that leave a replica out "
           "for 10 s (doubling on each repeat, up to 5 min; never the last one); 0: never");
+ABSL_FLAG(ft::Duration, origin_dns_refresh, ft::Duration{kDefaults.origin_dns_refresh},
+          "with --origin=grpc://dns:///NAME:PORT, how often NAME is resolved again (its "
+          "addresses are the replicas; a failed resolution keeps the last ones)");
 ABSL_FLAG(bool, origin_hedge_other_replica, kDefaults.origin_replicas.hedge_to_other_replica,
           "with several replicas, send a hedge to another replica than its primary's (false: to "
           "the primary's own replica; only to measure what this buys)");
@@ -373,6 +376,7 @@ constexpr FlagSpec kFlags[] = {
     {"origin_tls_cert_file", true},
     {"origin_tls_key_file", true},
     {"origin_eject_after", true},
+    {"origin_dns_refresh", true},
     {"origin_hedge_other_replica", true},
     {"ttl", true},
     {"negative_ttl", true},
@@ -422,6 +426,7 @@ ServerConfig ConfigFromFlags() {
   c.origin_tls.key_file = absl::GetFlag(FLAGS_origin_tls_key_file);
   c.origin_replicas.eject_after = absl::GetFlag(FLAGS_origin_eject_after).value;
   c.origin_replicas.hedge_to_other_replica = absl::GetFlag(FLAGS_origin_hedge_other_replica);
+  c.origin_dns_refresh = absl::GetFlag(FLAGS_origin_dns_refresh).value;
   c.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
   c.drain_timeout = absl::GetFlag(FLAGS_drain_timeout).value;
   c.cancelled_fetch_grace = absl::GetFlag(FLAGS_cancelled_fetch_grace).value;

@@ -141,6 +141,9 @@ absl::StatusOr<std::unique_ptr<GrpcOrigin>> GrpcOrigin::Create(const std::string
   // GRPC_ARG_MIN_RECONNECT_BACKOFF_MS: it is also the connect timeout, which must stay long.)
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+  if (options.tls_credentials != nullptr && !options.tls_server_name.empty()) {
+    args.SetSslTargetNameOverride(options.tls_server_name);
+  }
   std::shared_ptr<grpc::Channel> channel = grpc::CreateCustomChannel(
       target,
       options.tls_credentials != nullptr ? options.tls_credentials

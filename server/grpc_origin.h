@@ -72,6 +72,9 @@ struct GrpcOriginOptions {
   // TLS for the channel (grpcs://: MakeTlsChannelCredentials() in server/grpc_tls.h); null:
   // plaintext (grpc://).
   std::shared_ptr<grpc::ChannelCredentials> tls_credentials;
+  // With TLS: the name the origin's certificate must carry, when it is not the target's host (a
+  // replica dialled by the address its DNS name resolved to). Empty: the target's host.
+  std::string tls_server_name;
 };
 
 class GrpcOrigin final : public Origin {

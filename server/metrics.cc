@@ -339,17 +339,29 @@ void Metrics::RecordUnreadRequest(RpcMethod method) {
   unread_requests_.Add({{"method", MethodName(method)}}).Increment();
 }
 
-void Metrics::SetReplicas(const std::vector<std::string>& names,
-                          std::function<std::vector<ReplicaStats>()> source) {
-  for (const std::string& name : names) {
-    replica_series_.push_back(&replica_fetch_duration_.Add({{"replica", name}}, FetchBuckets()));
-  }
+void Metrics::SetReplicaSource(std::function<std::vector<ReplicaStats>()> source) {
   collectable_->SetReplicaSource(std::move(source));
 }
 
-void Metrics::RecordReplicaFetch(size_t replica, absl::Duration latency) {
-  if (replica < replica_series_.size()) {
-    replica_series_[replica]->Observe(absl::ToDoubleSeconds(latency));
+void Metrics::SetReplicaNames(const std::vector<std::string>& names) {
+  absl::MutexLock lock(&replica_mu_);
+  absl::flat_hash_map<std::string, prometheus::Histogram*> kept;
+  for (const std::string& name : names) {
+    if (auto it = replica_series_.find(name); it != replica_series_.end()) {
+      kept.insert(*it);
+      replica_series_.erase(it);
+    } else if (!kept.contains(name)) {
+      kept[name] = &replica_fetch_duration_.Add({{"replica", name}}, FetchBuckets());
+    }
+  }
+  for (const auto& [name, gone] : replica_series_) replica_fetch_duration_.Remove(gone);
+  replica_series_ = std::move(kept);
+}
+
+void Metrics::RecordReplicaFetch(const std::string& replica, absl::Duration latency) {
+  absl::MutexLock lock(&replica_mu_);
+  if (auto it = replica_series_.find(replica); it != replica_series_.end()) {
+    it->second->Observe(absl::ToDoubleSeconds(latency));
   }
 }
 

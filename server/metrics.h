@@ -91,12 +91,13 @@ class Metrics final : public LoadObserver, public TimerQueueObserver {
   // One Redis command of the fleet tier answered (`ok`: any reply) after `latency`.
   void RecordRedisCall(bool ok, absl::Duration latency);
 
-  // With several origin replicas: their names (label `replica`), given once before any fetch,
-  // and where their counters are read at scrape time.
-  void SetReplicas(const std::vector<std::string>& names,
-                   std::function<std::vector<ReplicaStats>()> source);
-  // One fetch of replica `replica` finished (ReplicaSet's observer).
-  void RecordReplicaFetch(size_t replica, absl::Duration latency);
+  // With several origin replicas: where their counters are read at scrape time.
+  void SetReplicaSource(std::function<std::vector<ReplicaStats>()> source);
+  // The replicas now (label `replica`), before any of their fetches and again whenever the set
+  // changes (dns:///): a new name gets a latency series, a name gone loses its series.
+  void SetReplicaNames(const std::vector<std::string>& names);
+  // One fetch of replica `replica` finished (ReplicaSet's observer); a name not set is ignored.
+  void RecordReplicaFetch(const std::string& replica, absl::Duration latency);
 
   // Everything, for prometheus::Exposer::RegisterCollectable.
   std::shared_ptr<prometheus::Collectable> collectable() const;
@@ -130,8 +131,11 @@ class Metrics final : public LoadObserver, public TimerQueueObserver {
   // [attempt: primary, hedge][result: ok, not_found, error, cancelled]
   std::array<std::atomic<prometheus::Histogram*>, 8> fetch_series_{};
   prometheus::Family<prometheus::Histogram>& replica_fetch_duration_;
-  // One series per replica, made by SetReplicas() before any fetch; fixed afterwards.
-  std::vector<prometheus::Histogram*> replica_series_;
+  // One latency series per current replica (SetReplicaNames()). A lock per origin fetch: far off
+  // the hit path, and the set can change under the fetches.
+  absl::Mutex replica_mu_;
+  absl::flat_hash_map<std::string, prometheus::Histogram*> replica_series_
+      ABSL_GUARDED_BY(replica_mu_);
 };
 
 }  // namespace flightcache

@@ -51,6 +51,60 @@ absl::Status ValidateHostPort(absl::string_view host_port) {
   return absl::OkStatus();
 }
 
+// The part after "grpc://dns:" of `url`: "///NAME:PORT".
+absl::StatusOr<OriginSpec> ParseDnsTarget(absl::string_view url, absl::string_view rest, bool tls) {
+  if (!absl::ConsumePrefix(&rest, "///")) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("'", url,
+                     "': want dns:///NAME:PORT (three slashes: naming a DNS server, "
+                     "dns://SERVER/NAME:PORT, is not supported; the system's resolver is used)"));
+  }
+  if (absl::StrContains(rest, ',')) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("'", url, "': dns:/// names one service; list no other replica beside it"));
+  }
+  if (absl::StrContains(rest, '/') || absl::StrContains(rest, '?')) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("'", url, "': a dns:/// origin takes no path or query"));
+  }
+  if (absl::Status s = ValidateHostPort(rest); !s.ok()) return s;
+  const size_t colon = rest.rfind(':');
+  OriginSpec spec;
+  spec.kind = OriginSpec::Kind::kGrpc;
+  spec.tls = tls;
+  spec.dns_name =
+      std::string(absl::StripPrefix(absl::StripSuffix(rest.substr(0, colon), "]"), "["));
+  // ValidateHostPort checked the port.
+  (void)absl::SimpleAtoi(rest.substr(colon + 1), &spec.dns_port);
+  return spec;
+}
+
+// grpc as CreateOrigin() builds every GrpcOrigin of `spec` with.
+GrpcOriginOptions ForSpec(const OriginSpec& spec, TimerQueue& timers, GrpcOriginOptions grpc) {
+  grpc.timers = &timers;
+  // grpcs:// without credentials from the caller: the system's roots, no client certificate.
+  if (spec.tls && grpc.tls_credentials == nullptr) {
+    grpc.tls_credentials = grpc::SslCredentials(grpc::SslCredentialsOptions());
+  }
+  if (!spec.tls) grpc.tls_credentials = nullptr;
+  // A replica found by DNS is dialled by address; its certificate names the service.
+  if (spec.tls && !spec.dns_name.empty()) grpc.tls_server_name = spec.dns_name;
+  return grpc;
+}
+
+// A replica whose GrpcOrigin could not be made: every fetch fails with why.
+class UnusableReplica final : public Origin {
+ public:
+  UnusableReplica(std::string name, absl::Status why)
+      : name_(std::move(name)), why_(std::move(why)) {}
+  void Fetch(const FetchRequest&, std::stop_token, FetchCallback done) override { done(why_); }
+  std::string Describe() const override { return name_; }
+
+ private:
+  const std::string name_;
+  const absl::Status why_;
+};
+
 }  // namespace
 
 absl::StatusOr<OriginSpec> ParseOriginUrl(absl::string_view url) {
@@ -65,6 +119,7 @@ absl::StatusOr<OriginSpec> ParseOriginUrl(absl::string_view url) {
   // grpcs:// is grpc:// over TLS: the same targets, checked alike.
   const bool tls = absl::ConsumePrefix(&rest, "grpcs://");
   if (tls || absl::ConsumePrefix(&rest, "grpc://")) {
+    if (absl::ConsumePrefix(&rest, "dns:")) return ParseDnsTarget(url, rest, tls);
     if (absl::StrContains(rest, '/') || absl::StrContains(rest, '?')) {
       return absl::InvalidArgumentError(absl::StrCat(
           "'", url, "': a grpc origin takes no path or query (want grpc://HOST:PORT)"));
@@ -111,19 +166,14 @@ absl::StatusOr<std::unique_ptr<Origin>> CreateOrigin(const OriginSpec& spec, Tim
                                                      ReplicaSet::FetchObserver observer) {
   switch (spec.kind) {
     case OriginSpec::Kind::kGrpc: {
-      grpc.timers = &timers;
-      // grpcs:// without credentials from the caller: the system's roots, no client certificate.
-      if (spec.tls && grpc.tls_credentials == nullptr) {
-        grpc.tls_credentials = grpc::SslCredentials(grpc::SslCredentialsOptions());
-      }
-      if (!spec.tls) grpc.tls_credentials = nullptr;
+      grpc = ForSpec(spec, timers, std::move(grpc));
       std::vector<std::unique_ptr<Origin>> origins;
       for (const std::string& target : spec.grpc_targets) {
         absl::StatusOr<std::unique_ptr<GrpcOrigin>> origin = GrpcOrigin::Create(target, grpc);
         if (!origin.ok()) return origin.status();
         origins.push_back(*std::move(origin));
       }
-      if (origins.size() == 1) return std::move(origins.front());
+      if (origins.size() == 1 && spec.dns_name.empty()) return std::move(origins.front());
       if (absl::Status s = replicas.Validate(); !s.ok()) return s;
       return std::unique_ptr<Origin>(std::make_unique<ReplicaSet>(
           std::move(origins), timers.clock(), replicas, std::move(observer)));
@@ -133,6 +183,15 @@ absl::StatusOr<std::unique_ptr<Origin>> CreateOrigin(const OriginSpec& spec, Tim
       return std::unique_ptr<Origin>(std::make_unique<sim::SimOrigin>(spec.sim, timers));
   }
   return absl::InternalError("unknown origin kind");
+}
+
+std::function<std::unique_ptr<Origin>(const std::string& address)> MakeReplicaMaker(
+    const OriginSpec& spec, TimerQueue& timers, GrpcOriginOptions grpc) {
+  return [grpc = ForSpec(spec, timers, std::move(grpc))](const std::string& address) {
+    absl::StatusOr<std::unique_ptr<GrpcOrigin>> origin = GrpcOrigin::Create(address, grpc);
+    if (!origin.ok()) return std::unique_ptr<Origin>(new UnusableReplica(address, origin.status()));
+    return std::unique_ptr<Origin>(*std::move(origin));
+  };
 }
 
 }  // namespace flightcache

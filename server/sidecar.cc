@@ -19,6 +19,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
+#include "server/dns_replicas.h"
 #include "server/grpc_listener.h"
 #include "server/origin_factory.h"
 
@@ -146,25 +147,39 @@ absl::StatusOr<std::unique_ptr<Sidecar>> Sidecar::Start(const ServerConfig& conf
   absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> origin_tls =
       config.OriginTlsCredentials();
   if (!origin_tls.ok()) return origin_tls.status();
-  absl::StatusOr<std::unique_ptr<Origin>> origin = CreateOrigin(
-      *spec, *s.timers_,
-      {.max_response_bytes = config.OriginMaxResponseBytes(),
-       .cancelled_fetch_grace = config.cancelled_fetch_grace,
-       .on_garbage_reply = [metrics = s.metrics_.get()] { metrics->RecordOriginGarbageReply(); },
-       .tls_credentials = *std::move(origin_tls)},
-      config.origin_replicas,
-      [metrics = s.metrics_.get()](size_t replica, absl::Duration latency, const absl::Status&) {
-        metrics->RecordReplicaFetch(replica, latency);
-      });
+  const GrpcOriginOptions grpc_options{
+      .max_response_bytes = config.OriginMaxResponseBytes(),
+      .cancelled_fetch_grace = config.cancelled_fetch_grace,
+      .on_garbage_reply = [metrics = s.metrics_.get()] { metrics->RecordOriginGarbageReply(); },
+      .tls_credentials = *std::move(origin_tls)};
+  absl::StatusOr<std::unique_ptr<Origin>> origin =
+      CreateOrigin(*spec, *s.timers_, grpc_options, config.origin_replicas,
+                   [metrics = s.metrics_.get()](const std::string& replica, absl::Duration latency,
+                                                const absl::Status&) {
+                     metrics->RecordReplicaFetch(replica, latency);
+                   });
   if (!origin.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("--origin: ", origin.status().message()));
   }
   s.origin_ = *std::move(origin);
   // Several replicas: per-replica series, before the first fetch can finish.
-  if (const auto* replicas = dynamic_cast<const ReplicaSet*>(s.origin_.get())) {
+  if (auto* replicas = dynamic_cast<ReplicaSet*>(s.origin_.get())) {
     std::vector<std::string> names;
     for (const ReplicaStats& r : replicas->stats()) names.push_back(r.name);
-    s.metrics_->SetReplicas(names, [replicas] { return replicas->stats(); });
+    s.metrics_->SetReplicaNames(names);
+    s.metrics_->SetReplicaSource([replicas] { return replicas->stats(); });
+    if (!spec->dns_name.empty()) {
+      s.dns_replicas_ = std::make_unique<DnsReplicaWatcher>(
+          DnsReplicaOptions{.name = spec->dns_name,
+                            .port = spec->dns_port,
+                            .refresh = config.origin_dns_refresh,
+                            .on_change =
+                                [metrics = s.metrics_.get()](const std::vector<std::string>& now) {
+                                  metrics->SetReplicaNames(now);
+                                }},
+          *replicas, MakeReplicaMaker(*spec, *s.timers_, grpc_options));
+      s.dns_replicas_->Start();
+    }
   }
   s.failure_log_ = std::make_unique<OriginFailureLog>(s.origin_->Describe());
   s.observer_ = std::make_unique<Observer>(*s.metrics_, *s.failure_log_);

@@ -38,6 +38,7 @@
 #include "flightcache/worker_pool.h"
 #include "server/cache_service.h"
 #include "server/config.h"
+#include "server/dns_replicas.h"
 #include "server/fleet/event_loop.h"
 #include "server/fleet/redis_fleet_store.h"
 #include "server/logging.h"
@@ -91,6 +92,7 @@ class Sidecar final {
   std::unique_ptr<WorkerPool> deadline_workers_;
   std::unique_ptr<ThreadTimerQueue> timers_;
   std::unique_ptr<Origin> origin_;
+  std::unique_ptr<DnsReplicaWatcher> dns_replicas_;  // with dns:///: fills origin_'s replicas
   std::unique_ptr<OriginFailureLog> failure_log_;
   // The fleet tier (--fleet), or null. The cache uses the store and is destroyed first; the store
   // runs its callbacks on the pool and its I/O on the loop, which outlive it.

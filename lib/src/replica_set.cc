@@ -4,6 +4,7 @@
 #include <exception>
 #include <utility>
 
+#include "absl/algorithm/container.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "flightcache/option_checks.h"
@@ -43,88 +44,148 @@ absl::Status ReplicaSetOptions::Validate() const {
 ReplicaSet::ReplicaSet(std::vector<std::unique_ptr<Origin>> replicas, const Clock& clock,
                        ReplicaSetOptions options, FetchObserver observer)
     : clock_(clock), options_(options), observer_(std::move(observer)) {
+  absl::MutexLock lock(&mu_);
   replicas_.reserve(replicas.size());
   for (std::unique_ptr<Origin>& origin : replicas) {
-    Replica r;
-    r.name = origin->Describe();
-    r.origin = std::move(origin);
-    replicas_.push_back(std::move(r));
+    std::string key = origin->Describe();
+    replicas_.push_back(MakeReplica(std::move(key), std::move(origin)));
   }
+}
+
+std::shared_ptr<ReplicaSet::Replica> ReplicaSet::MakeReplica(std::string key,
+                                                             std::unique_ptr<Origin> origin) {
+  auto r = std::make_shared<Replica>();
+  r->key = std::move(key);
+  r->name = origin->Describe();
+  r->origin = std::move(origin);
+  return r;
 }
 
 std::string ReplicaSet::Describe() const {
-  return absl::StrJoin(replicas_, ",",
-                       [](std::string* out, const Replica& r) { out->append(r.name); });
+  absl::MutexLock lock(&mu_);
+  if (replicas_.empty()) return "no replica";
+  return absl::StrJoin(replicas_, ",", [](std::string* out, const std::shared_ptr<Replica>& r) {
+    out->append(r->name);
+  });
+}
+
+size_t ReplicaSet::size() const {
+  absl::MutexLock lock(&mu_);
+  return replicas_.size();
+}
+
+void ReplicaSet::SetMembers(const std::vector<std::string>& keys, OriginMaker make) {
+  const auto keyed = [](const std::string& key) {
+    return [&key](const std::shared_ptr<Replica>& r) { return r->key == key; };
+  };
+  std::vector<std::string> missing;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const std::string& key : keys) {
+      if (!absl::c_any_of(replicas_, keyed(key)) && !absl::c_linear_search(missing, key)) {
+        missing.push_back(key);
+      }
+    }
+  }
+  // Outside the lock: making an Origin (a channel) is not a pick's business to wait for.
+  std::vector<std::shared_ptr<Replica>> made;
+  made.reserve(missing.size());
+  for (const std::string& key : missing) made.push_back(MakeReplica(key, make(key)));
+  absl::MutexLock lock(&mu_);
+  std::vector<std::shared_ptr<Replica>> members;
+  members.reserve(keys.size());
+  for (const std::string& key : keys) {
+    if (absl::c_any_of(members, keyed(key))) continue;  // a duplicate
+    if (auto it = absl::c_find_if(replicas_, keyed(key)); it != replicas_.end()) {
+      members.push_back(*it);
+    } else if (auto m = absl::c_find_if(made, keyed(key)); m != made.end()) {
+      members.push_back(*m);
+    }
+  }
+  replicas_ = std::move(members);
+  next_ = 0;
 }
 
 size_t ReplicaSet::HealthyCount(absl::Time now) const {
-  return static_cast<size_t>(std::count_if(replicas_.begin(), replicas_.end(),
-                                           [&](const Replica& r) { return Healthy(r, now); }));
+  return static_cast<size_t>(absl::c_count_if(
+      replicas_, [&](const std::shared_ptr<Replica>& r) { return Healthy(*r, now); }));
 }
 
-size_t ReplicaSet::Pick(const FetchRequest& request, absl::Time now) {
-  size_t avoid = kNone;
-  if (request.attempt > 1) {
-    if (auto it = primary_of_.find(request.key); it != primary_of_.end()) avoid = it->second;
-    if (!options_.hedge_to_other_replica && avoid != kNone && Healthy(replicas_[avoid], now)) {
-      return avoid;
-    }
-  }
+std::shared_ptr<ReplicaSet::Replica> ReplicaSet::Pick(const FetchRequest& request, absl::Time now) {
   const size_t n = replicas_.size();
-  const size_t start = next_;
-  next_ = (next_ + 1) % n;
+  if (n == 0) return nullptr;
+  const Replica* primary = nullptr;
+  if (request.attempt > 1) {
+    if (auto it = primary_of_.find(request.key); it != primary_of_.end()) primary = it->second;
+  }
+  size_t avoid = kNone;
+  for (size_t j = 0; primary != nullptr && j < n; ++j) {
+    if (replicas_[j].get() == primary) avoid = j;
+  }
+  const auto chosen = [&](size_t j) {
+    Replica& r = *replicas_[j];
+    ++r.fetches;
+    ++r.outstanding;
+    if (request.attempt == 1) primary_of_[request.key] = &r;
+    return replicas_[j];
+  };
+  if (!options_.hedge_to_other_replica && avoid != kNone && Healthy(*replicas_[avoid], now)) {
+    return chosen(avoid);
+  }
+  const size_t start = next_ % n;
+  next_ = (start + 1) % n;
   // The healthy replica with the fewest outstanding fetches, other than the primary's; the scan
   // starts one further each time, so equals take turns.
   size_t best = kNone;
   for (size_t i = 0; i < n; ++i) {
     const size_t j = (start + i) % n;
-    if (j == avoid || !Healthy(replicas_[j], now)) continue;
-    if (best == kNone || replicas_[j].outstanding < replicas_[best].outstanding) best = j;
+    if (j == avoid || !Healthy(*replicas_[j], now)) continue;
+    if (best == kNone || replicas_[j]->outstanding < replicas_[best]->outstanding) best = j;
   }
-  if (best != kNone) return best;
+  if (best != kNone) return chosen(best);
   // Only the primary's replica is healthy (or, briefly, none is): it is still better than none.
-  if (avoid != kNone && Healthy(replicas_[avoid], now)) return avoid;
+  if (avoid != kNone && Healthy(*replicas_[avoid], now)) return chosen(avoid);
   best = start;
   for (size_t j = 0; j < n; ++j) {
-    if (replicas_[j].ejected_until < replicas_[best].ejected_until) best = j;
+    if (replicas_[j]->ejected_until < replicas_[best]->ejected_until) best = j;
   }
-  return best;
+  return chosen(best);
 }
 
 void ReplicaSet::Fetch(const FetchRequest& request, std::stop_token cancel, FetchCallback done) {
   const absl::Time started = clock_.Now();
-  size_t index;
+  std::shared_ptr<Replica> replica;
   {
     absl::MutexLock lock(&mu_);
-    index = Pick(request, started);
-    Replica& r = replicas_[index];
-    ++r.fetches;
-    ++r.outstanding;
-    if (request.attempt == 1) primary_of_[request.key] = index;
+    replica = Pick(request, started);
   }
-  auto on_done = [this, index, request, started,
+  if (replica == nullptr) {
+    done(absl::UnavailableError("no origin replica is known yet (none resolved)"));
+    return;
+  }
+  Origin& origin = *replica->origin;
+  auto on_done = [this, replica, request, started,
                   done = std::move(done)](absl::StatusOr<FetchResult> result) mutable {
-    Finish(index, request, result.status(), started);
+    Finish(*replica, request, result.status(), started);
     done(std::move(result));
   };
   try {
-    replicas_[index].origin->Fetch(request, std::move(cancel), std::move(on_done));
+    origin.Fetch(request, std::move(cancel), std::move(on_done));
   } catch (...) {
     // The Origin contract forbids throwing; if one does, the fetch is lost but not its count.
-    Finish(index, request, absl::InternalError("replica threw"), started);
+    Finish(*replica, request, absl::InternalError("replica threw"), started);
     throw;
   }
 }
 
-void ReplicaSet::Finish(size_t index, const FetchRequest& request, const absl::Status& status,
+void ReplicaSet::Finish(Replica& r, const FetchRequest& request, const absl::Status& status,
                         absl::Time started) {
   const absl::Time now = clock_.Now();
   {
     absl::MutexLock lock(&mu_);
-    Replica& r = replicas_[index];
     --r.outstanding;
     if (request.attempt == 1) {
-      if (auto it = primary_of_.find(request.key); it != primary_of_.end() && it->second == index) {
+      if (auto it = primary_of_.find(request.key); it != primary_of_.end() && it->second == &r) {
         primary_of_.erase(it);
       }
     }
@@ -146,7 +207,7 @@ void ReplicaSet::Finish(size_t index, const FetchRequest& request, const absl::S
       r.consecutive_failures = 0;
     }
   }
-  if (observer_) observer_(index, now - started, status);
+  if (observer_) observer_(r.name, now - started, status);
 }
 
 std::vector<ReplicaStats> ReplicaSet::stats() const {
@@ -154,13 +215,13 @@ std::vector<ReplicaStats> ReplicaSet::stats() const {
   absl::MutexLock lock(&mu_);
   std::vector<ReplicaStats> out;
   out.reserve(replicas_.size());
-  for (const Replica& r : replicas_) {
-    out.push_back({.name = r.name,
-                   .fetches = r.fetches,
-                   .failures = r.failures,
-                   .ejections = r.ejections,
-                   .outstanding = r.outstanding,
-                   .ejected = !Healthy(r, now)});
+  for (const std::shared_ptr<Replica>& r : replicas_) {
+    out.push_back({.name = r->name,
+                   .fetches = r->fetches,
+                   .failures = r->failures,
+                   .ejections = r->ejections,
+                   .outstanding = r->outstanding,
+                   .ejected = !Healthy(*r, now)});
   }
   return out;
 }

@@ -9,6 +9,7 @@
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/dns_replicas.h"
 #include "tests/integration/server_test_util.h"
 
 namespace flightcache::testing {
@@ -85,6 +86,42 @@ TEST_F(OriginReplicasTest, AFailingReplicaIsLeftOutAndShownInTheMetrics) {
               HasSubstr(absl::StrCat("flightcache_origin_replica_failures_total{", b, "} 3")));
   EXPECT_THAT(text, HasSubstr(absl::StrCat("flightcache_origin_replica_fetches_total{", b, "} 3")));
   EXPECT_THAT(text, HasSubstr("flightcache_origin_replica_fetch_duration_seconds_count{replica="));
+}
+
+// grpc://dns:///localhost:PORT: one replica per address the system resolver gives for localhost
+// (127.0.0.1, and [::1] where /etc/hosts lists it), each a TestOrigin on that address and port.
+using OriginDnsReplicasTest = SidecarTest;
+
+TEST_F(OriginDnsReplicasTest, EveryAddressOfTheNameIsAReplicaAndGetsFetches) {
+  const int port = origin_->port();
+  absl::StatusOr<std::vector<std::string>> addresses = ResolveAddresses("localhost", port);
+  ASSERT_TRUE(addresses.ok()) << addresses.status();
+  ASSERT_THAT(*addresses, ::testing::Contains(origin_->address()));
+  std::vector<std::unique_ptr<TestOrigin>> others;
+  for (const std::string& address : *addresses) {
+    if (address == origin_->address()) continue;
+    others.push_back(TestOrigin::Start(port, nullptr, address.substr(0, address.rfind(':'))));
+  }
+
+  ServerConfig config = BaseConfig();
+  config.origin = absl::StrCat("grpc://dns:///localhost:", port);
+  StartServer(config);
+  for (int i = 0; i < 40; ++i) {
+    v1::GetResponse response;
+    ASSERT_TRUE(Get(absl::StrCat("k", i), &response).ok()) << "k" << i;
+  }
+  const std::string text = sidecar_->metrics().ExpositionText();
+  std::vector<const TestOrigin*> origins = {origin_.get()};
+  for (const auto& other : others) origins.push_back(other.get());
+  int64_t fetches = 0;
+  for (const TestOrigin* origin : origins) {
+    EXPECT_GT(origin->fetches(), 0) << origin->address() << " got no fetch of 40";
+    fetches += origin->fetches();
+    EXPECT_THAT(text,
+                HasSubstr(absl::StrCat("flightcache_origin_replica_fetches_total{replica=\"grpc://",
+                                       origin->address(), "\"}")));
+  }
+  EXPECT_EQ(fetches, 40);
 }
 
 }  // namespace

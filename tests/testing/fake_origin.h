@@ -14,6 +14,7 @@
 #include <optional>
 #include <stop_token>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -25,6 +26,9 @@ namespace flightcache::testing {
 class FakeOrigin final : public Origin {
  public:
   using AutoAnswer = std::function<absl::StatusOr<FetchResult>(const FetchRequest&)>;
+
+  // `name` is what Describe() returns (a ReplicaSet tells its members apart by it).
+  explicit FakeOrigin(std::string name = "fake://") : name_(std::move(name)) {}
 
   // When set, every fetch is answered inline with this function's result.
   void set_auto_answer(AutoAnswer answer) {
@@ -72,7 +76,7 @@ class FakeOrigin final : public Origin {
     });
   }
 
-  std::string Describe() const override { return "fake://"; }
+  std::string Describe() const override { return name_; }
 
   // Answers fetch number `i` (0-based, in call order). Returns false if it was already answered
   // (e.g. cancelled).
@@ -136,6 +140,7 @@ class FakeOrigin final : public Origin {
     return true;
   }
 
+  const std::string name_;
   mutable absl::Mutex mu_;
   AutoAnswer auto_answer_ ABSL_GUARDED_BY(mu_);
   CancelHook cancel_hook_ ABSL_GUARDED_BY(mu_);

@@ -60,8 +60,9 @@ class TestOrigin::Service final : public v1::Origin::CallbackService {
 
 TestOrigin::TestOrigin() = default;
 
-std::unique_ptr<TestOrigin> TestOrigin::Start(
-    int port, std::shared_ptr<grpc::ServerCredentials> credentials) {
+std::unique_ptr<TestOrigin> TestOrigin::Start(int port,
+                                              std::shared_ptr<grpc::ServerCredentials> credentials,
+                                              const std::string& host) {
   std::unique_ptr<TestOrigin> origin(new TestOrigin());
   origin->timers_ = std::make_unique<ThreadTimerQueue>();
   origin->service_ = std::make_unique<Service>(*origin);
@@ -69,12 +70,13 @@ std::unique_ptr<TestOrigin> TestOrigin::Start(
   builder.RegisterService(origin->service_.get());
   builder.SetMaxSendMessageSize(-1);
   absl::StatusOr<GrpcServer> server =
-      StartGrpcServer(builder, "127.0.0.1:" + std::to_string(port), std::move(credentials));
+      StartGrpcServer(builder, host + ":" + std::to_string(port), std::move(credentials));
   if (!server.ok()) {
     std::fprintf(stderr, "TestOrigin: %s\n", std::string(server.status().message()).c_str());
     std::abort();
   }
   origin->server_ = std::move(server->server);
+  origin->host_ = host;
   origin->port_ = server->port;
   return origin;
 }

@@ -76,17 +76,19 @@ class TestOrigin final {
   using Script =
       std::function<OriginBehavior(const std::string& key, uint32_t attempt, int64_t nth)>;
 
-  // Starts serving on 127.0.0.1:`port` (0: a free port; pass an earlier origin's port() to bring
+  // Starts serving on `host`:`port` (0: a free port; pass an earlier origin's port() to bring
   // a stopped origin back), over TLS with `credentials` (e.g. TlsListenerCredentials'), else
-  // plaintext. Aborts (CHECK-style) if the server cannot start.
+  // plaintext. `host` is an address, "[::1]" for IPv6. Aborts (CHECK-style) if the server cannot
+  // start.
   static std::unique_ptr<TestOrigin> Start(
-      int port = 0, std::shared_ptr<grpc::ServerCredentials> credentials = nullptr);
+      int port = 0, std::shared_ptr<grpc::ServerCredentials> credentials = nullptr,
+      const std::string& host = "127.0.0.1");
   ~TestOrigin();
   TestOrigin(const TestOrigin&) = delete;
   TestOrigin& operator=(const TestOrigin&) = delete;
 
   int port() const { return port_; }
-  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  std::string address() const { return host_ + ":" + std::to_string(port_); }
   std::string url() const { return "grpc://" + address(); }       // for ServerConfig::origin
   std::string tls_url() const { return "grpcs://" + address(); }  // when started with TLS
 
@@ -159,6 +161,7 @@ class TestOrigin final {
   std::unique_ptr<ThreadTimerQueue> timers_;
   std::unique_ptr<Service> service_;
   std::unique_ptr<grpc::Server> server_;
+  std::string host_;
   int port_ = 0;
 };
 

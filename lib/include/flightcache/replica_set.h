@@ -12,9 +12,16 @@
 // repeat count starts over once the replica has gone `max_ejection` without an ejection. The last
 // healthy replica is never ejected: a degraded backend is better than none.
 //
-// Thread-safety: thread-safe; one mutex guards the replicas' counters and the primaries' map, held
-// only to pick a replica and to record a fetch's end (never across a replica's Fetch or a `done`).
-// Lifetime: the replicas and the clock must outlive this object; so must every fetch's `done`.
+// Membership can change while fetches run (grpc://dns:///NAME:PORT re-resolving, SetMembers()): a
+// replica that stays keeps its counters and ejection state; one that leaves is dropped from new
+// picks and freed when its last fetch in flight ends. With no replica at all, fetches fail with
+// UNAVAILABLE at once.
+//
+// Thread-safety: thread-safe; one mutex guards the membership, the replicas' counters and the
+// primaries' map, held only to pick a replica and to record a fetch's end (never across a
+// replica's Fetch, a `done` or the making of a new replica's Origin).
+// Lifetime: the clock must outlive this object; so must every fetch's `done`, and this object must
+// outlive every fetch it started.
 //
 // Usage:
 //   std::vector<std::unique_ptr<Origin>> replicas = ...;  // one GrpcOrigin per address
@@ -32,6 +39,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/functional/any_invocable.h"
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -64,11 +72,15 @@ struct ReplicaStats {
 
 class ReplicaSet final : public Origin {
  public:
-  // Called once per finished fetch, with the replica's index, without the lock (for metrics).
-  using FetchObserver =
-      absl::AnyInvocable<void(size_t replica, absl::Duration latency, const absl::Status& status)>;
+  // Called once per finished fetch, with the replica's name (its Describe()), without the lock
+  // (for metrics).
+  using FetchObserver = absl::AnyInvocable<void(const std::string& replica, absl::Duration latency,
+                                                const absl::Status& status)>;
+  // Makes the Origin of a new member from its key (SetMembers()).
+  using OriginMaker = absl::FunctionRef<std::unique_ptr<Origin>(const std::string& key)>;
 
-  // REQUIRES: !replicas.empty(), options.Validate().ok().
+  // `replicas` may be empty (a dns:/// set before its first resolution).
+  // REQUIRES: options.Validate().ok().
   ReplicaSet(std::vector<std::unique_ptr<Origin>> replicas, const Clock& clock,
              ReplicaSetOptions options, FetchObserver observer = nullptr);
   ReplicaSet(const ReplicaSet&) = delete;
@@ -78,13 +90,20 @@ class ReplicaSet final : public Origin {
   // The replicas' descriptions joined by commas.
   std::string Describe() const override;
 
-  size_t size() const { return replicas_.size(); }
-  std::vector<ReplicaStats> stats() const;
+  // Makes the members exactly `keys` (duplicates count once): members with a key listed stay as
+  // they are, a new key gets its Origin from `make`, and members not listed leave (see above). A
+  // member's key is the name it was made from here (an address), or its Describe() for the
+  // replicas given to the constructor; stats and the observer name it by its Describe().
+  void SetMembers(const std::vector<std::string>& keys, OriginMaker make);
+
+  size_t size() const;
+  std::vector<ReplicaStats> stats() const;  // in membership order
 
  private:
   struct Replica {
     std::unique_ptr<Origin> origin;
-    std::string name;
+    std::string key;   // what SetMembers() knows it by
+    std::string name;  // origin->Describe()
     int64_t fetches = 0;
     int64_t failures = 0;
     int64_t consecutive_failures = 0;
@@ -94,20 +113,25 @@ class ReplicaSet final : public Origin {
     absl::Time ejected_until = absl::InfinitePast();
   };
 
-  size_t Pick(const FetchRequest& request, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  bool Healthy(const Replica& r, absl::Time now) const { return r.ejected_until <= now; }
+  static std::shared_ptr<Replica> MakeReplica(std::string key, std::unique_ptr<Origin> origin);
+  // The replica for `request`; null when there is none. Counts the fetch as outstanding.
+  std::shared_ptr<Replica> Pick(const FetchRequest& request, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  static bool Healthy(const Replica& r, absl::Time now) { return r.ejected_until <= now; }
   size_t HealthyCount(absl::Time now) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void Finish(size_t index, const FetchRequest& request, const absl::Status& status,
+  void Finish(Replica& replica, const FetchRequest& request, const absl::Status& status,
               absl::Time started);
 
-  std::vector<Replica> replicas_;  // the vector itself never changes after construction
   const Clock& clock_;
   const ReplicaSetOptions options_;
   FetchObserver observer_;
   mutable absl::Mutex mu_;
+  // Shared with the fetches in flight, so a replica that leaves lives until its last one ends.
+  std::vector<std::shared_ptr<Replica>> replicas_ ABSL_GUARDED_BY(mu_);
   size_t next_ ABSL_GUARDED_BY(mu_) = 0;  // round-robin start among equals
-  // Where each key's primary fetch in flight went, so its hedge can go elsewhere.
-  absl::flat_hash_map<std::string, size_t> primary_of_ ABSL_GUARDED_BY(mu_);
+  // Where each key's primary fetch in flight went, so its hedge can go elsewhere. The pointer is
+  // only compared, and its entry is erased when that fetch ends (while the fetch keeps it alive).
+  absl::flat_hash_map<std::string, const Replica*> primary_of_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace flightcache

@@ -5,6 +5,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
@@ -27,16 +28,15 @@ class ReplicaSetTest : public ::testing::Test {
   void Make(size_t n, ReplicaSetOptions options = {}) {
     std::vector<std::unique_ptr<Origin>> replicas;
     for (size_t i = 0; i < n; ++i) {
-      auto fake = std::make_unique<FakeOrigin>();
+      auto fake = std::make_unique<FakeOrigin>(absl::StrCat("r", i));
       fakes_.push_back(fake.get());
       replicas.push_back(std::move(fake));
     }
     ASSERT_TRUE(options.Validate().ok()) << options.Validate();
     set_ =
         std::make_unique<ReplicaSet>(std::move(replicas), clock_, options,
-                                     [this](size_t replica, absl::Duration, const absl::Status&) {
-                                       observed_.push_back(replica);
-                                     });
+                                     [this](const std::string& replica, absl::Duration,
+                                            const absl::Status&) { observed_.push_back(replica); });
   }
 
   // Fetches `key` (attempt 1 or 2) and returns which replica got it.
@@ -67,7 +67,7 @@ class ReplicaSetTest : public ::testing::Test {
   std::stop_source stop_;
   std::vector<FakeOrigin*> fakes_;
   std::unique_ptr<ReplicaSet> set_;
-  std::vector<size_t> observed_;
+  std::vector<std::string> observed_;
   std::vector<absl::Status> results_;
 };
 
@@ -98,7 +98,7 @@ TEST_F(ReplicaSetTest, FetchesGoToTheReplicaWithTheFewestOutstanding) {
   EXPECT_EQ(stats[0].outstanding, 2);
   EXPECT_EQ(stats[1].fetches, 2);
   EXPECT_EQ(stats[1].outstanding, 2);
-  EXPECT_EQ(set_->Describe(), "fake://,fake://");
+  EXPECT_EQ(set_->Describe(), "r0,r1");
 }
 
 TEST_F(ReplicaSetTest, AHedgeNeverGoesToItsPrimarysReplica) {
@@ -230,8 +230,79 @@ TEST_F(ReplicaSetTest, TheObserverSeesEveryFinishedFetchWithItsReplica) {
   FetchTo("a");
   FetchTo("b");
   FetchTo("c");
-  EXPECT_THAT(observed_, ElementsAre(0u, 1u, 0u));
+  EXPECT_THAT(observed_, ElementsAre("r0", "r1", "r0"));
   EXPECT_EQ(results_.size(), 3u);
+}
+
+// Membership changes (dns:/// re-resolving) while fetches run.
+class ReplicaSetMembershipTest : public ReplicaSetTest {
+ protected:
+  // Makes `names` the members; new ones become fakes, kept in `made_` by name.
+  void SetMembers(const std::vector<std::string>& names) {
+    set_->SetMembers(names, [this](const std::string& name) {
+      auto fake = std::make_unique<FakeOrigin>(name);
+      made_[name] = fake.get();
+      return fake;
+    });
+  }
+
+  std::vector<std::string> Members() const {
+    std::vector<std::string> names;
+    for (const ReplicaStats& r : set_->stats()) names.push_back(r.name);
+    return names;
+  }
+
+  absl::flat_hash_map<std::string, FakeOrigin*> made_;
+};
+
+TEST_F(ReplicaSetMembershipTest, WithNoReplicaFetchesFailUnavailableAtOnce) {
+  set_ = std::make_unique<ReplicaSet>(std::vector<std::unique_ptr<Origin>>{}, clock_,
+                                      ReplicaSetOptions{});
+  set_->Fetch({.key = "k"}, stop_.get_token(),
+              [this](absl::StatusOr<FetchResult> r) { results_.push_back(r.status()); });
+  ASSERT_EQ(results_.size(), 1u);
+  EXPECT_TRUE(absl::IsUnavailable(results_[0])) << results_[0];
+  EXPECT_EQ(set_->Describe(), "no replica");
+  SetMembers({"a:1"});
+  EXPECT_EQ(set_->Describe(), "a:1");
+  set_->Fetch({.key = "k"}, stop_.get_token(), [](absl::StatusOr<FetchResult>) {});
+  EXPECT_EQ(made_["a:1"]->fetches(), 1);
+}
+
+TEST_F(ReplicaSetMembershipTest, AStayingReplicaKeepsItsStateAndALeavingOneFinishesItsFetches) {
+  Make(2, {.eject_after = 1});
+  AnswerInline({false, true});
+  FetchTo("a");
+  FetchTo("b");  // r1 fails once: ejected
+  ASSERT_TRUE(set_->stats()[1].ejected);
+  fakes_[0]->set_auto_answer(nullptr);
+  ASSERT_EQ(FetchTo("slow"), 0u);  // in flight on r0, which is about to leave
+
+  SetMembers({"r1", "r2", "r2"});  // r0 leaves, r1 stays, r2 joins once
+  EXPECT_THAT(Members(), ElementsAre("r1", "r2"));
+  const std::vector<ReplicaStats> stats = set_->stats();
+  EXPECT_TRUE(stats[0].ejected) << "r1 keeps its ejection";
+  EXPECT_EQ(stats[0].failures, 1);
+  EXPECT_EQ(made_.size(), 1u) << "only the new name gets an origin";
+
+  // New fetches go to r2 (r1 is ejected), never to the departed r0.
+  for (int i = 0; i < 3; ++i) {
+    set_->Fetch({.key = absl::StrCat("n", i)}, stop_.get_token(),
+                [](absl::StatusOr<FetchResult>) {});
+  }
+  EXPECT_EQ(made_["r2"]->fetches(), 3);
+  EXPECT_EQ(fakes_[0]->fetches(), 2);
+  // The departed replica's fetch still completes, and is observed under its name.
+  ASSERT_TRUE(fakes_[0]->AnswerValue(0, "v"));  // the first fetch it did not answer inline
+  EXPECT_TRUE(results_.back().ok()) << results_.back();
+  EXPECT_EQ(observed_.back(), "r0");
+}
+
+TEST_F(ReplicaSetMembershipTest, AHedgeAvoidsItsPrimaryEvenAfterTheSetChanged) {
+  Make(2);
+  ASSERT_EQ(FetchTo("k", 1), 0u);
+  SetMembers({"r1", "r0"});  // reordered: indexes moved, the primary did not
+  EXPECT_EQ(FetchTo("k", 2), 1u) << "the hedge goes to the other replica";
 }
 
 }  // namespace

@@ -468,6 +468,7 @@ TEST_F(FlagsTest, EveryDurationAndSizeFlagHasAnUpperBound) {
       {"stale-if-error", "8760h", "8760h1ms"},
       {"refresh-ahead", "0.99", "1"},
       {"origin-eject-after", "1000000", "1000001"},
+      {"origin-dns-refresh", "1h", "1h1ms"},
       {"listen-socket-mode", "0777", "01000"},
       {"keepalive-min-time", "24h", "24h1ms"},
       {"max-connection-age", "24h", "24h1ms"},

@@ -109,5 +109,37 @@ TEST(OriginFactoryTest, SeveralGrpcAddressesMakeAReplicaSet) {
   EXPECT_FALSE(CreateOrigin(*spec, timers, {}, ReplicaSetOptions{.eject_after = -1}).ok());
 }
 
+// grpc://dns:///NAME:PORT: replicas at NAME's addresses, filled in by DnsReplicaWatcher.
+TEST(OriginFactoryTest, ADnsNameMakesAnEmptyReplicaSetFilledByAddress) {
+  absl::StatusOr<OriginSpec> spec = ParseOriginUrl("grpcs://dns:///origin.svc:9000");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_EQ(spec->dns_name, "origin.svc");
+  EXPECT_EQ(spec->dns_port, 9000);
+  EXPECT_TRUE(spec->tls);
+  EXPECT_TRUE(spec->grpc_targets.empty());
+  EXPECT_EQ(ParseOriginUrl("grpc://dns:///[::1]:7")->dns_name, "::1");
+  const std::pair<const char*, const char*> refused[] = {
+      {"grpc://dns://8.8.8.8/origin.svc:9000", "naming a DNS server"},
+      {"grpc://dns:///origin.svc", "no port"},
+      {"grpc://dns:///origin.svc:0", "not a port"},
+      {"grpc://dns:///a:1,b:2", "list no other replica"},
+      {"grpc://dns:///a:1/path", "no path"},
+      {"grpc://a:1,dns:///b:2", "no path"},
+  };
+  for (const auto& [url, why] : refused) {
+    EXPECT_THAT(std::string(ParseOriginUrl(url).status().message()), ::testing::HasSubstr(why))
+        << url;
+  }
+
+  testing::FakeTimerQueue timers;
+  absl::StatusOr<std::unique_ptr<Origin>> origin = CreateOrigin(*spec, timers, {});
+  ASSERT_TRUE(origin.ok()) << origin.status();
+  auto* replicas = dynamic_cast<ReplicaSet*>(origin->get());
+  ASSERT_NE(replicas, nullptr) << "even one address is a set: more may come";
+  EXPECT_EQ(replicas->size(), 0u);
+  replicas->SetMembers({"10.0.0.1:9000"}, MakeReplicaMaker(*spec, timers, {}));
+  EXPECT_EQ(replicas->Describe(), "grpcs://10.0.0.1:9000");
+}
+
 }  // namespace
 }  // namespace flightcache
