@@ -39,7 +39,7 @@ BROWSER_WAIT = 90  # seconds for one headless Chromium run
 # p99 (red), OK per second (green), the open loop's intended rate (orange).
 PLOT_COLOURS = {"blue": (0x1f, 0x77, 0xb4), "red": (0xd6, 0x27, 0x28),
                 "green": (0x2c, 0xa0, 0x2c), "orange": (0xff, 0x7f, 0x0e)}
-MIN_COLOUR_PIXELS = 40
+MIN_COLOUR_PIXELS = 200  # more than the legend swatches alone: the lines are drawn
 
 
 def fig(v):
