@@ -151,6 +151,7 @@ std::string Section(absl::string_view id, absl::string_view heading, absl::strin
 std::string Sections(const std::vector<LabeledRun>& runs) {
   const std::vector<PlotSpec> plots = Plots(runs);
   std::vector<std::string> svg;
+  svg.reserve(plots.size());
   for (const PlotSpec& p : plots) svg.push_back(RenderLinePlot(p));
   auto header = [&] {
     if (runs.size() == 1) return std::string();
@@ -160,6 +161,7 @@ std::string Sections(const std::vector<LabeledRun>& runs) {
   };
   auto row = [&](std::string& out, absl::string_view name, auto value_of) {
     std::vector<std::string> cells;
+    cells.reserve(runs.size());
     for (const LabeledRun& r : runs) cells.push_back(value_of(r.run));
     AppendRow(out, name, cells);
   };

@@ -420,8 +420,9 @@ int Main(int argc, char** argv) {
   };
   absl::Notification run_over;
   std::thread ticker([&] {
-    while (!run_over.WaitForNotificationWithTimeout(absl::Seconds(1)))
+    while (!run_over.WaitForNotificationWithTimeout(absl::Seconds(1))) {
       take_interval(absl::Now(), config.progress);
+    }
   });
   const RunResult result = runner.Wait();
   run_over.Notify();

@@ -107,8 +107,9 @@ absl::StatusOr<std::vector<std::pair<const Value*, const Value*>>> Pairs(const F
 absl::Status ReadCurve(const Fields& top, RunSummary& run) {
   auto pairs = Pairs(top, "latency_curve", Value::kNumberValue);
   if (!pairs.ok()) return pairs.status();
-  for (const auto& [q, ms] : *pairs)
+  for (const auto& [q, ms] : *pairs) {
     run.latency_curve.emplace_back(q->number_value(), ms->number_value());
+  }
   return absl::OkStatus();
 }
 

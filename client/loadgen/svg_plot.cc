@@ -41,8 +41,9 @@ std::vector<Tick> LinearTicks(double max, double& axis_max) {
   const double step = NiceStep(max);
   axis_max = std::max(step, std::ceil(max / step - 1e-9) * step);
   std::vector<Tick> ticks;
-  for (int i = 0; i * step <= axis_max + step / 2; ++i)
+  for (int i = 0; i * step <= axis_max + step / 2; ++i) {
     ticks.push_back({i * step, Number(i * step)});
+  }
   return ticks;
 }
 
