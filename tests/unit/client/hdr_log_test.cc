@@ -31,8 +31,9 @@ size_t HdrCountsIndex(uint64_t value) {
 }
 
 TEST(HdrLogTest, HistogramLayoutIsHdrHistogramsForOneUnitAndTwoDigits) {
-  for (uint64_t v = 0; v < 200000; ++v)
+  for (uint64_t v = 0; v < 200000; ++v) {
     ASSERT_EQ(Histogram::BucketIndex(v), HdrCountsIndex(v)) << v;
+  }
   for (int bit = 8; bit < 63; ++bit) {
     for (const uint64_t v : {(uint64_t{1} << bit) - 1, uint64_t{1} << bit, (uint64_t{1} << bit) + 1,
                              (uint64_t{3} << (bit - 1)) + 7}) {
