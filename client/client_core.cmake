@@ -25,6 +25,13 @@ flightcache_client_lib(flightcache_loadgen_stats SOURCES loadgen/recorder.cc loa
                        DEPS flightcache_loadgen_histogram flightcache_json absl::status
                             absl::strings absl::str_format absl::synchronization absl::time
                             absl::span)
+# --hdr-log: HdrHistogram's interval log (zlib-deflated V2 encodings).
+find_package(ZLIB REQUIRED)
+flightcache_client_lib(flightcache_loadgen_hdr_log SOURCES loadgen/hdr_log.cc
+                       DEPS flightcache_loadgen_histogram ZLIB::ZLIB absl::status absl::statusor
+                            absl::strings absl::str_format absl::time)
+flightcache_client_lib(flightcache_loadgen_svg_plot SOURCES loadgen/svg_plot.cc
+                       DEPS absl::strings absl::str_format)
 flightcache_client_lib(flightcache_loadgen_runner SOURCES loadgen/runner.cc
                        DEPS flightcache_loadgen_stats flightcache_loadgen_workload
                             flightcache_timer_queue absl::any_invocable absl::synchronization)

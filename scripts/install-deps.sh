@@ -24,6 +24,10 @@ packages=(
   # Prometheus on :9090 (`systemctl disable --now prometheus` stops it; the tests need only
   # promtool).
   prometheus
+  # zlib: flightcache-loadgen --hdr-log deflates HdrHistogram's interval histograms.
+  zlib1g-dev
+  # Headless Chromium: the loadgen's HTML report test renders the page in a real browser.
+  chromium
 )
 case "${1:-}" in
   "") ;;

@@ -9,7 +9,10 @@
 #   - extra origin fetches = (origin_fetches - loads_started) / loads_started over the measured
 #     phase (server Stats delta): target <= 5% with hedging. The origin's own primary/hedge
 #     counters (whole run, warm-up included) are printed beside it.
-# Usage: bench/e2e/tail.sh [--strict] [--keep] [BUILD_DIR]
+# The two measured runs are compared (flightcache-loadgen --compare): the ratio table is printed
+# and the overlaid page is $WORK/tail.html; with PLOT_DIR=DIR the plots are also written there
+# as SVG files (docs/BENCHMARKS.md shows those of PLOT_DIR=docs/plots/tail).
+# Usage: [PLOT_DIR=DIR] bench/e2e/tail.sh [--strict] [--keep] [BUILD_DIR]
 source "$(dirname "$0")/common.sh"
 bench_init tail 300 "$@"
 require_bins "$SERVER_BIN" "$LOADGEN_BIN" "$CLI_BIN" "$ORIGIN_BIN"
@@ -67,6 +70,10 @@ echo
 echo "tail: origin $LATENCY, cold keys, open loop $RATE/s Poisson, warm-up $WARMUP, measured $DURATION"
 summarize nohedge
 summarize hedge
+
+echo
+bounded 30 "$LOADGEN_BIN" --compare "$WORK/nohedge.json" "$WORK/hedge.json" \
+  --report="$WORK/tail.html" ${PLOT_DIR:+--plot-dir="$PLOT_DIR"}
 
 result "p99 without hedging" "${nohedge_P99} ms, extra fetches ${nohedge_EXTRA}%" "(baseline)" INFO
 result "p99 with hedge p95" "${hedge_P99} ms" "< 30 ms" "$(verdict "$hedge_P99 < 30")"

@@ -43,7 +43,10 @@ class Histogram final {
   // that at least q·count values are ≤ v, within the bucket precision above. 0 when empty.
   uint64_t ValueAtQuantile(double q) const;
 
-  // Bucket geometry, public for tests.
+  // The count of bucket `index` (< kBucketCount): for exporting the histogram (hdr_log.h).
+  uint64_t CountAtIndex(size_t index) const { return counts_[index]; }
+
+  // Bucket geometry, public for tests and exporters.
   static size_t BucketIndex(uint64_t value);
   static uint64_t BucketLowest(size_t index);
   static uint64_t BucketHighest(size_t index);

@@ -5,13 +5,18 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <utility>
+#include <vector>
 
 #include "absl/flags/flag.h"
+#include "absl/flags/reflection.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
@@ -19,8 +24,11 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "client/loadgen/grpc_target.h"
+#include "client/loadgen/hdr_log.h"
+#include "client/loadgen/html_report.h"
 #include "client/loadgen/recorder.h"
 #include "client/loadgen/report.h"
+#include "client/loadgen/run_summary.h"
 #include "client/loadgen/runner.h"
 #include "client/loadgen/workload.h"
 #include "flightcache/support/file_util.h"
@@ -67,6 +75,22 @@ ABSL_FLAG(std::string, herd_nonce, "",
           "Herd: names the waves' keys (default: new ones every run). Loadgens given the same "
           "nonce ask for the same key in each wave, e.g. one herd spread over several servers.");
 ABSL_FLAG(std::string, json, "", "Also write the report as JSON to this file ('-': stdout).");
+ABSL_FLAG(std::string, report, "",
+          "Also write an HTML report to this file: one self-contained page (inline SVG plots, "
+          "no script) with the latency percentiles, throughput and latency per second, status "
+          "codes over time, the server's savings and the run's configuration. With --compare: "
+          "the two runs overlaid.");
+ABSL_FLAG(std::string, hdr_log, "",
+          "Also write the latency histogram of each second to this file in HdrHistogram's "
+          "interval log format (values in ns; HistogramLogProcessor and the HdrHistogram "
+          "plotters read it).");
+ABSL_FLAG(std::string, plot_dir, "",
+          "Also write the report's plots to this directory as standalone SVG files "
+          "(latency-percentiles.svg, throughput.svg, latency-over-time.svg, status-codes.svg).");
+ABSL_FLAG(bool, compare, false,
+          "Compare two runs instead of running: flightcache-loadgen --compare A.json B.json "
+          "[--report=FILE.html] [--plot-dir=DIR], where A and B are --json reports. Prints each "
+          "headline figure of both and B/A.");
 ABSL_FLAG(double, max_error_rate, 1.0,
           "Exit 1 when the share of failed keys (any code but OK and NOT_FOUND) exceeds this.");
 ABSL_FLAG(int, channels, 1, "gRPC channels (TCP connections) to spread calls over.");
@@ -87,6 +111,8 @@ constexpr char kUsage[] =
     "[--json=F]\n"
     "      [--invalidate-share=F] [--batch-share=F] [--max-deadline=D]\n"
     "  flightcache-loadgen --scenario=herd --herd-size=N --waves=W [--herd-nonce=S]\n"
+    "      [--report=F.html] [--hdr-log=F.hlog] [--plot-dir=DIR]\n"
+    "  flightcache-loadgen --compare A.json B.json [--report=F.html] [--plot-dir=DIR]\n"
     "\n"
     "Closed loop by default; --rate makes it open loop, with latency measured from each call's\n"
     "scheduled send time (no coordinated omission). A mixed workload sends a share of Invalidate\n"
@@ -95,15 +121,20 @@ constexpr char kUsage[] =
     "status code's count, latency p50/p90/p99/p99.9/max (histogram, <=1% relative error), and the\n"
     "server's Stats deltas: hit ratio, coalescing ratio, origin fetches per request, hedges.\n"
     "SIGINT/SIGTERM end the run early and still print the report.\n"
+    "--report writes the same as an HTML page with plots; --compare overlays two --json runs.\n"
     "\n"
     "Exit codes: 0 run finished within --max-error-rate; 1 error rate above --max-error-rate;\n"
-    "2 bad flag or value; 3 target unreachable or report file not writable.";
+    "2 bad flag or value, or a --compare input that is not a loadgen JSON report of this\n"
+    "version with calls; 3 target unreachable or report file not writable.";
 
 struct Config {
   GrpcTargetOptions target;
   WorkloadOptions workload;
   RunnerOptions runner;
   std::string json_path;
+  std::string report_path;
+  std::string hdr_log_path;
+  std::string plot_dir;
   double max_error_rate = 1.0;
   bool progress = false;
 };
@@ -188,6 +219,9 @@ Config ConfigFromFlags() {
   if (absl::Status s = c.runner.Validate(); !s.ok()) support::ExitUsageError(s.message());
 
   c.json_path = absl::GetFlag(FLAGS_json);
+  c.report_path = absl::GetFlag(FLAGS_report);
+  c.hdr_log_path = absl::GetFlag(FLAGS_hdr_log);
+  c.plot_dir = absl::GetFlag(FLAGS_plot_dir);
   c.max_error_rate = absl::GetFlag(FLAGS_max_error_rate);
   if (!(c.max_error_rate >= 0 && c.max_error_rate <= 1)) {
     support::ExitUsageError("--max-error-rate must be in [0, 1]");
@@ -215,9 +249,119 @@ std::string ModeName(LoopMode mode) {
   return "?";
 }
 
+// Writes one output file ('-': stdout); false, after one line on stderr, when it cannot.
+bool WriteOutput(const std::string& path, absl::string_view contents) {
+  if (path == "-") {
+    std::cout << contents << std::flush;
+    return true;
+  }
+  if (absl::Status s = support::WriteFileAtomically(path, contents); !s.ok()) {
+    std::fprintf(stderr, "%s: %s\n", support::ProgramName().c_str(),
+                 std::string(s.message()).c_str());
+    return false;
+  }
+  return true;
+}
+
+bool WritePlots(const std::string& dir, const std::vector<LabeledRun>& runs) {
+  std::error_code error;
+  std::filesystem::create_directories(dir, error);
+  if (error) {
+    std::fprintf(stderr, "%s: --plot-dir: cannot create %s: %s\n", support::ProgramName().c_str(),
+                 dir.c_str(), error.message().c_str());
+    return false;
+  }
+  for (const auto& [stem, svg] : RenderPlots(runs)) {
+    if (!WriteOutput(absl::StrCat(dir, "/", stem, ".svg"), svg)) return false;
+  }
+  return true;
+}
+
+// The run's configuration for the JSON and HTML reports: the flags that shape the load.
+std::vector<std::pair<std::string, std::string>> Settings(LoopMode mode) {
+  std::vector<std::string> names = {"scenario"};
+  if (mode == LoopMode::kHerd) {
+    names.insert(names.end(), {"herd_size", "waves"});
+  } else {
+    if (mode == LoopMode::kOpen) {
+      names.insert(names.end(), {"rate", "arrival", "max_inflight"});
+    } else {
+      names.emplace_back("concurrency");
+    }
+    names.insert(names.end(), {"duration", "requests", "keys", "distribution", "batch",
+                               "batch_share", "invalidate_share"});
+  }
+  names.insert(names.end(), {support::WasFlagGiven("max_deadline") ? "max_deadline" : "deadline",
+                             "channels", "tls", "seed"});
+  std::vector<std::pair<std::string, std::string>> settings;
+  for (const std::string& name : names) {
+    if (const absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name); flag != nullptr) {
+      settings.emplace_back(support::DashedFlagName(name), flag->CurrentValue());
+    }
+  }
+  return settings;
+}
+
+// --compare A.json B.json: any input that is not a report of this version with calls is a
+// usage error (exit 2) in one line.
+int Compare(const std::vector<std::string>& files) {
+  if (files.size() != 2) {
+    support::ExitUsageError(
+        absl::StrCat("--compare takes two JSON reports (A.json B.json), got ", files.size()));
+  }
+  for (const char* flag : {"json", "hdr_log"}) {
+    if (support::WasFlagGiven(flag)) {
+      support::ExitUsageError(
+          absl::StrCat("--", support::DashedFlagName(flag), " cannot be used with --compare"));
+    }
+  }
+  std::vector<LabeledRun> runs;
+  for (const std::string& file : files) {
+    absl::StatusOr<RunSummary> run = ReadRunSummaryFile(file);
+    if (!run.ok()) {
+      std::fprintf(stderr, "%s: --compare: %s\n", support::ProgramName().c_str(),
+                   std::string(run.status().message()).c_str());
+      return support::kExitUsage;
+    }
+    runs.push_back({std::filesystem::path(file).stem().string(), *std::move(run)});
+  }
+  if (runs[0].label == runs[1].label) {  // a/run.json b/run.json: the paths tell them apart
+    runs[0].label = files[0];
+    runs[1].label = files[1];
+  }
+  std::cout << FormatCompareText(runs[0], runs[1]) << std::flush;
+  const std::string report_path = absl::GetFlag(FLAGS_report);
+  const std::string plot_dir = absl::GetFlag(FLAGS_plot_dir);
+  bool written =
+      report_path.empty() || WriteOutput(report_path, RenderCompareReport(runs[0], runs[1]));
+  written = written && (plot_dir.empty() || WritePlots(plot_dir, runs));
+  return written ? support::kExitOk : support::kExitRuntime;
+}
+
+// The HTML report and plots of a finished run, read back from its JSON so that every output
+// shows the same figures. False when a file cannot be written (or the run had no calls).
+bool WriteRunReports(const Config& config, const std::string& json) {
+  if (config.report_path.empty() && config.plot_dir.empty()) return true;
+  absl::StatusOr<RunSummary> run = ParseRunSummary(json);
+  if (!run.ok()) {
+    std::fprintf(stderr, "%s: no HTML report or plots: %s\n", support::ProgramName().c_str(),
+                 std::string(run.status().message()).c_str());
+    return false;
+  }
+  if (!config.report_path.empty() && !WriteOutput(config.report_path, RenderRunReport(*run))) {
+    return false;
+  }
+  return config.plot_dir.empty() || WritePlots(config.plot_dir, {{"run", *std::move(run)}});
+}
+
 int Main(int argc, char** argv) {
   absl::SetProgramUsageMessage(kUsage);
-  support::ParseFlagsWithoutArgumentsOrExit(argc, argv);
+  const std::vector<std::string> files = support::ParseFlagsOrExit(argc, argv);
+  if (absl::GetFlag(FLAGS_compare)) return Compare(files);
+  if (!files.empty()) {
+    support::ExitUsageError(
+        absl::StrCat("unexpected argument '", files.front(), "' (only --compare takes files)"));
+  }
   const Config config = ConfigFromFlags();
 
   // Before any gRPC thread exists, so that every thread inherits the blocked signal mask.
@@ -248,31 +392,47 @@ int Main(int argc, char** argv) {
     active_runner = &runner;
     if (signals_seen > 0) runner.Stop();
   }
+  const absl::Time run_start = absl::Now();
   runner.Start();
 
+  // Once a second: the interval's summary for the timeline, its histogram for --hdr-log, and
+  // the progress line when asked for. The last, partial interval is taken after the run, so
+  // that the intervals add up to the totals.
+  std::vector<IntervalSummary> timeline;
+  std::optional<HdrLogWriter> hdr_log;
+  if (!config.hdr_log_path.empty()) hdr_log.emplace(run_start);
+  absl::Status hdr_status;
+  absl::Time last = run_start;
+  auto take_interval = [&](absl::Time now, bool print_progress) {
+    const RunTotals interval = recorder.TakeInterval();
+    const double start_s = absl::ToDoubleSeconds(last - run_start);
+    const double length_s = absl::ToDoubleSeconds(now - last);
+    timeline.push_back(SummarizeInterval(start_s, length_s, interval));
+    if (hdr_log.has_value() && hdr_status.ok()) {
+      hdr_status = hdr_log->AddInterval(start_s, length_s, interval.latency_ns);
+    }
+    if (print_progress) {
+      const std::string line = FormatProgress(now - run_start, now - last, interval,
+                                              recorder.Totals(), runner.inflight());
+      std::fprintf(stderr, "%s\n", line.c_str());
+    }
+    last = now;
+  };
   absl::Notification run_over;
-  std::thread progress;
-  if (config.progress) {
-    progress = std::thread([&] {
-      absl::Time last = absl::Now();
-      const absl::Time first = last;
-      while (!run_over.WaitForNotificationWithTimeout(absl::Seconds(1))) {
-        const absl::Time now = absl::Now();
-        const RunTotals interval = recorder.TakeInterval();
-        const std::string line =
-            FormatProgress(now - first, now - last, interval, recorder.Totals(), runner.inflight());
-        std::fprintf(stderr, "%s\n", line.c_str());
-        last = now;
-      }
-    });
-  }
+  std::thread ticker([&] {
+    while (!run_over.WaitForNotificationWithTimeout(absl::Seconds(1))) {
+      take_interval(absl::Now(), config.progress);
+    }
+  });
   const RunResult result = runner.Wait();
   run_over.Notify();
-  if (progress.joinable()) progress.join();
+  ticker.join();
   {
     absl::MutexLock lock(&runner_mu);
     active_runner = nullptr;
   }
+  const absl::Time run_end = absl::Now();
+  if (run_end > last) take_interval(run_end, /*print_progress=*/false);
   const absl::StatusOr<ServerStats> after = (*target)->FetchStats(absl::Seconds(5));
 
   Report report;
@@ -288,6 +448,9 @@ int Main(int argc, char** argv) {
   report.herd_size = config.runner.herd_size;
   report.waves = config.runner.waves;
   report.max_error_rate = config.max_error_rate;
+  if (config.runner.mode == LoopMode::kOpen) report.intended_rate = config.runner.rate;
+  report.settings = Settings(config.runner.mode);
+  report.timeline = std::move(timeline);
   if (before.ok() && after.ok()) {
     report.server_delta = Delta(*before, *after);
   } else {
@@ -297,16 +460,19 @@ int Main(int argc, char** argv) {
 
   std::cout << FormatText(report) << std::flush;
   int exit_code = report.error_rate_exceeded() ? support::kExitFailure : support::kExitOk;
-  if (!config.json_path.empty()) {
-    const std::string json = FormatJson(report);
-    if (config.json_path == "-") {
-      std::cout << json << std::flush;
-    } else if (absl::Status s = support::WriteFileAtomically(config.json_path, json); !s.ok()) {
-      std::fprintf(stderr, "%s: %s\n", support::ProgramName().c_str(),
-                   std::string(s.message()).c_str());
-      exit_code = support::kExitRuntime;
+  const std::string json = FormatJson(report);
+  bool written = config.json_path.empty() || WriteOutput(config.json_path, json);
+  written = WriteRunReports(config, json) && written;
+  if (hdr_log.has_value()) {
+    if (!hdr_status.ok()) {
+      std::fprintf(stderr, "%s: --hdr-log: %s\n", support::ProgramName().c_str(),
+                   std::string(hdr_status.message()).c_str());
+      written = false;
+    } else {
+      written = WriteOutput(config.hdr_log_path, hdr_log->contents()) && written;
     }
   }
+  if (!written) exit_code = support::kExitRuntime;
   if (report.error_rate_exceeded()) {
     std::fprintf(stderr, "%s: error rate %.4f exceeds --max-error-rate=%.4f\n",
                  support::ProgramName().c_str(), report.totals.error_rate(), config.max_error_rate);

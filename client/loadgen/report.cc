@@ -1,5 +1,7 @@
 #include "client/loadgen/report.h"
 
+#include <cmath>
+
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -28,6 +30,27 @@ std::string CodeName(int code) {
 }
 
 }  // namespace
+
+IntervalSummary SummarizeInterval(double start_s, double length_s, const RunTotals& interval) {
+  IntervalSummary s;
+  s.start_s = start_s;
+  s.length_s = length_s;
+  s.calls = interval.calls;
+  s.p50_ns = interval.latency_ns.ValueAtQuantile(0.5);
+  s.p99_ns = interval.latency_ns.ValueAtQuantile(0.99);
+  s.max_ns = interval.latency_ns.max();
+  s.codes = interval.codes;
+  return s;
+}
+
+std::vector<double> CurveQuantiles(uint64_t count) {
+  std::vector<double> quantiles = {0.0};
+  for (int k = 1; k <= 50 && std::pow(10.0, k / 10.0) <= static_cast<double>(count); ++k) {
+    quantiles.push_back(1 - std::pow(10.0, -k / 10.0));
+  }
+  quantiles.push_back(1.0);
+  return quantiles;
+}
 
 ServerStats Delta(const ServerStats& b, const ServerStats& a) {
   ServerStats d;
@@ -158,8 +181,40 @@ std::string FormatJson(const Report& r) {
       .Add("min", NsToMs(t.latency_ns.min()))
       .Add("mean", t.latency_ns.mean() / 1e6);
 
+  std::string curve = "[";
+  for (const double q : CurveQuantiles(t.latency_ns.count())) {
+    absl::StrAppendFormat(&curve, "%s[%.9g,%.6g]", curve.size() > 1 ? "," : "", q,
+                          NsToMs(t.latency_ns.ValueAtQuantile(q)));
+  }
+  curve += "]";
+  std::string timeline = "[";
+  for (const IntervalSummary& s : r.timeline) {
+    JsonObjectWriter interval_codes;
+    for (int code = 0; code < kStatusCodeCount; ++code) {
+      if (s.codes[code] > 0) interval_codes.Add(CodeName(code), s.codes[code]);
+    }
+    JsonObjectWriter interval;
+    interval.Add("start_s", s.start_s)
+        .Add("length_s", s.length_s)
+        .Add("calls", s.calls)
+        .Add("p50_ms", NsToMs(s.p50_ns))
+        .Add("p99_ms", NsToMs(s.p99_ns))
+        .Add("max_ms", NsToMs(s.max_ns))
+        .AddRaw("codes", interval_codes.Build());
+    absl::StrAppend(&timeline, timeline.size() > 1 ? "," : "", interval.Build());
+  }
+  timeline += "]";
+  std::string settings = "[";
+  for (const auto& [name, value] : r.settings) {
+    absl::StrAppend(&settings, settings.size() > 1 ? "," : "", "[", support::JsonQuote(name), ",",
+                    support::JsonQuote(value), "]");
+  }
+  settings += "]";
+
   JsonObjectWriter json;
-  json.Add("target", r.target)
+  json.Add("schema", kJsonSchema)
+      .Add("schema_version", kJsonSchemaVersion)
+      .Add("target", r.target)
       .Add("mode", r.mode)
       .Add("distribution", r.distribution)
       .Add("elapsed_s", absl::ToDoubleSeconds(r.elapsed))
@@ -175,7 +230,8 @@ std::string FormatJson(const Report& r) {
       .AddRaw("sources", sources.Build())
       .AddRaw("latency_ms", latency.Build());
   if (r.mode == "open") {
-    json.Add("late_sends", r.late_sends)
+    json.Add("intended_rate_rps", r.intended_rate)
+        .Add("late_sends", r.late_sends)
         .Add("max_send_lag_ms", absl::ToDoubleMilliseconds(r.max_send_lag));
   }
   if (r.mode == "herd") json.Add("herd_size", r.herd_size).Add("waves", r.waves);
@@ -209,6 +265,9 @@ std::string FormatJson(const Report& r) {
   } else {
     json.Add("server_stats_error", r.server_stats_error);
   }
+  // Last, for --compare and the HTML report: the percentile curve as [quantile, ms] pairs, the
+  // per-second timeline and the settings as [flag, value] pairs (arrays keep their order).
+  json.AddRaw("latency_curve", curve).AddRaw("timeline", timeline).AddRaw("settings", settings);
   return json.Build() + "\n";
 }
 

@@ -16,9 +16,12 @@
 #ifndef FLIGHTCACHE_CLIENT_LOADGEN_REPORT_H_
 #define FLIGHTCACHE_CLIENT_LOADGEN_REPORT_H_
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/time/time.h"
 #include "client/loadgen/recorder.h"
@@ -59,6 +62,28 @@ struct ServerSavings {
 
 ServerSavings Savings(const ServerStats& delta);
 
+// One interval (about a second) of the run, for the report's timeline.
+struct IntervalSummary {
+  double start_s = 0;  // since the run started
+  double length_s = 0;
+  int64_t calls = 0;
+  uint64_t p50_ns = 0;
+  uint64_t p99_ns = 0;
+  uint64_t max_ns = 0;
+  std::array<int64_t, kStatusCodeCount> codes{};  // keys by status code
+};
+
+IntervalSummary SummarizeInterval(double start_s, double length_s, const RunTotals& interval);
+
+// The JSON report's format: "schema" names it, "schema_version" grows when fields change
+// meaning (--compare reads only its own version).
+inline constexpr char kJsonSchema[] = "flightcache-loadgen-report";
+inline constexpr int kJsonSchemaVersion = 2;
+
+// The quantiles of the latency curve in the JSON and HTML reports: 0, then ten a decade on the
+// "nines" scale (1 - 10^(-k/10)) as far as `count` values resolve them, then 1 (the max).
+std::vector<double> CurveQuantiles(uint64_t count);
+
 struct Report {
   std::string target;
   std::string mode;          // "closed", "open" or "herd"
@@ -75,6 +100,10 @@ struct Report {
   std::optional<ServerStats> server_delta;
   std::string server_stats_error;  // why server_delta is missing
   double max_error_rate = 1.0;
+  double intended_rate = 0;  // open loop: the --rate asked for (calls/s)
+  // The run's configuration as flag=value pairs, recorded in the JSON and HTML reports.
+  std::vector<std::pair<std::string, std::string>> settings;
+  std::vector<IntervalSummary> timeline;  // one entry per second of the run
 
   double throughput() const;  // calls per second
   bool error_rate_exceeded() const { return totals.error_rate() > max_error_rate; }
