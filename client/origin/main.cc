@@ -40,7 +40,7 @@ ABSL_FLAG(absl::Duration, log_interval, absl::Seconds(10),
 ABSL_FLAG(std::string, latency, "fixed:5ms",
           "Fetch latency: fixed:D | jitter:D,J (D +/- uniform J) | uniform:MIN,MAX | "
           "lognormal:MEDIAN,SIGMA | bimodal:FAST,SLOW,P (e.g. bimodal:5ms,200ms,0.02 = 98% 5 ms, "
-          "2% 200 ms).");
+          "2% 200 ms) | keyed:FAST,SLOW,P (SLOW for the same share P of keys on every fetch).");
 ABSL_FLAG(int64_t, value_bytes, 128,
           "Value size; a value is 'sim-value v=<version> key=<len>:<key>\\n' padded with '.' to "
           "this size (the server's sim:// origin answers the same).");

@@ -77,15 +77,18 @@ absl::StatusOr<LatencyDistribution> LatencyDistribution::Parse(absl::string_view
     }
     return LatencyDistribution{.kind = Kind::kLognormal, .a = d[0], .p = n[0]};
   }
-  if (kind == "bimodal" && args.size() == 3) {
+  if ((kind == "bimodal" || kind == "keyed") && args.size() == 3) {
     if (absl::Status s = parse_args(2, 1); !s.ok()) return s;
-    if (n[0] < 0 || n[0] > 1) return absl::InvalidArgumentError("bimodal: P must be in [0, 1]");
-    return LatencyDistribution{.kind = Kind::kBimodal, .a = d[0], .b = d[1], .p = n[0]};
+    if (n[0] < 0 || n[0] > 1) {
+      return absl::InvalidArgumentError(absl::StrCat(kind, ": P must be in [0, 1]"));
+    }
+    return LatencyDistribution{
+        .kind = kind == "keyed" ? Kind::kKeyed : Kind::kBimodal, .a = d[0], .b = d[1], .p = n[0]};
   }
   return absl::InvalidArgumentError(
       absl::StrCat("'", spec,
                    "': expected fixed:D, jitter:D,J, uniform:MIN,MAX, lognormal:MEDIAN,SIGMA or "
-                   "bimodal:FAST,SLOW,P"));
+                   "bimodal:FAST,SLOW,P or keyed:FAST,SLOW,P"));
 }
 
 std::string LatencyDistribution::ToString() const {
@@ -99,13 +102,14 @@ std::string LatencyDistribution::ToString() const {
     case Kind::kLognormal:
       return absl::StrCat("lognormal:", absl::FormatDuration(a), ",", p);
     case Kind::kBimodal:
-      return absl::StrCat("bimodal:", absl::FormatDuration(a), ",", absl::FormatDuration(b), ",",
-                          p);
+    case Kind::kKeyed:
+      return absl::StrCat(kind == Kind::kKeyed ? "keyed:" : "bimodal:", absl::FormatDuration(a),
+                          ",", absl::FormatDuration(b), ",", p);
   }
   return "?";
 }
 
-absl::Duration LatencyDistribution::Sample(std::mt19937_64& rng) const {
+absl::Duration LatencyDistribution::Sample(std::mt19937_64& rng, double key_point) const {
   switch (kind) {
     case Kind::kFixed:
       return a;
@@ -125,6 +129,8 @@ absl::Duration LatencyDistribution::Sample(std::mt19937_64& rng) const {
     }
     case Kind::kBimodal:
       return std::bernoulli_distribution(p)(rng) ? b : a;
+    case Kind::kKeyed:
+      return key_point < p ? b : a;
   }
   return a;
 }
@@ -140,6 +146,7 @@ absl::Duration LatencyDistribution::Max() const {
     case Kind::kLognormal:
       return absl::Seconds(kMaxLognormalSeconds);
     case Kind::kBimodal:
+    case Kind::kKeyed:
       return std::max(a, b);
   }
   return a;

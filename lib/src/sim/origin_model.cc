@@ -33,6 +33,11 @@ bool FiniteNonNegative(absl::Duration d) {
   return d >= absl::ZeroDuration() && d != absl::InfiniteDuration();
 }
 
+// Where `key` falls in [0, 1), stable across processes.
+double KeyPoint(absl::string_view key) {
+  return static_cast<double>(StableKeyHash(key) >> 11) / static_cast<double>(uint64_t{1} << 53);
+}
+
 }  // namespace
 
 absl::Status OriginModelOptions::Validate(
@@ -94,9 +99,7 @@ std::optional<SimValueInfo> DecodeSimValue(absl::string_view value) {
 
 bool KeyIsMissing(absl::string_view key, double not_found_rate) {
   if (not_found_rate <= 0) return false;
-  const uint64_t h = StableKeyHash(key);
-  const double u = static_cast<double>(h >> 11) / static_cast<double>(uint64_t{1} << 53);
-  return u < not_found_rate;
+  return KeyPoint(key) < not_found_rate;
 }
 
 OriginModel::OriginModel(const OriginModelOptions& options)
@@ -127,7 +130,9 @@ FetchPlan OriginModel::BeginFetch(absl::string_view key, uint32_t attempt) {
   const int64_t inflight = ++counters_.inflight;
   counters_.peak_inflight = std::max(counters_.peak_inflight, inflight);
 
-  plan.latency = options_.latency.Sample(rng_);
+  // keyed: the slow keys are counted from the other end of [0, 1) than the missing ones, so the
+  // two shares overlap only when they add up to more than 1.
+  plan.latency = options_.latency.Sample(rng_, 1.0 - KeyPoint(key));
   if (options_.overload_threshold > 0 && inflight > options_.overload_threshold) {
     const double excess = static_cast<double>(inflight - options_.overload_threshold) /
                           static_cast<double>(options_.overload_threshold);

@@ -34,7 +34,8 @@ TEST(LatencyDistributionTest, ParsesEveryKind) {
 TEST(LatencyDistributionTest, RejectsBadSpecs) {
   for (const char* bad : {"", "fixed", "fixed:5", "fixed:-1ms", "uniform:5ms", "uniform:9ms,1ms",
                           "jitter:5ms", "jitter:5ms,-1ms", "lognormal:0s,1", "lognormal:5ms,x",
-                          "bimodal:5ms,200ms", "bimodal:5ms,200ms,2", "pareto:1ms"}) {
+                          "bimodal:5ms,200ms", "bimodal:5ms,200ms,2", "keyed:5ms,200ms,-0.1",
+                          "keyed:5ms,200ms", "pareto:1ms"}) {
     EXPECT_FALSE(LatencyDistribution::Parse(bad).ok()) << bad;
   }
 }
@@ -101,6 +102,20 @@ TEST(LatencyDistributionTest, LognormalHasTheConfiguredMedianAndALongTail) {
   EXPECT_NEAR(absl::ToDoubleMilliseconds(s[10000]), 5.0, 0.15);
   // p99 of a lognormal is median * exp(2.326 sigma) = 5 ms * 3.2.
   EXPECT_NEAR(absl::ToDoubleMilliseconds(s[19801]), 5.0 * std::exp(2.326 * 0.5), 0.8);
+}
+
+// keyed: the key's point decides, not a draw; the same key is always slow or always fast.
+TEST(LatencyDistributionTest, KeyedIsSlowForTheKeysBelowP) {
+  auto keyed = LatencyDistribution::Parse("keyed:5ms,200ms,0.1");
+  ASSERT_TRUE(keyed.ok()) << keyed.status();
+  EXPECT_EQ(keyed->kind, LatencyDistribution::Kind::kKeyed);
+  EXPECT_EQ(keyed->ToString(), "keyed:5ms,200ms,0.1");
+  EXPECT_EQ(keyed->Max(), absl::Milliseconds(200));
+  std::mt19937_64 rng(1);
+  for (int i = 0; i < 100; ++i) {
+    EXPECT_EQ(keyed->Sample(rng, 0.05), absl::Milliseconds(200));
+    EXPECT_EQ(keyed->Sample(rng, 0.5), absl::Milliseconds(5));
+  }
 }
 
 }  // namespace

@@ -105,6 +105,30 @@ TEST(OriginModelTest, NotFoundKeysAreAStableShareOfKeys) {
   }
 }
 
+// keyed latency: a stable share of the keys is slow on every fetch, and not the missing keys.
+TEST(OriginModelTest, KeyedLatencyIsSlowForTheSameKeysEveryTime) {
+  OriginModelOptions o = Options();
+  o.latency = *LatencyDistribution::Parse("keyed:5ms,200ms,0.1");
+  o.not_found_rate = 0.1;
+  OriginModel model(o);
+  int slow = 0;
+  int slow_and_missing = 0;
+  const int n = 20000;
+  for (int i = 0; i < n; ++i) {
+    const std::string key = absl::StrCat("key-", i);
+    const absl::Duration first = model.BeginFetch(key, 1).latency;
+    EXPECT_EQ(model.BeginFetch(key, 2).latency, first) << key << ": a hedge is no faster";
+    if (first == absl::Milliseconds(200)) {
+      ++slow;
+      slow_and_missing += KeyIsMissing(key, 0.1);
+    } else {
+      EXPECT_EQ(first, absl::Milliseconds(5));
+    }
+  }
+  EXPECT_NEAR(static_cast<double>(slow) / n, 0.1, 0.02);
+  EXPECT_EQ(slow_and_missing, 0);
+}
+
 TEST(OriginModelTest, ErrorsHitTheConfiguredShareOfFetches) {
   OriginModelOptions o = Options();
   o.error_rate = 0.1;
