@@ -300,6 +300,10 @@ ABSL_FLAG(ft::ConcurrencyLimit, max_concurrent_loads,
           "(found from the origin's latency as it runs; default range 4-256)");
 ABSL_FLAG(ft::Count, max_queued_loads, ft::Count{kDefaults.cache.max_queued_loads},
           "loads waiting for a fetch permit at most; beyond it, RESOURCE_EXHAUSTED");
+ABSL_FLAG(ft::Duration, load_queue_lifo_after, ft::Duration{kDefaults.cache.load_queue_lifo_after},
+          "while the oldest queued load has waited longer than this, a free fetch permit goes to "
+          "the newest queued load (adaptive LIFO: under a backlog, serve callers who can still "
+          "use the answer); 0: first in, first out always");
 ABSL_FLAG(ft::ByteSize, max_key_bytes, ft::ByteSize{kDefaults.cache.max_key_bytes},
           "longest key accepted (longer: INVALID_ARGUMENT)");
 ABSL_FLAG(ft::ByteSize, max_value_bytes, ft::ByteSize{kDefaults.cache.max_value_bytes},
@@ -390,6 +394,7 @@ constexpr FlagSpec kFlags[] = {
     {"hedge_budget", true},
     {"max_concurrent_loads", true},
     {"max_queued_loads", true},
+    {"load_queue_lifo_after", true},
     {"max_key_bytes", true},
     {"max_value_bytes", true},
     {"max_batch_keys", true},
@@ -461,6 +466,7 @@ ServerConfig ConfigFromFlags() {
     c.cache.max_concurrent_loads = concurrency.fixed;
   }
   c.cache.max_queued_loads = absl::GetFlag(FLAGS_max_queued_loads).value;
+  c.cache.load_queue_lifo_after = absl::GetFlag(FLAGS_load_queue_lifo_after).value;
   c.cache.max_key_bytes = absl::GetFlag(FLAGS_max_key_bytes).bytes;
   c.cache.max_value_bytes = absl::GetFlag(FLAGS_max_value_bytes).bytes;
   c.fleet = absl::GetFlag(FLAGS_fleet);

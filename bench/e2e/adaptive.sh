@@ -12,7 +12,9 @@
 # concurrency, and for adaptive the limit it settled on (the flightcache_load_concurrency_limit
 # gauge, read every second over the second half of the run: its range and median).
 # Target: adaptive goodput >= 90% of the best fixed limit's, at each rate.
-# Usage: bench/e2e/adaptive.sh [--strict] [--keep] [BUILD_DIR]
+# LIFO_AFTER=D runs every case with --load-queue-lifo-after=D (adaptive LIFO under a backlog);
+# unset, the load queue is FIFO.
+# Usage: [RATES="350 500"] [LIFO_AFTER=100ms] bench/e2e/adaptive.sh [--strict] [--keep] [BUILD_DIR]
 source "$(dirname "$0")/common.sh"
 bench_init adaptive 540 "$@"
 require_bins "$SERVER_BIN" "$LOADGEN_BIN" "$CLI_BIN" "$ORIGIN_BIN"
@@ -21,6 +23,12 @@ read -r -a RATES <<<"${RATES:-350 500}"
 SLOPE="${SLOPE:-4}"
 DURATION_S="${DURATION_S:-20}"
 read -r -a FIXED <<<"${FIXED:-4 8 16 64}"
+QUEUE_FLAGS=()
+QUEUE="FIFO queue"
+if [[ -n "${LIFO_AFTER:-}" ]]; then
+  QUEUE_FLAGS=(--load-queue-lifo-after="$LIFO_AFTER")
+  QUEUE="adaptive LIFO after $LIFO_AFTER"
+fi
 
 # limit_gauge PORT: the flightcache_load_concurrency_limit value from /metrics.
 limit_gauge() {
@@ -42,7 +50,7 @@ run_case() { # NAME RATE MAX_CONCURRENT_LOADS
   metrics_port="$(free_port)"
   start_server "${name}_server" --origin="grpc://127.0.0.1:${!opv}" \
     --max-concurrent-loads="$limit" --max-queued-loads=100000 --load-timeout=5s \
-    --metrics-listen="127.0.0.1:$metrics_port"
+    --metrics-listen="127.0.0.1:$metrics_port" "${QUEUE_FLAGS[@]}"
   local spv="${name}_server_PORT" sidv="${name}_server_PID"
   bench_log "$name: slope $SLOPE, $rate/s for ${DURATION_S}s, --max-concurrent-loads=$limit"
   bounded $((DURATION_S + 60)) "$LOADGEN_BIN" --target="127.0.0.1:${!spv}" --rate="$rate" \
@@ -69,7 +77,7 @@ report_rate() {
   local rate="$1"
   shift
   echo
-  echo "adaptive: origin fixed 20 ms, degrades above 8 in flight (slope $SLOPE); cold keys; Poisson $rate/s; deadline 1 s; ${DURATION_S} s per case"
+  echo "adaptive: origin fixed 20 ms, degrades above 8 in flight (slope $SLOPE); cold keys; Poisson $rate/s; deadline 1 s; ${DURATION_S} s per case; $QUEUE"
   printf '  %-16s %10s %12s %9s %9s %9s %s\n' case goodput/s "OK/calls" p50_ms p99_ms peak_orig "limit (2nd half: min-max, median)"
   local best_fixed=0 best_fixed_name="" adaptive_goodput=0 unlimited_goodput=0 settled="" c
   for c in "$@"; do
@@ -99,7 +107,7 @@ print(f"{min(v)}-{max(v)}, {statistics.median(v):g}" if v else "(no samples)")' 
   done
   local ratio
   ratio=$(calc "round($adaptive_goodput / $best_fixed, 3)")
-  result "$rate/s: adaptive / best fixed ($best_fixed_name) goodput" "$adaptive_goodput / $best_fixed = $ratio" ">= 0.9" "$(verdict "$ratio >= 0.9")"
+  result "$rate/s ($QUEUE): adaptive / best fixed ($best_fixed_name) goodput" "$adaptive_goodput / $best_fixed = $ratio" ">= 0.9" "$(verdict "$ratio >= 0.9")"
   result "$rate/s: adaptive limit settled at" "$settled (min-max, median)" "near 8" INFO
   result "$rate/s: unlimited goodput" "$unlimited_goodput/s" "(baseline)" INFO
 }

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cassert>
+#include <iterator>
 #include <list>
 #include <memory>
 #include <optional>
@@ -53,22 +54,39 @@ struct ConcurrencyLimiter::State {
   struct Waiter {
     GrantCallback granted;     // guarded by State::mu until moved out by the winner
     WaiterList::iterator pos;  // guarded by State::mu; valid while `queued`
+    absl::Time queued_at;      // set before it is queued; read under State::mu
     bool queued = false;       // guarded by State::mu
     // Last member, so it is destroyed first: its destructor waits for a callback running on
     // another thread, which reads the fields above.
     std::optional<std::stop_callback<OnCancel>> on_cancel;
   };
 
-  State(ConcurrencyLimiter* owner, int64_t permits, int64_t max_queued)
-      : owner(owner), max_queued(max_queued), permits(permits) {}
+  State(ConcurrencyLimiter* owner, int64_t permits, int64_t max_queued,
+        ConcurrencyLimiterOptions options)
+      : owner(owner), max_queued(max_queued), options(options), permits(permits) {}
+
+  absl::Time Now() const {
+    return options.clock != nullptr ? options.clock->Now() : absl::InfinitePast();
+  }
+
+  // Which waiter a permit goes to: the oldest, or with adaptive LIFO and a backlog the newest.
+  // REQUIRES: !queue.empty().
+  WaiterList::iterator NextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    if (options.lifo_after != absl::InfiniteDuration() &&
+        Now() - queue.front()->queued_at > options.lifo_after) {
+      ++lifo_handoffs;
+      return std::prev(queue.end());
+    }
+    return queue.begin();
+  }
 
   // Called by a waiter's stop callback, on the thread that requested stop.
   void Cancel(Waiter* waiter);
 
-  // Returns one permit: hands it to the oldest waiter, or frees it.
+  // Returns one permit: hands it to the next waiter (NextLocked), or frees it.
   void Release() { HandOver(1); }
 
-  // Gives `count` permits, already counted in `in_use`, to the oldest waiters; frees those that no
+  // Gives `count` permits, already counted in `in_use`, to the next waiters; frees those that no
   // waiter takes or that are above the limit.
   void HandOver(int64_t count);
 
@@ -82,6 +100,7 @@ struct ConcurrencyLimiter::State {
 
   ConcurrencyLimiter* const owner;
   const int64_t max_queued;
+  const ConcurrencyLimiterOptions options;
 
   mutable absl::Mutex mu;
   int64_t permits ABSL_GUARDED_BY(mu);  // K; SetPermits changes it
@@ -89,7 +108,8 @@ struct ConcurrencyLimiter::State {
   // during a hand-off). Above `permits` for a while after SetPermits lowered it. Invariant:
   // !queue.empty() implies in_use >= permits.
   int64_t in_use ABSL_GUARDED_BY(mu) = 0;
-  WaiterList queue ABSL_GUARDED_BY(mu);  // FIFO, oldest first
+  WaiterList queue ABSL_GUARDED_BY(mu);  // oldest first
+  int64_t lifo_handoffs ABSL_GUARDED_BY(mu) = 0;
 };
 
 namespace {
@@ -140,8 +160,9 @@ void ConcurrencyLimiter::State::HandOver(int64_t count) {
         --in_use;
         continue;
       }
-      next = std::move(queue.front());
-      queue.pop_front();
+      const WaiterList::iterator pick = NextLocked();
+      next = std::move(*pick);
+      queue.erase(pick);
       next->queued = false;
       granted = std::move(next->granted);
     }
@@ -153,10 +174,12 @@ void ConcurrencyLimiter::State::HandOver(int64_t count) {
   current_handoff_loop = outer;
 }
 
-ConcurrencyLimiter::ConcurrencyLimiter(int64_t permits, int64_t max_queued)
-    : state_(new State(this, permits, max_queued)) {
+ConcurrencyLimiter::ConcurrencyLimiter(int64_t permits, int64_t max_queued,
+                                       ConcurrencyLimiterOptions options)
+    : state_(new State(this, permits, max_queued, options)) {
   assert(permits >= 1);
   assert(max_queued >= 0);
+  assert(options.lifo_after == absl::InfiniteDuration() || options.clock != nullptr);
 }
 
 ConcurrencyLimiter::~ConcurrencyLimiter() {
@@ -207,6 +230,7 @@ void ConcurrencyLimiter::Acquire(const std::stop_token& cancel, GrantCallback gr
   // at any moment is seen: either by the callback (waiter queued) or by the re-check below.
   auto waiter = std::make_shared<State::Waiter>();
   waiter->granted = std::move(granted);
+  waiter->queued_at = s.Now();
   waiter->on_cancel.emplace(cancel, State::OnCancel{&s, waiter.get()});
   GrantCallback deliver;
   {
@@ -251,6 +275,11 @@ int64_t ConcurrencyLimiter::in_use() const {
 int64_t ConcurrencyLimiter::queued() const {
   absl::MutexLock lock(&state_->mu);
   return static_cast<int64_t>(state_->queue.size());
+}
+
+int64_t ConcurrencyLimiter::lifo_handoffs() const {
+  absl::MutexLock lock(&state_->mu);
+  return state_->lifo_handoffs;
 }
 
 int64_t ConcurrencyLimiter::permits() const {

@@ -109,6 +109,11 @@ absl::Status FlightCacheOptions::Validate() const {
       !s.ok()) {
     return s;
   }
+  if (absl::Status s =
+          CheckNonNegativeDuration("load_queue_lifo_after", load_queue_lifo_after, kMaxLoadTimeout);
+      !s.ok()) {
+    return s;
+  }
   const int64_t max_bytes = static_cast<int64_t>(Value::kMaxBytes);
   if (absl::Status s = CheckRange("max_key_bytes", max_key_bytes, 1, max_bytes); !s.ok()) return s;
   if (absl::Status s = CheckRange("max_value_bytes", max_value_bytes, 1, max_bytes); !s.ok()) {
@@ -160,7 +165,8 @@ struct FlightCache::Impl final : FleetListener {
         fetcher(origin, timers,
                 {.max_concurrent = options.max_concurrent_loads,
                  .max_queued = options.max_queued_loads,
-                 .adaptive = options.adaptive_concurrency},
+                 .adaptive = options.adaptive_concurrency,
+                 .lifo_after = options.load_queue_lifo_after},
                 options.hedge, FetchObserver(observer)) {
     if (fleet == nullptr) return;
     loader = std::make_shared<FleetLoader>(

@@ -55,7 +55,10 @@ OriginFetcher::OriginFetcher(Origin& origin, TimerQueue& timers, FetchLimits lim
       timers_(timers),
       observer_(std::move(observer)),
       limiter_(limits.adaptive ? limits.adaptive->min_limit : limits.max_concurrent,
-               limits.max_queued),
+               limits.max_queued,
+               {.lifo_after = limits.lifo_after > absl::ZeroDuration() ? limits.lifo_after
+                                                                       : absl::InfiniteDuration(),
+                .clock = &timers.clock()}),
       hedger_(hedge, timers),
       latency_(kFetchLatencyWindow),
       adaptive_(limits.adaptive ? std::make_unique<AdaptiveLimit>(*limits.adaptive) : nullptr) {}

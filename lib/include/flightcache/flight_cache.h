@@ -91,6 +91,9 @@ struct FlightCacheOptions {
   // and max_concurrent_loads is unused.
   std::optional<AdaptiveLimitOptions> adaptive_concurrency;
   int64_t max_queued_loads = 10000;
+  // Positive: while the oldest queued load has waited longer than this, a free fetch permit goes
+  // to the newest queued load (adaptive LIFO, ConcurrencyLimiter). Zero: FIFO always.
+  absl::Duration load_queue_lifo_after = absl::ZeroDuration();
   int64_t max_key_bytes = 4096;
   int64_t max_value_bytes = int64_t{4} << 20;
   HedgeOptions hedge;

@@ -56,6 +56,9 @@ struct FetchLimits {
   int64_t max_queued = 10000;   // fetches waiting for a permit
   // Set: the limit is found as the origin answers (AdaptiveLimit) and max_concurrent is unused.
   std::optional<AdaptiveLimitOptions> adaptive;
+  // Adaptive LIFO after the oldest queued fetch waited this long (ConcurrencyLimiterOptions);
+  // zero: FIFO always.
+  absl::Duration lifo_after = absl::ZeroDuration();
 };
 
 // How one Fetch() ended.

@@ -17,6 +17,7 @@
 #include "absl/synchronization/mutex.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/fake_clock.h"
 
 namespace flightcache {
 namespace {
@@ -135,6 +136,46 @@ TEST(ConcurrencyLimiterTest, ACallbackReleasingInlineDuringARaiseHandsItsPermitO
   EXPECT_EQ(released_inline, 3);
   EXPECT_EQ(limiter.queued(), 0);
   EXPECT_EQ(limiter.in_use(), 1);  // only `first`
+}
+
+// Adaptive LIFO: FIFO while the queue keeps up; once its oldest acquirer has waited longer than
+// lifo_after, a released permit goes to the newest instead.
+TEST(ConcurrencyLimiterTest, ABacklogOlderThanLifoAfterServesTheNewestFirst) {
+  testing::FakeClock clock;
+  ConcurrencyLimiter limiter(/*permits=*/1, /*max_queued=*/10,
+                             {.lifo_after = absl::Milliseconds(50), .clock = &clock});
+  std::vector<int> order;
+  Grant g[5];
+  limiter.Acquire({}, Record(&g[0], &order, 0));
+  for (int i = 1; i < 5; ++i) {
+    limiter.Acquire({}, Record(&g[i], &order, i));
+    clock.Advance(absl::Milliseconds(10));
+  }
+  // t = 40 ms: the oldest (1) has waited 40 ms, under lifo_after: FIFO.
+  g[0].permit.Release();
+  EXPECT_THAT(order, ElementsAre(0, 1));
+  EXPECT_EQ(limiter.lifo_handoffs(), 0);
+  // t = 100 ms: the oldest now (2) has waited 80 ms: the newest (4) goes first, then 3, then 2.
+  clock.Advance(absl::Milliseconds(60));
+  g[1].permit.Release();
+  g[4].permit.Release();
+  g[3].permit.Release();
+  EXPECT_THAT(order, ElementsAre(0, 1, 4, 3, 2));
+  EXPECT_EQ(limiter.lifo_handoffs(), 3);
+  EXPECT_EQ(limiter.queued(), 0);
+}
+
+TEST(ConcurrencyLimiterTest, WithoutLifoAfterTheOrderStaysFifoHoweverOldTheQueue) {
+  testing::FakeClock clock;
+  ConcurrencyLimiter limiter(/*permits=*/1, /*max_queued=*/10, {.clock = &clock});
+  std::vector<int> order;
+  Grant g[3];
+  for (int i = 0; i < 3; ++i) limiter.Acquire({}, Record(&g[i], &order, i));
+  clock.Advance(absl::Hours(1));
+  g[0].permit.Release();
+  g[1].permit.Release();
+  EXPECT_THAT(order, ElementsAre(0, 1, 2));
+  EXPECT_EQ(limiter.lifo_handoffs(), 0);
 }
 
 TEST(ConcurrencyLimiterTest, QueueOverflowIsResourceExhaustedInline) {

@@ -457,6 +457,7 @@ TEST_F(FlagsTest, EveryDurationAndSizeFlagHasAnUpperBound) {
       {"max-value-bytes", "1GiB", "1073741825"},
       {"max-concurrent-loads", "1000000", "1000001"},
       {"max-queued-loads", "100000000", "100000001"},
+      {"load-queue-lifo-after", "24h", "24h1ms"},
       {"max-batch-keys", "1000000", "1000001", {"--max-key-bytes=1KiB"}},
       {"hedge-budget", "1", "1.001"},
       {"max-concurrent-streams", "1000000", "1000001"},

@@ -32,10 +32,10 @@ TEST(LatencyDistributionTest, ParsesEveryKind) {
 }
 
 TEST(LatencyDistributionTest, RejectsBadSpecs) {
-  for (const char* bad : {"", "fixed", "fixed:5", "fixed:-1ms", "uniform:5ms", "uniform:9ms,1ms",
-                          "jitter:5ms", "jitter:5ms,-1ms", "lognormal:0s,1", "lognormal:5ms,x",
-                          "bimodal:5ms,200ms", "bimodal:5ms,200ms,2", "keyed:5ms,200ms,-0.1",
-                          "keyed:5ms,200ms", "pareto:1ms"}) {
+  for (const char* bad :
+       {"", "fixed", "fixed:5", "fixed:-1ms", "uniform:5ms", "uniform:9ms,1ms", "jitter:5ms",
+        "jitter:5ms,-1ms", "lognormal:0s,1", "lognormal:5ms,x", "bimodal:5ms,200ms",
+        "bimodal:5ms,200ms,2", "keyed:5ms,200ms,-0.1", "keyed:5ms,200ms", "pareto:1ms"}) {
     EXPECT_FALSE(LatencyDistribution::Parse(bad).ok()) << bad;
   }
 }
