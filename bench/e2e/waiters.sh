@@ -21,8 +21,13 @@
 #     server (answers every Get at once) in the same run. Target: warm p99 <= 1.05 x no-op p99.
 #   - cold: fresh keys, origin FANOUT_ORIGIN_MS (50 ms). Target: cold p99 <= warm p99 + 50 ms +
 #     5 ms.
+# Heap profile (WAITERS_HEAP_PROFILE=1; needs Debian's google-perftools, a manual measurement
+# only, not in scripts/install-deps.sh): part 1 only, each server under tcmalloc's heap profiler,
+# its heap dumped (SIGUSR2) idle and with every caller waiting; bench/heap_breakdown.py prints the
+# difference per waiting call, by what holds it (gRPC's call arena, our reactor, ...). RSS
+# figures in this mode are tcmalloc's, not glibc's.
 # Usage: bench/e2e/waiters.sh [--strict] [--keep] [BUILD_DIR]
-#   (WAITER_SIZES="1000" for a quicker run.)
+#   (WAITER_SIZES="1000" for a quicker run; WAITERS_HEAP_PROFILE=1 for the heap breakdown.)
 source "$(dirname "$0")/common.sh"
 bench_init waiters 600 "$@"
 require_bins "$SERVER_BIN" "$LOADGEN_BIN" "$CLI_BIN" "$ORIGIN_BIN" "$NOOP_BIN"
@@ -34,7 +39,51 @@ FANOUT_WAVES="${FANOUT_WAVES:-20}"
 FANOUT_ORIGIN_MS=50
 ROUNDS="${ROUNDS:-3}"
 
+HEAP_PROFILE="${WAITERS_HEAP_PROFILE:-0}"
+
 threads_of() { awk '/^Threads:/ {print $2}' "/proc/$1/status"; }
+
+if [[ $HEAP_PROFILE == 1 ]]; then
+  tcmalloc="$(find /usr/lib /usr/lib64 -name libtcmalloc.so.4 2>/dev/null | head -n 1)"
+  if [[ -z "$tcmalloc" ]] || ! command -v google-pprof >/dev/null; then
+    bench_die "WAITERS_HEAP_PROFILE=1 needs libtcmalloc.so.4 and google-pprof (apt-get install google-perftools)"
+  fi
+  # profiled BIN: a wrapper that execs BIN under the heap profiler (same pid, so the dumps are
+  # $WORK/heap.<pid>.<n>.heap), dumping on SIGUSR2 only.
+  profiled() {
+    local wrapper
+    wrapper="$WORK/profiled-$(basename "$1")"
+    printf '#!/bin/sh\nexec env LD_PRELOAD=%s HEAPPROFILE=%s/heap.$$ HEAPPROFILESIGNAL=12 %s %s "%s" "$@"\n' \
+      "$tcmalloc" "$WORK" HEAP_PROFILE_ALLOCATION_INTERVAL=1099511627776 \
+      HEAP_PROFILE_INUSE_INTERVAL=1099511627776 "$1" >"$wrapper"
+    chmod +x "$wrapper"
+    echo "$wrapper"
+  }
+  PROFILED_SERVER_BIN="$SERVER_BIN" PROFILED_NOOP_BIN="$NOOP_BIN"
+  SERVER_BIN="$(profiled "$SERVER_BIN")"
+  NOOP_BIN="$(profiled "$NOOP_BIN")"
+fi
+
+# heap_dump PID: with WAITERS_HEAP_PROFILE=1, makes PID dump its heap and waits for the file.
+heap_dump() {
+  [[ $HEAP_PROFILE == 1 ]] || return 0
+  local before i
+  before=$(find "$WORK" -name "heap.$1.*.heap" | wc -l)
+  kill -USR2 "$1"
+  for ((i = 0; i < 100; i++)); do
+    (($(find "$WORK" -name "heap.$1.*.heap" | wc -l) > before)) && sleep 0.2 && return 0
+    sleep 0.05
+  done
+  bench_die "pid $1 wrote no heap profile within 5 s"
+}
+
+# heap_breakdown NAME PID N BIN: bytes per waiting call, from PID's first two dumps.
+heap_breakdown() {
+  [[ $HEAP_PROFILE == 1 ]] || return 0
+  google-pprof --text --stacks --inuse_space --base="$WORK/heap.$2.0001.heap" "$4" \
+    "$WORK/heap.$2.0002.heap" 2>/dev/null |
+    python3 "$BENCH_REPO_ROOT/bench/heap_breakdown.py" "$3" >"$WORK/$1.breakdown.md"
+}
 
 # hold_wave NAME PORT PID N: one herd of N on a cold key, held HOLD_MS by the server; writes
 # $WORK/NAME.json (the loadgen's report) and $WORK/NAME.mem (idle and waiting RSS, threads).
@@ -44,6 +93,7 @@ hold_wave() {
   local rss_idle threads_idle before
   rss_idle=$(rss_kb "$pid")
   threads_idle=$(threads_of "$pid")
+  heap_dump "$pid"
   stats_json "$port" "$WORK/$name.stats0.json"
   before=$(json "$WORK/$name.stats0.json" 'd["requests"]')
   bounded 120 "$LOADGEN_BIN" --target="127.0.0.1:$port" --scenario=herd --herd-size="$n" \
@@ -60,6 +110,7 @@ hold_wave() {
   local rss_waiting threads_waiting
   rss_waiting=$(rss_kb "$pid")
   threads_waiting=$(threads_of "$pid")
+  heap_dump "$pid"
   wait "$loadgen" || bench_die "$name: the loadgen failed (see $WORK/$name.txt)"
   echo "$rss_idle $rss_waiting $threads_idle $threads_waiting $received" >"$WORK/$name.mem"
   bench_log "$name: $received/$n waiting; VmRSS ${rss_idle} -> ${rss_waiting} KiB; threads" \
@@ -89,6 +140,7 @@ for n in $WAITER_SIZES; do
   port_var="hold${n}_PORT" pid_var="hold${n}_PID"
   hold_wave "hold$n" "${!port_var}" "${!pid_var}" "$n"
   stop_pid "${!pid_var}"
+  heap_breakdown "hold$n" "${!pid_var}" "$n" "${PROFILED_NOOP_BIN:-}"
 
   start_origin "origin$n" --latency=fixed:${HOLD_MS}ms --value-bytes=100
   origin_port_var="origin${n}_PORT" origin_pid_var="origin${n}_PID"
@@ -96,8 +148,23 @@ for n in $WAITER_SIZES; do
   port_var="fc${n}_PORT" pid_var="fc${n}_PID"
   hold_wave "fc$n" "${!port_var}" "${!pid_var}" "$n"
   stop_pid "${!pid_var}"
+  heap_breakdown "fc$n" "${!pid_var}" "$n" "${PROFILED_SERVER_BIN:-}"
   stop_pid "${!origin_pid_var}"
 done
+
+if [[ $HEAP_PROFILE == 1 ]]; then
+  echo
+  for n in $WAITER_SIZES; do
+    report_hold "hold$n" "$n" "no-op --hold, $n callers (tcmalloc)     "
+    report_hold "fc$n" "$n" "flightcache-server, $n callers (tcmalloc)"
+    for name in "hold$n" "fc$n"; do
+      echo
+      echo "heap in use per waiting call, $name ($n waiting minus idle):"
+      cat "$WORK/$name.breakdown.md"
+    done
+  done
+  bench_finish
+fi
 
 # ---- part 2: fan-out ----------------------------------------------------------------------
 # Both servers stay up and the herds alternate (cold, warm, no-op, per round), so that the
