@@ -51,6 +51,7 @@
 #include <stop_token>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -83,29 +84,67 @@ inline absl::string_view AbslView(std::string_view s) { return {s.data(), s.size
 
 }  // namespace internal
 
-template <typename T>
+// How a caller came to its result: see SingleFlightGroup::Outcome.
+enum class JoinOutcome {
+  kStarted,            // this caller started the flight (the loader ran)
+  kJoined,             // this caller joined a flight already in flight
+  kAnsweredByRecheck,  // recheck() found the value (Joined::answer): no flight, no `done`
+};
+
+// A waiter's callback: (result, outcome), or (result, outcome, key) — the flight's key, which the
+// flight holds once for all its waiters — for a callback that takes it.
+template <typename T, typename Done = absl::AnyInvocable<void(const SharedResult<T>&, JoinOutcome)>>
 class SingleFlightGroup;
 template <typename T>
 class LoadHandle;
 
 namespace internal {
 
-template <typename T>
+template <typename T, typename Done>
 class GroupCore;
 
-// One flight in the group: its future, its waiter count and its place in the table.
+// What a flight keeps of one waiter, by value in its subscriber table (no allocation of its own):
+// the caller's callback and how it joined. Called with the result and the flight's key.
+template <typename T, typename Done>
+struct GroupWaiter {
+  void operator()(const SharedResult<T>& result, const std::string& key) {
+    if constexpr (std::is_invocable_v<Done&, const SharedResult<T>&, JoinOutcome,
+                                      const std::string&>) {
+      done(result, outcome, key);
+    } else {
+      done(result, outcome);
+    }
+  }
+
+  Done done;
+  JoinOutcome outcome;
+};
+
+// What a LoadHandle needs of its flight, without the group's callback type.
 template <typename T>
-struct FlightEntry final : WaiterTarget, std::enable_shared_from_this<FlightEntry<T>> {
-  FlightEntry(std::string k, std::shared_ptr<GroupCore<T>> c)
-      : key(std::move(k)), core(std::move(c)) {}
+struct LoadTarget : WaiterTarget {
+  explicit LoadTarget(std::string k) : key(std::move(k)) {}
+  // Completes the flight once (see GroupCore::Finish); false if it was already complete.
+  virtual bool Complete(SharedResult<T> result) = 0;
+
+  const std::string key;
+  std::stop_source stop;
+};
+
+// One flight in the group: its future, its waiter count and its place in the table.
+template <typename T, typename Done>
+struct FlightEntry final : LoadTarget<T>, std::enable_shared_from_this<FlightEntry<T, Done>> {
+  FlightEntry(std::string k, std::shared_ptr<GroupCore<T, Done>> c)
+      : LoadTarget<T>(std::move(k)), core(std::move(c)) {}
   void Leave(uint64_t subscription) override {
     core->Leave(this->shared_from_this(), subscription);
   }
+  bool Complete(SharedResult<T> result) override {
+    return core->Finish(this->shared_from_this(), std::move(result));
+  }
 
-  const std::string key;
-  const std::shared_ptr<GroupCore<T>> core;
-  FlightState<T> state;
-  std::stop_source stop;
+  const std::shared_ptr<GroupCore<T, Done>> core;
+  FlightState<T, GroupWaiter<T, Done>> state;
   std::atomic<bool> completed{false};  // set once, by the first Finish()
   std::atomic<TimerId> timeout_timer{kNoTimer};
   // Guarded by the key's shard mutex:
@@ -113,10 +152,10 @@ struct FlightEntry final : WaiterTarget, std::enable_shared_from_this<FlightEntr
   bool attached = false;  // still in the table: its result may be stored
 };
 
-template <typename T>
-class GroupCore final : public std::enable_shared_from_this<GroupCore<T>> {
+template <typename T, typename Done>
+class GroupCore final : public std::enable_shared_from_this<GroupCore<T, Done>> {
  public:
-  using Entry = FlightEntry<T>;
+  using Entry = FlightEntry<T, Done>;
   using EntryPtr = std::shared_ptr<Entry>;
   using RecheckHook = absl::AnyInvocable<SharedResult<T>(std::string_view key)>;  // null: miss
   using StoreHook = absl::AnyInvocable<void(const std::string& key, const absl::StatusOr<T>&)>;
@@ -173,13 +212,13 @@ class GroupCore final : public std::enable_shared_from_this<GroupCore<T>> {
     if (timer != kNoTimer) timers.Cancel(timer);
     inflight.fetch_sub(1, std::memory_order_relaxed);
     if (completed) completed(entry->key, *result);
-    entry->state.Complete(std::move(result));
+    entry->state.Complete(std::move(result), entry->key);
     return true;
   }
 
   void Leave(const EntryPtr& entry, uint64_t subscription) {
     auto callback = entry->state.Unsubscribe(subscription);
-    if (callback == nullptr) return;  // already answered
+    if (!callback.has_value()) return;  // already answered
     bool doomed = false;
     {
       Shard& shard = ShardFor(entry->key);
@@ -194,7 +233,8 @@ class GroupCore final : public std::enable_shared_from_this<GroupCore<T>> {
         }
       }
     }
-    callback(MakeSharedResult<T>(absl::CancelledError("the caller stopped waiting")));
+    (*callback)(MakeSharedResult<T>(absl::CancelledError("the caller stopped waiting")),
+                entry->key);
     if (doomed) {
       // Complete first, then stop: a loader that answers from inside its stop callback (the
       // limiter does, for a queued load) must not overtake the cancellation.
@@ -276,12 +316,13 @@ class LoadHandle final {
   bool Complete(absl::StatusOr<T> result) {
     if (entry_ == nullptr) return false;
     auto entry = std::move(entry_);
-    return entry->core->Finish(entry, MakeSharedResult<T>(std::move(result)));
+    return entry->Complete(MakeSharedResult<T>(std::move(result)));
   }
 
  private:
-  friend class SingleFlightGroup<T>;
-  LoadHandle(std::shared_ptr<internal::FlightEntry<T>> entry, absl::Time deadline)
+  template <typename U, typename Done>
+  friend class SingleFlightGroup;
+  LoadHandle(std::shared_ptr<internal::LoadTarget<T>> entry, absl::Time deadline)
       : entry_(std::move(entry)), deadline_(deadline) {}
   void AbandonIfPending() {
     if (entry_ != nullptr) {
@@ -289,11 +330,11 @@ class LoadHandle final {
     }
   }
 
-  std::shared_ptr<internal::FlightEntry<T>> entry_;
+  std::shared_ptr<internal::LoadTarget<T>> entry_;
   absl::Time deadline_;
 };
 
-template <typename T>
+template <typename T, typename Done>
 class SingleFlightGroup final {
  public:
   struct Options {
@@ -306,19 +347,16 @@ class SingleFlightGroup final {
   // See the file comment. All optional. `completed(key, result)` runs once per flight, after it
   // left the table and before its waiters wake, with no lock held (for statistics).
   struct Hooks {
-    typename internal::GroupCore<T>::RecheckHook recheck;
-    typename internal::GroupCore<T>::StoreHook store;
-    typename internal::GroupCore<T>::CompletedHook completed;
+    typename internal::GroupCore<T, Done>::RecheckHook recheck;
+    typename internal::GroupCore<T, Done>::StoreHook store;
+    typename internal::GroupCore<T, Done>::CompletedHook completed;
   };
 
-  enum class Outcome {
-    kStarted,            // this caller started the flight (the loader ran)
-    kJoined,             // this caller joined a flight already in flight
-    kAnsweredByRecheck,  // recheck() found the value (Joined::answer): no flight, no `done`
-  };
+  using Outcome = JoinOutcome;
   using Loader = absl::AnyInvocable<void(LoadHandle<T>&&)>;
-  // Gets the result and whether this caller started the flight or joined it.
-  using Callback = absl::AnyInvocable<void(const SharedResult<T>&, Outcome)>;
+  // Gets the result and whether this caller started the flight or joined it (and the key, if it
+  // takes one: see JoinOutcome). Kept by value in the flight while the caller waits.
+  using Callback = Done;
 
   struct Joined {
     FlightWaiter waiter;
@@ -327,7 +365,7 @@ class SingleFlightGroup final {
   };
 
   SingleFlightGroup(Options options, TimerQueue& timers, Hooks hooks = {})
-      : core_(std::make_shared<internal::GroupCore<T>>(
+      : core_(std::make_shared<internal::GroupCore<T, Done>>(
             options.abandon, options.load_timeout, std::move(options.timeout_message),
             options.shard_count, timers, std::move(hooks.recheck), std::move(hooks.store),
             std::move(hooks.completed))) {}
@@ -341,7 +379,7 @@ class SingleFlightGroup final {
   // For shutdown: no Join() may follow.
   void CancelAll() {
     core_->StopTimeouts();
-    std::vector<std::shared_ptr<internal::FlightEntry<T>>> remaining;
+    std::vector<std::shared_ptr<internal::FlightEntry<T, Done>>> remaining;
     for (auto& shard : core_->shards) {
       absl::MutexLock lock(&shard.mu);
       for (auto& [key, entry] : shard.flights) {
@@ -365,7 +403,7 @@ class SingleFlightGroup final {
   Joined Join(std::string_view key, Loader&& loader, Callback&& done) {
     auto& core = *core_;
     auto& shard = core.ShardFor(key);
-    std::shared_ptr<internal::FlightEntry<T>> entry;
+    std::shared_ptr<internal::FlightEntry<T, Done>> entry;
     Outcome outcome = Outcome::kJoined;
     {
       absl::MutexLock lock(&shard.mu);
@@ -378,17 +416,15 @@ class SingleFlightGroup final {
             return {FlightWaiter(), Outcome::kAnsweredByRecheck, std::move(answer)};
           }
         }
-        entry = std::make_shared<internal::FlightEntry<T>>(std::string(key), core_);
+        entry = std::make_shared<internal::FlightEntry<T, Done>>(std::string(key), core_);
         entry->attached = true;
         shard.flights.emplace(entry->key, entry);
         outcome = Outcome::kStarted;
       }
       ++entry->waiters;  // under the lock: a flight with waiters is never cancelled
     }
-    const uint64_t subscription = entry->state.Subscribe(
-        [done = std::move(done), outcome](const SharedResult<T>& result) mutable {
-          done(result, outcome);
-        });
+    const uint64_t subscription =
+        entry->state.Subscribe({.done = std::move(done), .outcome = outcome}, entry->key);
     if (outcome == Outcome::kStarted) Start(entry, std::move(loader));
     return {FlightWaiter(entry, subscription), outcome};
   }
@@ -400,11 +436,11 @@ class SingleFlightGroup final {
   // replacing. Returns true if it started a flight (the loader ran).
   bool StartBackground(std::string_view key, Loader&& loader) {
     auto& shard = core_->ShardFor(key);
-    std::shared_ptr<internal::FlightEntry<T>> entry;
+    std::shared_ptr<internal::FlightEntry<T, Done>> entry;
     {
       absl::MutexLock lock(&shard.mu);
       if (shard.flights.contains(internal::AbslView(key))) return false;
-      entry = std::make_shared<internal::FlightEntry<T>>(std::string(key), core_);
+      entry = std::make_shared<internal::FlightEntry<T, Done>>(std::string(key), core_);
       entry->attached = true;
       entry->waiters = 1;  // the flight's own reference, never released
       shard.flights.emplace(entry->key, entry);
@@ -450,13 +486,13 @@ class SingleFlightGroup final {
   }
 
  private:
-  void Start(const std::shared_ptr<internal::FlightEntry<T>>& entry, Loader loader) {
+  void Start(const std::shared_ptr<internal::FlightEntry<T, Done>>& entry, Loader loader) {
     auto& core = *core_;
     core.started.fetch_add(1, std::memory_order_relaxed);
     core.inflight.fetch_add(1, std::memory_order_relaxed);
     const absl::Time deadline = core.timers.clock().Now() + core.load_timeout;
     entry->timeout_timer.store(
-        core.timers.RunAt(deadline, [weak = std::weak_ptr<internal::FlightEntry<T>>(entry)] {
+        core.timers.RunAt(deadline, [weak = std::weak_ptr<internal::FlightEntry<T, Done>>(entry)] {
           if (auto e = weak.lock()) e->core->OnTimeout(e);
         }));
     LoadHandle<T> handle(entry, deadline);
@@ -472,7 +508,7 @@ class SingleFlightGroup final {
     }
   }
 
-  std::shared_ptr<internal::GroupCore<T>> core_;
+  std::shared_ptr<internal::GroupCore<T, Done>> core_;
 };
 
 }  // namespace flightcache
