@@ -11,6 +11,7 @@
 #include <chrono>
 #include <exception>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -40,6 +41,11 @@ constexpr int kMetricsWorkerThreads = 32;
 // A leave is short unless it waits inside gRPC; four let three such waits pass at once.
 constexpr int kDeadlineWorkerThreads = 4;
 constexpr int kMetricsRequestTimeoutMs = 5'000;
+// Threads that answer a load's waiters beside the one that completed the load: one per core less
+// that one, at least one, so a wake of many waiters runs on every core.
+int WakeWorkerThreads() {
+  return std::max(1, static_cast<int>(std::thread::hardware_concurrency()) - 1);
+}
 // Threads that run the fleet tier's callbacks, which may complete a flight and answer all of its
 // waiters: never the Redis loop's own thread.
 constexpr int kFleetWorkerThreads = 2;
@@ -142,6 +148,7 @@ absl::StatusOr<std::unique_ptr<Sidecar>> Sidecar::Start(const ServerConfig& conf
   Sidecar& s = *sidecar;
   s.metrics_ = std::make_unique<Metrics>();
   s.deadline_workers_ = std::make_unique<WorkerPool>(kDeadlineWorkerThreads);
+  s.wake_workers_ = std::make_unique<WorkerPool>(WakeWorkerThreads());
   s.timers_ = std::make_unique<ThreadTimerQueue>(MonotonicClock::Get(), s.metrics_.get());
   absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> origin_tls =
       config.OriginTlsCredentials();
@@ -170,8 +177,9 @@ absl::StatusOr<std::unique_ptr<Sidecar>> Sidecar::Start(const ServerConfig& conf
   s.observer_ = std::make_unique<Observer>(*s.metrics_, *s.failure_log_);
   if (absl::Status fleet = s.StartFleet(); !fleet.ok()) return fleet;
   // TTL checks on the hit path read the coarse clock: a few ms of expiry slack for a cheaper read.
-  s.cache_ = std::make_unique<FlightCache>(config.cache, *s.origin_, *s.timers_, s.observer_.get(),
-                                           &CoarseClock::Get(), s.fleet_.get());
+  s.cache_ =
+      std::make_unique<FlightCache>(config.cache, *s.origin_, *s.timers_, s.observer_.get(),
+                                    &CoarseClock::Get(), s.fleet_.get(), s.wake_workers_.get());
   s.metrics_->SetStatsSource([cache = s.cache_.get()] { return cache->stats(); });
   absl::StatusOr<AdminGuard> admin = config.MakeAdminGuard();
   if (!admin.ok()) return admin.status();

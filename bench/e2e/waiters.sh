@@ -27,9 +27,13 @@
 # difference per waiting call, by what holds it (gRPC's call arena, our reactor, ...). RSS
 # figures in this mode are tcmalloc's, not glibc's.
 # Usage: bench/e2e/waiters.sh [--strict] [--keep] [BUILD_DIR]
-#   (WAITER_SIZES="1000" for a quicker run; WAITERS_HEAP_PROFILE=1 for the heap breakdown.)
+#   (WAITER_SIZES="1000" for a quicker run; WAITERS_HEAP_PROFILE=1 for the heap breakdown;
+#   WAITERS_SERVER=<path> to measure another flightcache-server binary.)
 source "$(dirname "$0")/common.sh"
 bench_init waiters 600 "$@"
+# WAITERS_SERVER=<binary>: measure that flightcache-server instead of BUILD_DIR's (an older build,
+# for a before/after comparison in one sitting).
+SERVER_BIN="${WAITERS_SERVER:-$SERVER_BIN}"
 require_bins "$SERVER_BIN" "$LOADGEN_BIN" "$CLI_BIN" "$ORIGIN_BIN" "$NOOP_BIN"
 
 WAITER_SIZES="${WAITER_SIZES:-1000 10000}"

@@ -188,7 +188,8 @@ absl::Status FlightCacheOptions::Validate() const {
 
 struct FlightCache::Impl final : FleetListener, StaleIfError {
   Impl(const FlightCacheOptions& options, Origin& origin, TimerQueue& timers,
-       LoadObserver* observer, const Clock& ttl_clock, FleetStore* fleet_store)
+       LoadObserver* observer, const Clock& ttl_clock, FleetStore* fleet_store,
+       WorkerPool* wake_workers)
       : options(options),
         origin_name(origin.Describe()),
         load_timeout_message(absl::StrCat("origin ", origin_name,
@@ -197,7 +198,8 @@ struct FlightCache::Impl final : FleetListener, StaleIfError {
         cache(StoreOptions(options), ttl_clock),
         group({.abandon = options.abandoned_loads,
                .load_timeout = options.load_timeout,
-               .timeout_message = load_timeout_message},
+               .timeout_message = load_timeout_message,
+               .wake_workers = wake_workers},
               timers,
               {.recheck = [this](std::string_view key) -> SharedResult<LoadedValue> {
                  std::optional<CacheHit> hit = cache.Lookup(key);
@@ -470,10 +472,12 @@ struct FlightCache::Impl final : FleetListener, StaleIfError {
 };
 
 FlightCache::FlightCache(FlightCacheOptions options, Origin& origin, TimerQueue& timers,
-                         LoadObserver* observer, const Clock* ttl_clock, FleetStore* fleet)
+                         LoadObserver* observer, const Clock* ttl_clock, FleetStore* fleet,
+                         WorkerPool* wake_workers)
     : options_(options),
       impl_(std::make_unique<Impl>(options_, origin, timers, observer,
-                                   ttl_clock != nullptr ? *ttl_clock : timers.clock(), fleet)) {}
+                                   ttl_clock != nullptr ? *ttl_clock : timers.clock(), fleet,
+                                   wake_workers)) {}
 
 FlightCache::~FlightCache() = default;
 

@@ -44,6 +44,7 @@
 #ifndef FLIGHTCACHE_INTERNAL_SINGLE_FLIGHT_H_
 #define FLIGHTCACHE_INTERNAL_SINGLE_FLIGHT_H_
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <exception>
@@ -67,6 +68,7 @@
 #include "absl/time/time.h"
 #include "flightcache/flight.h"
 #include "flightcache/timer_queue.h"
+#include "flightcache/worker_pool.h"
 
 namespace flightcache {
 
@@ -157,6 +159,28 @@ class GroupCore final : public std::enable_shared_from_this<GroupCore<T, Done>> 
  public:
   using Entry = FlightEntry<T, Done>;
   using EntryPtr = std::shared_ptr<Entry>;
+  using Waiter = GroupWaiter<T, Done>;
+
+  // One flight's waiters being answered by several threads: each Run() takes the next batch of
+  // `batch` waiters until none is left, so every waiter is called exactly once.
+  struct SpreadWake {
+    SpreadWake(EntryPtr e, SharedResult<T> r, size_t b)
+        : entry(std::move(e)), result(std::move(r)), batch(b) {}
+    void Run() {
+      for (;;) {
+        const size_t begin = next.fetch_add(batch, std::memory_order_relaxed);
+        if (begin >= waiters.size()) return;
+        const size_t end = std::min(waiters.size(), begin + batch);
+        for (size_t i = begin; i < end; ++i) waiters[i](result, entry->key);
+      }
+    }
+
+    const EntryPtr entry;
+    const SharedResult<T> result;
+    const size_t batch;
+    std::vector<Waiter> waiters;  // filled before any Run(), then only read
+    std::atomic<size_t> next{0};
+  };
   using RecheckHook = absl::AnyInvocable<SharedResult<T>(std::string_view key)>;  // null: miss
   using StoreHook = absl::AnyInvocable<void(const std::string& key, const absl::StatusOr<T>&)>;
   using CompletedHook = absl::AnyInvocable<void(const std::string& key, const absl::StatusOr<T>&)>;
@@ -170,8 +194,8 @@ class GroupCore final : public std::enable_shared_from_this<GroupCore<T, Done>> 
   };
 
   GroupCore(AbandonPolicy policy, absl::Duration load_timeout, std::string timeout_text,
-            int shard_count, TimerQueue& timers, RecheckHook recheck, StoreHook store,
-            CompletedHook completed)
+            int shard_count, WorkerPool* wake_workers, size_t wake_batch, TimerQueue& timers,
+            RecheckHook recheck, StoreHook store, CompletedHook completed)
       : policy(policy),
         load_timeout(load_timeout),
         timeout_message(timeout_text.empty() ? absl::StrCat("load timed out after ",
@@ -181,6 +205,8 @@ class GroupCore final : public std::enable_shared_from_this<GroupCore<T, Done>> 
         recheck(std::move(recheck)),
         store(std::move(store)),
         completed(std::move(completed)),
+        wake_workers(wake_workers),
+        wake_batch(std::max<size_t>(wake_batch, 1)),
         shards(RoundUpToPowerOfTwo(shard_count)) {}
 
   static size_t RoundUpToPowerOfTwo(int n) {
@@ -212,8 +238,36 @@ class GroupCore final : public std::enable_shared_from_this<GroupCore<T, Done>> 
     if (timer != kNoTimer) timers.Cancel(timer);
     inflight.fetch_sub(1, std::memory_order_relaxed);
     if (completed) completed(entry->key, *result);
-    entry->state.Complete(std::move(result), entry->key);
+    if (auto waiters = entry->state.Publish(result)) Wake(entry, std::move(*waiters), result);
     return true;
+  }
+
+  // Calls each of a completed flight's waiters once. With wake workers, a flight of more than
+  // one batch of waiters is answered by this thread and up to every worker at once, each taking
+  // the next batch until none is left: answering N waiters (each one a reactor's Finish, in the
+  // server) scales with cores instead of taking this one thread N times as long.
+  void Wake(const EntryPtr& entry, typename FlightState<T, Waiter>::Subscribers subscribers,
+            const SharedResult<T>& result) {
+    const size_t batches = (subscribers.size() + wake_batch - 1) / wake_batch;
+    size_t helpers = 0;  // wake tasks to post: one per further batch, at most one per worker
+    if (wake_workers != nullptr && batches > 1) {
+      helpers = std::min(batches - 1, wake_workers->size());
+    }
+    if (helpers == 0 || !BeginWakes(helpers)) {
+      for (auto& [id, waiter] : subscribers) waiter(result, entry->key);
+      return;
+    }
+    auto wake = std::make_shared<SpreadWake>(entry, result, wake_batch);
+    wake->waiters.reserve(subscribers.size());
+    for (auto& [id, waiter] : subscribers) wake->waiters.push_back(std::move(waiter));
+    subscribers = {};
+    for (size_t i = 0; i < helpers; ++i) {
+      wake_workers->Post([core = this->shared_from_this(), wake] {
+        wake->Run();
+        core->EndWake();
+      });
+    }
+    wake->Run();
   }
 
   void Leave(const EntryPtr& entry, uint64_t subscription) {
@@ -263,6 +317,26 @@ class GroupCore final : public std::enable_shared_from_this<GroupCore<T, Done>> 
     --running_timeouts;
   }
 
+  // Counts `n` wake tasks about to be posted; false (post none) once StopWakes() ran.
+  bool BeginWakes(size_t n) {
+    absl::MutexLock lock(&wakes_mu);
+    if (wakes_stopped) return false;
+    pending_wakes += n;
+    return true;
+  }
+  void EndWake() {
+    absl::MutexLock lock(&wakes_mu);
+    --pending_wakes;
+  }
+  // Makes later wakes run on the completing thread and waits for the posted ones: their waiters'
+  // callbacks may point into the group's owner.
+  void StopWakes() {
+    absl::MutexLock lock(&wakes_mu);
+    wakes_stopped = true;
+    wakes_mu.Await(absl::Condition(
+        +[](size_t* n) { return *n == 0; }, &pending_wakes));
+  }
+
   // Makes later timeouts no-ops and waits for those running now.
   void StopTimeouts() {
     absl::MutexLock lock(&timeouts_mu);
@@ -278,7 +352,12 @@ class GroupCore final : public std::enable_shared_from_this<GroupCore<T, Done>> 
   RecheckHook recheck;
   StoreHook store;
   CompletedHook completed;
+  WorkerPool* const wake_workers;  // null: every flight's waiters are woken by its completer
+  const size_t wake_batch;
   std::vector<Shard> shards;
+  absl::Mutex wakes_mu;
+  size_t pending_wakes ABSL_GUARDED_BY(wakes_mu) = 0;
+  bool wakes_stopped ABSL_GUARDED_BY(wakes_mu) = false;
   absl::Mutex timeouts_mu;
   bool shut_down ABSL_GUARDED_BY(timeouts_mu) = false;
   int running_timeouts ABSL_GUARDED_BY(timeouts_mu) = 0;
@@ -343,6 +422,11 @@ class SingleFlightGroup final {
     // The UNAVAILABLE message of a timed-out load; empty: "load timed out after <load_timeout>".
     std::string timeout_message;
     int shard_count = 16;
+    // If set, a flight with more than `wake_batch` waiters is answered by its completing thread
+    // and these workers together, `wake_batch` waiters at a time (see GroupCore::Wake). Must
+    // outlive the group.
+    WorkerPool* wake_workers = nullptr;
+    size_t wake_batch = 64;
   };
   // See the file comment. All optional. `completed(key, result)` runs once per flight, after it
   // left the table and before its waiters wake, with no lock held (for statistics).
@@ -367,8 +451,8 @@ class SingleFlightGroup final {
   SingleFlightGroup(Options options, TimerQueue& timers, Hooks hooks = {})
       : core_(std::make_shared<internal::GroupCore<T, Done>>(
             options.abandon, options.load_timeout, std::move(options.timeout_message),
-            options.shard_count, timers, std::move(hooks.recheck), std::move(hooks.store),
-            std::move(hooks.completed))) {}
+            options.shard_count, options.wake_workers, options.wake_batch, timers,
+            std::move(hooks.recheck), std::move(hooks.store), std::move(hooks.completed))) {}
 
   ~SingleFlightGroup() { CancelAll(); }
   SingleFlightGroup(const SingleFlightGroup&) = delete;
@@ -379,6 +463,7 @@ class SingleFlightGroup final {
   // For shutdown: no Join() may follow.
   void CancelAll() {
     core_->StopTimeouts();
+    core_->StopWakes();
     std::vector<std::shared_ptr<internal::FlightEntry<T, Done>>> remaining;
     for (auto& shard : core_->shards) {
       absl::MutexLock lock(&shard.mu);
