@@ -42,9 +42,12 @@ constexpr int kMetricsWorkerThreads = 32;
 constexpr int kDeadlineWorkerThreads = 4;
 constexpr int kMetricsRequestTimeoutMs = 5'000;
 // Threads that answer a load's waiters beside the one that completed the load: one per core less
-// that one, at least one, so a wake of many waiters runs on every core.
+// that one, so a wake of many waiters runs on every core; at least one, and at most 7 (the
+// answers to one client connection go out through one HTTP/2 transport, one writer at a time).
+constexpr int kMaxWakeWorkerThreads = 7;
 int WakeWorkerThreads() {
-  return std::max(1, static_cast<int>(std::thread::hardware_concurrency()) - 1);
+  return std::clamp(static_cast<int>(std::thread::hardware_concurrency()) - 1, 1,
+                    kMaxWakeWorkerThreads);
 }
 // Threads that run the fleet tier's callbacks, which may complete a flight and answer all of its
 // waiters: never the Redis loop's own thread.

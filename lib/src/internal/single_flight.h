@@ -49,6 +49,7 @@
 #include <cstdint>
 #include <exception>
 #include <memory>
+#include <optional>
 #include <stop_token>
 #include <string>
 #include <string_view>
@@ -171,14 +172,20 @@ class GroupCore final : public std::enable_shared_from_this<GroupCore<T, Done>> 
         const size_t begin = next.fetch_add(batch, std::memory_order_relaxed);
         if (begin >= waiters.size()) return;
         const size_t end = std::min(waiters.size(), begin + batch);
-        for (size_t i = begin; i < end; ++i) waiters[i](result, entry->key);
+        for (size_t i = begin; i < end; ++i) {
+          (*waiters[i])(result, entry->key);
+          // Destroyed by the thread that called it, before that thread's EndWake(): nothing of
+          // a waiter outlives a wake the group's destruction waited for.
+          waiters[i].reset();
+        }
       }
     }
 
     const EntryPtr entry;
     const SharedResult<T> result;
     const size_t batch;
-    std::vector<Waiter> waiters;  // filled before any Run(), then only read
+    // Filled before any Run(); then each slot is called and emptied by the one Run() that took it.
+    std::vector<std::optional<Waiter>> waiters;
     std::atomic<size_t> next{0};
   };
   using RecheckHook = absl::AnyInvocable<SharedResult<T>(std::string_view key)>;  // null: miss
@@ -259,7 +266,7 @@ class GroupCore final : public std::enable_shared_from_this<GroupCore<T, Done>> 
     }
     auto wake = std::make_shared<SpreadWake>(entry, result, wake_batch);
     wake->waiters.reserve(subscribers.size());
-    for (auto& [id, waiter] : subscribers) wake->waiters.push_back(std::move(waiter));
+    for (auto& [id, waiter] : subscribers) wake->waiters.emplace_back(std::move(waiter));
     subscribers = {};
     for (size_t i = 0; i < helpers; ++i) {
       wake_workers->Post([core = this->shared_from_this(), wake] {
