@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "server/get_reply.h"
 #include "server/status_mapping.h"
 #include "spdlog/spdlog.h"
 
@@ -91,6 +92,13 @@ class CacheService::Reactor : public grpc::ServerUnaryReactor {
     bool own_buffer = false;
     Done(grpc::SerializationTraits<google::protobuf::MessageLite>::Serialize(response, &reply_,
                                                                              &own_buffer));
+  }
+
+  // Finishes the call OK with `reply` (a serialised response) as its reply (as FinishWithError:
+  // the last use of `this`).
+  void FinishWithBytes(grpc::ByteBuffer reply) {
+    reply_.Swap(&reply);
+    Done(grpc::Status::OK);
   }
 
   void OnDone() override {
@@ -272,14 +280,13 @@ class CacheService::GetReactor final : public Reactor {
       FinishWithError(ToGrpcStatus(result.status));
       return;
     }
-    // Built only now, serialised into gRPC's reply buffer at once: a waiting call holds no
-    // response message.
-    v1::GetResponse response;
-    if (result.value != nullptr) response.set_value(result.value.data(), result.value.size());
-    response.set_source(ToProtoSource(result.source));
-    response.set_ttl_remaining_ms(absl::ToInt64Milliseconds(result.ttl_remaining));
-    response.set_stale_ms(absl::ToInt64Milliseconds(result.stale_for));
-    FinishWith(response);
+    // Built only now: a waiting call holds no response. A large value is referred to, not
+    // copied, so a load's N waiters do not make N copies of it (see get_reply.h).
+    FinishWithBytes(
+        GetReplyBytes({.value = std::move(result.value),
+                       .source = ToProtoSource(result.source),
+                       .ttl_remaining_ms = absl::ToInt64Milliseconds(result.ttl_remaining),
+                       .stale_ms = absl::ToInt64Milliseconds(result.stale_for)}));
   }
 
   const grpc::CallbackServerContext& context_;
