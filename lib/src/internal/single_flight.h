@@ -28,6 +28,11 @@
 // exactly once (now or later, from any thread). A loader that throws, or drops its handle without
 // completing it, completes the flight with INTERNAL: no waiter hangs.
 //
+// A waiter costs the group no allocation of its own: its callback is kept by value in the
+// flight's subscriber table, and a callback that takes the key gets the flight's (held once).
+// With Options::wake_workers, a completed flight of many waiters is answered by its completing
+// thread and the workers together (see GroupCore::Wake); otherwise by the completing thread.
+//
 // Thread-safety: thread-safe. Hooks run under a shard lock: they must be short and must not call
 // back into the group. Waiter callbacks and the loader run with no group lock held.
 // Lifetime: the group must outlive its FlightWaiters; LoadHandles may outlive the group (then
