@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Installs what is missing, then configures and builds one CMake preset (default: release).
-# Usage: scripts/build.sh [release|debug|tsan|asan|fuzz]
+# Installs what is missing, then configures and builds one CMake preset (default: release):
+# everything it configures, or only the named targets (the Dockerfile builds just the programs
+# it ships).
+# Usage: scripts/build.sh [release|debug|tsan|asan|fuzz] [TARGET...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 preset="${1:-release}"
+shift || true
 
 if [ "$preset" = fuzz ]; then
   scripts/install-deps.sh fuzz
@@ -11,4 +14,8 @@ else
   scripts/install-deps.sh
 fi
 cmake --preset "$preset" >/dev/null
-cmake --build --preset "$preset"
+if [ $# -gt 0 ]; then
+  cmake --build --preset "$preset" --target "$@"
+else
+  cmake --build --preset "$preset"
+fi

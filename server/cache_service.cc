@@ -10,9 +10,11 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/inlined_vector.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "server/get_reply.h"
 #include "server/status_mapping.h"
 #include "spdlog/spdlog.h"
 
@@ -92,6 +94,13 @@ class CacheService::Reactor : public grpc::ServerUnaryReactor {
                                                                              &own_buffer));
   }
 
+  // Finishes the call OK with `reply` (a serialised response) as its reply (as FinishWithError:
+  // the last use of `this`).
+  void FinishWithBytes(grpc::ByteBuffer reply) {
+    reply_.Swap(&reply);
+    Done(grpc::Status::OK);
+  }
+
   void OnDone() override {
     CacheService& service = service_;
     delete this;
@@ -121,11 +130,14 @@ namespace {
 // reactor: the handles that leave its flights, whichever of the timer, OnCancel and the answer
 // comes first. FlightWaiter::Cancel wants one caller at a time, hence handles are taken out
 // under the lock before they are cancelled.
-class CallWait final {
+class CallWait final : public std::enable_shared_from_this<CallWait> {
  public:
+  // A Get leaves one flight, a BatchGet one per key: one handle is kept in place.
+  using Handles = absl::InlinedVector<GetHandle, 1>;
+
   // Keeps `handles` for Leave() and arms a timer at `deadline` (none if `options` has no timers
   // or the deadline is not a real one), unless the call has answered already.
-  static void Arm(const std::shared_ptr<CallWait>& wait, std::vector<GetHandle> handles,
+  static void Arm(const std::shared_ptr<CallWait>& wait, Handles handles,
                   const CacheServiceOptions& options,
                   std::chrono::system_clock::time_point deadline) {
     TimerQueue* const timers = options.deadline_timers;
@@ -138,20 +150,14 @@ class CallWait final {
     const absl::Duration remaining =
         deadline <= now ? absl::ZeroDuration() : absl::FromChrono(deadline - now);
     wait->timers_ = timers;
-    wait->timer_ = timers->RunAfter(remaining, [wait, workers = options.deadline_workers] {
-      if (workers == nullptr) {
-        wait->Leave(/*because_deadline=*/true);
-        return;
-      }
-      // Leaving may wait inside gRPC (the origin call's cancellation, the reactor's Finish): off
-      // the timer thread, that wait cannot hold back the deadlines due behind this one.
-      workers->Post([wait] { wait->Leave(/*because_deadline=*/true); });
-    });
+    wait->workers_ = options.deadline_workers;
+    // Captures only `wait` (no more than the callback's inline storage): no allocation for it.
+    wait->timer_ = timers->RunAfter(remaining, [wait] { wait->OnDeadline(); });
   }
 
   // Leaves every flight (their callbacks then run with CANCELLED) unless the call has answered.
   void Leave(bool because_deadline) {
-    std::vector<GetHandle> leaving;
+    Handles leaving;
     {
       absl::MutexLock lock(&mu_);
       if (answered_) return;
@@ -187,9 +193,21 @@ class CallWait final {
   }
 
  private:
+  // On the timer thread.
+  void OnDeadline() {
+    if (workers_ == nullptr) {
+      Leave(/*because_deadline=*/true);
+      return;
+    }
+    // Leaving may wait inside gRPC (the origin call's cancellation, the reactor's Finish): off
+    // the timer thread, that wait cannot hold back the deadlines due behind this one.
+    workers_->Post([wait = shared_from_this()] { wait->Leave(/*because_deadline=*/true); });
+  }
+
   absl::Mutex mu_;
-  std::vector<GetHandle> handles_ ABSL_GUARDED_BY(mu_);
+  Handles handles_ ABSL_GUARDED_BY(mu_);
   TimerQueue* timers_ ABSL_GUARDED_BY(mu_) = nullptr;
+  WorkerPool* workers_ = nullptr;  // written by Arm() before the timer exists, then read-only
   TimerId timer_ ABSL_GUARDED_BY(mu_) = kNoTimer;
   bool answered_ ABSL_GUARDED_BY(mu_) = false;
   bool left_ ABSL_GUARDED_BY(mu_) = false;
@@ -221,7 +239,7 @@ class CacheService::GetReactor final : public Reactor {
     // armed below, so nobody reads `wait_` or the handle before they are set. OnResult may run
     // inline or on another thread at any moment from here: it marks the wait answered.
     wait_ = std::make_shared<CallWait>();
-    std::vector<GetHandle> handles;
+    CallWait::Handles handles;
     handles.push_back(
         service_.cache_.Get(key, [this](GetResult result) { OnResult(std::move(result)); }));
     CallWait::Arm(wait_, std::move(handles), service_.options_, context_.deadline());
@@ -238,10 +256,11 @@ class CacheService::GetReactor final : public Reactor {
   // cache holds the entry, without taking a reference to it (see FlightCache::ReadHit).
   bool AnswerFromCache(const std::string& key) {
     bool negative = false;
+    v1::GetResponse response;
     if (!service_.cache_.ReadHit(key, [&](const CacheEntryView& entry) {
           negative = entry.negative;
-          if (!negative) response_.set_value(entry.value.data(), entry.value.size());
-          response_.set_ttl_remaining_ms(absl::ToInt64Milliseconds(entry.ttl_remaining));
+          if (!negative) response.set_value(entry.value.data(), entry.value.size());
+          response.set_ttl_remaining_ms(absl::ToInt64Milliseconds(entry.ttl_remaining));
         })) {
       return false;
     }
@@ -249,8 +268,8 @@ class CacheService::GetReactor final : public Reactor {
       FinishWithError(ToGrpcStatus(absl::NotFoundError("key not found (cached)")));
       return true;
     }
-    response_.set_source(v1::SOURCE_HIT);
-    FinishWith(response_);
+    response.set_source(v1::SOURCE_HIT);
+    FinishWith(response);
     return true;
   }
 
@@ -261,15 +280,16 @@ class CacheService::GetReactor final : public Reactor {
       FinishWithError(ToGrpcStatus(result.status));
       return;
     }
-    if (result.value != nullptr) response_.set_value(result.value.data(), result.value.size());
-    response_.set_source(ToProtoSource(result.source));
-    response_.set_ttl_remaining_ms(absl::ToInt64Milliseconds(result.ttl_remaining));
-    response_.set_stale_ms(absl::ToInt64Milliseconds(result.stale_for));
-    FinishWith(response_);
+    // Built only now: a waiting call holds no response. A large value is referred to, not
+    // copied, so a load's N waiters do not make N copies of it (see get_reply.h).
+    FinishWithBytes(
+        GetReplyBytes({.value = std::move(result.value),
+                       .source = ToProtoSource(result.source),
+                       .ttl_remaining_ms = absl::ToInt64Milliseconds(result.ttl_remaining),
+                       .stale_ms = absl::ToInt64Milliseconds(result.stale_for)}));
   }
 
   const grpc::CallbackServerContext& context_;
-  v1::GetResponse response_;
   std::shared_ptr<CallWait> wait_;  // set by Start() unless the cache answered at once
 };
 
@@ -304,7 +324,7 @@ class CacheService::BatchGetReactor final : public Reactor {
     }
     pending_.store(n, std::memory_order_relaxed);
     wait_ = std::make_shared<CallWait>();
-    std::vector<GetHandle> handles;
+    CallWait::Handles handles;
     handles.reserve(n);
     for (int i = 0; i < n; ++i) {
       // A bad key is that key's INVALID_ARGUMENT, worded as a Get of it alone would be.

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <exception>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -41,6 +42,14 @@ constexpr int kMetricsWorkerThreads = 32;
 // A leave is short unless it waits inside gRPC; four let three such waits pass at once.
 constexpr int kDeadlineWorkerThreads = 4;
 constexpr int kMetricsRequestTimeoutMs = 5'000;
+// Threads that answer a load's waiters beside the one that completed the load: one per core less
+// that one, so a wake of many waiters runs on every core; at least one, and at most 7 (the
+// answers to one client connection go out through one HTTP/2 transport, one writer at a time).
+constexpr int kMaxWakeWorkerThreads = 7;
+int WakeWorkerThreads() {
+  return std::clamp(static_cast<int>(std::thread::hardware_concurrency()) - 1, 1,
+                    kMaxWakeWorkerThreads);
+}
 // Threads that run the fleet tier's callbacks, which may complete a flight and answer all of its
 // waiters: never the Redis loop's own thread.
 constexpr int kFleetWorkerThreads = 2;
@@ -143,6 +152,7 @@ absl::StatusOr<std::unique_ptr<Sidecar>> Sidecar::Start(const ServerConfig& conf
   Sidecar& s = *sidecar;
   s.metrics_ = std::make_unique<Metrics>();
   s.deadline_workers_ = std::make_unique<WorkerPool>(kDeadlineWorkerThreads);
+  s.wake_workers_ = std::make_unique<WorkerPool>(WakeWorkerThreads());
   s.timers_ = std::make_unique<ThreadTimerQueue>(MonotonicClock::Get(), s.metrics_.get());
   absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> origin_tls =
       config.OriginTlsCredentials();
@@ -185,8 +195,9 @@ absl::StatusOr<std::unique_ptr<Sidecar>> Sidecar::Start(const ServerConfig& conf
   s.observer_ = std::make_unique<Observer>(*s.metrics_, *s.failure_log_);
   if (absl::Status fleet = s.StartFleet(); !fleet.ok()) return fleet;
   // TTL checks on the hit path read the coarse clock: a few ms of expiry slack for a cheaper read.
-  s.cache_ = std::make_unique<FlightCache>(config.cache, *s.origin_, *s.timers_, s.observer_.get(),
-                                           &CoarseClock::Get(), s.fleet_.get());
+  s.cache_ =
+      std::make_unique<FlightCache>(config.cache, *s.origin_, *s.timers_, s.observer_.get(),
+                                    &CoarseClock::Get(), s.fleet_.get(), s.wake_workers_.get());
   s.metrics_->SetStatsSource([cache = s.cache_.get()] { return cache->stats(); });
   absl::StatusOr<AdminGuard> admin = config.MakeAdminGuard();
   if (!admin.ok()) return admin.status();

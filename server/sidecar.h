@@ -90,6 +90,9 @@ class Sidecar final {
   // Outlives the timer thread, which posts to it; its tasks left at shutdown only find their
   // calls answered (every call has finished by then).
   std::unique_ptr<WorkerPool> deadline_workers_;
+  // Answer a load's waiters beside the thread that completed it (FlightCache's wake_workers);
+  // outlive the cache, which waits for the batches they run.
+  std::unique_ptr<WorkerPool> wake_workers_;
   std::unique_ptr<ThreadTimerQueue> timers_;
   std::unique_ptr<Origin> origin_;
   std::unique_ptr<DnsReplicaWatcher> dns_replicas_;  // with dns:///: fills origin_'s replicas

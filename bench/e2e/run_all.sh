@@ -2,7 +2,7 @@
 # Runs every end-to-end benchmark in turn and prints all their verdicts together.
 # Usage: bench/e2e/run_all.sh [--strict] [--keep] [BUILD_DIR] [-- NAME...]
 #   NAME...  a subset of: herd hits tail overload memory cancellation fleet stale adaptive replicas
-#            tls
+#            tls waiters
 #            (default: all, that order; fleet needs redis-server and redis-cli).
 #   (soak.sh is not one of them: a million calls take ~4 min and it has its own 1,200 s
 #   watchdog; run it alone, see docs/BENCHMARKS.md "Soak".)
@@ -19,7 +19,7 @@ while [[ $# -gt 0 ]]; do
   esac
   shift
 done
-[[ ${#names[@]} -gt 0 ]] || names=(herd hits tail overload memory cancellation fleet stale adaptive replicas tls)
+[[ ${#names[@]} -gt 0 ]] || names=(herd hits tail overload memory cancellation fleet stale adaptive replicas tls waiters)
 
 status=0
 summary=()

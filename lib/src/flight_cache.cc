@@ -25,8 +25,6 @@ struct LoadedValue {
   bool from_fleet = false;
 };
 
-using Group = SingleFlightGroup<LoadedValue>;
-
 bool IsAnswer(const absl::Status& status) { return status.ok() || absl::IsNotFound(status); }
 
 // A load failure that stale-if-error covers: the origin's or this sidecar's trouble (UNAVAILABLE,
@@ -35,6 +33,61 @@ bool IsAnswer(const absl::Status& status) { return status.ok() || absl::IsNotFou
 bool IsFailureToCoverWithStale(const absl::Status& status) {
   return !IsAnswer(status) && !absl::IsCancelled(status);
 }
+
+// A load's result as one of its waiters gets it.
+GetResult FromLoad(const SharedResult<LoadedValue>& result, JoinOutcome outcome) {
+  GetResult r;
+  switch (outcome) {
+    case JoinOutcome::kStarted:
+      r.source = result->ok() && (*result)->from_fleet ? Source::kFleet : Source::kLoaded;
+      break;
+    case JoinOutcome::kJoined:
+      r.source = Source::kCoalesced;
+      break;
+    case JoinOutcome::kAnsweredByRecheck:
+      r.source = Source::kHit;
+      break;
+  }
+  if (result->ok() && (*result)->value == nullptr) {
+    r.status = absl::NotFoundError("key not found (cached in the fleet)");
+    r.ttl_remaining = (*result)->ttl;
+  } else if (result->ok()) {
+    r.value = (*result)->value;
+    r.ttl_remaining = (*result)->ttl;
+  } else {
+    r.status = result->status();
+  }
+  return r;
+}
+
+// Where a waiter whose load failed looks for a stale value of its key (stale-if-error).
+class StaleIfError {
+ public:
+  virtual ~StaleIfError() = default;
+  // A value of `key` the store still holds within the stale-if-error window, if any.
+  virtual std::optional<GetResult> Stale(const std::string& key) = 0;
+};
+
+// A Get waiting for a load: kept by value in the flight's subscriber table, so a waiter costs no
+// allocation of its own. What every waiter of a flight shares (the key, the cache) is not
+// copied into it: the key comes from the flight, the cache through one pointer.
+struct CacheWaiter {
+  void operator()(const SharedResult<LoadedValue>& result, JoinOutcome outcome,
+                  const std::string& key) {
+    if (stale_if_error != nullptr && IsFailureToCoverWithStale(result->status())) {
+      if (std::optional<GetResult> stale = stale_if_error->Stale(key)) {
+        done(*std::move(stale));
+        return;
+      }
+    }
+    done(FromLoad(result, outcome));
+  }
+
+  StaleIfError* stale_if_error;  // null: stale-if-error is off
+  FlightCache::Callback done;
+};
+
+using Group = SingleFlightGroup<LoadedValue, CacheWaiter>;
 
 // The store keeps values past their TTL for the longer of the two stale windows.
 CacheOptions StoreOptions(const FlightCacheOptions& options) {
@@ -138,9 +191,10 @@ absl::Status FlightCacheOptions::Validate() const {
   return absl::OkStatus();
 }
 
-struct FlightCache::Impl final : FleetListener {
+struct FlightCache::Impl final : FleetListener, StaleIfError {
   Impl(const FlightCacheOptions& options, Origin& origin, TimerQueue& timers,
-       LoadObserver* observer, const Clock& ttl_clock, FleetStore* fleet_store)
+       LoadObserver* observer, const Clock& ttl_clock, FleetStore* fleet_store,
+       WorkerPool* wake_workers)
       : options(options),
         origin_name(origin.Describe()),
         load_timeout_message(absl::StrCat("origin ", origin_name,
@@ -149,7 +203,8 @@ struct FlightCache::Impl final : FleetListener {
         cache(StoreOptions(options), ttl_clock),
         group({.abandon = options.abandoned_loads,
                .load_timeout = options.load_timeout,
-               .timeout_message = load_timeout_message},
+               .timeout_message = load_timeout_message,
+               .wake_workers = wake_workers},
               timers,
               {.recheck = [this](std::string_view key) -> SharedResult<LoadedValue> {
                  std::optional<CacheHit> hit = cache.Lookup(key);
@@ -239,6 +294,10 @@ struct FlightCache::Impl final : FleetListener {
     }
     stale_served.fetch_add(1, std::memory_order_relaxed);
     return GetResult{.value = hit->value, .source = Source::kStale, .stale_for = hit->stale_for()};
+  }
+
+  std::optional<GetResult> Stale(const std::string& key) override {
+    return Retained(cache.LookupAllowingStale(key), options.stale_if_error);
   }
 
   void CountCompletion(const absl::Status& status) {
@@ -400,31 +459,6 @@ struct FlightCache::Impl final : FleetListener {
     return MakeSharedResult<LoadedValue>(LoadedValue{hit.value, hit.ttl_remaining});
   }
 
-  static GetResult FromLoad(const SharedResult<LoadedValue>& result, Group::Outcome outcome) {
-    GetResult r;
-    switch (outcome) {
-      case Group::Outcome::kStarted:
-        r.source = result->ok() && (*result)->from_fleet ? Source::kFleet : Source::kLoaded;
-        break;
-      case Group::Outcome::kJoined:
-        r.source = Source::kCoalesced;
-        break;
-      case Group::Outcome::kAnsweredByRecheck:
-        r.source = Source::kHit;
-        break;
-    }
-    if (result->ok() && (*result)->value == nullptr) {
-      r.status = absl::NotFoundError("key not found (cached in the fleet)");
-      r.ttl_remaining = (*result)->ttl;
-    } else if (result->ok()) {
-      r.value = (*result)->value;
-      r.ttl_remaining = (*result)->ttl;
-    } else {
-      r.status = result->status();
-    }
-    return r;
-  }
-
   const FlightCacheOptions& options;
   const std::string origin_name;
   const std::string load_timeout_message;  // UNAVAILABLE text of a load that timed out
@@ -444,10 +478,12 @@ struct FlightCache::Impl final : FleetListener {
 };
 
 FlightCache::FlightCache(FlightCacheOptions options, Origin& origin, TimerQueue& timers,
-                         LoadObserver* observer, const Clock* ttl_clock, FleetStore* fleet)
+                         LoadObserver* observer, const Clock* ttl_clock, FleetStore* fleet,
+                         WorkerPool* wake_workers)
     : options_(options),
       impl_(std::make_unique<Impl>(options_, origin, timers, observer,
-                                   ttl_clock != nullptr ? *ttl_clock : timers.clock(), fleet)) {}
+                                   ttl_clock != nullptr ? *ttl_clock : timers.clock(), fleet,
+                                   wake_workers)) {}
 
 FlightCache::~FlightCache() = default;
 
@@ -483,23 +519,12 @@ GetHandle FlightCache::Get(std::string_view key, Callback done) {
     return {};
   }
   // With stale-if-error, a waiter whose load fails looks for a stale value of its key.
-  std::string stale_if_error_key =
-      options_.stale_if_error > absl::ZeroDuration() ? std::string(key) : std::string();
-  Group::Callback on_load =
-      [&impl, done = std::move(done), stale_key = std::move(stale_if_error_key)](
-          const SharedResult<LoadedValue>& result, Group::Outcome outcome) mutable {
-        if (!stale_key.empty() && IsFailureToCoverWithStale(result->status())) {
-          if (std::optional<GetResult> stale = impl.Retained(
-                  impl.cache.LookupAllowingStale(stale_key), impl.options.stale_if_error)) {
-            done(*std::move(stale));
-            return;
-          }
-        }
-        done(impl.FromLoad(result, outcome));
-      };
+  CacheWaiter waiter{
+      .stale_if_error = options_.stale_if_error > absl::ZeroDuration() ? &impl : nullptr,
+      .done = std::move(done)};
   Group::Joined joined = impl.group.Join(
       key, [&impl](LoadHandle<LoadedValue>&& load) { impl.Load(std::move(load)); },
-      std::move(on_load));
+      std::move(waiter));
   switch (joined.outcome) {
     case Group::Outcome::kJoined:
       impl.requests.Add(Impl::kMisses);
@@ -509,10 +534,11 @@ GetHandle FlightCache::Get(std::string_view key, Callback done) {
       impl.requests.Add(Impl::kMisses);
       return GetHandle(std::move(joined.waiter));
     case Group::Outcome::kAnsweredByRecheck:
-      // A load stored the key between our miss and Join's lock: a hit after all. Join moves from
-      // `on_load` only when it subscribes it, which it did not.
+      // A load stored the key between our miss and Join's lock: a hit after all (a value or a
+      // cached not-found, never a failure for stale-if-error). Join moves from `waiter` only
+      // when it subscribes it, which it did not.
       // NOLINTNEXTLINE(bugprone-use-after-move)
-      on_load(joined.answer, Group::Outcome::kAnsweredByRecheck);
+      waiter.done(FromLoad(joined.answer, Group::Outcome::kAnsweredByRecheck));
       return {};
   }
   return {};

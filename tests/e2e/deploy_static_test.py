@@ -4,7 +4,8 @@
 What is checked (each check prints ok/FAIL; any FAIL makes the test fail):
   - every YAML file under deploy/ parses;
   - the Dockerfile: multi-stage debian:bookworm -> debian:bookworm-slim; the build stage runs the
-    README's build script (scripts/build.sh release); every COPY source exists and is not
+    README's build script (scripts/build.sh release) for exactly the programs the runtime stage
+    copies out, nothing else (no tests, no benchmarks); every COPY source exists and is not
     excluded by .dockerignore (nor are the sources the build needs); COPY --from sources and
     the ENTRYPOINT / HEALTHCHECK programs are executables the build produces; numeric non-root
     USER; exec-form ENTRYPOINT of flightcache-server; EXPOSE covers the gRPC and metrics ports;
@@ -99,6 +100,16 @@ def parse_dockerfile(text):
         out.append((instr.upper(), args.strip()))
         current = ""
     return out
+
+
+def built_targets(runs):
+    """The targets named after `scripts/build.sh release` in the first RUN that calls it ([] when
+    it names none: everything is built), or None if no RUN calls it."""
+    for run in runs:
+        m = re.search(r"(^|[\s;&|])(\./)?scripts/build\.sh\s+release\b([^;&|]*)", run)
+        if m:
+            return shlex.split(m.group(3))
+    return None
 
 
 def stages(instructions):
@@ -349,8 +360,8 @@ def main():
     readme = read(os.path.join(repo, "README.md"))
     check("scripts/build.sh" in readme, "the README's build script is scripts/build.sh")
     build_runs = [a for i, a in st[0]["instrs"] if i == "RUN"]
-    check(any(re.search(r"(^|[\s;&|])(\./)?scripts/build\.sh\s+release\b", r) for r in build_runs),
-          "the build stage runs scripts/build.sh release")
+    build_targets = built_targets(build_runs)
+    check(build_targets is not None, "the build stage runs scripts/build.sh release")
     check(os.access(os.path.join(repo, "scripts/build.sh"), os.X_OK), "scripts/build.sh is executable")
 
     patterns = dockerignore_patterns(repo)
@@ -371,6 +382,11 @@ def main():
                     check(name in built, f"COPY --from={from_stage} {src}: {name} is built by CMake")
                     if stage is st[-1]:
                         copied_bins.add(name)
+    # Building every target the preset configures compiles the tests and benchmarks too, which
+    # the image never ships: the build stage names exactly the programs it copies out.
+    check(bool(build_targets) and set(build_targets) == copied_bins,
+          f"the build stage builds only the shipped programs ({sorted(build_targets or [])} "
+          f"== {sorted(copied_bins)})")
     needed = ["CMakeLists.txt", "CMakePresets.json", "scripts/build.sh", "scripts/install-deps.sh"]
     for top in ("cmake", "lib", "proto", "server", "client", "tests"):
         for root, _, files in os.walk(os.path.join(repo, top)):

@@ -26,6 +26,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <stop_token>
 #include <utility>
 
@@ -88,32 +89,45 @@ enum class AbandonPolicy { kCancel, kFinish };
 
 namespace internal {
 
-// The state one flight's Promise, Futures and Subscriptions share.
-template <typename T>
+// The state one flight's Promise, Futures and Subscriptions share. A subscriber is a `CallbackT`
+// stored by value in the flight's table (a SingleFlightGroup stores its waiters' callbacks there
+// without wrapping them in another heap-allocated callable); it is called with the result and
+// the `context` its caller passes to Complete/Subscribe (none for Promise and Future).
+template <typename T, typename CallbackT = absl::AnyInvocable<void(const SharedResult<T>&)>>
 class FlightState final {
  public:
-  using Callback = absl::AnyInvocable<void(const SharedResult<T>&)>;
+  using Callback = CallbackT;
+  using Subscribers = absl::flat_hash_map<uint64_t, Callback>;
   static constexpr uint64_t kDelivered = 0;
 
-  // Publishes `result` and wakes every subscriber. Returns false (and changes nothing) if the
-  // flight was already complete.
-  bool Complete(SharedResult<T> result) {
-    absl::flat_hash_map<uint64_t, Callback> to_wake;
-    {
-      absl::MutexLock lock(&mu_);
-      if (result_ != nullptr) return false;
-      // The release of mu_ orders this write before any reader that takes mu_ (Peek, Subscribe)
-      // and before the callbacks below, so no waiter can see a half-written result.
-      result_ = result;
-      to_wake.swap(subscribers_);
-    }
-    for (auto& [id, callback] : to_wake) callback(result);
+  // Publishes `result` and wakes every subscriber, on this thread. Returns false (and changes
+  // nothing) if the flight was already complete.
+  template <typename... Context>
+  bool Complete(SharedResult<T> result, const Context&... context) {
+    std::optional<Subscribers> to_wake = Publish(result);
+    if (!to_wake.has_value()) return false;
+    for (auto& [id, callback] : *to_wake) callback(result, context...);
     return true;
   }
 
-  // Registers `callback`, or calls it inline if the flight is already complete (then returns
-  // kDelivered). Otherwise returns an id for Unsubscribe().
-  uint64_t Subscribe(Callback callback) {
+  // Publishes `result` and hands back the subscribers to wake, for a caller that wakes them
+  // itself (with no lock held, each exactly once). Nullopt (and nothing changes) if the flight
+  // was already complete.
+  std::optional<Subscribers> Publish(const SharedResult<T>& result) {
+    Subscribers to_wake;
+    absl::MutexLock lock(&mu_);
+    if (result_ != nullptr) return std::nullopt;
+    // The release of mu_ orders this write before any reader that takes mu_ (Peek, Subscribe)
+    // and before the callbacks the caller runs, so no waiter can see a half-written result.
+    result_ = result;
+    to_wake.swap(subscribers_);
+    return to_wake;
+  }
+
+  // Registers `callback`, or calls it inline (with `context`) if the flight is already complete
+  // (then returns kDelivered). Otherwise returns an id for Unsubscribe().
+  template <typename... Context>
+  uint64_t Subscribe(Callback callback, const Context&... context) {
     SharedResult<T> ready;
     {
       absl::MutexLock lock(&mu_);
@@ -124,18 +138,18 @@ class FlightState final {
       }
       ready = result_;
     }
-    callback(ready);
+    callback(ready, context...);
     return kDelivered;
   }
 
   // Removes a subscriber that has not been called yet and hands its callback back, so the
-  // caller decides how to finish it. Returns an empty callback if it was already called (or is
-  // being called) by Complete().
-  Callback Unsubscribe(uint64_t id) {
+  // caller decides how to finish it. Returns nullopt if it was already called (or is being
+  // called) by Complete().
+  std::optional<Callback> Unsubscribe(uint64_t id) {
     absl::MutexLock lock(&mu_);
     auto it = subscribers_.find(id);
-    if (it == subscribers_.end()) return nullptr;
-    Callback callback = std::move(it->second);
+    if (it == subscribers_.end()) return std::nullopt;
+    std::optional<Callback> callback(std::move(it->second));
     subscribers_.erase(it);
     return callback;
   }
@@ -153,7 +167,7 @@ class FlightState final {
  private:
   mutable absl::Mutex mu_;
   SharedResult<T> result_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<uint64_t, Callback> subscribers_ ABSL_GUARDED_BY(mu_);
+  Subscribers subscribers_ ABSL_GUARDED_BY(mu_);
   uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
 };
 
@@ -179,8 +193,8 @@ class Subscription final {
   // if it ran, is running, or was already cancelled.
   bool Cancel() {
     if (state_ == nullptr || id_ == internal::FlightState<T>::kDelivered) return false;
-    auto callback = state_->Unsubscribe(std::exchange(id_, internal::FlightState<T>::kDelivered));
-    return callback != nullptr;
+    return state_->Unsubscribe(std::exchange(id_, internal::FlightState<T>::kDelivered))
+        .has_value();
   }
 
  private:

@@ -66,6 +66,7 @@
 #include "flightcache/origin.h"
 #include "flightcache/sharded_cache.h"
 #include "flightcache/timer_queue.h"
+#include "flightcache/worker_pool.h"
 
 namespace flightcache {
 
@@ -206,9 +207,12 @@ class FlightCache final {
   // this object is the store's listener from construction until its destructor, which first
   // stops the listener and waits for the fleet operations in progress. Without one, the cache
   // behaves exactly as a single sidecar.
+  // With `wake_workers` (may be null; must outlive this object), a load's waiters beyond the
+  // first 64 are answered by those workers too, in batches, instead of all by the thread that
+  // completed the load (see SingleFlightGroup's wake_workers).
   FlightCache(FlightCacheOptions options, Origin& origin, TimerQueue& timers,
               LoadObserver* observer = nullptr, const Clock* ttl_clock = nullptr,
-              FleetStore* fleet = nullptr);
+              FleetStore* fleet = nullptr, WorkerPool* wake_workers = nullptr);
   ~FlightCache();
   FlightCache(const FlightCache&) = delete;
   FlightCache& operator=(const FlightCache&) = delete;

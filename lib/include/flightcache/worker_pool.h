@@ -44,6 +44,9 @@ class WorkerPool {
   // Tasks posted and not yet started.
   size_t queued() const;
 
+  // Worker threads.
+  size_t size() const { return workers_.size(); }
+
  private:
   void Work();
 

@@ -28,6 +28,11 @@
 // exactly once (now or later, from any thread). A loader that throws, or drops its handle without
 // completing it, completes the flight with INTERNAL: no waiter hangs.
 //
+// A waiter costs the group no allocation of its own: its callback is kept by value in the
+// flight's subscriber table, and a callback that takes the key gets the flight's (held once).
+// With Options::wake_workers, a completed flight of many waiters is answered by its completing
+// thread and the workers together (see GroupCore::Wake); otherwise by the completing thread.
+//
 // Thread-safety: thread-safe. Hooks run under a shard lock: they must be short and must not call
 // back into the group. Waiter callbacks and the loader run with no group lock held.
 // Lifetime: the group must outlive its FlightWaiters; LoadHandles may outlive the group (then
@@ -44,13 +49,16 @@
 #ifndef FLIGHTCACHE_INTERNAL_SINGLE_FLIGHT_H_
 #define FLIGHTCACHE_INTERNAL_SINGLE_FLIGHT_H_
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <exception>
 #include <memory>
+#include <optional>
 #include <stop_token>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -66,6 +74,7 @@
 #include "absl/time/time.h"
 #include "flightcache/flight.h"
 #include "flightcache/timer_queue.h"
+#include "flightcache/worker_pool.h"
 
 namespace flightcache {
 
@@ -83,29 +92,67 @@ inline absl::string_view AbslView(std::string_view s) { return {s.data(), s.size
 
 }  // namespace internal
 
-template <typename T>
+// How a caller came to its result: see SingleFlightGroup::Outcome.
+enum class JoinOutcome {
+  kStarted,            // this caller started the flight (the loader ran)
+  kJoined,             // this caller joined a flight already in flight
+  kAnsweredByRecheck,  // recheck() found the value (Joined::answer): no flight, no `done`
+};
+
+// A waiter's callback: (result, outcome), or (result, outcome, key) — the flight's key, which the
+// flight holds once for all its waiters — for a callback that takes it.
+template <typename T, typename Done = absl::AnyInvocable<void(const SharedResult<T>&, JoinOutcome)>>
 class SingleFlightGroup;
 template <typename T>
 class LoadHandle;
 
 namespace internal {
 
-template <typename T>
+template <typename T, typename Done>
 class GroupCore;
 
-// One flight in the group: its future, its waiter count and its place in the table.
+// What a flight keeps of one waiter, by value in its subscriber table (no allocation of its own):
+// the caller's callback and how it joined. Called with the result and the flight's key.
+template <typename T, typename Done>
+struct GroupWaiter {
+  void operator()(const SharedResult<T>& result, const std::string& key) {
+    if constexpr (std::is_invocable_v<Done&, const SharedResult<T>&, JoinOutcome,
+                                      const std::string&>) {
+      done(result, outcome, key);
+    } else {
+      done(result, outcome);
+    }
+  }
+
+  Done done;
+  JoinOutcome outcome;
+};
+
+// What a LoadHandle needs of its flight, without the group's callback type.
 template <typename T>
-struct FlightEntry final : WaiterTarget, std::enable_shared_from_this<FlightEntry<T>> {
-  FlightEntry(std::string k, std::shared_ptr<GroupCore<T>> c)
-      : key(std::move(k)), core(std::move(c)) {}
+struct LoadTarget : WaiterTarget {
+  explicit LoadTarget(std::string k) : key(std::move(k)) {}
+  // Completes the flight once (see GroupCore::Finish); false if it was already complete.
+  virtual bool Complete(SharedResult<T> result) = 0;
+
+  const std::string key;
+  std::stop_source stop;
+};
+
+// One flight in the group: its future, its waiter count and its place in the table.
+template <typename T, typename Done>
+struct FlightEntry final : LoadTarget<T>, std::enable_shared_from_this<FlightEntry<T, Done>> {
+  FlightEntry(std::string k, std::shared_ptr<GroupCore<T, Done>> c)
+      : LoadTarget<T>(std::move(k)), core(std::move(c)) {}
   void Leave(uint64_t subscription) override {
     core->Leave(this->shared_from_this(), subscription);
   }
+  bool Complete(SharedResult<T> result) override {
+    return core->Finish(this->shared_from_this(), std::move(result));
+  }
 
-  const std::string key;
-  const std::shared_ptr<GroupCore<T>> core;
-  FlightState<T> state;
-  std::stop_source stop;
+  const std::shared_ptr<GroupCore<T, Done>> core;
+  FlightState<T, GroupWaiter<T, Done>> state;
   std::atomic<bool> completed{false};  // set once, by the first Finish()
   std::atomic<TimerId> timeout_timer{kNoTimer};
   // Guarded by the key's shard mutex:
@@ -113,11 +160,39 @@ struct FlightEntry final : WaiterTarget, std::enable_shared_from_this<FlightEntr
   bool attached = false;  // still in the table: its result may be stored
 };
 
-template <typename T>
-class GroupCore final : public std::enable_shared_from_this<GroupCore<T>> {
+template <typename T, typename Done>
+class GroupCore final : public std::enable_shared_from_this<GroupCore<T, Done>> {
  public:
-  using Entry = FlightEntry<T>;
+  using Entry = FlightEntry<T, Done>;
   using EntryPtr = std::shared_ptr<Entry>;
+  using Waiter = GroupWaiter<T, Done>;
+
+  // One flight's waiters being answered by several threads: each Run() takes the next batch of
+  // `batch` waiters until none is left, so every waiter is called exactly once.
+  struct SpreadWake {
+    SpreadWake(EntryPtr e, SharedResult<T> r, size_t b)
+        : entry(std::move(e)), result(std::move(r)), batch(b) {}
+    void Run() {
+      for (;;) {
+        const size_t begin = next.fetch_add(batch, std::memory_order_relaxed);
+        if (begin >= waiters.size()) return;
+        const size_t end = std::min(waiters.size(), begin + batch);
+        for (size_t i = begin; i < end; ++i) {
+          (*waiters[i])(result, entry->key);
+          // Destroyed by the thread that called it, before that thread's EndWake(): nothing of
+          // a waiter outlives a wake the group's destruction waited for.
+          waiters[i].reset();
+        }
+      }
+    }
+
+    const EntryPtr entry;
+    const SharedResult<T> result;
+    const size_t batch;
+    // Filled before any Run(); then each slot is called and emptied by the one Run() that took it.
+    std::vector<std::optional<Waiter>> waiters;
+    std::atomic<size_t> next{0};
+  };
   using RecheckHook = absl::AnyInvocable<SharedResult<T>(std::string_view key)>;  // null: miss
   using StoreHook = absl::AnyInvocable<void(const std::string& key, const absl::StatusOr<T>&)>;
   using CompletedHook = absl::AnyInvocable<void(const std::string& key, const absl::StatusOr<T>&)>;
@@ -131,8 +206,8 @@ class GroupCore final : public std::enable_shared_from_this<GroupCore<T>> {
   };
 
   GroupCore(AbandonPolicy policy, absl::Duration load_timeout, std::string timeout_text,
-            int shard_count, TimerQueue& timers, RecheckHook recheck, StoreHook store,
-            CompletedHook completed)
+            int shard_count, WorkerPool* wake_workers, size_t wake_batch, TimerQueue& timers,
+            RecheckHook recheck, StoreHook store, CompletedHook completed)
       : policy(policy),
         load_timeout(load_timeout),
         timeout_message(timeout_text.empty() ? absl::StrCat("load timed out after ",
@@ -142,6 +217,8 @@ class GroupCore final : public std::enable_shared_from_this<GroupCore<T>> {
         recheck(std::move(recheck)),
         store(std::move(store)),
         completed(std::move(completed)),
+        wake_workers(wake_workers),
+        wake_batch(std::max<size_t>(wake_batch, 1)),
         shards(RoundUpToPowerOfTwo(shard_count)) {}
 
   static size_t RoundUpToPowerOfTwo(int n) {
@@ -173,13 +250,41 @@ class GroupCore final : public std::enable_shared_from_this<GroupCore<T>> {
     if (timer != kNoTimer) timers.Cancel(timer);
     inflight.fetch_sub(1, std::memory_order_relaxed);
     if (completed) completed(entry->key, *result);
-    entry->state.Complete(std::move(result));
+    if (auto waiters = entry->state.Publish(result)) Wake(entry, std::move(*waiters), result);
     return true;
+  }
+
+  // Calls each of a completed flight's waiters once. With wake workers, a flight of more than
+  // one batch of waiters is answered by this thread and up to every worker at once, each taking
+  // the next batch until none is left: answering N waiters (each one a reactor's Finish, in the
+  // server) scales with cores instead of taking this one thread N times as long.
+  void Wake(const EntryPtr& entry, typename FlightState<T, Waiter>::Subscribers subscribers,
+            const SharedResult<T>& result) {
+    const size_t batches = (subscribers.size() + wake_batch - 1) / wake_batch;
+    size_t helpers = 0;  // wake tasks to post: one per further batch, at most one per worker
+    if (wake_workers != nullptr && batches > 1) {
+      helpers = std::min(batches - 1, wake_workers->size());
+    }
+    if (helpers == 0 || !BeginWakes(helpers)) {
+      for (auto& [id, waiter] : subscribers) waiter(result, entry->key);
+      return;
+    }
+    auto wake = std::make_shared<SpreadWake>(entry, result, wake_batch);
+    wake->waiters.reserve(subscribers.size());
+    for (auto& [id, waiter] : subscribers) wake->waiters.emplace_back(std::move(waiter));
+    subscribers = {};
+    for (size_t i = 0; i < helpers; ++i) {
+      wake_workers->Post([core = this->shared_from_this(), wake] {
+        wake->Run();
+        core->EndWake();
+      });
+    }
+    wake->Run();
   }
 
   void Leave(const EntryPtr& entry, uint64_t subscription) {
     auto callback = entry->state.Unsubscribe(subscription);
-    if (callback == nullptr) return;  // already answered
+    if (!callback.has_value()) return;  // already answered
     bool doomed = false;
     {
       Shard& shard = ShardFor(entry->key);
@@ -194,7 +299,8 @@ class GroupCore final : public std::enable_shared_from_this<GroupCore<T>> {
         }
       }
     }
-    callback(MakeSharedResult<T>(absl::CancelledError("the caller stopped waiting")));
+    (*callback)(MakeSharedResult<T>(absl::CancelledError("the caller stopped waiting")),
+                entry->key);
     if (doomed) {
       // Complete first, then stop: a loader that answers from inside its stop callback (the
       // limiter does, for a queued load) must not overtake the cancellation.
@@ -223,6 +329,26 @@ class GroupCore final : public std::enable_shared_from_this<GroupCore<T>> {
     --running_timeouts;
   }
 
+  // Counts `n` wake tasks about to be posted; false (post none) once StopWakes() ran.
+  bool BeginWakes(size_t n) {
+    absl::MutexLock lock(&wakes_mu);
+    if (wakes_stopped) return false;
+    pending_wakes += n;
+    return true;
+  }
+  void EndWake() {
+    absl::MutexLock lock(&wakes_mu);
+    --pending_wakes;
+  }
+  // Makes later wakes run on the completing thread and waits for the posted ones: their waiters'
+  // callbacks may point into the group's owner.
+  void StopWakes() {
+    absl::MutexLock lock(&wakes_mu);
+    wakes_stopped = true;
+    wakes_mu.Await(absl::Condition(
+        +[](size_t* n) { return *n == 0; }, &pending_wakes));
+  }
+
   // Makes later timeouts no-ops and waits for those running now.
   void StopTimeouts() {
     absl::MutexLock lock(&timeouts_mu);
@@ -238,7 +364,12 @@ class GroupCore final : public std::enable_shared_from_this<GroupCore<T>> {
   RecheckHook recheck;
   StoreHook store;
   CompletedHook completed;
+  WorkerPool* const wake_workers;  // null: every flight's waiters are woken by its completer
+  const size_t wake_batch;
   std::vector<Shard> shards;
+  absl::Mutex wakes_mu;
+  size_t pending_wakes ABSL_GUARDED_BY(wakes_mu) = 0;
+  bool wakes_stopped ABSL_GUARDED_BY(wakes_mu) = false;
   absl::Mutex timeouts_mu;
   bool shut_down ABSL_GUARDED_BY(timeouts_mu) = false;
   int running_timeouts ABSL_GUARDED_BY(timeouts_mu) = 0;
@@ -276,12 +407,13 @@ class LoadHandle final {
   bool Complete(absl::StatusOr<T> result) {
     if (entry_ == nullptr) return false;
     auto entry = std::move(entry_);
-    return entry->core->Finish(entry, MakeSharedResult<T>(std::move(result)));
+    return entry->Complete(MakeSharedResult<T>(std::move(result)));
   }
 
  private:
-  friend class SingleFlightGroup<T>;
-  LoadHandle(std::shared_ptr<internal::FlightEntry<T>> entry, absl::Time deadline)
+  template <typename U, typename Done>
+  friend class SingleFlightGroup;
+  LoadHandle(std::shared_ptr<internal::LoadTarget<T>> entry, absl::Time deadline)
       : entry_(std::move(entry)), deadline_(deadline) {}
   void AbandonIfPending() {
     if (entry_ != nullptr) {
@@ -289,11 +421,11 @@ class LoadHandle final {
     }
   }
 
-  std::shared_ptr<internal::FlightEntry<T>> entry_;
+  std::shared_ptr<internal::LoadTarget<T>> entry_;
   absl::Time deadline_;
 };
 
-template <typename T>
+template <typename T, typename Done>
 class SingleFlightGroup final {
  public:
   struct Options {
@@ -302,23 +434,25 @@ class SingleFlightGroup final {
     // The UNAVAILABLE message of a timed-out load; empty: "load timed out after <load_timeout>".
     std::string timeout_message;
     int shard_count = 16;
+    // If set, a flight with more than `wake_batch` waiters is answered by its completing thread
+    // and these workers together, `wake_batch` waiters at a time (see GroupCore::Wake). Must
+    // outlive the group.
+    WorkerPool* wake_workers = nullptr;
+    size_t wake_batch = 64;
   };
   // See the file comment. All optional. `completed(key, result)` runs once per flight, after it
   // left the table and before its waiters wake, with no lock held (for statistics).
   struct Hooks {
-    typename internal::GroupCore<T>::RecheckHook recheck;
-    typename internal::GroupCore<T>::StoreHook store;
-    typename internal::GroupCore<T>::CompletedHook completed;
+    typename internal::GroupCore<T, Done>::RecheckHook recheck;
+    typename internal::GroupCore<T, Done>::StoreHook store;
+    typename internal::GroupCore<T, Done>::CompletedHook completed;
   };
 
-  enum class Outcome {
-    kStarted,            // this caller started the flight (the loader ran)
-    kJoined,             // this caller joined a flight already in flight
-    kAnsweredByRecheck,  // recheck() found the value (Joined::answer): no flight, no `done`
-  };
+  using Outcome = JoinOutcome;
   using Loader = absl::AnyInvocable<void(LoadHandle<T>&&)>;
-  // Gets the result and whether this caller started the flight or joined it.
-  using Callback = absl::AnyInvocable<void(const SharedResult<T>&, Outcome)>;
+  // Gets the result and whether this caller started the flight or joined it (and the key, if it
+  // takes one: see JoinOutcome). Kept by value in the flight while the caller waits.
+  using Callback = Done;
 
   struct Joined {
     FlightWaiter waiter;
@@ -327,10 +461,10 @@ class SingleFlightGroup final {
   };
 
   SingleFlightGroup(Options options, TimerQueue& timers, Hooks hooks = {})
-      : core_(std::make_shared<internal::GroupCore<T>>(
+      : core_(std::make_shared<internal::GroupCore<T, Done>>(
             options.abandon, options.load_timeout, std::move(options.timeout_message),
-            options.shard_count, timers, std::move(hooks.recheck), std::move(hooks.store),
-            std::move(hooks.completed))) {}
+            options.shard_count, options.wake_workers, options.wake_batch, timers,
+            std::move(hooks.recheck), std::move(hooks.store), std::move(hooks.completed))) {}
 
   ~SingleFlightGroup() { CancelAll(); }
   SingleFlightGroup(const SingleFlightGroup&) = delete;
@@ -341,7 +475,8 @@ class SingleFlightGroup final {
   // For shutdown: no Join() may follow.
   void CancelAll() {
     core_->StopTimeouts();
-    std::vector<std::shared_ptr<internal::FlightEntry<T>>> remaining;
+    core_->StopWakes();
+    std::vector<std::shared_ptr<internal::FlightEntry<T, Done>>> remaining;
     for (auto& shard : core_->shards) {
       absl::MutexLock lock(&shard.mu);
       for (auto& [key, entry] : shard.flights) {
@@ -365,7 +500,7 @@ class SingleFlightGroup final {
   Joined Join(std::string_view key, Loader&& loader, Callback&& done) {
     auto& core = *core_;
     auto& shard = core.ShardFor(key);
-    std::shared_ptr<internal::FlightEntry<T>> entry;
+    std::shared_ptr<internal::FlightEntry<T, Done>> entry;
     Outcome outcome = Outcome::kJoined;
     {
       absl::MutexLock lock(&shard.mu);
@@ -378,17 +513,15 @@ class SingleFlightGroup final {
             return {FlightWaiter(), Outcome::kAnsweredByRecheck, std::move(answer)};
           }
         }
-        entry = std::make_shared<internal::FlightEntry<T>>(std::string(key), core_);
+        entry = std::make_shared<internal::FlightEntry<T, Done>>(std::string(key), core_);
         entry->attached = true;
         shard.flights.emplace(entry->key, entry);
         outcome = Outcome::kStarted;
       }
       ++entry->waiters;  // under the lock: a flight with waiters is never cancelled
     }
-    const uint64_t subscription = entry->state.Subscribe(
-        [done = std::move(done), outcome](const SharedResult<T>& result) mutable {
-          done(result, outcome);
-        });
+    const uint64_t subscription =
+        entry->state.Subscribe({.done = std::move(done), .outcome = outcome}, entry->key);
     if (outcome == Outcome::kStarted) Start(entry, std::move(loader));
     return {FlightWaiter(entry, subscription), outcome};
   }
@@ -400,11 +533,11 @@ class SingleFlightGroup final {
   // replacing. Returns true if it started a flight (the loader ran).
   bool StartBackground(std::string_view key, Loader&& loader) {
     auto& shard = core_->ShardFor(key);
-    std::shared_ptr<internal::FlightEntry<T>> entry;
+    std::shared_ptr<internal::FlightEntry<T, Done>> entry;
     {
       absl::MutexLock lock(&shard.mu);
       if (shard.flights.contains(internal::AbslView(key))) return false;
-      entry = std::make_shared<internal::FlightEntry<T>>(std::string(key), core_);
+      entry = std::make_shared<internal::FlightEntry<T, Done>>(std::string(key), core_);
       entry->attached = true;
       entry->waiters = 1;  // the flight's own reference, never released
       shard.flights.emplace(entry->key, entry);
@@ -450,13 +583,13 @@ class SingleFlightGroup final {
   }
 
  private:
-  void Start(const std::shared_ptr<internal::FlightEntry<T>>& entry, Loader loader) {
+  void Start(const std::shared_ptr<internal::FlightEntry<T, Done>>& entry, Loader loader) {
     auto& core = *core_;
     core.started.fetch_add(1, std::memory_order_relaxed);
     core.inflight.fetch_add(1, std::memory_order_relaxed);
     const absl::Time deadline = core.timers.clock().Now() + core.load_timeout;
     entry->timeout_timer.store(
-        core.timers.RunAt(deadline, [weak = std::weak_ptr<internal::FlightEntry<T>>(entry)] {
+        core.timers.RunAt(deadline, [weak = std::weak_ptr<internal::FlightEntry<T, Done>>(entry)] {
           if (auto e = weak.lock()) e->core->OnTimeout(e);
         }));
     LoadHandle<T> handle(entry, deadline);
@@ -472,7 +605,7 @@ class SingleFlightGroup final {
     }
   }
 
-  std::shared_ptr<internal::GroupCore<T>> core_;
+  std::shared_ptr<internal::GroupCore<T, Done>> core_;
 };
 
 }  // namespace flightcache

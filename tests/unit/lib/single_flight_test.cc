@@ -12,6 +12,8 @@
 
 #include "absl/synchronization/barrier.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "flightcache/worker_pool.h"
 #include "gtest/gtest.h"
 #include "tests/testing/fake_clock.h"
 #include "tests/testing/latch.h"
@@ -422,6 +424,74 @@ TEST(SingleFlightGroupLifetimeTest, AbandonedCountIncludesLoadsThatStopInline) {
   joined.waiter.Cancel();  // the last (only) waiter leaves: the flight is abandoned
   EXPECT_EQ(group.stats().abandoned, 1);
   EXPECT_EQ(group.stats().inflight, 0);
+}
+
+// With wake workers, a flight's waiters are answered by the completing thread and the workers
+// together. The completing thread's first callback holds it until a callback has run on another
+// thread: without the workers nothing else ever answers, and it gives up after 10 s.
+TEST(SingleFlightGroupWakeTest, ManyWaitersAreAnsweredOnTheWorkersToo) {
+  testing::FakeTimerQueue timers;
+  WorkerPool workers(2);
+  Group group({.wake_workers = &workers, .wake_batch = 8}, timers);
+  HeldLoads loads;
+  constexpr int kWaiters = 100;
+  std::vector<std::atomic<int>> calls(kWaiters);
+  absl::Notification answered_elsewhere;
+  const std::thread::id completer = std::this_thread::get_id();
+  std::atomic<bool> held{false};
+  std::atomic<bool> elsewhere{false};  // Notify() may be called once
+  for (int i = 0; i < kWaiters; ++i) {
+    group.Join("k", loads.Loader(), [&, i](const SharedResult<std::string>& r, Outcome) {
+      if (std::this_thread::get_id() != completer) {
+        if (!elsewhere.exchange(true)) answered_elsewhere.Notify();
+      } else if (!held.exchange(true)) {
+        answered_elsewhere.WaitForNotificationWithTimeout(absl::Seconds(10));
+      }
+      if (r->ok() && **r == "v") calls[i]++;
+    });
+  }
+  ASSERT_EQ(loads.count(), 1u);
+  loads.at(0).Complete(std::string("v"));
+  EXPECT_TRUE(answered_elsewhere.HasBeenNotified()) << "no waiter was answered by a worker";
+  // Complete() may return while a worker still runs its last batch; the group waits for it.
+  group.CancelAll();
+  for (int i = 0; i < kWaiters; ++i) EXPECT_EQ(calls[i].load(), 1) << "waiter " << i;
+}
+
+// A worker may still be answering a flight's waiters when its completer returns; destroying the
+// group waits for it, so no callback runs after the group (and whatever the callbacks point into)
+// is gone. The completer's first callback waits until the worker has taken a waiter (whose
+// callback is slow), so the completer returns first.
+TEST(SingleFlightGroupWakeTest, DestroyingTheGroupWaitsForWakesOnTheWorkers) {
+  testing::FakeTimerQueue timers;
+  WorkerPool workers(1);
+  auto group =
+      std::make_unique<Group>(Group::Options{.wake_workers = &workers, .wake_batch = 1}, timers);
+  HeldLoads loads;
+  constexpr int kWaiters = 4;
+  struct State {
+    std::atomic<int> answered{0};
+    std::atomic<bool> worker_started{false};
+    absl::Notification worker_took_one;
+    std::atomic<bool> held{false};
+  };
+  auto state = std::make_shared<State>();  // shared: a mutant may call back after the test
+  const std::thread::id completer = std::this_thread::get_id();
+  for (int i = 0; i < kWaiters; ++i) {
+    group->Join("k", loads.Loader(), [state, completer](const SharedResult<std::string>&, Outcome) {
+      if (std::this_thread::get_id() != completer) {
+        if (!state->worker_started.exchange(true)) state->worker_took_one.Notify();
+        absl::SleepFor(absl::Milliseconds(100));
+      } else if (!state->held.exchange(true)) {
+        state->worker_took_one.WaitForNotificationWithTimeout(absl::Seconds(10));
+      }
+      state->answered++;
+    });
+  }
+  loads.at(0).Complete(std::string("v"));
+  ASSERT_TRUE(state->worker_started.load()) << "the worker answered no waiter";
+  group.reset();
+  EXPECT_EQ(state->answered.load(), kWaiters) << "the group was destroyed during a wake";
 }
 
 }  // namespace
