@@ -62,8 +62,9 @@ class WaiterTarget {
 }  // namespace internal
 
 // One caller's membership of a flight. Move-only. Cancel() leaves the flight: the caller's
-// callback then runs with CANCELLED (unless it already ran), and if this was the last waiter the
-// abandon policy applies. Destroying a FlightWaiter does NOT leave the flight.
+// callback then runs with CANCELLED (unless the flight already completed: then it runs, is running
+// or will run with the result, on a wake worker possibly after Cancel() returned), and if this was
+// the last waiter the abandon policy applies. Destroying a FlightWaiter does NOT leave the flight.
 class FlightWaiter final {
  public:
   FlightWaiter() = default;
@@ -190,7 +191,8 @@ class Subscription final {
   Subscription& operator=(Subscription&&) noexcept = default;
 
   // Removes the callback if it has not run; returns true then (it will never run). Returns false
-  // if it ran, is running, or was already cancelled.
+  // if it ran, is running, will run (its flight completed and a wake has it), or was already
+  // cancelled.
   bool Cancel() {
     if (state_ == nullptr || id_ == internal::FlightState<T>::kDelivered) return false;
     return state_->Unsubscribe(std::exchange(id_, internal::FlightState<T>::kDelivered))

@@ -27,11 +27,14 @@
 // load fetches from the origin alone.
 //
 // Non-blocking: Get() returns at once; `done` runs exactly once — inline for a hit or an error
-// known at once, otherwise on the thread that completes the load (an origin or timer thread).
-// Cancelling the returned GetHandle makes `done` run with CANCELLED if it has not run yet.
+// known at once, otherwise on the thread that completes the load (an origin or timer thread) or,
+// for a load with more than 64 waiters, on a wake worker beside it. Cancelling the returned
+// GetHandle makes `done` run with CANCELLED unless the load has already completed: once it has,
+// `done` runs (or has run) with the load's result, if need be after Cancel() returned.
 //
 // Thread-safety: thread-safe. `done` must not block.
-// Lifetime: FlightCache must outlive every handle and every pending `done`; its destructor
+// Lifetime: FlightCache must outlive every handle and every pending `done` (and must not be
+// destroyed from inside a `done`: a wake worker's would wait for itself); its destructor
 // cancels every load still in flight (invalidated ones too), answering their waiters with
 // CANCELLED, and waits until the origin has answered every cancelled fetch and no timer or origin
 // callback can reach it any more (short: origins stop promptly once cancelled).

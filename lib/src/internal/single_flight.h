@@ -54,6 +54,7 @@
 #include <cstdint>
 #include <exception>
 #include <memory>
+#include <new>
 #include <optional>
 #include <stop_token>
 #include <string>
@@ -168,22 +169,30 @@ class GroupCore final : public std::enable_shared_from_this<GroupCore<T, Done>> 
   using Waiter = GroupWaiter<T, Done>;
 
   // One flight's waiters being answered by several threads: each Run() takes the next batch of
-  // `batch` waiters until none is left, so every waiter is called exactly once.
+  // `batch` waiters until none is left, so every waiter is called exactly once. A waiter that
+  // throws does not cost the others their answer: Run() goes on and rethrows the first exception
+  // at the end (a wake worker's pool then drops it; the completing thread passes it on).
   struct SpreadWake {
     SpreadWake(EntryPtr e, SharedResult<T> r, size_t b)
         : entry(std::move(e)), result(std::move(r)), batch(b) {}
     void Run() {
+      std::exception_ptr first_error;
       for (;;) {
         const size_t begin = next.fetch_add(batch, std::memory_order_relaxed);
-        if (begin >= waiters.size()) return;
+        if (begin >= waiters.size()) break;
         const size_t end = std::min(waiters.size(), begin + batch);
         for (size_t i = begin; i < end; ++i) {
-          (*waiters[i])(result, entry->key);
+          try {
+            (*waiters[i])(result, entry->key);
+          } catch (...) {
+            if (!first_error) first_error = std::current_exception();
+          }
           // Destroyed by the thread that called it, before that thread's EndWake(): nothing of
           // a waiter outlives a wake the group's destruction waited for.
           waiters[i].reset();
         }
       }
+      if (first_error) std::rethrow_exception(first_error);
     }
 
     const EntryPtr entry;
@@ -265,19 +274,36 @@ class GroupCore final : public std::enable_shared_from_this<GroupCore<T, Done>> 
     if (wake_workers != nullptr && batches > 1) {
       helpers = std::min(batches - 1, wake_workers->size());
     }
-    if (helpers == 0 || !BeginWakes(helpers)) {
+    std::shared_ptr<SpreadWake> wake;
+    if (helpers > 0) {
+      try {
+        wake = std::make_shared<SpreadWake>(entry, result, wake_batch);
+        wake->waiters.reserve(subscribers.size());
+      } catch (const std::bad_alloc&) {
+        wake = nullptr;  // no memory to spread the wake: this thread answers everyone
+      }
+    }
+    if (wake == nullptr || !BeginWakes(helpers)) {
       for (auto& [id, waiter] : subscribers) waiter(result, entry->key);
       return;
     }
-    auto wake = std::make_shared<SpreadWake>(entry, result, wake_batch);
-    wake->waiters.reserve(subscribers.size());
     for (auto& [id, waiter] : subscribers) wake->waiters.emplace_back(std::move(waiter));
     subscribers = {};
-    for (size_t i = 0; i < helpers; ++i) {
-      wake_workers->Post([core = this->shared_from_this(), wake] {
-        wake->Run();
-        core->EndWake();
-      });
+    size_t posted = 0;
+    try {
+      for (; posted < helpers; ++posted) {
+        wake_workers->Post([core = this->shared_from_this(), wake] {
+          // Even when a waiter threw: StopWakes() must not wait for this task forever.
+          struct EndWakeOnExit {
+            GroupCore& core;
+            ~EndWakeOnExit() { core.EndWake(); }
+          } end_wake{*core};
+          wake->Run();
+        });
+      }
+    } catch (...) {
+      // A task that could not be posted: its share is this thread's (Run() takes what is left).
+      for (size_t i = posted; i < helpers; ++i) EndWake();
     }
     wake->Run();
   }
@@ -341,7 +367,9 @@ class GroupCore final : public std::enable_shared_from_this<GroupCore<T, Done>> 
     --pending_wakes;
   }
   // Makes later wakes run on the completing thread and waits for the posted ones: their waiters'
-  // callbacks may point into the group's owner.
+  // callbacks may point into the group's owner. Only the wake workers' share: the completing
+  // thread's own share of a wake is its owner's to wait for (the FlightCache waits for its origin
+  // callbacks, timers and fleet callbacks anyway). Must not be called from a waiter's callback.
   void StopWakes() {
     absl::MutexLock lock(&wakes_mu);
     wakes_stopped = true;

@@ -1,10 +1,13 @@
 #include "internal/single_flight.h"
 
 #include <atomic>
+#include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <memory>
 #include <optional>
 #include <random>
+#include <stdexcept>
 #include <stop_token>
 #include <string>
 #include <thread>
@@ -492,6 +495,62 @@ TEST(SingleFlightGroupWakeTest, DestroyingTheGroupWaitsForWakesOnTheWorkers) {
   ASSERT_TRUE(state->worker_started.load()) << "the worker answered no waiter";
   group.reset();
   EXPECT_EQ(state->answered.load(), kWaiters) << "the group was destroyed during a wake";
+}
+
+// A waiter that throws on a wake worker costs the others nothing: the rest of its batch is still
+// answered, and the group's destruction does not wait forever for the worker's wake. The
+// completing thread's first callback holds it until a worker has answered a waiter, so workers
+// take batches; there every second waiter of a batch throws.
+TEST(SingleFlightGroupWakeTest, AWaiterThrowingOnAWorkerCostsTheOthersNothing) {
+  testing::FakeTimerQueue timers;
+  WorkerPool workers(2);
+  auto group =
+      std::make_unique<Group>(Group::Options{.wake_workers = &workers, .wake_batch = 4}, timers);
+  HeldLoads loads;
+  constexpr int kWaiters = 40;
+  struct State {
+    std::atomic<int> answered{0};
+    std::atomic<int> thrown{0};
+    std::atomic<bool> worker_seen{false};
+    absl::Notification worker_answered;
+    std::atomic<bool> held{false};
+  };
+  auto state = std::make_shared<State>();  // shared: a mutant may call back after the test
+  const std::thread::id completer = std::this_thread::get_id();
+  for (int i = 0; i < kWaiters; ++i) {
+    group->Join("k", loads.Loader(),
+                [state, completer, i](const SharedResult<std::string>&, Outcome) {
+                  if (std::this_thread::get_id() == completer) {
+                    if (!state->held.exchange(true)) {
+                      state->worker_answered.WaitForNotificationWithTimeout(absl::Seconds(10));
+                    }
+                  } else {
+                    if (!state->worker_seen.exchange(true)) state->worker_answered.Notify();
+                    if (i % 4 == 1) {
+                      ++state->thrown;
+                      throw std::runtime_error("a waiter threw");
+                    }
+                  }
+                  ++state->answered;
+                });
+  }
+  loads.at(0).Complete(std::string("v"));
+  // Destroying the group waits for the workers' share; with a lost EndWake it would hang.
+  absl::Notification destroyed;
+  std::thread destroyer([&] {
+    group.reset();
+    destroyed.Notify();
+  });
+  if (!destroyed.WaitForNotificationWithTimeout(absl::Seconds(30))) {
+    std::fprintf(stderr,
+                 "FAILED: destroying the group still waits after 30 s for a wake that a throwing "
+                 "waiter cut short\n");
+    std::abort();
+  }
+  destroyer.join();
+  ASSERT_GT(state->thrown.load(), 0) << "no waiter threw on a worker: nothing was shown";
+  EXPECT_EQ(state->answered.load() + state->thrown.load(), kWaiters)
+      << "waiters after a thrower were not answered";
 }
 
 }  // namespace
