@@ -9,6 +9,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
@@ -56,13 +57,15 @@ class DnsReplicaWatcherTest : public ::testing::Test {
  protected:
   std::unique_ptr<DnsReplicaWatcher> Make(absl::Duration refresh = absl::Hours(1)) {
     return std::make_unique<DnsReplicaWatcher>(
-        DnsReplicaOptions{
-            .name = "origin.svc",
-            .port = 9000,
-            .refresh = refresh,
-            .resolve = resolver_.AsFunction(),
-            .on_change =
-                [this](const std::vector<std::string>& names) { changes_.push_back(names); }},
+        DnsReplicaOptions{.name = "origin.svc",
+                          .port = 9000,
+                          .refresh = refresh,
+                          .resolve = resolver_.AsFunction(),
+                          .on_change =
+                              [this](const std::vector<std::string>& names) {
+                                changes_.push_back(names);
+                                if (!changed_.HasBeenNotified()) changed_.Notify();
+                              }},
         set_, [this](const std::string& address) {
           ++made_;
           return std::make_unique<FakeOrigin>("fake://" + address);
@@ -79,6 +82,7 @@ class DnsReplicaWatcherTest : public ::testing::Test {
   ReplicaSet set_{{}, clock_, {}};
   ScriptedResolver resolver_;
   std::vector<std::vector<std::string>> changes_;
+  absl::Notification changed_;  // the first change
   int made_ = 0;
 };
 
@@ -129,10 +133,9 @@ TEST_F(DnsReplicaWatcherTest, TheNameIsResolvedAgainEveryRefresh) {
   watcher->Start();
   EXPECT_EQ(resolver_.calls(), 1) << "Start() resolves once at once";
   resolver_.Answer(std::vector<std::string>{"10.0.0.9:9000"});
-  const absl::Time give_up = absl::Now() + absl::Seconds(30);
-  while (Names().empty() && absl::Now() < give_up) absl::SleepFor(absl::Milliseconds(5));
-  ASSERT_THAT(Names(), ElementsAre("fake://10.0.0.9:9000"))
+  ASSERT_TRUE(changed_.WaitForNotificationWithTimeout(absl::Seconds(30)))
       << "no re-resolution applied within 30 s (" << resolver_.calls() << " calls)";
+  EXPECT_THAT(Names(), ElementsAre("fake://10.0.0.9:9000"));
   watcher.reset();
   const int calls = resolver_.calls();
   absl::SleepFor(absl::Milliseconds(100));
