@@ -18,6 +18,11 @@
 #include "tests/testing/fake_clock.h"
 #include "tests/testing/fake_origin.h"
 
+// GCC sees operator new's malloc and the deletes' free meet after inlining and warns; they pair.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
+
 namespace {
 
 thread_local bool counting = false;
@@ -25,12 +30,15 @@ thread_local int64_t allocations = 0;
 
 }  // namespace
 
-// libstdc++'s operator delete frees with std::free, so it pairs with this replacement as is.
+// The deletes are replaced too: a sanitizer's own operator delete would see memory from malloc
+// here and report a new/delete mismatch (AddressSanitizer does).
 void* operator new(std::size_t size) {
   if (counting) ++allocations;
   if (void* p = std::malloc(size == 0 ? 1 : size)) return p;  // NOLINT(*-no-malloc)
   throw std::bad_alloc();
 }
+void operator delete(void* p) noexcept { std::free(p); }               // NOLINT(*-no-malloc)
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }  // NOLINT(*-no-malloc)
 
 namespace flightcache {
 namespace {
