@@ -52,6 +52,19 @@ ReplicaSet::ReplicaSet(std::vector<std::unique_ptr<Origin>> replicas, const Cloc
   }
 }
 
+// A fetch's callback holds its replica, and an origin holds its fetches' callbacks: a fetch that
+// never ended (a fake origin never asked to answer) would keep its replica, and so its origin,
+// alive in a cycle. The origins go first, outside the lock, and take the callbacks with them.
+ReplicaSet::~ReplicaSet() {
+  std::vector<std::unique_ptr<Origin>> origins;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const std::shared_ptr<Replica>& r : replicas_) origins.push_back(std::move(r->origin));
+    replicas_.clear();
+  }
+  origins.clear();
+}
+
 std::shared_ptr<ReplicaSet::Replica> ReplicaSet::MakeReplica(std::string key,
                                                              std::unique_ptr<Origin> origin) {
   auto r = std::make_shared<Replica>();

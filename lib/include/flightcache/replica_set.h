@@ -83,6 +83,7 @@ class ReplicaSet final : public Origin {
   // REQUIRES: options.Validate().ok().
   ReplicaSet(std::vector<std::unique_ptr<Origin>> replicas, const Clock& clock,
              ReplicaSetOptions options, FetchObserver observer = nullptr);
+  ~ReplicaSet() override;
   ReplicaSet(const ReplicaSet&) = delete;
   ReplicaSet& operator=(const ReplicaSet&) = delete;
 
