@@ -7,6 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs="$(nproc)"
+# Everything every suite needs (scripts/build.sh installs only what building needs).
+scripts/install-deps.sh fuzz
 
 # Each phase says when it starts, so a slow CI run shows where its time went.
 phase() { echo "=== $1 (at ${SECONDS} s)"; }

@@ -112,6 +112,34 @@ def built_targets(runs):
     return None
 
 
+# Packages only the tests need: the image's build stage must not install them (minutes of
+# download and install for every image build, for nothing it ships).
+TEST_ONLY_PACKAGES = {"chromium", "prometheus", "redis-server", "clang-tidy", "clang-format"}
+
+
+def check_build_stage_packages(repo, build_runs):
+    """The build stage installs with `install-deps.sh build`, and that mode lists what building
+    needs and none of the tests' packages."""
+    installs = [m.group(3) for run in build_runs
+                for m in [re.search(r"(^|[\s;&|])(\./)?scripts/install-deps\.sh\b([^;&|]*)", run)]
+                if m]
+    check(bool(installs) and all(shlex.split(a)[:1] == ["build"] for a in installs),
+          f"the build stage runs scripts/install-deps.sh build ({installs})")
+    script = os.path.join(repo, "scripts/install-deps.sh")
+    listed = {}
+    for mode in ("build", ""):
+        out = subprocess.run([script, *([mode] if mode else []), "--list"], capture_output=True,
+                             text=True, timeout=30)
+        listed[mode] = set(out.stdout.split()) if out.returncode == 0 else set()
+    check(listed["build"] and not (listed["build"] & TEST_ONLY_PACKAGES),
+          f"install-deps.sh build lists none of {sorted(TEST_ONLY_PACKAGES)} "
+          f"(lists {sorted(listed['build'] & TEST_ONLY_PACKAGES)})")
+    check({"libgrpc++-dev", "libhiredis-dev", "cmake"} <= listed["build"] < listed[""]
+          and TEST_ONLY_PACKAGES <= listed[""],
+          "install-deps.sh build lists the build's libraries; the default mode lists them and the "
+          "tests' packages too")
+
+
 def stages(instructions):
     result = []
     for instr, args in instructions:
@@ -363,6 +391,7 @@ def main():
     build_targets = built_targets(build_runs)
     check(build_targets is not None, "the build stage runs scripts/build.sh release")
     check(os.access(os.path.join(repo, "scripts/build.sh"), os.X_OK), "scripts/build.sh is executable")
+    check_build_stage_packages(repo, build_runs)
 
     patterns = dockerignore_patterns(repo)
     copied_bins = set()
