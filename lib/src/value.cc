@@ -10,7 +10,10 @@ Value Value::Copy(std::string_view bytes) {
   void* memory = ::operator new(sizeof(Block) + bytes.size());
   Value value;
   value.block_ = new (memory) Block{.refs{1}, .size = static_cast<uint32_t>(bytes.size())};
-  if (!bytes.empty()) std::memcpy(value.block_ + 1, bytes.data(), bytes.size());
+  // The bytes follow the block: copied as chars, not into a Block (which holds an atomic).
+  if (!bytes.empty()) {
+    std::memcpy(reinterpret_cast<char*>(value.block_ + 1), bytes.data(), bytes.size());
+  }
   return value;
 }
 
