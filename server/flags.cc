@@ -503,7 +503,22 @@ absl::StatusOr<CommandLine> ParseServerCommandLine(int argc, const char* const* 
   out.version = parsed->version;
   out.config = ConfigFromFlags();
   out.check_config = absl::GetFlag(FLAGS_check_config);
+  out.from_env = std::move(parsed->from_env);
   return out;
+}
+
+std::string NameErrorSource(const CommandLine& command_line, absl::string_view message) {
+  absl::string_view rest = message;
+  if (!absl::ConsumePrefix(&rest, "--")) return std::string(message);
+  const size_t colon = rest.find(':');
+  if (colon == absl::string_view::npos) return std::string(message);
+  std::string name(rest.substr(0, colon));
+  std::replace(name.begin(), name.end(), '-', '_');
+  const std::vector<std::string>& from_env = command_line.from_env;
+  if (std::find(from_env.begin(), from_env.end(), name) == from_env.end()) {
+    return std::string(message);
+  }
+  return absl::StrCat(message, " (from ", FlagEnvName(name), ")");
 }
 
 std::string ServerUsage(absl::string_view program) {

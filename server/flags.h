@@ -22,6 +22,7 @@
 #define FLIGHTCACHE_SERVER_FLAGS_H_
 
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -32,10 +33,16 @@ namespace flightcache {
 
 struct CommandLine {
   ServerConfig config;
-  bool check_config = false;  // --check-config: validate, print, exit 0 without binding
-  bool help = false;          // --help
-  bool version = false;       // --version
+  bool check_config = false;          // --check-config: validate, print, exit 0 without binding
+  bool help = false;                  // --help
+  bool version = false;               // --version
+  std::vector<std::string> from_env;  // flags (underscore spelling) set from FLIGHTCACHE_*
 };
+
+// `message` (an error that starts "--name: ", as ServerConfig::Validate() gives) with
+// " (from FLIGHTCACHE_NAME)" appended when that flag's value came from the environment: a
+// container's operator set the variable, not the flag.
+std::string NameErrorSource(const CommandLine& command_line, absl::string_view message);
 
 // INVALID_ARGUMENT with one line that names the flag ("--ttl: invalid value 'x': ...") for any
 // parse error. Does not run ServerConfig::Validate().

@@ -18,6 +18,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "server/config.h"
@@ -27,6 +28,14 @@
 #include "server/sidecar.h"
 
 namespace {
+
+// Prints a configuration error (naming the environment variable it came from, if it did) and
+// returns the exit status for one.
+int RefuseConfig(const flightcache::CommandLine& command_line, absl::string_view message) {
+  std::fprintf(stderr, "flightcache-server: %s\n",
+               flightcache::NameErrorSource(command_line, message).c_str());
+  return 2;
+}
 
 const char* SignalName(int signal_number) {
   return signal_number == SIGTERM ? "SIGTERM" : "SIGINT";
@@ -83,28 +92,23 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (absl::Status s = cl->config.Validate(); !s.ok()) {
-    std::fprintf(stderr, "flightcache-server: %s\n", std::string(s.message()).c_str());
-    return 2;
+    return RefuseConfig(*cl, s.message());
   }
   // The fleet's password file is read here too, so --check-config catches an unreadable one.
   if (!cl->config.fleet.empty()) {
     if (absl::StatusOr<flightcache::RedisOptions> redis = cl->config.FleetRedisOptions();
         !redis.ok()) {
-      std::fprintf(stderr, "flightcache-server: %s\n",
-                   std::string(redis.status().message()).c_str());
-      return 2;
+      return RefuseConfig(*cl, redis.status().message());
     }
   }
   // So is the admin token file.
   if (absl::StatusOr<flightcache::AdminGuard> admin = cl->config.MakeAdminGuard(); !admin.ok()) {
-    std::fprintf(stderr, "flightcache-server: %s\n", std::string(admin.status().message()).c_str());
-    return 2;
+    return RefuseConfig(*cl, admin.status().message());
   }
   // And the TLS files: a key that is not the certificate's fails here, not at the first handshake.
   if (!cl->config.tls.cert_file.empty()) {
     if (absl::Status s = flightcache::TlsListenerCredentials::CheckFiles(cl->config.tls); !s.ok()) {
-      std::fprintf(stderr, "flightcache-server: %s\n", std::string(s.message()).c_str());
-      return 2;
+      return RefuseConfig(*cl, s.message());
     }
   }
   // And a grpcs:// origin's: a CA that does not parse, or a key that is not the certificate's,
@@ -112,9 +116,7 @@ int main(int argc, char** argv) {
   if (absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> origin_tls =
           cl->config.OriginTlsCredentials();
       !origin_tls.ok()) {
-    std::fprintf(stderr, "flightcache-server: %s\n",
-                 std::string(origin_tls.status().message()).c_str());
-    return 2;
+    return RefuseConfig(*cl, origin_tls.status().message());
   }
   if (cl->check_config) {
     std::printf("flightcache-server: configuration OK: %s\n", cl->config.Describe().c_str());

@@ -138,8 +138,8 @@ absl::Status ResetToDefaults(absl::Span<const FlagSpec> flags) {
   return absl::OkStatus();
 }
 
-absl::Status ApplyEnvironment(const FlagParseOptions& options,
-                              absl::Span<const std::string> given) {
+absl::Status ApplyEnvironment(const FlagParseOptions& options, absl::Span<const std::string> given,
+                              std::vector<std::string>& from_env) {
   for (const FlagSpec& spec : options.flags) {
     if (!spec.from_env || std::find(given.begin(), given.end(), spec.name) != given.end()) {
       continue;
@@ -152,6 +152,7 @@ absl::Status ApplyEnvironment(const FlagParseOptions& options,
     if (!flag->ParseFrom(*value, &error)) {
       return BadValue(*flag, *value, absl::StrCat(" (from ", var, ")"), error);
     }
+    from_env.emplace_back(spec.name);
   }
   return absl::OkStatus();
 }
@@ -227,7 +228,7 @@ absl::StatusOr<ParsedFlags> ParseFlags(absl::Span<const std::string> args,
     if (!flag->ParseFrom(value, &error)) return BadValue(*flag, value, "", error);
     out.given.push_back(std::move(name));
   }
-  if (absl::Status s = ApplyEnvironment(options, out.given); !s.ok()) return s;
+  if (absl::Status s = ApplyEnvironment(options, out.given, out.from_env); !s.ok()) return s;
   return out;
 }
 

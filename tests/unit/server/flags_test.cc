@@ -334,6 +334,24 @@ TEST_F(FlagsTest, BadEnvironmentValueNamesTheFlagAndTheVariable) {
   EXPECT_THAT(error, HasSubstr("FLIGHTCACHE_MAX_KEY_BYTES"));
 }
 
+TEST_F(FlagsTest, AnOutOfBoundsEnvironmentValueNamesTheVariableToo) {
+  env_["FLIGHTCACHE_LOAD_TIMEOUT"] = "100h";
+  env_["FLIGHTCACHE_TTL"] = "2m";
+  absl::StatusOr<CommandLine> cl = Parse({});
+  ASSERT_TRUE(cl.ok()) << cl.status();
+  const absl::Status invalid = cl->config.Validate();
+  ASSERT_FALSE(invalid.ok());
+  EXPECT_EQ(NameErrorSource(*cl, invalid.message()),
+            "--load-timeout: must be at most 24h, got 100h (from FLIGHTCACHE_LOAD_TIMEOUT)");
+  // The same bound broken on the command line: the flag alone is named.
+  cl = Parse({"--load-timeout=100h"});
+  ASSERT_TRUE(cl.ok()) << cl.status();
+  EXPECT_EQ(NameErrorSource(*cl, cl->config.Validate().message()),
+            "--load-timeout: must be at most 24h, got 100h");
+  // Not an error about one flag: unchanged.
+  EXPECT_EQ(NameErrorSource(*cl, "origin unreachable"), "origin unreachable");
+}
+
 TEST_F(FlagsTest, ParsingAgainStartsFromTheDefaults) {
   ASSERT_TRUE(Parse({"--ttl=5s"}).ok());
   absl::StatusOr<CommandLine> cl = Parse({});

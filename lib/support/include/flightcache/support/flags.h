@@ -92,7 +92,8 @@ struct ParsedFlags {
   bool help = false;     // help was asked for; nothing else was parsed
   bool version = false;  // --version (FlagParseOptions::version_flag only)
   std::vector<std::string> positional;
-  std::vector<std::string> given;  // names (underscores) of the flags set on the command line
+  std::vector<std::string> given;     // names (underscores) of the flags set on the command line
+  std::vector<std::string> from_env;  // ... and of those set from the environment
 };
 
 // Sets the flags named in `args` (argv without argv[0]), then the environment fallbacks.
