@@ -158,6 +158,10 @@ class Metrics::Collector final : public prometheus::Collectable {
                               static_cast<double>(s.loads_inflight)));
     families.push_back(Single("flightcache_loads_queued", "Loads waiting for a concurrency permit",
                               gauge, static_cast<double>(s.loads_queued)));
+    families.push_back(Single("flightcache_load_queue_lifo_handoffs_total",
+                              "Concurrency permits given to the newest queued load, because the "
+                              "oldest had waited longer than --load-queue-lifo-after",
+                              counter, static_cast<double>(s.load_queue_lifo_handoffs)));
     families.push_back(Single("flightcache_load_concurrency_limit",
                               "Origin fetches allowed in flight now (--max-concurrent-loads, or "
                               "the adaptive limit's current value)",

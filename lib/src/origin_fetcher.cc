@@ -214,6 +214,7 @@ OriginFetcherStats OriginFetcher::stats() const {
           .hedges_sent = hedges.hedges_sent,
           .hedges_won = hedges.hedges_won,
           .queued = limiter_.queued(),
+          .lifo_handoffs = limiter_.lifo_handoffs(),
           .too_late = too_late_.load(std::memory_order_relaxed),
           .cut_by_deadline = cut_by_deadline_.load(std::memory_order_relaxed),
           .concurrency_limit = limiter_.permits()};

@@ -77,6 +77,7 @@ struct OriginFetcherStats {
   int64_t hedges_sent = 0;
   int64_t hedges_won = 0;
   int64_t queued = 0;             // fetches waiting for a permit now
+  int64_t lifo_handoffs = 0;      // permits handed to the newest queued fetch (adaptive LIFO)
   int64_t too_late = 0;           // fetches not sent: too little time left for a typical fetch
   int64_t cut_by_deadline = 0;    // fetches whose deadline stopped them at the origin
   int64_t concurrency_limit = 0;  // origin calls allowed in flight now

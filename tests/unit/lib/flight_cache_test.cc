@@ -351,6 +351,31 @@ TEST_F(FlightCacheTest, LoadsBeyondTheLimitQueueAndOverflowIsResourceExhausted) 
   EXPECT_EQ(cache->stats().loads_inflight, 0);
 }
 
+TEST_F(FlightCacheTest, AnOldQueueHandsThePermitToTheNewestLoadAndCountsIt) {
+  FlightCacheOptions o = Options();
+  o.max_concurrent_loads = 1;
+  o.load_timeout = absl::Seconds(10);
+  o.load_queue_lifo_after = absl::Milliseconds(100);
+  auto cache = Make(o);
+  std::vector<Reply> replies(4);
+  for (int i = 0; i < 3; ++i) cache->Get("k" + std::to_string(i), replies[i].Callback());
+  ASSERT_EQ(origin_.fetches(), 1);
+  origin_.AnswerValue(0, "v0");  // the queue is young: FIFO
+  ASSERT_EQ(origin_.fetches(), 2);
+  EXPECT_EQ(origin_.request(1).key, "k1");
+  EXPECT_EQ(cache->stats().load_queue_lifo_handoffs, 0);
+  cache->Get("k3", replies[3].Callback());
+  timers_.Advance(absl::Milliseconds(150));  // k2 has waited longer than lifo_after
+  origin_.AnswerValue(1, "v1");
+  ASSERT_EQ(origin_.fetches(), 3);
+  EXPECT_EQ(origin_.request(2).key, "k3");  // the newest
+  EXPECT_EQ(cache->stats().load_queue_lifo_handoffs, 1);
+  origin_.AnswerValue(2, "v3");
+  origin_.AnswerValue(3, "v2");
+  EXPECT_EQ(replies[2].value(), "v2");
+  EXPECT_EQ(replies[3].value(), "v3");
+}
+
 TEST_F(FlightCacheTest, QueuedLoadLeavesTheQueueWhenItsLastWaiterLeaves) {
   FlightCacheOptions o = Options();
   o.max_concurrent_loads = 1;
