@@ -12,9 +12,13 @@ mutants=("$@")
 if [ ${#mutants[@]} -eq 0 ]; then mutants=(tests/mutants/*.patch); fi
 
 # Outside the repository: `git apply` there patches plain files, and the copy cannot touch ours.
-work="${TMPDIR:-/tmp}/flightcache-mutation"
+# The same directory every run, so that a second run rebuilds only what changed; a lock keeps two
+# runs from patching one copy at once (MUTATION_WORK names another directory for a parallel run).
+work="${MUTATION_WORK:-${TMPDIR:-/tmp}/flightcache-mutation}"
 tree="$work/src"
 mkdir -p "$tree"
+exec 9>"$work/lock"
+flock -n 9 || die "another mutation check is using $work (set MUTATION_WORK for a parallel run)"
 # The tree as it is now (committed or not), without build output.
 rm -rf "$tree/lib" "$tree/tests"
 { git ls-files -z; git ls-files -z --others --exclude-standard; } |
