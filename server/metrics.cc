@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/functional/function_ref.h"
+#include "server/memory_trimmer.h"
 #include "server/status_mapping.h"
 
 namespace flightcache {
@@ -158,6 +159,10 @@ class Metrics::Collector final : public prometheus::Collectable {
                               static_cast<double>(s.loads_inflight)));
     families.push_back(Single("flightcache_loads_queued", "Loads waiting for a concurrency permit",
                               gauge, static_cast<double>(s.loads_queued)));
+    families.push_back(Single("flightcache_loads_queue_capacity",
+                              "Loads that may wait for a concurrency permit at most "
+                              "(--max-queued-loads); a load beyond fails RESOURCE_EXHAUSTED",
+                              gauge, static_cast<double>(s.loads_queue_capacity)));
     families.push_back(Single("flightcache_load_queue_lifo_handoffs_total",
                               "Concurrency permits given to the newest queued load, because the "
                               "oldest had waited longer than --load-queue-lifo-after",
@@ -173,6 +178,12 @@ class Metrics::Collector final : public prometheus::Collectable {
                               static_cast<double>(s.bytes)));
     families.push_back(Single("flightcache_cache_evictions_total", "Entries evicted to make room",
                               counter, static_cast<double>(s.evictions)));
+    // The process collector's usual name: what a container memory limit is compared with, and
+    // what the cache's own bytes are only part of (gRPC's calls, glibc's arenas).
+    if (const int64_t rss = ResidentBytes(); rss >= 0) {
+      families.push_back(Single("process_resident_memory_bytes", "Resident memory size in bytes",
+                                gauge, static_cast<double>(rss)));
+    }
     return families;
   }
 

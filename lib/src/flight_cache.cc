@@ -597,6 +597,7 @@ FlightCacheStats FlightCache::stats() const {
   s.hedges_sent = fetches.hedges_sent;
   s.hedges_won = fetches.hedges_won;
   s.loads_queued = fetches.queued;
+  s.loads_queue_capacity = options_.max_queued_loads;
   s.load_queue_lifo_handoffs = fetches.lifo_handoffs;
   const CacheStats cache = impl.cache.stats();
   s.entries = cache.entries;

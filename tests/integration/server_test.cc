@@ -27,6 +27,7 @@
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/memory_trimmer.h"
 #include "tests/integration/server_test_util.h"
 
 namespace flightcache::testing {
@@ -822,6 +823,17 @@ TEST_F(ServerTest, MetricsCountRequestsAndServeThemOverHttp) {
   EXPECT_THAT(*body, HasSubstr("flightcache_loads_inflight 0"));
   EXPECT_THAT(*body, HasSubstr(absl::StrCat("flightcache_load_concurrency_limit ",
                                             config.cache.max_concurrent_loads, "\n")));
+  EXPECT_THAT(*body, HasSubstr(absl::StrCat("flightcache_loads_queue_capacity ",
+                                            config.cache.max_queued_loads, "\n")));
+  // This process's RSS: at least the megabytes gRPC alone needs, at most what the machine has.
+  const size_t rss_at = body->find("\nprocess_resident_memory_bytes ");
+  ASSERT_NE(rss_at, std::string::npos) << *body;
+  double rss = 0;
+  const size_t value_at = body->find(' ', rss_at + 1) + 1;
+  ASSERT_TRUE(
+      absl::SimpleAtod(body->substr(value_at, body->find('\n', value_at) - value_at), &rss));
+  EXPECT_GT(rss, 1 << 20);
+  EXPECT_LT(rss, static_cast<double>(ResidentBytes()) * 2);
   EXPECT_THAT(*body, HasSubstr("flightcache_origin_fetches_total 1"));
   EXPECT_THAT(*body,
               HasSubstr("flightcache_origin_fetch_duration_seconds_count{attempt=\"primary\","

@@ -144,6 +144,7 @@ struct FlightCacheStats {
   int64_t hedges_won = 0;
   int64_t loads_inflight = 0;
   int64_t loads_queued = 0;
+  int64_t loads_queue_capacity = 0;      // max_queued_loads: loads_queued at most
   int64_t load_queue_lifo_handoffs = 0;  // permits given to the newest queued load (lifo_after)
   int64_t entries = 0;
   int64_t bytes = 0;
