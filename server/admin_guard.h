@@ -8,7 +8,8 @@
 // The token is kept only as its SHA-256 digest, and a presented token is hashed and compared with
 // OpenSSL's CRYPTO_memcmp: the time taken reveals neither the token's bytes nor its length.
 //
-// Thread-safety: immutable after construction; Check() is safe from any thread.
+// Thread-safety: immutable after construction; Check() is safe from any thread. (A token file
+// that changes while the server runs: AdminTokenFile, server/admin_token_file.h.)
 //
 // Usage:
 //   AdminGuard guard = AdminGuard::WithToken(*support::ReadSecretFile("admin token file", path));
@@ -26,17 +27,28 @@
 
 namespace flightcache {
 
-class AdminGuard final {
+// Who may make the admin call: an AdminGuard, or an AdminTokenFile that follows its file.
+class AdminCheck {
+ public:
+  virtual ~AdminCheck() = default;
+  // `peer` as gRPC names it ("ipv4:127.0.0.1:5000", "ipv6:[::1]:5000", "unix:/run/x.sock");
+  // `authorization` the call's authorization metadata, if it has one.
+  virtual absl::Status Check(absl::string_view peer,
+                             std::optional<absl::string_view> authorization) const = 0;
+};
+
+class AdminGuard final : public AdminCheck {
  public:
   static AdminGuard LocalPeersOnly() { return AdminGuard(std::nullopt); }
   // REQUIRES: !token.empty().
   static AdminGuard WithToken(absl::string_view token);
 
-  // `peer` as gRPC names it ("ipv4:127.0.0.1:5000", "ipv6:[::1]:5000", "unix:/run/x.sock");
-  // `authorization` the call's authorization metadata, if it has one.
-  absl::Status Check(absl::string_view peer, std::optional<absl::string_view> authorization) const;
+  absl::Status Check(absl::string_view peer,
+                     std::optional<absl::string_view> authorization) const override;
 
   bool has_token() const { return token_digest_.has_value(); }
+  // True if both guards want the same token (or both none).
+  bool SameTokenAs(const AdminGuard& other) const { return token_digest_ == other.token_digest_; }
 
  private:
   using Digest = std::array<uint8_t, 32>;

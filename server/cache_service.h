@@ -59,7 +59,7 @@ struct CacheServiceOptions {
   WorkerPool* deadline_workers = nullptr;
   // Who may call Invalidate (see admin_guard.h); null: everyone (tests of other methods). Must
   // outlive the service.
-  const AdminGuard* admin = nullptr;
+  const AdminCheck* admin = nullptr;
 };
 
 // Every method of flightcache.v1.Cache as a raw callback method.

@@ -103,8 +103,9 @@ struct ServerConfig {
   // itself is never logged nor printed; the path is.
   std::string fleet_password_file;
 
-  // A file holding the token Invalidate needs (metadata "authorization: Bearer <token>"), read
-  // at start-up by MakeAdminGuard(); empty: Invalidate only from loopback and unix-socket peers.
+  // A file holding the token Invalidate needs (metadata "authorization: Bearer <token>"), checked
+  // by MakeAdminGuard() and followed while the server runs (AdminTokenFile); empty: Invalidate
+  // only from loopback and unix-socket peers.
   // The token is never logged nor printed; the path is.
   std::string admin_token_file;
 

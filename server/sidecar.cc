@@ -20,6 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
+#include "server/admin_token_file.h"
 #include "server/dns_replicas.h"
 #include "server/grpc_listener.h"
 #include "server/origin_factory.h"
@@ -110,6 +111,8 @@ absl::StatusOr<GrpcServer> Listen(const ServerConfig& config, grpc::ServerBuilde
 
 // How often the trimmer looks at RSS to decide whether to trim (see memory_trimmer.h).
 constexpr absl::Duration kMemoryTrimInterval = absl::Seconds(5);
+// How often --admin-token-file is re-read: a rotated token is in force within this.
+constexpr absl::Duration kAdminTokenPollInterval = absl::Seconds(1);
 
 std::string FormatStats(const FlightCacheStats& s) {
   return absl::StrCat("requests=", s.requests, " hits=", s.hits, " negative_hits=", s.negative_hits,
@@ -199,9 +202,14 @@ absl::StatusOr<std::unique_ptr<Sidecar>> Sidecar::Start(const ServerConfig& conf
       std::make_unique<FlightCache>(config.cache, *s.origin_, *s.timers_, s.observer_.get(),
                                     &CoarseClock::Get(), s.fleet_.get(), s.wake_workers_.get());
   s.metrics_->SetStatsSource([cache = s.cache_.get()] { return cache->stats(); });
-  absl::StatusOr<AdminGuard> admin = config.MakeAdminGuard();
-  if (!admin.ok()) return admin.status();
-  s.admin_ = std::make_unique<AdminGuard>(*std::move(admin));
+  if (config.admin_token_file.empty()) {
+    s.admin_ = std::make_unique<AdminGuard>(AdminGuard::LocalPeersOnly());
+  } else {
+    absl::StatusOr<std::unique_ptr<AdminTokenFile>> admin =
+        AdminTokenFile::Open(config.admin_token_file, {.poll_interval = kAdminTokenPollInterval});
+    if (!admin.ok()) return admin.status();
+    s.admin_ = *std::move(admin);
+  }
   s.service_ = std::make_unique<CacheService>(
       *s.cache_,
       CacheServiceOptions{.max_batch_keys = config.max_batch_keys,

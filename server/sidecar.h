@@ -36,6 +36,7 @@
 #include "flightcache/origin.h"
 #include "flightcache/timer_queue.h"
 #include "flightcache/worker_pool.h"
+#include "server/admin_guard.h"
 #include "server/cache_service.h"
 #include "server/config.h"
 #include "server/dns_replicas.h"
@@ -105,7 +106,7 @@ class Sidecar final {
   std::atomic<const RedisFleetStore*> fleet_for_log_{nullptr};  // fleet_, for its loop thread
   std::unique_ptr<Observer> observer_;
   std::unique_ptr<FlightCache> cache_;
-  std::unique_ptr<AdminGuard> admin_;  // Invalidate's; outlives service_
+  std::unique_ptr<AdminCheck> admin_;  // Invalidate's; outlives service_
   std::unique_ptr<CacheService> service_;
   std::unique_ptr<TlsListenerCredentials> tls_;  // --tls-*, or null; outlives server_
   // --listen=unix:PATH, or null; removes the socket file after server_ has stopped.

@@ -326,11 +326,23 @@ TEST(ServerE2eTest, InvalidateNeedsTheAdminTokenWhichNoOutputShows) {
   ASSERT_TRUE(stub->Stats(&context, v1::StatsRequest(), &stats).ok());
   EXPECT_EQ(stats.permission_denied(), 2);
 
+  // Rotated in place, as a Secret update does: the new token is in force, the old one refused.
+  constexpr char kNextToken[] = "tok-rotated-88d1";
+  ASSERT_TRUE(support::WriteFileAtomically(token_file, absl::StrCat(kNextToken, "\n")).ok());
+  ASSERT_THAT(server.WaitForLine("the new token is in force", absl::Seconds(20)),
+              HasSubstr(token_file))
+      << server.err();
+  EXPECT_EQ(invalidate(absl::StrCat("Bearer ", kToken).c_str()).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  const grpc::Status rotated = invalidate(absl::StrCat("Bearer ", kNextToken).c_str());
+  EXPECT_TRUE(rotated.ok()) << rotated.error_message();
+
   server.Signal(SIGTERM);
   EXPECT_EQ(server.WaitForExit(absl::Seconds(20)), 0) << server.err();
   EXPECT_THAT(server.err(), HasSubstr("refused Invalidate from ipv"));
   EXPECT_THAT(server.err(), HasSubstr("admin-token-file=" + token_file));  // the start-up line
   EXPECT_THAT(server.err() + server.out(), Not(HasSubstr(kToken)));
+  EXPECT_THAT(server.err() + server.out(), Not(HasSubstr(kNextToken)));
 }
 
 // A second signal during the drain ends the process at once (exit 1) instead of waiting for the
