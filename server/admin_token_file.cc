@@ -32,7 +32,7 @@ absl::StatusOr<std::unique_ptr<AdminTokenFile>> AdminTokenFile::Open(
 }
 
 AdminTokenFile::AdminTokenFile(std::string path, AdminGuard guard, AdminTokenFileOptions options)
-    : path_(std::move(path)), options_(std::move(options)), guard_(guard) {}
+    : path_(std::move(path)), options_(std::move(options)), guard_(std::move(guard)) {}
 
 AdminTokenFile::~AdminTokenFile() {
   {
