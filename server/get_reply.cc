@@ -2,51 +2,63 @@
 
 #include <grpcpp/support/slice.h>
 
-#include <string>
-#include <utility>
+#include <cstring>
+#include <string_view>
 
 namespace flightcache {
 namespace {
 
-// Protobuf's wire format: a varint, a field's tag (number << 3 | wire type).
-void AppendVarint(std::string& out, uint64_t v) {
-  while (v >= 0x80) {
-    out.push_back(static_cast<char>((v & 0x7f) | 0x80));
-    v >>= 7;
-  }
-  out.push_back(static_cast<char>(v));
-}
-
 constexpr uint64_t kVarint = 0;
 constexpr uint64_t kLengthDelimited = 2;
 
-void AppendTag(std::string& out, int field, uint64_t wire_type) {
-  AppendVarint(out, (static_cast<uint64_t>(field) << 3) | wire_type);
-}
+// A few fields of protobuf's wire format, encoded on the stack: the reply's bytes around the
+// value, so that building a reply allocates nothing but its slice.
+class WireFields {
+ public:
+  // A varint: a length or an integer field's value.
+  void Varint(uint64_t v) {
+    while (v >= 0x80) {
+      bytes_[size_++] = static_cast<char>((v & 0x7f) | 0x80);
+      v >>= 7;
+    }
+    bytes_[size_++] = static_cast<char>(v);
+  }
 
-// An int64 or enum field as protobuf writes it: nothing for zero; negatives as 10-byte varints.
-void AppendIntField(std::string& out, int field, int64_t v) {
-  if (v == 0) return;
-  AppendTag(out, field, kVarint);
-  AppendVarint(out, static_cast<uint64_t>(v));
-}
+  // A field's tag (number << 3 | wire type).
+  void Tag(int field, uint64_t wire_type) {
+    Varint((static_cast<uint64_t>(field) << 3) | wire_type);
+  }
+
+  // An int64 or enum field as protobuf writes it: nothing for zero; negatives as 10-byte varints.
+  void IntField(int field, int64_t v) {
+    if (v == 0) return;
+    Tag(field, kVarint);
+    Varint(static_cast<uint64_t>(v));
+  }
+
+  std::string_view view() const { return {bytes_, size_}; }
+
+ private:
+  // Room for three integer fields of at most 11 bytes each (a tag and a 10-byte varint).
+  char bytes_[33];
+  size_t size_ = 0;
+};
 
 // The fields after the value (source, ttl_remaining_ms, stale_ms).
-std::string Suffix(const GetReplyFields& f) {
-  std::string out;
-  AppendIntField(out, v1::GetResponse::kSourceFieldNumber, f.source);
-  AppendIntField(out, v1::GetResponse::kTtlRemainingMsFieldNumber, f.ttl_remaining_ms);
-  AppendIntField(out, v1::GetResponse::kStaleMsFieldNumber, f.stale_ms);
+WireFields Suffix(const GetReplyFields& f) {
+  WireFields out;
+  out.IntField(v1::GetResponse::kSourceFieldNumber, f.source);
+  out.IntField(v1::GetResponse::kTtlRemainingMsFieldNumber, f.ttl_remaining_ms);
+  out.IntField(v1::GetResponse::kStaleMsFieldNumber, f.stale_ms);
   return out;
 }
 
-// The value field's tag and length (nothing for no value or an empty one: proto3 leaves empty
-// bytes out).
-std::string ValueHeader(const Value& value) {
-  std::string out;
-  if (value == nullptr || value.size() == 0) return out;
-  AppendTag(out, v1::GetResponse::kValueFieldNumber, kLengthDelimited);
-  AppendVarint(out, value.size());
+// The value field's tag and length (nothing for an empty value: proto3 leaves empty bytes out).
+WireFields ValueHeader(size_t value_size) {
+  WireFields out;
+  if (value_size == 0) return out;
+  out.Tag(v1::GetResponse::kValueFieldNumber, kLengthDelimited);
+  out.Varint(value_size);
   return out;
 }
 
@@ -58,20 +70,36 @@ grpc::Slice ReferToValue(const Value& value) {
       held);
 }
 
+// The whole reply in one new slice: header, a copy of the value, suffix.
+grpc::ByteBuffer OneSlice(std::string_view head, std::string_view value, std::string_view tail) {
+  grpc::Slice slice(head.size() + value.size() + tail.size());  // uninitialised, ours to fill
+  char* out = reinterpret_cast<char*>(const_cast<uint8_t*>(slice.begin()));
+  for (std::string_view part : {head, value, tail}) {
+    if (part.empty()) continue;  // an empty part's data() may be null: no memcpy from it
+    std::memcpy(out, part.data(), part.size());
+    out += part.size();
+  }
+  return grpc::ByteBuffer(&slice, 1);
+}
+
 }  // namespace
 
 grpc::ByteBuffer GetReplyBytes(const GetReplyFields& fields) {
-  std::string head = ValueHeader(fields.value);
-  const std::string tail = Suffix(fields);
-  const size_t value_bytes = head.empty() ? 0 : fields.value.size();
+  const size_t value_bytes = fields.value == nullptr ? 0 : fields.value.size();
   if (value_bytes < kReferenceValueFrom) {
-    head.append(fields.value == nullptr ? "" : fields.value.data(), value_bytes);
-    head += tail;
-    grpc::Slice one(head);
-    return grpc::ByteBuffer(&one, 1);
+    return GetReplyBytesCopying(value_bytes == 0 ? std::string_view() : fields.value.view(),
+                                fields);
   }
-  const grpc::Slice slices[] = {grpc::Slice(head), ReferToValue(fields.value), grpc::Slice(tail)};
-  return grpc::ByteBuffer(slices, tail.empty() ? 2 : 3);
+  const WireFields head = ValueHeader(value_bytes);
+  const WireFields tail = Suffix(fields);
+  const grpc::Slice slices[] = {grpc::Slice(head.view().data(), head.view().size()),
+                                ReferToValue(fields.value),
+                                grpc::Slice(tail.view().data(), tail.view().size())};
+  return grpc::ByteBuffer(slices, tail.view().empty() ? 2 : 3);
+}
+
+grpc::ByteBuffer GetReplyBytesCopying(std::string_view value, const GetReplyFields& fields) {
+  return OneSlice(ValueHeader(value.size()).view(), value, Suffix(fields).view());
 }
 
 }  // namespace flightcache

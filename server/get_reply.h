@@ -18,6 +18,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string_view>
 
 #include "flightcache/v1/cache.pb.h"
 #include "flightcache/value.h"
@@ -34,6 +35,11 @@ struct GetReplyFields {
 };
 
 grpc::ByteBuffer GetReplyBytes(const GetReplyFields& fields);
+
+// A hit's reply: `value` holds bytes the cache lends only while the caller reads them, so they
+// are copied, whatever their size, into one slice with the other fields (`fields.value` is not
+// read). An empty `value` is no value field, as for GetReplyBytes.
+grpc::ByteBuffer GetReplyBytesCopying(std::string_view value, const GetReplyFields& fields);
 
 }  // namespace flightcache
 

@@ -54,6 +54,24 @@ TEST(GetReplyTest, BytesAreProtobufsSerialisationOfTheSameFields) {
   }
 }
 
+// A hit's reply copies the value it is lent, whatever its size, into one slice: the bytes are
+// protobuf's, and stay right after the lender's buffer changes.
+TEST(GetReplyTest, AHitsReplyIsOneSliceWithACopyOfTheValue) {
+  for (const size_t size :
+       {size_t{0}, size_t{1}, size_t{127}, size_t{128}, kReferenceValueFrom * 2}) {
+    std::string lent(size, 'h');
+    const GetReplyFields fields = {.source = v1::SOURCE_HIT, .ttl_remaining_ms = 59'999};
+    const grpc::ByteBuffer reply = GetReplyBytesCopying(lent, fields);
+    std::vector<grpc::Slice> slices;
+    ASSERT_TRUE(reply.Dump(&slices).ok());
+    EXPECT_EQ(slices.size(), 1u) << size << " bytes";
+    lent.assign(size, 'X');  // the cache's buffer is reused once the read is over
+    GetReplyFields same = fields;
+    same.value = MakeValue(std::string(size, 'h'));
+    EXPECT_EQ(Bytes(reply), Protobuf(same)) << size << " bytes";
+  }
+}
+
 // A large value is sent from the Value's own bytes (shared by every caller of the load), not from
 // a copy per reply; the reply keeps the value alive after the caller's reference is gone.
 TEST(GetReplyTest, ALargeValueIsReferredToNotCopied) {
