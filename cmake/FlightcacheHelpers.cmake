@@ -55,11 +55,33 @@ endfunction()
 function(flightcache_test name source label)
   add_executable(${name} ${source})
   target_link_libraries(${name} PRIVATE ${ARGN} GTest::gtest GTest::gmock GTest::gtest_main)
+  if(TARGET flightcache_test_pch)
+    target_precompile_headers(${name} REUSE_FROM flightcache_test_pch)
+    target_compile_options(${name} PRIVATE -Winvalid-pch)  # a skipped PCH shows in the log
+  endif()
   flightcache_link_sanitizer_support(${name})
   flightcache_warnings(${name})
   include(GoogleTest)
   gtest_discover_tests(${name} PROPERTIES LABELS ${label} TIMEOUT 300
                        DISCOVERY_TIMEOUT 60)
+endfunction()
+
+# flightcache_test_pch(): the precompiled header every flightcache_test reuses (tests/testing/
+# test_pch.h). GCC only: GCC skips a PCH whose flags differ from a TU's (-Winvalid-pch says so),
+# while clang fails the compile. GCC also skips it when a macro it depends on is defined
+# differently, hence _FILE_OFFSET_BITS and -pthread for every target (CMakeLists.txt): gRPC's and
+# hiredis' flags bring them to the tests that link the server.
+option(FLIGHTCACHE_TEST_PCH "Precompile the tests' common headers (GCC)" ON)
+function(flightcache_test_pch)
+  if(NOT FLIGHTCACHE_TEST_PCH OR NOT CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
+    return()
+  endif()
+  add_library(flightcache_test_pch STATIC ${PROJECT_SOURCE_DIR}/tests/testing/test_pch.cc)
+  target_link_libraries(flightcache_test_pch PRIVATE GTest::gtest GTest::gmock absl::status
+                        absl::statusor absl::strings absl::synchronization absl::time)
+  flightcache_warnings(flightcache_test_pch)
+  target_precompile_headers(flightcache_test_pch PRIVATE
+                            ${PROJECT_SOURCE_DIR}/tests/testing/test_pch.h)
 endfunction()
 
 # flightcache_benchmark(NAME SOURCE LIBS...): a Google Benchmark binary (not run by ctest).
