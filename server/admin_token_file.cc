@@ -54,23 +54,30 @@ absl::Status AdminTokenFile::Check(absl::string_view peer,
 
 bool AdminTokenFile::Reload() {
   absl::StatusOr<std::string> token = support::ReadSecretFile(kWhat, path_);
+  // Decided under the lock, logged after it: a slow log sink must not hold up Check().
+  bool started_failing = false;
+  bool recovered = false;
+  bool changed = false;
   {
     absl::MutexLock lock(&mu_);
     if (!token.ok()) {
-      if (!std::exchange(failing_, true)) {
-        spdlog::warn("--admin-token-file: {}; the token read before stays in force",
-                     std::string(token.status().message()));
+      started_failing = !std::exchange(failing_, true);
+    } else {
+      recovered = std::exchange(failing_, false);
+      const AdminGuard next = AdminGuard::WithToken(*token);
+      changed = !next.SameTokenAs(guard_);
+      if (changed) {
+        guard_ = next;
+        ++reloads_;
       }
-      return false;
     }
-    if (std::exchange(failing_, false)) {
-      spdlog::info("--admin-token-file {} is readable again", path_);
-    }
-    const AdminGuard next = AdminGuard::WithToken(*token);
-    if (next.SameTokenAs(guard_)) return false;
-    guard_ = next;
-    ++reloads_;
   }
+  if (started_failing) {
+    spdlog::warn("--admin-token-file: {}; the token read before stays in force",
+                 std::string(token.status().message()));
+  }
+  if (recovered) spdlog::info("--admin-token-file {} is readable again", path_);
+  if (!changed) return false;
   spdlog::info("--admin-token-file {} changed: the new token is in force", path_);
   if (options_.on_change) options_.on_change();
   return true;
