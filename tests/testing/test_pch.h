@@ -16,6 +16,7 @@
 #include <thread>
 #include <utility>
 #include <vector>
+
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
