@@ -272,9 +272,10 @@ class CacheService::GetReactor final : public Reactor {
     if (!service_.cache_.ReadHit(key, [&](const CacheEntryView& entry) {
           negative = entry.negative;
           if (negative) return;
-          reply = GetReplyBytesCopying(
+          grpc::ByteBuffer bytes = GetReplyBytesCopying(
               entry.value, {.source = v1::SOURCE_HIT,
                             .ttl_remaining_ms = absl::ToInt64Milliseconds(entry.ttl_remaining)});
+          reply.Swap(&bytes);  // not `reply = ...`: ByteBuffer's only assignment copies
         })) {
       return false;
     }
